@@ -1,0 +1,1 @@
+//! skiff-controllers (being written)
