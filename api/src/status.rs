@@ -180,6 +180,23 @@ impl ApiError {
         e
     }
 
+    /// A 422 for one field without a known object name (allocation failures).
+    pub fn invalid_field(field: &str, value: &str, detail: &str) -> Self {
+        let cause = Cause::invalid(field, &Value::String(value.to_string()), detail);
+        let mut e = ApiError::new(422, "Invalid", cause.display());
+        e.causes = vec![cause];
+        e
+    }
+
+    /// Upstream's wording when neither name nor generateName is given.
+    pub fn with_message_name_required(mut self) -> Self {
+        self.message = format!("{} \"\" is invalid: metadata.name: Required value: name or generateName is required", self.kind.clone().unwrap_or_default());
+        if let Some(c) = self.causes.first_mut() {
+            c.message = "Required value: name or generateName is required".into();
+        }
+        self
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         ApiError::new(400, "BadRequest", message)
     }

@@ -1,0 +1,109 @@
+//! Request handling: authentication, routing, and the handlers behind each route.
+//!
+//! # Layout
+//! - [`discovery`]: `/api`, `/apis`, group and resource lists, `/version`, health.
+//! - [`objects`]: get, list, create, update, patch, delete, deletecollection.
+//! - [`subresources`]: status, scale, binding, eviction, finalize, log.
+//! - [`watch`]: streaming watches (newline-delimited JSON events).
+
+pub mod discovery;
+pub mod objects;
+pub mod subresources;
+pub mod watch;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use skiff_api::ApiError;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::alloc::Allocators;
+use crate::auth::Authenticator;
+use crate::request::{self, Query};
+use crate::response::{self, Body};
+use crate::router::{self, Route};
+use crate::store::Store;
+
+/// What every handler shares.
+pub struct Api {
+    pub store: Store,
+    pub alloc: Allocators,
+    pub auth: Authenticator,
+    /// `host:port` clients should use, for `/api`'s serverAddressByClientCIDRs.
+    pub advertise: String,
+    /// Cancelled on shutdown: ends open watches.
+    pub shutdown: CancellationToken,
+}
+
+/// The parts of a request the handlers need, with the body read lazily.
+pub struct Req {
+    pub method: Method,
+    pub query: Query,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Req {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Serves one request.
+pub async fn handle<B>(api: Arc<Api>, req: Request<B>) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let span = tracing::info_span!("request", method = %req.method(), path = %req.uri().path());
+    async move {
+        let started = std::time::Instant::now();
+        let resp = match serve(api, req).await {
+            Ok(r) => r,
+            Err(e) => response::error(&e),
+        };
+        tracing::debug!(status = resp.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "done");
+        resp
+    }
+    .instrument(span)
+    .await
+}
+
+async fn serve<B>(api: Arc<Api>, req: Request<B>) -> Result<Response<Body>, ApiError>
+where
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let route = router::route(req.uri().path());
+    // Health and version are public, as on upstream clusters (system:public-info-viewer).
+    let public = matches!(route, Route::Health(_) | Route::Version);
+    if !public {
+        let authz = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        if api.auth.authenticate(authz).is_none() {
+            return Err(ApiError::unauthorized());
+        }
+    }
+    let (parts, body) = req.into_parts();
+    let body = match parts.method {
+        Method::GET | Method::HEAD => Bytes::new(),
+        _ => request::read_body(body).await?,
+    };
+    let r = Req { method: parts.method, query: Query::parse(parts.uri.query()), headers: parts.headers, body };
+    match route {
+        Route::Health(_) => Ok(response::text(200, "ok")),
+        Route::Version => Ok(discovery::version()),
+        Route::CoreVersions => Ok(discovery::core_versions(&api)),
+        Route::Groups => Ok(discovery::groups()),
+        Route::Group(g) => Ok(discovery::group(&g)),
+        Route::Resources { group, version } => Ok(discovery::resources(&group, &version)),
+        Route::OpenApi(p) => Err(ApiError::new(
+            404,
+            "NotFound",
+            format!("the OpenAPI document {p:?} is not served yet; use kubectl with --validate=false"),
+        )),
+        Route::NotFound(p) => Err(ApiError::new(404, "NotFound", format!("the server could not find the requested resource ({p})"))),
+        Route::Resource(rp) => objects::dispatch(&api, rp, r).await,
+    }
+}

@@ -1,0 +1,199 @@
+//! Subresources: `status` and `finalize` (scoped updates), `scale` (the Scale view of
+//! Deployments and ReplicaSets), `binding` (the scheduler's write), `eviction`, and the
+//! streaming ones (`log`, `exec`, `attach`, `portforward`) that need a kubelet.
+
+use std::sync::Arc;
+
+use http::{Method, Response};
+use serde_json::{json, Value};
+use skiff_api::patch::PatchType;
+use skiff_api::{meta, ApiError, Cause, ResourceInfo};
+
+use super::objects::{self, commit_update, key_of, render_one, DeleteOptions};
+use super::{Api, Req};
+use crate::request;
+use crate::response::{self, Body};
+use crate::router::ResourcePath;
+use crate::strategy;
+
+pub async fn dispatch(api: &Arc<Api>, rp: &ResourcePath, sub: &str, req: Req) -> Result<Response<Body>, ApiError> {
+    let name = rp.name.clone().ok_or_else(|| ApiError::new(404, "NotFound", "a subresource needs an object name"))?;
+    let res = rp.res;
+    match (sub, &req.method) {
+        ("status", &Method::GET) => {
+            let obj = get(api, rp, &name)?;
+            Ok(response::json(200, &render_one(res, &obj, &req)?))
+        }
+        ("status", &Method::PUT) => objects::update(api, rp, &name, Some("status"), &req).await,
+        ("status", &Method::PATCH) => objects::patch(api, rp, &name, Some("status"), &req).await,
+        ("finalize", &Method::PUT) => objects::update(api, rp, &name, Some("finalize"), &req).await,
+        ("scale", &Method::GET) => {
+            let obj = get(api, rp, &name)?;
+            Ok(response::json(200, &to_scale(res, &obj)))
+        }
+        ("scale", &Method::PUT) | ("scale", &Method::PATCH) => scale(api, rp, &name, &req).await,
+        ("binding", &Method::POST) => bind(api, rp, &name, &req).await,
+        ("eviction", &Method::POST) => {
+            objects::delete_one(api, res, rp.namespace.as_deref(), &name, &DeleteOptions::default()).await?;
+            Ok(response::json(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})))
+        }
+        ("log", &Method::GET) => {
+            let pod = get(api, rp, &name)?;
+            let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+            if node.is_empty() {
+                Err(ApiError::bad_request(format!(
+                    "pod {name} is not scheduled to a node yet, so it has no logs; wait for it to be scheduled"
+                )))
+            } else {
+                Err(ApiError::service_unavailable(format!(
+                    "logs of pod {name} on node {node} are not available: no kubelet connection is served yet"
+                )))
+            }
+        }
+        ("exec" | "attach" | "portforward" | "proxy", _) => Err(ApiError::service_unavailable(format!(
+            "{sub} for {name} needs a kubelet connection, which this server does not serve yet"
+        ))),
+        (_, m) => Err(ApiError::method_not_allowed(format!("{m} is not allowed on {}/{sub}", res.plural))),
+    }
+}
+
+fn get(api: &Api, rp: &ResourcePath, name: &str) -> Result<Arc<Value>, ApiError> {
+    api.store
+        .get(&key_of(rp.res, rp.namespace.as_deref(), name))
+        .ok_or_else(|| ApiError::not_found(rp.res, name))
+}
+
+/// The label selector of a workload as the string form Scale's status carries.
+fn selector_string(obj: &Value) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(m) = obj.pointer("/spec/selector/matchLabels").and_then(Value::as_object) {
+        for (k, v) in m {
+            parts.push(format!("{k}={}", v.as_str().unwrap_or("")));
+        }
+    }
+    if let Some(exprs) = obj.pointer("/spec/selector/matchExpressions").and_then(Value::as_array) {
+        for e in exprs {
+            let key = e["key"].as_str().unwrap_or("");
+            let vals: Vec<&str> = e["values"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            match e["operator"].as_str().unwrap_or("") {
+                "In" => parts.push(format!("{key} in ({})", vals.join(","))),
+                "NotIn" => parts.push(format!("{key} notin ({})", vals.join(","))),
+                "Exists" => parts.push(key.to_string()),
+                "DoesNotExist" => parts.push(format!("!{key}")),
+                _ => {}
+            }
+        }
+    }
+    parts.join(",")
+}
+
+/// The `autoscaling/v1` Scale view of a Deployment or ReplicaSet.
+pub fn to_scale(_res: &ResourceInfo, obj: &Value) -> Value {
+    let m = &obj["metadata"];
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": m["name"],
+            "namespace": m["namespace"],
+            "uid": m["uid"],
+            "resourceVersion": m["resourceVersion"],
+            "creationTimestamp": m["creationTimestamp"],
+        },
+        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(1))},
+        "status": {
+            "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            "selector": selector_string(obj),
+        },
+    })
+}
+
+async fn scale(api: &Api, rp: &ResourcePath, name: &str, req: &Req) -> Result<Response<Body>, ApiError> {
+    let res = rp.res;
+    let key = key_of(res, rp.namespace.as_deref(), name);
+    for _ in 0..8 {
+        let old = get(api, rp, name)?;
+        let current = to_scale(res, &old);
+        let wanted: Value = if req.method == Method::PUT {
+            request::decode_object(&req.body, req.header("content-type"))?
+        } else {
+            let ct = req.header("content-type").unwrap_or("");
+            let ty = PatchType::from_content_type(ct)
+                .filter(|t| *t != PatchType::Apply)
+                .ok_or_else(|| ApiError::unsupported_media_type(format!("the patch content type {ct:?} is not supported")))?;
+            let doc: Value = serde_json::from_slice(&req.body)
+                .map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?;
+            skiff_api::patch::apply(res, ty, &current, &doc).map_err(ApiError::bad_request)?
+        };
+        if let Some(rv) = meta::resource_version(&wanted) {
+            if !rv.is_empty() && Some(rv) != meta::resource_version(&old) {
+                return Err(ApiError::stale(res, name));
+            }
+        }
+        let replicas = wanted.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
+        if !replicas.as_i64().is_some_and(|r| (0..=i32::MAX as i64).contains(&r)) {
+            return Err(ApiError::invalid(
+                res,
+                name,
+                vec![Cause::invalid("spec.replicas", &replicas, "must be greater than or equal to 0")],
+            ));
+        }
+        let mut new = (*old).clone();
+        new["spec"]["replicas"] = replicas;
+        strategy::prepare_update(res, &mut new, &old, None, &api.alloc)?;
+        if objects::same_object(&new, &old) {
+            return Ok(response::json(200, &current));
+        }
+        if req.query.dry_run() {
+            return Ok(response::json(200, &to_scale(res, &new)));
+        }
+        if let Some(stored) = commit_update(api, res, &key, name, &old, new).await? {
+            return Ok(response::json(200, &to_scale(res, &stored)));
+        }
+    }
+    Err(ApiError::conflict(res, name, "too many concurrent writers; try again"))
+}
+
+/// POST pods/NAME/binding: sets spec.nodeName once, and the PodScheduled condition.
+async fn bind(api: &Api, rp: &ResourcePath, name: &str, req: &Req) -> Result<Response<Body>, ApiError> {
+    let res = rp.res;
+    let b = request::decode_object(&req.body, req.header("content-type"))?;
+    let node = b.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
+    if node.is_empty() {
+        return Err(ApiError::invalid(res, name, vec![Cause::required("target.name")]));
+    }
+    let key = key_of(res, rp.namespace.as_deref(), name);
+    for _ in 0..8 {
+        let old = get(api, rp, name)?;
+        if meta::deletion_timestamp(&old).is_some() {
+            return Err(ApiError::conflict(res, name, "pod is being deleted, cannot be assigned to a host"));
+        }
+        let current = old.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+        if !current.is_empty() {
+            return Err(ApiError::conflict(res, name, &format!("pod {name} is already assigned to node \"{current}\"")));
+        }
+        if let Some(uid) = b.pointer("/metadata/uid").and_then(Value::as_str) {
+            if Some(uid) != meta::uid(&old) {
+                return Err(ApiError::conflict(res, name, "the pod's UID does not match the binding"));
+            }
+        }
+        let mut new = (*old).clone();
+        new["spec"]["nodeName"] = json!(node);
+        let mut conds: Vec<Value> = new
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        conds.retain(|c| c["type"] != "PodScheduled");
+        conds.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": strategy::now()}));
+        new["status"]["conditions"] = Value::Array(conds);
+        if req.query.dry_run() {
+            break;
+        }
+        if commit_update(api, res, &key, name, &old, new).await?.is_some() {
+            tracing::info!(pod = name, node = %node, "bound");
+            break;
+        }
+    }
+    Ok(response::json(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+}

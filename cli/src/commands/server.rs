@@ -1,0 +1,68 @@
+//! `skiff server`: the API server with its durable store, on HTTPS with a generated CA
+//! and an admin token, writing `admin.kubeconfig` into its data dir.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Where the store, certificates, tokens and admin.kubeconfig live.
+    #[arg(long, default_value = "/var/lib/skiff/server", env = "SKIFF_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Address to listen on (repeat for several).
+    #[arg(long, default_values_t = vec![SocketAddr::from(([0, 0, 0, 0], 6443))])]
+    pub listen: Vec<SocketAddr>,
+    /// Host name or address written into admin.kubeconfig (default 127.0.0.1).
+    #[arg(long)]
+    pub advertise_address: Option<String>,
+    /// Extra DNS name or IP for the serving certificate (repeatable).
+    #[arg(long)]
+    pub tls_san: Vec<String>,
+    /// Range ClusterIPs are allocated from.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    pub service_cidr: ipnet::Ipv4Net,
+    /// NodePort range, as FIRST-LAST.
+    #[arg(long, default_value = "30000-32767", value_parser = parse_range)]
+    pub node_port_range: (u16, u16),
+    /// Seconds of watch history kept for clients that resume.
+    #[arg(long, default_value_t = 300)]
+    pub event_window_seconds: u64,
+}
+
+fn parse_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s.split_once('-').ok_or("expected FIRST-LAST, e.g. 30000-32767")?;
+    let a: u16 = a.trim().parse().map_err(|_| format!("{a:?} is not a port"))?;
+    let b: u16 = b.trim().parse().map_err(|_| format!("{b:?} is not a port"))?;
+    if a > b {
+        return Err(format!("{a} is above {b}"));
+    }
+    Ok((a, b))
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let config = skiff_apiserver::Config {
+        data_dir: args.data_dir.clone(),
+        listen: args.listen,
+        advertise_host: args.advertise_address,
+        tls_sans: args.tls_san,
+        service_cidr: args.service_cidr,
+        node_port_range: args.node_port_range,
+        store: skiff_apiserver::store::StoreOptions {
+            window: Duration::from_secs(args.event_window_seconds),
+            ..Default::default()
+        },
+    };
+    let shutdown = super::shutdown_on_signals();
+    let running = skiff_apiserver::start(config, shutdown)
+        .await
+        .with_context(|| format!("starting the API server with data dir {}", args.data_dir.display()))?;
+    eprintln!("skiff API server listening on {}", running.url);
+    eprintln!("admin kubeconfig: {}", running.kubeconfig.display());
+    eprintln!("try: KUBECONFIG={} kubectl get namespaces", running.kubeconfig.display());
+    running.wait().await;
+    Ok(())
+}
