@@ -17,11 +17,15 @@
 //! - [`defaults`]: server-side defaulting per kind (what the API server fills in).
 //! - [`table`]: `meta.k8s.io/v1` Table columns and rows, as `kubectl get` shows them.
 //! - [`patch`]: JSON patch, JSON merge patch and strategic merge patch.
+//! - [`protobuf`]: decoding `application/vnd.kubernetes.protobuf` request bodies.
+//! - [`openapi`]: the OpenAPI v3 and v2 documents kubectl validates against.
 
 pub mod defaults;
 pub mod fields;
 pub mod meta;
+pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod resource;
 pub mod selector;
 pub mod status;

@@ -133,11 +133,7 @@ pub fn decode(bytes: &[u8], content_type: Option<&str>) -> Result<Value, ApiErro
             serde_yaml::from_str(text)
                 .map_err(|e| ApiError::bad_request(format!("the body is not valid YAML: {e}")))?
         }
-        "application/vnd.kubernetes.protobuf" => {
-            return Err(ApiError::unsupported_media_type(
-                "protobuf request bodies are not supported yet; send application/json",
-            ))
-        }
+        "application/vnd.kubernetes.protobuf" => skiff_api::protobuf::decode(bytes).map_err(ApiError::bad_request)?,
         other => {
             return Err(ApiError::unsupported_media_type(format!(
                 "the body content type {other:?} is not supported; use application/json or application/yaml"

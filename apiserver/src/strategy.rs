@@ -194,6 +194,9 @@ fn keep_allocations(new: &mut Value, old: &Value) {
             }
         }
     }
+    if !wants_node_ports(new) {
+        return;
+    }
     let old_ports = old.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default();
     if let Some(ports) = new.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
         for p in ports.iter_mut() {
@@ -329,10 +332,18 @@ mod tests {
         Allocators::new("10.96.0.0/24".parse().unwrap(), (30000, 30010))
     }
 
+    fn spec(replicas: i64) -> Value {
+        json!({
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+        })
+    }
+
     #[test]
     fn create_sets_server_fields_and_resets_status() {
         let d = lookup("apps", "v1", "deployments").unwrap();
-        let mut o = json!({"metadata": {"name": "web", "resourceVersion": "5"}, "spec": {"x": 1}, "status": {"replicas": 9}});
+        let mut o = json!({"metadata": {"name": "web", "resourceVersion": "5"}, "spec": spec(1), "status": {"replicas": 9}});
         prepare_create(d, &mut o, &alloc()).unwrap();
         assert_eq!(o["metadata"]["generation"], 1);
         assert!(o["metadata"]["uid"].as_str().unwrap().len() > 30);
@@ -344,16 +355,17 @@ mod tests {
     fn generation_moves_only_with_the_desired_state() {
         let d = lookup("apps", "v1", "deployments").unwrap();
         let a = alloc();
-        let old = json!({"metadata": {"name": "web", "generation": 3, "uid": "u"}, "spec": {"replicas": 1}, "status": {"replicas": 1}});
-        let mut same = json!({"metadata": {"name": "web", "labels": {"a": "b"}}, "spec": {"replicas": 1}});
+        let mut old = json!({"metadata": {"name": "web", "generation": 3, "uid": "u"}, "spec": spec(1), "status": {"replicas": 1}});
+        skiff_api::defaults::apply(d, &mut old);
+        let mut same = json!({"metadata": {"name": "web", "labels": {"a": "b"}}, "spec": spec(1)});
         prepare_update(d, &mut same, &old, None, &a).unwrap();
         assert_eq!(same["metadata"]["generation"], 3);
         assert_eq!(same["metadata"]["uid"], "u");
         assert_eq!(same["status"], json!({"replicas": 1}), "main resource keeps the stored status");
-        let mut changed = json!({"metadata": {"name": "web"}, "spec": {"replicas": 2}});
+        let mut changed = json!({"metadata": {"name": "web"}, "spec": spec(2)});
         prepare_update(d, &mut changed, &old, None, &a).unwrap();
         assert_eq!(changed["metadata"]["generation"], 4);
-        let mut st = json!({"metadata": {"name": "web"}, "spec": {"replicas": 7}, "status": {"replicas": 2}});
+        let mut st = json!({"metadata": {"name": "web"}, "spec": spec(7), "status": {"replicas": 2}});
         prepare_update(d, &mut st, &old, Some("status"), &a).unwrap();
         assert_eq!(st["spec"]["replicas"], 1, "status writes keep the spec");
         assert_eq!(st["status"]["replicas"], 2);

@@ -37,12 +37,30 @@ impl TestServer {
         s
     }
 
+    /// Starts a server with a fresh data dir and the given store options (e.g. a tiny
+    /// event window to exercise compaction).
+    pub async fn start_with(store: crate::store::StoreOptions) -> TestServer {
+        let dir = std::env::temp_dir().join(format!(
+            "skiff-test-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        let mut s = TestServer::start_config(&dir, store).await;
+        s._tmp = Some(TempDir(dir));
+        s
+    }
+
     /// Starts a server over an existing data dir (to test restarts).
     pub async fn start_in(dir: &Path) -> TestServer {
+        TestServer::start_config(dir, crate::store::StoreOptions::default()).await
+    }
+
+    async fn start_config(dir: &Path, store: crate::store::StoreOptions) -> TestServer {
         let shutdown = CancellationToken::new();
         let config = Config {
             data_dir: dir.to_path_buf(),
             listen: vec!["127.0.0.1:0".parse().expect("addr")],
+            store,
             ..Config::default()
         };
         let running = start(config, shutdown.clone()).await.expect("test server starts");
@@ -103,9 +121,10 @@ impl TestServer {
     /// Starts again over the same data dir.
     pub async fn restart(&mut self) {
         self.stop().await;
-        let fresh = TestServer::start_in(&self.dir).await;
-        let mut fresh = fresh;
-        self.shutdown = fresh.shutdown.clone();
+        let mut fresh = TestServer::start_in(&self.dir).await;
+        // Take the new server's token out of `fresh`, whose Drop cancels the token it
+        // holds at that point.
+        self.shutdown = std::mem::take(&mut fresh.shutdown);
         self.running = fresh.running.take();
     }
 }

@@ -98,11 +98,24 @@ where
         Route::Groups => Ok(discovery::groups()),
         Route::Group(g) => Ok(discovery::group(&g)),
         Route::Resources { group, version } => Ok(discovery::resources(&group, &version)),
-        Route::OpenApi(p) => Err(ApiError::new(
-            404,
-            "NotFound",
-            format!("the OpenAPI document {p:?} is not served yet; use kubectl with --validate=false"),
-        )),
+        Route::OpenApi(p) => {
+            // `/openapi/v3` (index), `/openapi/v3/<group-version>` (its `?hash=` only busts
+            // caches), `/openapi/v2` as JSON or, when asked via Accept, gnostic protobuf.
+            const V2_PB: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+            let accept = r.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+            match p.as_str() {
+                "v3" | "v3/" => Ok(response::json(200, &skiff_api::openapi::v3_index())),
+                "v2" if accept.contains("protobuf") => Ok(Response::builder()
+                    .header(http::header::CONTENT_TYPE, V2_PB)
+                    .body(response::full(skiff_api::openapi::v2_protobuf()))
+                    .expect("valid response")),
+                "v2" => Ok(response::json(200, &skiff_api::openapi::v2_json())),
+                _ => match p.strip_prefix("v3/").and_then(skiff_api::openapi::v3_document) {
+                    Some(doc) => Ok(response::json(200, &doc)),
+                    None => Err(ApiError::new(404, "NotFound", format!("the OpenAPI document {p:?} is not served"))),
+                },
+            }
+        }
         Route::NotFound(p) => Err(ApiError::new(404, "NotFound", format!("the server could not find the requested resource ({p})"))),
         Route::Resource(rp) => objects::dispatch(&api, rp, r).await,
     }
