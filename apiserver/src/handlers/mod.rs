@@ -100,8 +100,9 @@ where
         Route::Resources { group, version } => Ok(discovery::resources(&group, &version)),
         Route::OpenApi(p) => {
             // `/openapi/v3` (index), `/openapi/v3/<group-version>` (its `?hash=` only busts
-            // caches), `/openapi/v2` as JSON or, when asked via Accept, gnostic protobuf.
-            const V2_PB: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+            // caches), `/openapi/v2` as JSON or, when asked via Accept, gnostic protobuf,
+            // labelled octet-stream: Go's mime parser rejects the `@` of the Accept type.
+            const V2_PB: &str = "application/octet-stream";
             let accept = r.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
             match p.as_str() {
                 "v3" | "v3/" => Ok(response::json(200, &skiff_api::openapi::v3_index())),
