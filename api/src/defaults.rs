@@ -9,6 +9,17 @@
 //! applied to pods on create only. [`carry_over_service_allocations`] is what the
 //! service update path does so `kubectl apply` of a manifest without a clusterIP keeps
 //! the allocated one.
+//!
+//! ```
+//! use skiff_api::{defaults, resource};
+//!
+//! let svc = resource::lookup("", "v1", "services").unwrap();
+//! let mut s = serde_json::json!({"spec": {"ports": [{"port": 80}]}});
+//! defaults::apply(svc, &mut s);
+//! assert_eq!(s["spec"]["type"], "ClusterIP");
+//! assert_eq!(s["spec"]["ports"][0]["targetPort"], 80);
+//! assert_eq!(s["spec"]["ports"][0]["protocol"], "TCP");
+//! ```
 
 use base64::Engine;
 use serde_json::{json, Map, Value};
@@ -355,7 +366,7 @@ pub fn carry_over_service_allocations(new: &mut Value, old: &Value) {
         (p.get("port").and_then(Value::as_i64), p.get("protocol").and_then(Value::as_str).unwrap_or("TCP").to_string())
     };
     for p in array_mut(spec, "ports") {
-        if p.get("nodePort").and_then(Value::as_i64).unwrap_or(0) != 0 {
+        if !p.is_object() || p.get("nodePort").and_then(Value::as_i64).unwrap_or(0) != 0 {
             continue;
         }
         if let Some(np) = old_ports.iter().find(|o| key(o) == key(p)).and_then(|o| o.get("nodePort")) {
@@ -560,5 +571,88 @@ mod tests {
         let mut to_external = json!({"spec": {"type": "ExternalName", "externalName": "a.b"}});
         carry_over_service_allocations(&mut to_external, &old);
         assert!(to_external["spec"].get("clusterIP").is_none());
+    }
+
+    /// Realistic manifests of every kind.
+    fn examples() -> Vec<(&'static str, &'static str, Value)> {
+        let pod_spec = json!({"containers": [{"name": "web", "image": "nginx:1.25", "ports": [{"containerPort": 80, "name": "http"}],
+            "readinessProbe": {"httpGet": {"port": "http"}}, "resources": {"limits": {"cpu": "1", "memory": "128Mi"}},
+            "volumeMounts": [{"name": "cache", "mountPath": "/cache"}]}], "volumes": [{"name": "cache"}]});
+        let template = json!({"metadata": {"labels": {"app": "web"}}, "spec": pod_spec});
+        vec![
+            ("", "pods", json!({"metadata": {"name": "web", "namespace": "default"}, "spec": pod_spec})),
+            ("apps", "deployments", json!({"metadata": {"name": "web", "namespace": "default"}, "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": template}})),
+            ("apps", "replicasets", json!({"metadata": {"name": "web-1", "namespace": "default"}, "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": template}})),
+            ("", "services", json!({"metadata": {"name": "web", "namespace": "default"}, "spec": {"type": "NodePort", "selector": {"app": "web"}, "ports": [{"port": 80}]}})),
+            ("", "services", json!({"metadata": {"name": "db", "namespace": "default"}, "spec": {"type": "ExternalName", "externalName": "db.example.com"}})),
+            ("", "namespaces", json!({"metadata": {"name": "team-a"}})),
+            ("", "secrets", json!({"metadata": {"name": "s", "namespace": "default"}, "stringData": {"password": "hunter2"}})),
+            ("", "configmaps", json!({"metadata": {"name": "c", "namespace": "default"}, "data": {"a": "b"}})),
+            ("discovery.k8s.io", "endpointslices", json!({"metadata": {"name": "web-x", "namespace": "default"}, "addressType": "IPv4", "endpoints": [{"addresses": ["10.244.0.5"]}], "ports": [{"name": "http", "port": 80}]})),
+            ("", "endpoints", json!({"metadata": {"name": "web", "namespace": "default"}, "subsets": [{"addresses": [{"ip": "10.244.0.5"}], "ports": [{"port": 80}]}]})),
+            ("", "nodes", json!({"metadata": {"name": "n1"}, "spec": {"podCIDR": "10.244.1.0/24"}})),
+        ]
+    }
+
+    /// Realistic manifests of every kind, once defaulted, must pass validation: the two
+    /// modules agree on every field defaulting fills in.
+    #[test]
+    fn defaulted_examples_validate() {
+        let examples = examples();
+        for (group, plural, obj) in examples {
+            let res = lookup(group, "v1", plural).unwrap();
+            let mut obj = obj;
+            apply(res, &mut obj);
+            if plural == "pods" {
+                default_tolerations(&mut obj);
+            }
+            let errs = crate::validation::validate(res, &obj, None);
+            assert!(errs.is_empty(), "{plural}: {errs:#?}");
+            // Updating to the same defaulted object is always allowed.
+            let errs = crate::validation::validate(res, &obj, Some(&obj));
+            assert!(errs.is_empty(), "{plural} update: {errs:#?}");
+        }
+    }
+
+    /// Every subtree of every example, replaced by each of a few hostile values, must
+    /// neither panic defaulting nor validation (the API server sees arbitrary JSON).
+    #[test]
+    fn hostile_shapes_never_panic() {
+        fn paths(v: &Value, here: String, out: &mut Vec<String>) {
+            out.push(here.clone());
+            match v {
+                Value::Object(m) => m.iter().for_each(|(k, c)| paths(c, format!("{here}/{}", k.replace('~', "~0").replace('/', "~1")), out)),
+                Value::Array(a) => a.iter().enumerate().for_each(|(i, c)| paths(c, format!("{here}/{i}"), out)),
+                _ => {}
+            }
+        }
+        let hostile = [json!(null), json!(-1), json!(1.5), json!("x"), json!(""), json!([]), json!([1, null, "x", {}]), json!({}), json!(true), json!({"a": [{"b": 1}]})];
+        let mut runs = 0;
+        for (group, plural, example) in examples() {
+            let res = lookup(group, "v1", plural).unwrap();
+            let mut base = example;
+            apply(res, &mut base);
+            let mut all = Vec::new();
+            paths(&base, String::new(), &mut all);
+            for path in all {
+                for h in &hostile {
+                    let mut obj = base.clone();
+                    match obj.pointer_mut(&path) {
+                        Some(slot) => *slot = h.clone(),
+                        None => continue,
+                    }
+                    let _ = crate::validation::validate(res, &obj, Some(&base));
+                    let _ = crate::validation::validate(res, &base, Some(&obj));
+                    let mut d = obj.clone();
+                    apply(res, &mut d);
+                    default_tolerations(&mut d);
+                    carry_over_service_allocations(&mut d, &base);
+                    carry_over_service_allocations(&mut base.clone(), &obj);
+                    let _ = crate::validation::validate(res, &d, None);
+                    runs += 1;
+                }
+            }
+        }
+        assert!(runs > 1000, "the walk covered {runs} variants");
     }
 }

@@ -9,6 +9,16 @@
 //! `""` for strings, `"false"` for booleans, `"0"` for counts.
 //!
 //! Values may escape `\`, `,` and `=` with a backslash, as `fields.EscapeValue` does.
+//!
+//! ```
+//! use skiff_api::{fields, resource};
+//!
+//! let pods = resource::lookup("", "v1", "pods").unwrap();
+//! let sel = fields::parse(pods, "spec.nodeName=node-1,status.phase!=Succeeded").unwrap();
+//! let pod = serde_json::json!({"spec": {"nodeName": "node-1"}, "status": {"phase": "Running"}});
+//! assert!(sel.matches(&pod));
+//! assert_eq!(fields::parse(pods, "spec.image=x").unwrap_err(), "field label not supported: spec.image");
+//! ```
 
 use std::fmt;
 
@@ -399,7 +409,7 @@ mod tests {
         let ev = res("", "v1", "events").unwrap();
         assert!(parse(ev, "involvedObject.kind=Pod,involvedObject.name=web").unwrap().matches(&event));
         assert!(parse(ev, "source=default-scheduler").unwrap().matches(&event));
-        assert!(parse(ev, "type=Warning").unwrap().matches(&event) == false);
+        assert!(!parse(ev, "type=Warning").unwrap().matches(&event));
         let new_ev = res("events.k8s.io", "v1", "events").unwrap();
         assert!(parse(new_ev, "regarding.name=web,reportingController=default-scheduler").unwrap().matches(&event));
         let new_shape = json!({"metadata": {"name": "e2"}, "regarding": {"name": "db"}, "reportingController": "kubelet"});
@@ -425,5 +435,22 @@ mod tests {
         assert_eq!(sel.required_value("spec.nodeName"), Some("n1"));
         assert_eq!(sel.required_value("status.phase"), None);
         assert_eq!(parse(pods(), "spec.host=n2").unwrap().required_value("spec.nodeName"), Some("n2"));
+    }
+
+    /// Every string of up to four symbols from an alphabet of operators, escapes and
+    /// multi-byte characters parses or errors, never panics.
+    #[test]
+    fn short_inputs_never_panic() {
+        let alphabet = ['a', '=', '!', '(', ')', ',', '<', '>', ' ', '\\', 'é', 'n'];
+        let mut inputs = vec![String::new()];
+        for _ in 0..4 {
+            let next: Vec<String> =
+                inputs.iter().flat_map(|p| alphabet.iter().map(move |c| format!("{p}{c}"))).collect();
+            for s in &next {
+                let _ = parse(pods(), s);
+            }
+            inputs = next;
+        }
+        assert_eq!(inputs.len(), 12 * 12 * 12 * 12);
     }
 }

@@ -13,6 +13,21 @@
 //! - [`LabelSelector::from_json`] of `null` (an absent selector, e.g. a Service without
 //!   one, as seen through `LabelSelectorAsSelector`) gives [`LabelSelector::nothing`],
 //!   which matches no label set.
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use skiff_api::selector::{self, LabelSelector};
+//!
+//! let sel = selector::parse("tier in (front, back), app=web, !canary").unwrap();
+//! assert_eq!(sel.to_string(), "app=web,!canary,tier in (back,front)");
+//! let labels = BTreeMap::from([("app".to_string(), "web".to_string()), ("tier".to_string(), "front".to_string())]);
+//! assert!(sel.matches(&labels));
+//!
+//! let spec = serde_json::json!({"matchLabels": {"app": "web"}});
+//! assert!(LabelSelector::from_json(&spec).unwrap().matches(&labels));
+//! assert!(!LabelSelector::from_json(&serde_json::Value::Null).unwrap().matches(&labels));
+//! assert_eq!(selector::parse("app in web").unwrap_err(), "unable to parse requirement: found 'web' expected: '('");
+//! ```
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -48,8 +63,10 @@ impl Requirement {
     /// operator, as upstream's `NewRequirement` does.
     pub fn new(key: &str, operator: Operator, values: Vec<String>) -> Result<Requirement, String> {
         let mut errs = Vec::new();
-        for m in names::qualified_name(key) {
-            errs.push(format!("<nil>: Invalid value: \"{key}\": {m}"));
+        // Upstream reports every problem of a key (or value) as one error, joined by "; ".
+        let key_errs = names::qualified_name(key);
+        if !key_errs.is_empty() {
+            errs.push(format!("<nil>: Invalid value: \"{key}\": {}", key_errs.join("; ")));
         }
         let set: BTreeSet<String> = values.into_iter().collect();
         let values: Vec<String> = set.into_iter().collect();
@@ -81,8 +98,9 @@ impl Requirement {
             _ => {}
         }
         for (i, v) in values.iter().enumerate() {
-            for m in names::label_value(v) {
-                errs.push(format!("values[{i}][{key}]: Invalid value: \"{v}\": {m}"));
+            let value_errs = names::label_value(v);
+            if !value_errs.is_empty() {
+                errs.push(format!("values[{i}][{key}]: Invalid value: \"{v}\": {}", value_errs.join("; ")));
             }
         }
         match errs.len() {
@@ -249,7 +267,7 @@ impl fmt::Display for LabelSelector {
 
 /// Parses the `labelSelector` query parameter.
 pub fn parse(s: &str) -> Result<LabelSelector, String> {
-    let tokens = lex(s)?;
+    let tokens = lex(s);
     Parser { tokens, pos: 0 }.parse().map(LabelSelector::from_requirements)
 }
 
@@ -294,7 +312,7 @@ fn is_special(c: char) -> bool {
 /// Splits a selector into tokens: identifiers run until whitespace or a symbol, and a
 /// symbol run takes the longest prefix that is an operator (so `!=` is one token and
 /// `=(` is two).
-fn lex(s: &str) -> Result<Vec<(Tok, String)>, String> {
+fn lex(s: &str) -> Vec<(Tok, String)> {
     let chars: Vec<char> = s.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
@@ -340,7 +358,7 @@ fn lex(s: &str) -> Result<Vec<(Tok, String)>, String> {
         }
     }
     out.push((Tok::End, String::new()));
-    Ok(out)
+    out
 }
 
 /// Whether `in`/`notin` are keywords (after a key) or plain words (keys and values).
@@ -422,8 +440,9 @@ impl Parser {
         if tok != Tok::Identifier {
             return Err(format!("found '{lit}', expected: identifier"));
         }
-        for m in names::qualified_name(&lit) {
-            return Err(format!("<nil>: Invalid value: \"{lit}\": {m}"));
+        let key_errs = names::qualified_name(&lit);
+        if !key_errs.is_empty() {
+            return Err(format!("<nil>: Invalid value: \"{lit}\": {}", key_errs.join("; ")));
         }
         let (t, _) = self.look(Ctx::Values);
         let op = if negated {
@@ -596,6 +615,12 @@ mod tests {
         assert!(err.contains("a qualified name must consist of"), "{err}");
         let err = parse("a=-b").unwrap_err();
         assert!(err.starts_with("unable to parse requirement: values[0][a]: Invalid value: \"-b\": a valid label must be"), "{err}");
+        // Several problems with one key are one error, as upstream joins them.
+        let err = parse("Example.com/-a=b").unwrap_err();
+        assert!(err.starts_with("unable to parse requirement: <nil>: Invalid value: \"Example.com/-a\": prefix part a lowercase RFC 1123 subdomain"), "{err}");
+        assert!(err.contains("; name part must consist of"), "{err}");
+        let err = parse("app:monolith").unwrap_err();
+        assert!(err.starts_with("unable to parse requirement: <nil>: Invalid value: \"app:monolith\": name part must consist of"), "{err}");
         let long = "v".repeat(64);
         assert!(parse(&format!("a={long}")).unwrap_err().contains("must be no more than 63 characters"));
     }
@@ -694,5 +719,25 @@ mod tests {
         assert!(sel.matches(&labels(&[("a", "1"), ("b", "2"), ("c", "3")])));
         assert!(!sel.matches(&labels(&[("a", "1")])));
         assert!(LabelSelector::from_map(&BTreeMap::new()).is_empty());
+    }
+
+    /// Every string of up to four symbols from an alphabet of operators, escapes and
+    /// multi-byte characters parses or errors, never panics.
+    #[test]
+    fn short_inputs_never_panic() {
+        let alphabet = ['a', '=', '!', '(', ')', ',', '<', '>', ' ', '\\', 'é', 'n'];
+        let mut inputs = vec![String::new()];
+        for _ in 0..4 {
+            let next: Vec<String> =
+                inputs.iter().flat_map(|p| alphabet.iter().map(move |c| format!("{p}{c}"))).collect();
+            for s in &next {
+                // Whatever parses prints to a canonical form that parses back the same.
+                if let Ok(sel) = parse(s) {
+                    assert_eq!(parse(&sel.to_string()).as_ref(), Ok(&sel), "{s:?} -> {sel}");
+                }
+            }
+            inputs = next;
+        }
+        assert_eq!(inputs.len(), 12 * 12 * 12 * 12);
     }
 }

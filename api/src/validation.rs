@@ -8,7 +8,9 @@
 //! defaulting fills in (a port's protocol, a pod's restartPolicy) is only checked when
 //! present, so an absent one is never an error. Upstream validates after defaulting,
 //! and so should the API server; this just keeps a forgotten step from turning into a
-//! confusing error.
+//! confusing error. On update the new object must be defaulted first, though: a pod's
+//! spec is compared with the stored (defaulted) one, and a field defaulting would fill
+//! in would otherwise look like a forbidden change.
 //!
 //! # Layout
 //! - [`names`]: string rules (DNS labels and subdomains, qualified names, label
@@ -18,11 +20,27 @@
 //! - `meta`: object metadata (name, namespace, labels, annotations), here.
 //! - `pod`, `apps`, `service`, `config`, `networking`, `discovery`, `cluster`: one
 //!   file per group of kinds.
+//!
+//! ```
+//! use skiff_api::{defaults, resource, validation};
+//!
+//! let res = resource::lookup("apps", "v1", "deployments").unwrap();
+//! let mut d = serde_json::json!({
+//!     "metadata": {"name": "web", "namespace": "default"},
+//!     "spec": {"selector": {"matchLabels": {"app": "web"}},
+//!              "template": {"metadata": {"labels": {"app": "db"}},
+//!                           "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}});
+//! defaults::apply(res, &mut d);
+//! let causes = validation::validate(res, &d, None);
+//! assert_eq!(causes[0].field, "spec.template.metadata.labels");
+//! assert!(causes[0].message.ends_with("`selector` does not match template `labels`"));
+//! assert_eq!(validation::parse_quantity("250m"), Ok(250));
+//! ```
 
 use serde_json::Value;
 
 use crate::resource::ResourceInfo;
-use crate::status::Cause;
+use crate::status::{ApiError, Cause};
 
 mod apps;
 mod cluster;
@@ -70,6 +88,23 @@ pub fn validate(res: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cau
         _ => {}
     }
     errs
+}
+
+/// [`validate`], as the API server answers it: `Ok`, or the 422 `Invalid` error naming
+/// the object (`Deployment.apps "web" is invalid: ...`) with every cause.
+// ApiError is the crate-wide error every handler returns by value; boxing it here alone
+// would make this the one call site that differs.
+#[allow(clippy::result_large_err)]
+pub fn check(res: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+    let causes = validate(res, obj, old);
+    if causes.is_empty() {
+        return Ok(());
+    }
+    let name = crate::meta::name(obj)
+        .filter(|n| !n.is_empty())
+        .or_else(|| crate::meta::generate_name(obj))
+        .unwrap_or("");
+    Err(ApiError::invalid(res, name, causes))
 }
 
 /// How a kind's names are checked.
@@ -323,6 +358,9 @@ pub(crate) mod testutil {
         validate(res, obj, old)
     }
 
+    /// One table row: the case name, the input, and the `(field, reason)` pairs wanted.
+    pub type Case = (&'static str, Value, Vec<(&'static str, &'static str)>);
+
     /// The `(field, reason)` pairs of a result, for compact assertions.
     pub fn pairs(errs: &[Cause]) -> Vec<(String, String)> {
         errs.iter().map(|c| (c.field.clone(), c.reason.clone())).collect()
@@ -350,7 +388,7 @@ mod tests {
     #[test]
     fn metadata_rules() {
         let long_annotation = "x".repeat(MAX_ANNOTATIONS_SIZE);
-        let cases: Vec<(&str, Value, Vec<(&str, &str)>)> = vec![
+        let cases: Vec<Case> = vec![
             ("plain", json!({"name": "web", "namespace": "default"}), vec![]),
             ("generateName only", json!({"generateName": "web-"}), vec![]),
             ("bad generateName", json!({"generateName": "Web-"}), vec![("metadata.generateName", "FieldValueInvalid")]),
@@ -408,6 +446,20 @@ mod tests {
         let errs = run("", "nodes", &obj, None);
         expect(&errs, &[("metadata.namespace", "FieldValueForbidden")], "node with namespace");
         assert_eq!(errs[0].message, "Forbidden: not allowed on this type");
+    }
+
+    #[test]
+    fn check_renders_the_invalid_status() {
+        let res = crate::resource::lookup("apps", "v1", "deployments").unwrap();
+        let d = json!({"metadata": {"name": "web", "namespace": "default"}, "spec": {"replicas": -1}});
+        let s = check(res, &d, None).unwrap_err().to_status();
+        assert_eq!(s["code"], 422);
+        assert_eq!(s["reason"], "Invalid");
+        assert_eq!(s["details"]["name"], "web");
+        assert_eq!(s["details"]["causes"][0]["field"], "spec.replicas");
+        assert!(s["message"].as_str().unwrap().starts_with("Deployment.apps \"web\" is invalid: [spec.replicas: Invalid value: -1: must be greater than or equal to 0, "), "{}", s["message"]);
+        let ok = json!({"metadata": {"name": "c"}, "data": {"a": "b"}});
+        assert!(check(crate::resource::lookup("", "v1", "configmaps").unwrap(), &ok, None).is_ok());
     }
 
     #[test]

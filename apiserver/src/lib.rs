@@ -18,6 +18,7 @@
 //! - [`alloc`]: ClusterIP and NodePort allocation.
 //! - [`bootstrap`]: namespaces and the `kubernetes` Service that always exist.
 //! - [`tls`], [`auth`], [`kubeconfig`]: certificates, tokens, kubeconfig files.
+//! - [`netns`]: listening inside another network namespace.
 //! - [`server`]: listeners, TLS, HTTP connections and draining.
 //! - [`testing`]: an in-process server on port 0 for tests of other crates.
 
@@ -26,6 +27,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod handlers;
 pub mod kubeconfig;
+pub mod netns;
 pub mod request;
 pub mod response;
 pub mod router;
@@ -52,6 +54,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Addresses to listen on; the first one's port goes into the kubeconfig.
     pub listen: Vec<SocketAddr>,
+    /// Addresses to listen on inside named network namespaces
+    /// (`/var/run/netns/<name>`): how the lab's nodes reach a server that also serves
+    /// the host over loopback, without any route between the two.
+    pub netns_listen: Vec<(String, SocketAddr)>,
     /// Host written into `admin.kubeconfig` (default: 127.0.0.1).
     pub advertise_host: Option<String>,
     /// Extra names and addresses for the serving certificate.
@@ -66,6 +72,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("/var/lib/skiff/server"),
             listen: vec![SocketAddr::from(([0, 0, 0, 0], 6443))],
+            netns_listen: Vec::new(),
             advertise_host: None,
             tls_sans: Vec::new(),
             service_cidr: "10.96.0.0/12".parse().expect("cidr"),
@@ -128,6 +135,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         listeners.push(l);
     }
     let port = addrs.first().map(|a| a.port()).unwrap_or(6443);
+    for (ns, addr) in &config.netns_listen {
+        let l = netns::bind_in(ns, *addr).map_err(|source| ServerError::Listen { addr: *addr, source })?;
+        listeners.push(l);
+    }
 
     let alloc = alloc::Allocators::new(config.service_cidr, config.node_port_range);
     let (services, _, _) = store.list("/registry/core/services/", None, None);
@@ -149,7 +160,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     }
     let mut ips: Vec<IpAddr> = tls::local_addresses();
     ips.push(IpAddr::V4(alloc.api_service_ip()));
-    for a in &addrs {
+    for a in addrs.iter().chain(config.netns_listen.iter().map(|(_, a)| a)) {
         if !a.ip().is_unspecified() && !ips.contains(&a.ip()) {
             ips.push(a.ip());
         }

@@ -1,1 +1,44 @@
-//! skiff-kubelet (being written)
+//! skiff-kubelet: the node agent's runtime path. It prepares a node to run pods the way
+//! Kubernetes does (a pause "sandbox" holding the pod's namespaces, app containers
+//! joining it, a CNI bridge network) and drives containerd through CRI.
+//!
+//! [`run`] is the component: it registers the Node, keeps its Lease fresh and syncs
+//! the Pods bound to this node. Probes, volumes, logs/exec serving and crash-loop
+//! back-off come later.
+//!
+//! # Layout
+//! - [`agent`]: [`run`] and its [`Config`]: node registration, heartbeat, the pod
+//!   controller and orphan housekeeping.
+//! - [`pod_sync`]: one pod: observe the runtime, plan steps (pure), execute them,
+//!   compute the `PodStatus` (pure).
+//! - [`cri_config`]: Pod spec -> CRI sandbox and container configs (pure).
+//! - [`node`]: the Node object, its status and Lease.
+//! - [`cri`]: the [`cri::Runtime`] trait (CRI v1 calls), the containerd client and an
+//!   in-memory fake; the CRI log format.
+//! - [`containerd`]: one containerd per node: config, registry mirror, start/stop.
+//! - [`network`]: the node's pod network as a CNI conflist (bridge, host-local, portmap).
+//! - [`images`]: offline `pause` and `busybox` images written as OCI layouts.
+//! - [`registry`]: a local `docker-registry` mirror and pushing images into it.
+//! - [`process`]: daemons this crate starts (by PID, optionally in a netns).
+//! - [`netns`]: reaching addresses that exist only inside a network namespace.
+//!
+//! # Bringing up a node (what the lab does)
+//! 1. [`images::build_all`] into a directory;
+//! 2. [`registry::Registry::start`] on the node namespace's loopback, then `push_all`;
+//! 3. [`network::write_config`] for the node's podCIDR into the containerd CNI dir;
+//! 4. [`containerd::Containerd::start`] with the mirror address;
+//! 5. [`cri::ContainerdRuntime::connect`] and run pods.
+
+pub mod agent;
+pub mod containerd;
+pub mod cri;
+pub mod cri_config;
+pub mod images;
+pub mod netns;
+pub mod network;
+pub mod node;
+pub mod pod_sync;
+pub mod process;
+pub mod registry;
+
+pub use agent::{run, Config, KubeletError};

@@ -2,8 +2,8 @@
 //!
 //! A strategic merge patch is a JSON merge patch that knows about lists: where the
 //! [`schema`](super::schema) gives a list a merge key, patch elements merge into the
-//! original element with the same key (new ones are appended) instead of replacing
-//! the list. kubectl's client-side `apply` sends these, computed three-way from the
+//! original element with the same key (new ones are added) instead of replacing the
+//! list. kubectl's client-side `apply` sends these, computed three-way from the
 //! last applied configuration, the new file and the live object.
 //!
 //! Rules, as upstream (`apimachinery/pkg/util/strategicpatch`):
@@ -29,6 +29,11 @@
 //! So, as upstream (and as kubectl's documentation shows), a new container patched
 //! into `[a, b]` with `[{name: c}]` lands first: `[c, a, b]`. kubectl's `apply`
 //! always sends `$setElementOrder`, so the order it asks for is the order stored.
+//!
+//! Two deliberate differences from upstream, both more forgiving: `$patch: merge` is
+//! accepted in maps and list elements (upstream refuses it), and a value new to the
+//! object is merged into an empty one, so directives and nulls inside it never reach
+//! the stored object (upstream copies such a value verbatim).
 
 use serde_json::{Map, Value};
 

@@ -28,7 +28,7 @@ ROOTS = [
     "api.coordination.v1.Lease", "api.networking.v1.Ingress", "api.networking.v1.IngressClass",
     "api.networking.v1.NetworkPolicy", "api.batch.v1.Job", "api.batch.v1.CronJob",
     "api.autoscaling.v1.Scale", "api.policy.v1.Eviction", "api.policy.v1.PodDisruptionBudget",
-    "apimachinery.pkg.apis.meta.v1.DeleteOptions", "apimachinery.pkg.runtime.Unknown",
+    "apimachinery.pkg.apis.meta.v1.DeleteOptions",
 ]
 # Messages rendered by hand in the decoder; their fields are still listed.
 SPECIAL = {"Time", "MicroTime", "Duration", "IntOrString", "Quantity", "RawExtension", "FieldsV1"}

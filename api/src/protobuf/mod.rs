@@ -12,6 +12,7 @@
 //! - `schema`: generated table of every message's field numbers, JSON names and types
 //!   (`gen_schema.py` builds it from the `k8s-pb` and `k8s-openapi` crates).
 
+#[rustfmt::skip]
 mod schema;
 mod wire;
 
@@ -26,40 +27,34 @@ pub fn decode(bytes: &[u8]) -> Result<Value, String> {
     let body = bytes.strip_prefix(MAGIC.as_slice()).ok_or_else(|| {
         "protobuf body does not start with the k8s\\0 magic bytes; send a Kubernetes protobuf envelope or application/json".to_string()
     })?;
-    let unknown = wire::decode_message(schema::MESSAGES, message_index("apimachinery.pkg.runtime.Unknown")?, body)
-        .map_err(|e| format!("malformed protobuf envelope: {e}"))?;
-    let api_version = unknown.pointer("/typeMeta/apiVersion").and_then(Value::as_str).unwrap_or("");
-    let kind = unknown.pointer("/typeMeta/kind").and_then(Value::as_str).unwrap_or("");
+    let env = wire::envelope(body).map_err(|e| format!("malformed protobuf envelope: {e}"))?;
+    let (api_version, kind) = (env.api_version.as_str(), env.kind.as_str());
     if kind.is_empty() {
         return Err("protobuf envelope has no kind in typeMeta".into());
     }
-    if let Some(enc) = unknown.get("contentEncoding").and_then(Value::as_str) {
-        return Err(format!("protobuf content encoding {enc:?} is not supported; send the object uncompressed"));
+    if !env.content_encoding.is_empty() {
+        return Err(format!(
+            "protobuf content encoding {:?} is not supported; send the object uncompressed",
+            env.content_encoding
+        ));
     }
     let name = message_name(api_version, kind).ok_or_else(|| {
-        format!("protobuf bodies of {kind} ({api_version}) are not supported; send application/json")
+        format!(
+            "protobuf bodies of {kind} ({api_version}) are not supported; send application/json"
+        )
     })?;
-    let raw = match unknown.get("raw").and_then(Value::as_str) {
-        // `wire` renders bytes fields as base64 (their JSON form); undo that for `raw`.
-        Some(b64) => base64_decode(b64)?,
-        None => Vec::new(),
-    };
     let idx = message_index(&name)?;
-    let mut obj = wire::decode_message(schema::MESSAGES, idx, &raw)
+    let mut obj = wire::decode_message(schema::MESSAGES, idx, env.raw)
         .map_err(|e| format!("malformed protobuf {kind}: {e}"))?;
-    let Value::Object(fields) = &mut obj else { unreachable!("messages decode to objects") };
+    // Kinds naming a scalar-like message (`Time`, `Quantity`) are not objects.
+    let Value::Object(fields) = &mut obj else {
+        return Err(format!("{kind} ({api_version}) is not an object kind"));
+    };
     let mut out = serde_json::Map::new();
     out.insert("apiVersion".into(), Value::from(api_version));
     out.insert("kind".into(), Value::from(kind));
     out.append(fields);
     Ok(Value::Object(out))
-}
-
-fn base64_decode(s: &str) -> Result<Vec<u8>, String> {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD
-        .decode(s)
-        .map_err(|e| format!("malformed protobuf envelope: {e}"))
 }
 
 fn message_index(name: &str) -> Result<u16, String> {
@@ -84,7 +79,10 @@ fn message_name(api_version: &str, kind: &str) -> Option<String> {
         g => g.strip_suffix(".k8s.io").unwrap_or(g),
     };
     let name = format!("api.{package}.{version}.{kind}");
-    schema::MESSAGES.iter().any(|m| m.name == name).then_some(name)
+    schema::MESSAGES
+        .iter()
+        .any(|m| m.name == name)
+        .then_some(name)
 }
 
 #[cfg(test)]

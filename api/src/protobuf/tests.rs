@@ -19,7 +19,10 @@ fn s(v: &str) -> Option<String> {
 /// Wraps an encoded object the way client-go's protobuf serializer does.
 fn envelope(api_version: &str, kind: &str, obj: &impl prost::Message) -> Vec<u8> {
     let unknown = Unknown {
-        type_meta: Some(TypeMeta { api_version: s(api_version), kind: s(kind) }),
+        type_meta: Some(TypeMeta {
+            api_version: s(api_version),
+            kind: s(kind),
+        }),
         raw: Some(obj.encode_to_vec()),
         content_encoding: s(""),
         content_type: s(""),
@@ -37,8 +40,14 @@ fn meta(name: &str, labels: &[(&str, &str)]) -> meta::ObjectMeta {
         namespace: s(""),
         resource_version: s(""),
         generation: Some(0),
-        creation_timestamp: Some(meta::Time { seconds: Some(0), nanos: Some(0) }),
-        labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        creation_timestamp: Some(meta::Time {
+            seconds: Some(0),
+            nanos: Some(0),
+        }),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         ..Default::default()
     }
 }
@@ -50,7 +59,13 @@ fn decodes_deployment_like_kubectl_create_deployment() {
         name: s("busybox"),
         image: s("busybox"),
         image_pull_policy: s(""),
-        ports: vec![core::ContainerPort { container_port: Some(8080), host_port: Some(0), protocol: s("TCP"), ..Default::default() }],
+        stdin: Some(false),
+        ports: vec![core::ContainerPort {
+            container_port: Some(8080),
+            host_port: Some(0),
+            protocol: s("TCP"),
+            ..Default::default()
+        }],
         resources: Some(core::ResourceRequirements {
             limits: BTreeMap::from([("cpu".to_string(), Quantity { string: s("500m") })]),
             ..Default::default()
@@ -59,7 +74,11 @@ fn decodes_deployment_like_kubectl_create_deployment() {
             handler: Some(core::ProbeHandler {
                 http_get: Some(core::HttpGetAction {
                     path: s("/healthz"),
-                    port: Some(IntOrString { r#type: Some(1), int_val: Some(0), str_val: s("http") }),
+                    port: Some(IntOrString {
+                        r#type: Some(1),
+                        int_val: Some(0),
+                        str_val: s("http"),
+                    }),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -81,6 +100,7 @@ fn decodes_deployment_like_kubectl_create_deployment() {
                 metadata: Some(meta("", &labels)),
                 spec: Some(core::PodSpec {
                     containers: vec![container],
+                    enable_service_links: Some(false),
                     volumes: vec![core::Volume {
                         name: s("scratch"),
                         volume_source: Some(core::VolumeSource {
@@ -94,8 +114,16 @@ fn decodes_deployment_like_kubectl_create_deployment() {
             strategy: Some(apps::DeploymentStrategy {
                 r#type: s("RollingUpdate"),
                 rolling_update: Some(apps::RollingUpdateDeployment {
-                    max_surge: Some(IntOrString { r#type: Some(1), int_val: Some(0), str_val: s("25%") }),
-                    max_unavailable: Some(IntOrString { r#type: Some(0), int_val: Some(1), str_val: s("") }),
+                    max_surge: Some(IntOrString {
+                        r#type: Some(1),
+                        int_val: Some(0),
+                        str_val: s("25%"),
+                    }),
+                    max_unavailable: Some(IntOrString {
+                        r#type: Some(0),
+                        int_val: Some(1),
+                        str_val: s(""),
+                    }),
                 }),
             }),
             ..Default::default()
@@ -122,7 +150,8 @@ fn decodes_deployment_like_kubectl_create_deployment() {
                             "resources": {"limits": {"cpu": "500m"}},
                             "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 5}
                         }],
-                        "volumes": [{"name": "scratch", "emptyDir": {}}]
+                        "volumes": [{"name": "scratch", "emptyDir": {}}],
+                        "enableServiceLinks": false
                     }
                 },
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 1}}
@@ -141,7 +170,11 @@ fn decodes_service_with_acronym_fields_and_int_target_port() {
                 name: s("80-8080"),
                 protocol: s("TCP"),
                 port: Some(80),
-                target_port: Some(IntOrString { r#type: Some(0), int_val: Some(8080), str_val: s("") }),
+                target_port: Some(IntOrString {
+                    r#type: Some(0),
+                    int_val: Some(8080),
+                    str_val: s(""),
+                }),
                 node_port: Some(0),
                 ..Default::default()
             }],
@@ -172,7 +205,10 @@ fn decodes_service_with_acronym_fields_and_int_target_port() {
 fn decodes_secret_bytes_as_base64_and_keeps_empty_map_values() {
     let secret = core::Secret {
         metadata: Some(meta("s", &[])),
-        data: BTreeMap::from([("a".to_string(), b"b".to_vec()), ("bin".to_string(), vec![0, 255])]),
+        data: BTreeMap::from([
+            ("a".to_string(), b"b".to_vec()),
+            ("bin".to_string(), vec![0, 255]),
+        ]),
         string_data: BTreeMap::from([("empty".to_string(), String::new())]),
         r#type: s("Opaque"),
         immutable: Some(false),
@@ -181,7 +217,8 @@ fn decodes_secret_bytes_as_base64_and_keeps_empty_map_values() {
     assert_eq!(got["data"], json!({"a": "Yg==", "bin": "AP8="}));
     assert_eq!(got["stringData"], json!({"empty": ""}));
     assert_eq!(got["type"], "Opaque");
-    assert_eq!(got["immutable"], false);
+    // `immutable: false` is Go's unset non-pointer value: JSON leaves it out.
+    assert_eq!(got.get("immutable"), None);
 }
 
 #[test]
@@ -189,11 +226,17 @@ fn renders_times_micro_times_and_ints() {
     let ev = k8s_pb::api::events::v1::Event {
         metadata: Some(meta::ObjectMeta {
             name: s("e"),
-            creation_timestamp: Some(meta::Time { seconds: Some(1_704_067_200), nanos: Some(0) }),
+            creation_timestamp: Some(meta::Time {
+                seconds: Some(1_704_067_200),
+                nanos: Some(0),
+            }),
             deletion_grace_period_seconds: Some(-1),
             ..Default::default()
         }),
-        event_time: Some(meta::MicroTime { seconds: Some(1_704_067_200), nanos: Some(123_456_000) }),
+        event_time: Some(meta::MicroTime {
+            seconds: Some(1_704_067_200),
+            nanos: Some(123_456_000),
+        }),
         reason: s("Started"),
         deprecated_count: Some(3),
         ..Default::default()
@@ -208,7 +251,11 @@ fn renders_times_micro_times_and_ints() {
 
 #[test]
 fn decodes_namespace_configmap_and_delete_options() {
-    let ns = core::Namespace { metadata: Some(meta("x", &[])), spec: Some(Default::default()), status: Some(Default::default()) };
+    let ns = core::Namespace {
+        metadata: Some(meta("x", &[])),
+        spec: Some(Default::default()),
+        status: Some(Default::default()),
+    };
     assert_eq!(
         decode(&envelope("v1", "Namespace", &ns)).unwrap(),
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}, "spec": {}, "status": {}})
@@ -250,38 +297,69 @@ fn rejects_bad_bodies_with_a_reason() {
     let no_kind = envelope("v1", "", &core::Namespace::default());
     assert!(decode(&no_kind).unwrap_err().contains("no kind"));
     // A truncated object inside a valid envelope.
-    let mut raw = core::ConfigMap { metadata: Some(meta("c", &[])), ..Default::default() }.encode_to_vec();
+    let mut raw = core::ConfigMap {
+        metadata: Some(meta("c", &[])),
+        ..Default::default()
+    }
+    .encode_to_vec();
     raw.truncate(raw.len() - 1);
     let unknown = Unknown {
-        type_meta: Some(TypeMeta { api_version: s("v1"), kind: s("ConfigMap") }),
+        type_meta: Some(TypeMeta {
+            api_version: s("v1"),
+            kind: s("ConfigMap"),
+        }),
         raw: Some(raw),
         ..Default::default()
     };
     let mut body = b"k8s\0".to_vec();
     body.extend(unknown.encode_to_vec());
-    assert!(decode(&body).unwrap_err().contains("malformed protobuf ConfigMap"));
+    assert!(decode(&body)
+        .unwrap_err()
+        .contains("malformed protobuf ConfigMap"));
 }
 
 #[test]
 fn every_served_kind_has_a_message() {
-    for (api_version, kind) in [
-        ("v1", "Namespace"), ("v1", "Node"), ("v1", "Pod"), ("v1", "Service"), ("v1", "Endpoints"),
-        ("v1", "ConfigMap"), ("v1", "Secret"), ("v1", "Event"), ("v1", "ServiceAccount"), ("v1", "Binding"),
-        ("apps/v1", "Deployment"), ("apps/v1", "ReplicaSet"), ("discovery.k8s.io/v1", "EndpointSlice"),
-        ("events.k8s.io/v1", "Event"), ("coordination.k8s.io/v1", "Lease"), ("networking.k8s.io/v1", "Ingress"),
-        ("networking.k8s.io/v1", "IngressClass"), ("autoscaling/v1", "Scale"), ("policy/v1", "Eviction"),
-        ("v1", "DeleteOptions"),
-    ] {
-        let name = super::message_name(api_version, kind).unwrap_or_else(|| panic!("{api_version} {kind}"));
+    // A kind added to the registry needs `gen_schema.py` run with it among the roots.
+    for r in crate::resource::RESOURCES {
+        let api_version = r.api_version();
+        let name = super::message_name(&api_version, r.kind)
+            .unwrap_or_else(|| panic!("{api_version} {}", r.kind));
         assert!(super::message_index(&name).is_ok(), "{name}");
     }
+    for (api_version, kind) in [
+        ("v1", "Binding"),
+        ("autoscaling/v1", "Scale"),
+        ("policy/v1", "Eviction"),
+        ("v1", "DeleteOptions"),
+        ("meta.k8s.io/v1", "DeleteOptions"),
+    ] {
+        assert!(
+            super::message_name(api_version, kind).is_some(),
+            "{api_version} {kind}"
+        );
+    }
+}
+
+#[test]
+fn scalar_messages_are_not_object_kinds() {
+    let t = meta::Time {
+        seconds: Some(1),
+        nanos: Some(0),
+    };
+    let err = decode(&envelope("meta.k8s.io/v1", "Time", &t)).unwrap_err();
+    assert!(err.contains("not an object kind"), "{err}");
 }
 
 #[test]
 fn go_durations() {
     for (nanos, want) in [
-        (0, "0s"), (1_500_000_000, "1.5s"), (90_000_000_000, "1m30s"), (3_600_000_000_000, "1h0m0s"),
-        (2_000_000, "2ms"), (-5_000_000_000, "-5s"),
+        (0, "0s"),
+        (1_500_000_000, "1.5s"),
+        (90_000_000_000, "1m30s"),
+        (3_600_000_000_000, "1h0m0s"),
+        (2_000_000, "2ms"),
+        (-5_000_000_000, "-5s"),
     ] {
         assert_eq!(super::wire::go_duration(nanos), want);
     }

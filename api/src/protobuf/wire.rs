@@ -3,7 +3,8 @@
 //! Kubernetes' own JSON form is the contract: field names come from the JSON tags, the
 //! well-known apimachinery messages (Time, IntOrString, Quantity, ...) are rendered the
 //! way their Go `MarshalJSON` renders them, and values that Go's gogo-protobuf writes
-//! for non-pointer fields but the JSON form omits (empty strings, zero times) are dropped.
+//! for non-pointer fields but the JSON form omits (empty strings, zero times, zero
+//! numbers and `false` outside the fields where they are a real choice) are dropped.
 
 use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -16,6 +17,8 @@ pub(super) enum Ty {
     I32,
     I64,
     Bool,
+    /// No served message has one today; the generator emits it for `double` fields.
+    #[allow(dead_code)]
     F64,
     Bytes,
     /// An embedded message: index into `schema::MESSAGES`.
@@ -48,7 +51,8 @@ pub(super) struct Message {
 enum Raw<'a> {
     Varint(u64),
     Fixed64(u64),
-    Fixed32(u32),
+    /// Skipped: no Kubernetes message has 32-bit fixed fields.
+    Fixed32,
     Bytes(&'a [u8]),
 }
 
@@ -93,12 +97,17 @@ impl<'a> Reader<'a> {
         }
         let raw = match key & 7 {
             0 => Raw::Varint(self.varint()?),
-            1 => Raw::Fixed64(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes"))),
+            1 => Raw::Fixed64(u64::from_le_bytes(
+                self.take(8)?.try_into().expect("8 bytes"),
+            )),
             2 => {
                 let n = usize::try_from(self.varint()?).map_err(|_| "length out of range")?;
                 Raw::Bytes(self.take(n)?)
             }
-            5 => Raw::Fixed32(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes"))),
+            5 => {
+                self.take(4)?;
+                Raw::Fixed32
+            }
             w => return Err(format!("unsupported wire type {w}")),
         };
         Ok(Some((tag, raw)))
@@ -115,6 +124,29 @@ fn fields(buf: &[u8]) -> Result<Vec<(u32, Raw<'_>)>, String> {
     Ok(out)
 }
 
+/// What a `runtime.Unknown` envelope says about the object inside it.
+pub(super) struct Envelope<'a> {
+    pub api_version: String,
+    pub kind: String,
+    /// The object's own protobuf encoding.
+    pub raw: &'a [u8],
+    /// Empty, or a compression the client applied to `raw`.
+    pub content_encoding: String,
+}
+
+/// Reads `runtime.Unknown { typeMeta = 1 { apiVersion = 1, kind = 2 }, raw = 2,
+/// contentEncoding = 3, contentType = 4 }`.
+pub(super) fn envelope(buf: &[u8]) -> Result<Envelope<'_>, String> {
+    let fs = fields(buf)?;
+    let type_meta = fields(bytes(&fs, 1))?;
+    Ok(Envelope {
+        api_version: utf8(bytes(&type_meta, 1))?,
+        kind: utf8(bytes(&type_meta, 2))?,
+        raw: bytes(&fs, 2),
+        content_encoding: utf8(bytes(&fs, 3))?,
+    })
+}
+
 /// Decodes one message of type `messages[idx]` into its JSON form.
 pub(super) fn decode_message(messages: &[Message], idx: u16, buf: &[u8]) -> Result<Value, String> {
     let msg = messages
@@ -126,20 +158,30 @@ pub(super) fn decode_message(messages: &[Message], idx: u16, buf: &[u8]) -> Resu
     let mut obj = Map::new();
     for (tag, raw) in fields(buf)? {
         // Unknown field numbers come from newer clients; like Go, skip them.
-        let Some(field) = msg.fields.iter().find(|f| f.tag == tag) else { continue };
+        let Some(field) = msg.fields.iter().find(|f| f.tag == tag) else {
+            continue;
+        };
         let what = || format!("{}.{}", msg.name, field.json);
         match field.ty {
             Ty::MapStr | Ty::MapBytes | Ty::MapMsg(_) => {
-                let Raw::Bytes(entry) = raw else { return Err(format!("{}: map entry is not length-delimited", what())) };
-                let (k, v) = map_entry(messages, field.ty, entry).map_err(|e| format!("{}: {e}", what()))?;
-                let map = obj.entry(field.json).or_insert_with(|| Value::Object(Map::new()));
+                let Raw::Bytes(entry) = raw else {
+                    return Err(format!("{}: map entry is not length-delimited", what()));
+                };
+                let (k, v) =
+                    map_entry(messages, field.ty, entry).map_err(|e| format!("{}: {e}", what()))?;
+                let map = obj
+                    .entry(field.json)
+                    .or_insert_with(|| Value::Object(Map::new()));
                 if let Value::Object(m) = map {
                     m.insert(k, v);
                 }
             }
             _ if field.repeated => {
-                let vals = repeated_values(messages, field.ty, raw).map_err(|e| format!("{}: {e}", what()))?;
-                let list = obj.entry(field.json).or_insert_with(|| Value::Array(Vec::new()));
+                let vals = repeated_values(messages, field.ty, raw)
+                    .map_err(|e| format!("{}: {e}", what()))?;
+                let list = obj
+                    .entry(field.json)
+                    .or_insert_with(|| Value::Array(Vec::new()));
                 if let Value::Array(a) = list {
                     a.extend(vals);
                 }
@@ -150,7 +192,9 @@ pub(super) fn decode_message(messages: &[Message], idx: u16, buf: &[u8]) -> Resu
                     if let Value::Object(inner) = v {
                         obj.extend(inner);
                     }
-                } else if let Value::Object(existing) = obj.get_mut(field.json).unwrap_or(&mut Value::Null) {
+                } else if let Value::Object(existing) =
+                    obj.get_mut(field.json).unwrap_or(&mut Value::Null)
+                {
                     // A message field seen twice on the wire merges, as protobuf requires.
                     if let Value::Object(more) = v {
                         existing.extend(more);
@@ -163,20 +207,72 @@ pub(super) fn decode_message(messages: &[Message], idx: u16, buf: &[u8]) -> Resu
     }
     // What gogo writes for non-pointer fields but JSON's `omitempty` leaves out.
     obj.retain(|k, v| {
-        !matches!(v, Value::Null)
-            && v.as_str() != Some("")
-            && !(v.as_i64() == Some(0) && OMIT_ZERO.contains(&(msg.name, k.as_str())))
+        let zero = msg
+            .fields
+            .iter()
+            .find(|f| f.json == k)
+            .is_some_and(|f| !f.repeated && unset_zero(f, v));
+        !matches!(v, Value::Null) && v.as_str() != Some("") && !zero
     });
     Ok(Value::Object(obj))
 }
 
-/// Non-pointer integers whose zero means "not set" in JSON (`omitempty`) and which
-/// skiff's handlers would otherwise read as a real value (node port 0, host port 0).
-const OMIT_ZERO: &[(&str, &str)] = &[
-    ("api.core.v1.ServicePort", "nodePort"),
-    ("api.core.v1.ContainerPort", "hostPort"),
-    ("apimachinery.pkg.apis.meta.v1.ObjectMeta", "generation"),
+/// Go writes every non-pointer field, so a zero or `false` on the wire usually means
+/// "not set" (its JSON form omits it). These fields are pointers whose zero or `false`
+/// is a real choice (`replicas: 0`, `runAsUser: 0`, `enableServiceLinks: false`) and
+/// must survive; every other zero and `false` is dropped, as JSON would.
+const KEEP_ZERO: &[&str] = &[
+    "replicas",
+    "revisionHistoryLimit",
+    "progressDeadlineSeconds",
+    "terminationGracePeriodSeconds",
+    "gracePeriodSeconds",
+    "deletionGracePeriodSeconds",
+    "activeDeadlineSeconds",
+    "runAsUser",
+    "runAsGroup",
+    "fsGroup",
+    "defaultMode",
+    "mode",
+    "priority",
+    "leaseDurationSeconds",
+    "leaseTransitions",
+    "expirationSeconds",
+    "port",
+    "containerPort",
+    "weight",
+    "exitCode",
+    "restartCount",
+    "signal",
+    "minAvailable",
+    "maxUnavailable",
+    "count",
+    "deprecatedCount",
 ];
+const KEEP_FALSE: &[&str] = &[
+    "enableServiceLinks",
+    "hostUsers",
+    "ready",
+    "serving",
+    "terminating",
+    "sendInitialEvents",
+    "stdout",
+    "stderr",
+    "allocateLoadBalancerNodePorts",
+    "automountServiceAccountToken",
+    "allowPrivilegeEscalation",
+    "orphanDependents",
+    "started",
+];
+
+/// Whether a decoded scalar is the zero value Go writes for an unset non-pointer field.
+fn unset_zero(field: &Field, v: &Value) -> bool {
+    match (field.ty, v) {
+        (Ty::I32 | Ty::I64, v) if v.as_i64() == Some(0) => !KEEP_ZERO.contains(&field.json),
+        (Ty::Bool, Value::Bool(false)) => !KEEP_FALSE.contains(&field.json),
+        _ => false,
+    }
+}
 
 /// A repeated field: packed (several numbers in one length-delimited value) or not.
 fn repeated_values(messages: &[Message], ty: Ty, raw: Raw<'_>) -> Result<Vec<Value>, String> {
@@ -192,7 +288,9 @@ fn repeated_values(messages: &[Message], ty: Ty, raw: Raw<'_>) -> Result<Vec<Val
         (Ty::F64, Raw::Bytes(packed)) => packed
             .chunks(8)
             .map(|c| {
-                let b: [u8; 8] = c.try_into().map_err(|_| "truncated packed double".to_string())?;
+                let b: [u8; 8] = c
+                    .try_into()
+                    .map_err(|_| "truncated packed double".to_string())?;
                 scalar(messages, ty, Raw::Fixed64(u64::from_le_bytes(b)))
             })
             .collect(),
@@ -218,7 +316,9 @@ fn map_entry(messages: &[Message], ty: Ty, entry: &[u8]) -> Result<(String, Valu
             (2, Raw::Bytes(b)) => {
                 val = match ty {
                     Ty::MapStr => Value::String(utf8(b)?),
-                    Ty::MapBytes => Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
+                    Ty::MapBytes => {
+                        Value::String(base64::engine::general_purpose::STANDARD.encode(b))
+                    }
                     Ty::MapMsg(i) => decode_message(messages, i, b)?,
                     _ => return Err("not a map".into()),
                 }
@@ -236,7 +336,9 @@ fn utf8(b: &[u8]) -> Result<String, String> {
 fn scalar(messages: &[Message], ty: Ty, raw: Raw<'_>) -> Result<Value, String> {
     Ok(match (ty, raw) {
         (Ty::Str, Raw::Bytes(b)) => Value::String(utf8(b)?),
-        (Ty::Bytes, Raw::Bytes(b)) => Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
+        (Ty::Bytes, Raw::Bytes(b)) => {
+            Value::String(base64::engine::general_purpose::STANDARD.encode(b))
+        }
         // int32 is sign-extended to 64 bits on the wire.
         (Ty::I32, Raw::Varint(v)) => Value::from(v as i64 as i32),
         (Ty::I64, Raw::Varint(v)) => Value::from(v as i64),
@@ -245,13 +347,12 @@ fn scalar(messages: &[Message], ty: Ty, raw: Raw<'_>) -> Result<Value, String> {
             .map(Value::Number)
             .unwrap_or(Value::Null),
         (Ty::Msg(i), Raw::Bytes(b)) => decode_message(messages, i, b)?,
-        (ty, raw) => return Err(format!("wire value {raw:?} does not fit a field of type {ty:?}")),
+        (ty, raw) => {
+            return Err(format!(
+                "wire value {raw:?} does not fit a field of type {ty:?}"
+            ))
+        }
     })
-}
-
-/// Reads the numbered varint / bytes fields of a small message into a lookup.
-fn small(buf: &[u8]) -> Result<Vec<(u32, Raw<'_>)>, String> {
-    fields(buf)
 }
 
 fn int(fs: &[(u32, Raw<'_>)], tag: u32) -> i64 {
@@ -279,7 +380,7 @@ fn special(name: &str, buf: &[u8]) -> Result<Option<Value>, String> {
     let short = name.rsplit('.').next().unwrap_or(name);
     let v = match short {
         "Time" | "MicroTime" => {
-            let fs = small(buf)?;
+            let fs = fields(buf)?;
             let (secs, nanos) = (int(&fs, 1), int(&fs, 2));
             if secs == 0 && nanos == 0 {
                 // Go's zero time marshals as JSON null: the field is absent.
@@ -287,26 +388,31 @@ fn special(name: &str, buf: &[u8]) -> Result<Option<Value>, String> {
             } else {
                 let t = DateTime::<Utc>::from_timestamp(secs, nanos as u32)
                     .ok_or_else(|| format!("time {secs}s out of range"))?;
-                let fmt = if short == "Time" { SecondsFormat::Secs } else { SecondsFormat::Micros };
+                let fmt = if short == "Time" {
+                    SecondsFormat::Secs
+                } else {
+                    SecondsFormat::Micros
+                };
                 Value::String(t.to_rfc3339_opts(fmt, true))
             }
         }
-        "Duration" => Value::String(go_duration(int(&small(buf)?, 1))),
+        "Duration" => Value::String(go_duration(int(&fields(buf)?, 1))),
         "IntOrString" => {
-            let fs = small(buf)?;
+            let fs = fields(buf)?;
             if int(&fs, 1) == 1 {
                 Value::String(utf8(bytes(&fs, 3))?)
             } else {
                 Value::from(int(&fs, 2) as i32)
             }
         }
-        "Quantity" => Value::String(utf8(bytes(&small(buf)?, 1))?),
+        "Quantity" => Value::String(utf8(bytes(&fields(buf)?, 1))?),
         "RawExtension" | "FieldsV1" => {
-            let raw = bytes(&small(buf)?, 1);
+            let raw = bytes(&fields(buf)?, 1);
             if raw.is_empty() {
                 Value::Null
             } else {
-                serde_json::from_slice(raw).map_err(|e| format!("{short} does not hold JSON: {e}"))?
+                serde_json::from_slice(raw)
+                    .map_err(|e| format!("{short} does not hold JSON: {e}"))?
             }
         }
         _ => return Ok(None),
@@ -322,7 +428,13 @@ pub(super) fn go_duration(nanos: i64) -> String {
     let sign = if nanos < 0 { "-" } else { "" };
     let n = nanos.unsigned_abs();
     if n < 1_000_000_000 {
-        let (unit, div) = if n < 1_000 { ("ns", 1) } else if n < 1_000_000 { ("µs", 1_000) } else { ("ms", 1_000_000) };
+        let (unit, div) = if n < 1_000 {
+            ("ns", 1)
+        } else if n < 1_000_000 {
+            ("µs", 1_000)
+        } else {
+            ("ms", 1_000_000)
+        };
         return format!("{sign}{}{unit}", frac(n, div));
     }
     let (h, rem) = (n / 3_600_000_000_000, n % 3_600_000_000_000);

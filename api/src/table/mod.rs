@@ -534,33 +534,3 @@ mod tests {
         assert_eq!(format_labels(None), "<none>");
     }
 }
-
-#[cfg(test)]
-mod scratch_dump {
-    use super::*;
-    use crate::resource::lookup;
-
-    #[test]
-    #[ignore = "scratch: dumps tables for a manual kubectl check"]
-    fn dump() {
-        let dir = std::env::var("DUMP_DIR").unwrap();
-        let now = Utc::now();
-        let ago = |s: i64| (now - chrono::Duration::seconds(s)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let pods = vec![
-            json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "web-1", "namespace": "default", "uid": "u1", "creationTimestamp": ago(3700)},
-                   "spec": {"containers": [{"name": "a"}, {"name": "b"}], "nodeName": "node-a"},
-                   "status": {"phase": "Running", "podIPs": [{"ip": "10.244.1.5"}], "containerStatuses": [
-                       {"name": "a", "ready": true, "restartCount": 2, "state": {"running": {}}, "lastState": {"terminated": {"exitCode": 1, "finishedAt": ago(300)}}},
-                       {"name": "b", "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}}),
-            json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "job-x", "namespace": "default", "uid": "u2", "creationTimestamp": ago(90000)},
-                   "spec": {"containers": [{"name": "a"}]},
-                   "status": {"phase": "Succeeded", "containerStatuses": [{"name": "a", "ready": false, "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}}),
-        ];
-        let t = table(lookup("", "v1", "pods").unwrap(), &pods, now, Include::Metadata, Some("7"), None);
-        std::fs::write(format!("{dir}/pods.json"), serde_json::to_vec(&t).unwrap()).unwrap();
-        let svc = vec![json!({"kind": "Service", "apiVersion": "v1", "metadata": {"name": "web", "namespace": "default", "creationTimestamp": ago(200)},
-            "spec": {"type": "NodePort", "clusterIPs": ["10.96.0.7"], "selector": {"app": "web"}, "ports": [{"port": 80, "nodePort": 30080, "protocol": "TCP"}]}})];
-        let t = table(lookup("", "v1", "services").unwrap(), &svc, now, Include::Metadata, Some("7"), None);
-        std::fs::write(format!("{dir}/services.json"), serde_json::to_vec(&t).unwrap()).unwrap();
-    }
-}

@@ -64,7 +64,7 @@ pub(super) fn validate_node(obj: &Value, errs: &mut Vec<Cause>) {
 pub(super) fn validate_lease(obj: &Value, errs: &mut Vec<Cause>) {
     let spec = obj.get("spec").unwrap_or(&Value::Null);
     if let Some(d) = spec.get("leaseDurationSeconds").filter(|v| !v.is_null()) {
-        if !d.as_i64().is_some_and(|n| n > 0) {
+        if d.as_i64().is_none_or(|n| n <= 0) {
             errs.push(Cause::invalid("spec.leaseDurationSeconds", d, "must be greater than 0"));
         }
     }
@@ -177,7 +177,7 @@ mod tests {
     #[test]
     fn namespace_rules() {
         let ns = |extra: Value| with(json!({"kind": "Namespace", "metadata": {"name": "team-a"}}), extra);
-        let cases: Vec<(&str, Value, Vec<(&str, &str)>)> = vec![
+        let cases: Vec<Case> = vec![
             ("ok", ns(json!({"spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}})), vec![]),
             ("bad finalizer", ns(json!({"spec": {"finalizers": ["cleanup"]}})), vec![("spec.finalizers", "FieldValueInvalid")]),
             ("qualified finalizer", ns(json!({"spec": {"finalizers": ["example.com/x"]}})), vec![]),
@@ -191,7 +191,7 @@ mod tests {
     #[test]
     fn node_rules() {
         let node = |spec: Value| json!({"kind": "Node", "metadata": {"name": "n1"}, "spec": spec});
-        let cases: Vec<(&str, Value, Vec<(&str, &str)>)> = vec![
+        let cases: Vec<Case> = vec![
             ("ok", node(json!({"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24"], "taints": [{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]})), vec![]),
             ("bad cidr", node(json!({"podCIDR": "10.244.1.0"})), vec![("spec.podCIDR", "FieldValueInvalid")]),
             ("bad cidrs", node(json!({"podCIDRs": ["x"]})), vec![("spec.podCIDRs[0]", "FieldValueInvalid")]),
@@ -218,7 +218,7 @@ mod tests {
     #[test]
     fn core_event_rules() {
         let ev = |extra: Value| with(json!({"kind": "Event", "metadata": {"name": "web.1", "namespace": "default"}}), extra);
-        let cases: Vec<(&str, Value, Vec<(&str, &str)>)> = vec![
+        let cases: Vec<Case> = vec![
             ("old style", ev(json!({"involvedObject": {"kind": "Pod", "name": "web", "namespace": "default"}, "reason": "Scheduled"})), vec![]),
             ("cluster object", ev(json!({"involvedObject": {"kind": "Node", "name": "n1"}})), vec![]),
             ("no subject", ev(json!({"reason": "x"})), vec![("involvedObject", "FieldValueRequired")]),
@@ -236,7 +236,7 @@ mod tests {
     fn events_k8s_io_rules() {
         let ev = |extra: Value| with(json!({"kind": "Event", "apiVersion": "events.k8s.io/v1", "metadata": {"name": "web.1", "namespace": "default"}}), extra);
         let full = json!({"regarding": {"kind": "Pod", "name": "web", "namespace": "default"}, "eventTime": "2024-01-01T00:00:00.000000Z", "reportingController": "skiff.dev/scheduler", "reportingInstance": "s1", "action": "Binding", "reason": "Scheduled", "type": "Normal", "note": "ok"});
-        let cases: Vec<(&str, Value, Vec<(&str, &str)>)> = vec![
+        let cases: Vec<Case> = vec![
             ("ok", ev(full.clone()), vec![]),
             ("empty", ev(json!({})), vec![("eventTime", "FieldValueRequired"), ("reportingController", "FieldValueRequired"), ("reportingInstance", "FieldValueRequired"), ("action", "FieldValueRequired"), ("reason", "FieldValueRequired")]),
             ("bad type", ev(with(full.clone(), json!({"type": "Info"}))), vec![("type", "FieldValueNotSupported")]),

@@ -162,7 +162,7 @@ mod tests {
     #[test]
     fn configmap_rules() {
         let big = "x".repeat(MAX_DATA_SIZE + 1);
-        let cases: Vec<(&str, Value, Vec<(&str, &str)>)> = vec![
+        let cases: Vec<Case> = vec![
             ("ok", cm(json!({"data": {"app.conf": "x", "KEY_1": "y", "a-b": ""}, "binaryData": {"bin": "AAE="}})), vec![]),
             ("bad key", cm(json!({"data": {"a/b": "x"}})), vec![("data[a/b]", "FieldValueInvalid")]),
             ("dot key", cm(json!({"data": {"..": "x"}})), vec![("data[..]", "FieldValueInvalid")]),
@@ -179,7 +179,7 @@ mod tests {
     #[test]
     fn immutable_configmaps_keep_their_data() {
         let old = cm(json!({"data": {"a": "1"}, "immutable": true}));
-        let cases: Vec<(&str, Value, Vec<(&str, &str)>)> = vec![
+        let cases: Vec<Case> = vec![
             ("same", cm(json!({"data": {"a": "1"}, "immutable": true})), vec![]),
             ("label change only", { let mut v = cm(json!({"data": {"a": "1"}, "immutable": true})); v["metadata"]["labels"] = json!({"x": "y"}); v }, vec![]),
             ("data change", cm(json!({"data": {"a": "2"}, "immutable": true})), vec![("data", "FieldValueForbidden")]),
@@ -194,7 +194,7 @@ mod tests {
 
     #[test]
     fn secret_rules() {
-        let cases: Vec<(&str, Value, Vec<(&str, &str)>)> = vec![
+        let cases: Vec<Case> = vec![
             ("opaque", secret(json!({"data": {"password": "aHVudGVyMg=="}})), vec![]),
             ("stringData", secret(json!({"stringData": {"password": "hunter2"}})), vec![]),
             ("bad key", secret(json!({"data": {"a b": "eA=="}})), vec![("data[a b]", "FieldValueInvalid")]),
@@ -215,7 +215,7 @@ mod tests {
     #[test]
     fn secret_updates() {
         let old = secret(json!({"type": "Opaque", "data": {"a": "eA=="}, "immutable": true}));
-        let cases: Vec<(&str, Value, Vec<(&str, &str)>)> = vec![
+        let cases: Vec<Case> = vec![
             ("same", secret(json!({"type": "Opaque", "data": {"a": "eA=="}, "immutable": true})), vec![]),
             ("type change", secret(json!({"type": "kubernetes.io/basic-auth", "data": {"a": "eA==", "username": "eA=="}, "immutable": true})), vec![("type", "FieldValueInvalid"), ("data", "FieldValueForbidden")]),
             ("data change", secret(json!({"type": "Opaque", "data": {"a": "eQ=="}, "immutable": true})), vec![("data", "FieldValueForbidden")]),

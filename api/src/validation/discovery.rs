@@ -147,7 +147,7 @@ mod tests {
 
     #[test]
     fn endpoints_rules() {
-        let cases: Vec<(&str, Value, Vec<(&str, &str)>)> = vec![
+        let cases: Vec<Case> = vec![
             ("ok", ep(json!([{"addresses": [{"ip": "10.244.0.5", "hostname": "web-0"}], "notReadyAddresses": [{"ip": "fd00::5"}], "ports": [{"name": "http", "port": 80, "protocol": "TCP"}, {"name": "dns", "port": 53, "protocol": "UDP"}]}])), vec![]),
             ("no subsets", ep(json!([])), vec![]),
             ("empty subset", ep(json!([{"ports": [{"port": 80}]}])), vec![("subsets[0]", "FieldValueRequired")]),
@@ -164,7 +164,7 @@ mod tests {
 
     #[test]
     fn endpointslice_rules() {
-        let cases: Vec<(&str, Value, Vec<(&str, &str)>)> = vec![
+        let cases: Vec<Case> = vec![
             ("ok", slice(json!({"addressType": "IPv4", "endpoints": [{"addresses": ["10.244.0.5"], "conditions": {"ready": true}, "nodeName": "n1"}], "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]})), vec![]),
             ("no type", slice(json!({"endpoints": []})), vec![("addressType", "FieldValueRequired")]),
             ("bad type", slice(json!({"addressType": "IPv5"})), vec![("addressType", "FieldValueNotSupported")]),

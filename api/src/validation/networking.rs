@@ -196,7 +196,7 @@ mod tests {
         let good_path = json!([{"path": "/", "pathType": "Prefix", "backend": svc_backend(json!({"number": 80}))}]);
         let p = |path: &str, ty: Value, backend: Value| json!([{"path": path, "pathType": ty, "backend": backend}]);
         let port80 = svc_backend(json!({"number": 80}));
-        let cases: Vec<(&str, Value, Vec<(&str, &str)>)> = vec![
+        let cases: Vec<Case> = vec![
             ("ok", rule("web.example.com", good_path.clone()), vec![]),
             ("wildcard host", rule("*.example.com", good_path.clone()), vec![]),
             ("bad wildcard", rule("a.*.example.com", good_path.clone()), vec![("spec.rules[0].host", "FieldValueInvalid")]),
@@ -230,7 +230,7 @@ mod tests {
     #[test]
     fn ingressclass_rules() {
         let class = |controller: Value| json!({"kind": "IngressClass", "metadata": {"name": "skiff"}, "spec": {"controller": controller}});
-        let cases: Vec<(&str, Value, Vec<(&str, &str)>)> = vec![
+        let cases: Vec<Case> = vec![
             ("ok", class(json!("skiff.dev/ingress")), vec![]),
             ("missing", class(Value::Null), vec![("spec.controller", "FieldValueRequired")]),
             ("no domain", class(json!("ingress")), vec![("spec.controller", "FieldValueInvalid")]),

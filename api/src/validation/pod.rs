@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::{
     array, invalid_each, is_set, names, nonnegative, not_found, one_of, port_num_or_name,
-    quantity, required_because, str_field,
+    quantity, required_because, str_field, validate_labels,
 };
 use crate::status::Cause;
 
@@ -73,6 +73,12 @@ pub fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<Cause>) {
         }
     }
     nonnegative(spec, "terminationGracePeriodSeconds", &format!("{path}.terminationGracePeriodSeconds"), errs);
+    for field in ["hostname", "subdomain"] {
+        if let Some(h) = str_field(spec, field).filter(|h| !h.is_empty()) {
+            invalid_each(errs, &format!("{path}.{field}"), &Value::from(h), names::dns1123_label(h));
+        }
+    }
+    validate_labels(spec.get("nodeSelector"), &format!("{path}.nodeSelector"), errs);
     for (i, t) in array(spec, "tolerations").iter().enumerate() {
         validate_toleration(t, &format!("{path}.tolerations[{i}]"), errs);
     }
@@ -142,6 +148,7 @@ fn validate_container(
             "" => errs.push(Cause::required(epath)),
             n => invalid_each(errs, &epath, &Value::from(n), names::env_var_name(n)),
         }
+        validate_env_source(env, &format!("{path}.env[{i}]"), errs);
     }
     let mut mount_paths = BTreeSet::new();
     for (i, m) in array(c, "volumeMounts").iter().enumerate() {
@@ -173,6 +180,34 @@ fn validate_container(
                 validate_probe(p, &ppath, liveness_like, errs);
             }
         }
+    }
+}
+
+/// `valueFrom` names exactly one source, and not alongside a literal `value`.
+fn validate_env_source(env: &Value, path: &str, errs: &mut Vec<Cause>) {
+    let Some(from) = env.get("valueFrom").filter(|v| !v.is_null()) else { return };
+    let sources = ["fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef", "fileKeyRef"]
+        .iter()
+        .filter(|k| is_set(from.get(**k)))
+        .count();
+    match sources {
+        0 => errs.push(required_because(
+            format!("{path}.valueFrom"),
+            "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`",
+        )),
+        1 => {}
+        _ => errs.push(Cause::invalid(
+            format!("{path}.valueFrom"),
+            &Value::from(""),
+            "may not have more than one field specified at a time",
+        )),
+    }
+    if is_set(env.get("value")) {
+        errs.push(Cause::invalid(
+            format!("{path}.valueFrom"),
+            &Value::from(""),
+            "may not be specified when `value` is not empty",
+        ));
     }
 }
 
@@ -454,7 +489,7 @@ mod tests {
 
     #[test]
     fn pod_spec_rules() {
-        let cases: Vec<(&str, Value, Vec<(&str, &str)>)> = vec![
+        let cases: Vec<Case> = vec![
             ("minimal", json!({"containers": [c(json!({}))]}), vec![]),
             ("no containers", json!({}), vec![("spec.containers", "FieldValueRequired")]),
             ("empty containers", json!({"containers": []}), vec![("spec.containers", "FieldValueRequired")]),
@@ -479,6 +514,12 @@ mod tests {
             ("bad dnsPolicy", json!({"containers": [c(json!({}))], "dnsPolicy": "Google"}), vec![("spec.dnsPolicy", "FieldValueNotSupported")]),
             ("pull policy", json!({"containers": [c(json!({"imagePullPolicy": "Sometimes"}))]}), vec![("spec.containers[0].imagePullPolicy", "FieldValueNotSupported")]),
             ("env ok", json!({"containers": [c(json!({"env": [{"name": "A_B", "value": "1"}, {"name": "my.env-x"}]}))]}), vec![]),
+            ("env from ok", json!({"containers": [c(json!({"env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}))]}), vec![]),
+            ("env from none", json!({"containers": [c(json!({"env": [{"name": "A", "valueFrom": {}}]}))]}), vec![("spec.containers[0].env[0].valueFrom", "FieldValueRequired")]),
+            ("env from two", json!({"containers": [c(json!({"env": [{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "x"}, "secretKeyRef": {"name": "s", "key": "k"}}}]}))]}), vec![("spec.containers[0].env[0].valueFrom", "FieldValueInvalid")]),
+            ("env from and value", json!({"containers": [c(json!({"env": [{"name": "A", "value": "v", "valueFrom": {"fieldRef": {"fieldPath": "x"}}}]}))]}), vec![("spec.containers[0].env[0].valueFrom", "FieldValueInvalid")]),
+            ("hostname", json!({"containers": [c(json!({}))], "hostname": "web-0", "subdomain": "Web"}), vec![("spec.subdomain", "FieldValueInvalid")]),
+            ("nodeSelector", json!({"containers": [c(json!({}))], "nodeSelector": {"kubernetes.io/os": "linux", "disk": "fast ssd"}}), vec![("spec.nodeSelector", "FieldValueInvalid")]),
             ("env bad", json!({"containers": [c(json!({"env": [{"name": "1A"}, {"value": "x"}]}))]}), vec![("spec.containers[0].env[0].name", "FieldValueInvalid"), ("spec.containers[0].env[1].name", "FieldValueRequired")]),
             ("volumes ok", json!({"volumes": [{"name": "data", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "c"}}], "containers": [c(json!({"volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "cfg", "mountPath": "/etc/cfg"}]}))]}), vec![]),
             ("volume no source", json!({"volumes": [{"name": "data"}], "containers": [c(json!({}))]}), vec![("spec.volumes[0]", "FieldValueRequired")]),
@@ -545,7 +586,8 @@ mod tests {
             f(&mut p);
             p
         };
-        let cases: Vec<(&str, Value, &Value, Vec<(&str, &str)>)> = vec![
+        type UpdateCase<'a> = (&'a str, Value, &'a Value, Vec<(&'a str, &'a str)>);
+        let cases: Vec<UpdateCase> = vec![
             ("unchanged", old.clone(), &old, vec![]),
             ("image", edit(&|p| p["spec"]["containers"][0]["image"] = json!("nginx:1.26")), &old, vec![]),
             ("deadline down", edit(&|p| p["spec"]["activeDeadlineSeconds"] = json!(50)), &old, vec![]),

@@ -195,7 +195,7 @@ mod tests {
     #[test]
     fn service_rules() {
         let p80 = json!([{"port": 80}]);
-        let cases: Vec<(&str, Value, Vec<(&str, &str)>)> = vec![
+        let cases: Vec<Case> = vec![
             ("minimal", json!({"ports": p80, "selector": {"app": "web"}}), vec![]),
             ("full", json!({"type": "NodePort", "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP", "nodePort": 30080}, {"name": "dns", "port": 53, "targetPort": 5353, "protocol": "UDP"}], "sessionAffinity": "ClientIP", "externalTrafficPolicy": "Local", "clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"], "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "internalTrafficPolicy": "Cluster"}), vec![]),
             ("bad type", json!({"type": "Internal", "ports": p80}), vec![("spec.type", "FieldValueNotSupported")]),
@@ -243,7 +243,7 @@ mod tests {
     #[test]
     fn cluster_ip_is_immutable() {
         let old = svc(json!({"ports": [{"port": 80}], "clusterIP": "10.96.0.5", "clusterIPs": ["10.96.0.5"]}));
-        let cases: Vec<(&str, Value, Vec<(&str, &str)>)> = vec![
+        let cases: Vec<Case> = vec![
             ("same", json!({"ports": [{"port": 81}], "clusterIP": "10.96.0.5", "clusterIPs": ["10.96.0.5"]}), vec![]),
             ("omitted", json!({"ports": [{"port": 80}]}), vec![]),
             ("changed", json!({"ports": [{"port": 80}], "clusterIP": "10.96.0.6"}), vec![("spec.clusterIPs[0]", "FieldValueInvalid")]),

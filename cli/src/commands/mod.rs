@@ -1,8 +1,12 @@
 //! The subcommands of `skiff`, one file each.
 //!
-//! - [`server`]: `skiff server`, the API server (controllers and scheduler join it as
-//!   they land).
+//! - [`server`]: `skiff server`, the control plane (API server, controllers,
+//!   scheduler).
+//! - [`agent`]: `skiff agent`, a node (kubelet, proxy, ingress).
+//! - [`lab`]: `skiff lab up/down/exec/status`, a whole cluster on this machine.
 
+pub mod agent;
+pub mod lab;
 pub mod server;
 
 use clap::{Parser, Subcommand};
@@ -19,8 +23,13 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the API server (with its store) on this machine.
+    /// Run the control plane: API server with its store, controllers, scheduler.
     Server(server::ServerArgs),
+    /// Run a node: kubelet on containerd, service proxy, ingress controller.
+    Agent(agent::AgentArgs),
+    /// A whole cluster on this machine, one network namespace per node.
+    #[command(subcommand)]
+    Lab(lab::LabCommand),
 }
 
 pub fn init_tracing(verbose: u8) {
@@ -37,6 +46,8 @@ pub fn init_tracing(verbose: u8) {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => server::run(args).await,
+        Command::Agent(args) => agent::run(args).await,
+        Command::Lab(cmd) => lab::run(cmd).await,
     }
 }
 

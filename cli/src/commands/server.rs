@@ -31,6 +31,12 @@ pub struct ServerArgs {
     /// Seconds of watch history kept for clients that resume.
     #[arg(long, default_value_t = 300)]
     pub event_window_seconds: u64,
+    /// Do not run the built-in controllers (to run your own).
+    #[arg(long)]
+    pub no_controllers: bool,
+    /// Do not run the built-in scheduler (to run your own).
+    #[arg(long)]
+    pub no_scheduler: bool,
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
@@ -47,6 +53,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let config = skiff_apiserver::Config {
         data_dir: args.data_dir.clone(),
         listen: args.listen,
+        netns_listen: Vec::new(),
         advertise_host: args.advertise_address,
         tls_sans: args.tls_san,
         service_cidr: args.service_cidr,
@@ -57,12 +64,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         },
     };
     let shutdown = super::shutdown_on_signals();
-    let running = skiff_apiserver::start(config, shutdown)
+    let cp = skiff_cluster::control_plane::ControlPlaneConfig {
+        api: config,
+        controllers: (!args.no_controllers).then(skiff_controllers::ControllersConfig::default),
+        scheduler: (!args.no_scheduler).then(skiff_scheduler::SchedulerConfig::default),
+    };
+    let running = skiff_cluster::control_plane::start(cp, shutdown)
         .await
-        .with_context(|| format!("starting the API server with data dir {}", args.data_dir.display()))?;
-    eprintln!("skiff API server listening on {}", running.url);
-    eprintln!("admin kubeconfig: {}", running.kubeconfig.display());
-    eprintln!("try: KUBECONFIG={} kubectl get namespaces", running.kubeconfig.display());
+        .with_context(|| format!("starting the control plane with data dir {}", args.data_dir.display()))?;
+    eprintln!("skiff API server listening on {}", running.api.url);
+    eprintln!("admin kubeconfig: {}", running.api.kubeconfig.display());
+    eprintln!("try: KUBECONFIG={} kubectl get namespaces", running.api.kubeconfig.display());
     running.wait().await;
     Ok(())
 }

@@ -76,19 +76,36 @@ fn without_set_element_order_the_patch_list_gives_the_order() {
     );
 
     let names = |v: &Value| -> Vec<String> {
-        v["spec"]["containers"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_string()).collect()
+        v["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect()
     };
     let original = pod(json!([{"name": "a"}, {"name": "b"}, {"name": "c"}, {"name": "d"}]));
     // Touching existing elements in their own order moves nothing.
-    let out = smp("Pod", original.clone(), json!({"spec": {"containers": [{"name": "b", "x": 1}, {"name": "d", "x": 1}]}}));
+    let out = smp(
+        "Pod",
+        original.clone(),
+        json!({"spec": {"containers": [{"name": "b", "x": 1}, {"name": "d", "x": 1}]}}),
+    );
     assert_eq!(names(&out), ["a", "b", "c", "d"]);
-        // Naming them in another order moves them; "c" stood ahead of "d", so it stays
+    // Naming them in another order moves them; "c" stood ahead of "d", so it stays
     // ahead of it.
-    let out = smp("Pod", original, json!({"spec": {"containers": [{"name": "d"}, {"name": "b"}]}}));
+    let out = smp(
+        "Pod",
+        original,
+        json!({"spec": {"containers": [{"name": "d"}, {"name": "b"}]}}),
+    );
     assert_eq!(names(&out), ["a", "c", "d", "b"]);
 
     // Scalar sets order the same way.
-    let out = smp("ConfigMap", json!({"metadata": {"finalizers": ["a", "b"]}}), json!({"metadata": {"finalizers": ["c", "a"]}}));
+    let out = smp(
+        "ConfigMap",
+        json!({"metadata": {"finalizers": ["a", "b"]}}),
+        json!({"metadata": {"finalizers": ["c", "a"]}}),
+    );
     assert_eq!(out["metadata"]["finalizers"], json!(["c", "a", "b"]));
 }
 
@@ -689,8 +706,9 @@ fn live_deployment() -> Value {
 
 #[test]
 fn kubectl_apply_changes_an_image_removes_an_env_var_adds_a_port_and_changes_a_label() {
-    // kubectl 1.3x computes this three-way patch when the file changes the image,
-    // drops DEBUG, adds port 443 and changes the tier label.
+    // The patch kubectl 1.32 sent (captured against a stub server on loopback) when
+    // the applied file changed the image, dropped DEBUG, added port 443 and changed
+    // the tier label; only the last-applied annotation is shortened.
     let patch = json!({
         "metadata": {
             "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{\"new\":true}"},
@@ -704,7 +722,7 @@ fn kubectl_apply_changes_an_image_removes_an_env_var_adds_a_port_and_changes_a_l
                 "env": [{"$patch": "delete", "name": "DEBUG"}],
                 "image": "nginx:1.26",
                 "name": "web",
-                "ports": [{"containerPort": 443, "name": "https", "protocol": "TCP"}]
+                "ports": [{"containerPort": 443, "name": "https"}]
             }]
         }}}
     });
@@ -718,7 +736,7 @@ fn kubectl_apply_changes_an_image_removes_an_env_var_adds_a_port_and_changes_a_l
     web["image"] = json!("nginx:1.26");
     web["env"] = json!([{"name": "MODE", "value": "prod"}, {"name": "LANG", "value": "C"}]);
     web["ports"] = json!([{"containerPort": 80, "protocol": "TCP", "name": "http"},
-                          {"containerPort": 443, "name": "https", "protocol": "TCP"}]);
+                          {"containerPort": 443, "name": "https"}]);
     assert_eq!(out, want);
 }
 
@@ -761,6 +779,8 @@ fn kubectl_apply_adds_a_sidecar_first_and_switches_to_recreate() {
             "containers": [{"image": "envoy:1", "name": "proxy"}]
         }}
     }});
+    // (The strategy above also names rollingUpdate, as kubectl does when the last
+    // applied file had it; the captured patch below shows the other case.)
     let out = smp("Deployment", live_deployment(), patch);
     assert_eq!(out["spec"]["strategy"], json!({"type": "Recreate"}));
     let names: Vec<&str> = out["spec"]["template"]["spec"]["containers"]
@@ -798,4 +818,47 @@ fn patching_a_missing_or_non_object_original_starts_from_empty() {
         apply(&Value::Null, &json!({"a": 1}), Ty::Object).unwrap(),
         json!({"a": 1})
     );
+}
+
+#[test]
+fn kubectl_apply_captured_patch_scales_drops_a_label_and_a_container_and_adds_a_volume() {
+    // Captured from kubectl 1.32: the file dropped the tier label, scaled to 5,
+    // switched to Recreate (the server-defaulted rollingUpdate is not in the patch:
+    // $retainKeys removes it), put a proxy container first, removed "metrics" and
+    // added a volume.
+    let patch = json!({
+        "metadata": {"annotations": {"kubectl.kubernetes.io/last-applied-configuration": "..."}, "labels": {"tier": null}},
+        "spec": {
+            "replicas": 5,
+            "strategy": {"$retainKeys": ["type"], "type": "Recreate"},
+            "template": {"spec": {
+                "$setElementOrder/containers": [{"name": "proxy"}, {"name": "web"}],
+                "containers": [{"image": "envoy:1", "name": "proxy"}, {"$patch": "delete", "name": "metrics"}],
+                "volumes": [{"configMap": {"name": "web-cfg"}, "name": "cfg"}]
+            }}
+        }
+    });
+    let out = smp("Deployment", live_deployment(), patch);
+    assert_eq!(out["metadata"]["labels"], json!({"app": "web"}));
+    assert_eq!(
+        out["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"],
+        "..."
+    );
+    assert_eq!(out["spec"]["replicas"], 5);
+    assert_eq!(out["spec"]["strategy"], json!({"type": "Recreate"}));
+    let spec = &out["spec"]["template"]["spec"];
+    assert_eq!(
+        spec["containers"][0],
+        json!({"image": "envoy:1", "name": "proxy"})
+    );
+    assert_eq!(
+        spec["containers"][1],
+        live_deployment()["spec"]["template"]["spec"]["containers"][0]
+    );
+    assert_eq!(spec["containers"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        spec["volumes"],
+        json!([{"configMap": {"name": "web-cfg"}, "name": "cfg"}])
+    );
+    assert_eq!(spec["restartPolicy"], "Always");
 }

@@ -1,0 +1,88 @@
+//! The control plane process: the API server, then the controller-manager and the
+//! scheduler as ordinary API clients of it over HTTPS (exactly like out-of-tree ones, so
+//! a student can switch the built-in scheduler off and run their own).
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+/// What `skiff server` and the lab run.
+#[derive(Debug, Clone)]
+pub struct ControlPlaneConfig {
+    pub api: skiff_apiserver::Config,
+    pub controllers: Option<skiff_controllers::ControllersConfig>,
+    pub scheduler: Option<skiff_scheduler::SchedulerConfig>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlPlaneError {
+    #[error(transparent)]
+    Server(#[from] skiff_apiserver::ServerError),
+    #[error("cannot build a client for the in-process components: {0}")]
+    Client(String),
+}
+
+/// A started control plane.
+pub struct ControlPlane {
+    pub api: skiff_apiserver::Running,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl ControlPlane {
+    /// Waits for everything to stop (after the shutdown token is cancelled).
+    pub async fn wait(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.api.wait().await;
+    }
+}
+
+/// A client with the admin kubeconfig the server wrote.
+pub async fn admin_client(kubeconfig: &std::path::Path) -> Result<kube::Client, ControlPlaneError> {
+    let err = |e: &dyn std::fmt::Display| ControlPlaneError::Client(e.to_string());
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).map_err(|e| err(&e))?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.map_err(|e| err(&e))?;
+    kube::Client::try_from(cfg).map_err(|e| err(&e))
+}
+
+/// Starts the API server, then the enabled components. A component that fails is
+/// logged and restarted after a pause: the API server keeps serving regardless.
+pub async fn start(config: ControlPlaneConfig, shutdown: CancellationToken) -> Result<ControlPlane, ControlPlaneError> {
+    let api = skiff_apiserver::start(config.api.clone(), shutdown.clone()).await?;
+    let client = admin_client(&api.kubeconfig).await?;
+    let mut tasks = Vec::new();
+    if let Some(cc) = config.controllers.clone() {
+        let (client, stop) = (client.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            supervise("controller-manager", stop.clone(), || skiff_controllers::run(cc.clone(), client.clone(), stop.clone())).await
+        }));
+    }
+    if let Some(sc) = config.scheduler.clone() {
+        let (client, stop) = (client.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            supervise("scheduler", stop.clone(), || skiff_scheduler::run(sc.clone(), client.clone(), stop.clone())).await
+        }));
+    }
+    Ok(ControlPlane { api, tasks })
+}
+
+/// Runs a component until shutdown, restarting it (with a pause) if it returns early.
+pub async fn supervise<F, Fut, E>(name: &str, shutdown: CancellationToken, mut run: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    while !shutdown.is_cancelled() {
+        match run().await {
+            Ok(()) if shutdown.is_cancelled() => break,
+            Ok(()) => tracing::warn!(component = name, "stopped unexpectedly; restarting"),
+            Err(e) => tracing::error!(component = name, error = %e, "failed; restarting in 2s"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}

@@ -1,0 +1,566 @@
+//! Translating a Kubernetes `Pod` into the CRI configs that run it: the sandbox config
+//! (metadata, hostname, DNS, host ports, namespaces, log directory) and one container
+//! config per container (command and args with `$(VAR)` expansion, environment with
+//! the downward API, resources as cgroup settings, log path, labels).
+//!
+//! Pure functions: everything they need about the node and the pod's sandbox is passed
+//! in, so they are unit-tested without a runtime. The labels and annotation keys are
+//! the ones the real kubelet uses (`io.kubernetes.pod.uid`, ...), so `crictl` output
+//! looks familiar.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+
+use crate::cri::api;
+
+pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
+pub const LABEL_POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+pub const LABEL_POD_UID: &str = "io.kubernetes.pod.uid";
+pub const LABEL_CONTAINER_NAME: &str = "io.kubernetes.container.name";
+pub const ANNOTATION_RESTART_COUNT: &str = "io.kubernetes.container.restartCount";
+
+/// CFS period the kubelet uses to turn a CPU limit into a quota (100 ms).
+const CPU_PERIOD_US: i64 = 100_000;
+/// The smallest `cpu.shares` the kernel accepts.
+const MIN_CPU_SHARES: i64 = 2;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("pod has no {0}: it cannot be run")]
+    MissingField(&'static str),
+    #[error("container {container:?}: {field} is not supported by skiff yet")]
+    Unsupported { container: String, field: String },
+    #[error("container {container:?}: invalid {field}: {why}")]
+    Invalid { container: String, field: String, why: String },
+}
+
+/// What the node knows that the pod spec does not.
+#[derive(Debug, Clone, Default)]
+pub struct NodeContext {
+    pub node_name: String,
+    pub node_ip: String,
+    /// Root of the pod log directories (`/var/log/pods` on a real node).
+    pub log_root: PathBuf,
+    /// Cluster DNS server addresses; empty means no cluster DNS (node resolv.conf).
+    pub cluster_dns: Vec<String>,
+    pub cluster_domain: String,
+}
+
+/// Name, namespace and UID of a pod, checked present.
+pub fn pod_identity(pod: &Pod) -> Result<(&str, &str, &str), ConfigError> {
+    let name = pod.metadata.name.as_deref().ok_or(ConfigError::MissingField("metadata.name"))?;
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let uid = pod.metadata.uid.as_deref().ok_or(ConfigError::MissingField("metadata.uid"))?;
+    Ok((name, namespace, uid))
+}
+
+/// `<log_root>/<namespace>_<name>_<uid>`, the kubelet's layout that log collectors expect.
+pub fn pod_log_dir(log_root: &Path, namespace: &str, name: &str, uid: &str) -> PathBuf {
+    log_root.join(format!("{namespace}_{name}_{uid}"))
+}
+
+/// `<container>/<restart count>.log`, relative to the pod log directory.
+pub fn container_log_path(container: &str, restart_count: u32) -> String {
+    format!("{container}/{restart_count}.log")
+}
+
+fn pod_labels(name: &str, namespace: &str, uid: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (LABEL_POD_NAME.to_string(), name.to_string()),
+        (LABEL_POD_NAMESPACE.to_string(), namespace.to_string()),
+        (LABEL_POD_UID.to_string(), uid.to_string()),
+    ])
+}
+
+/// Linux namespaces from the pod spec: the pod shares network and IPC unless it asks
+/// for the host's; PID is per container unless `shareProcessNamespace` or `hostPID`.
+pub fn namespace_options(pod: &Pod) -> api::NamespaceOption {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let mode = |host: Option<bool>, shared| {
+        if host == Some(true) {
+            api::NamespaceMode::Node as i32
+        } else {
+            shared as i32
+        }
+    };
+    let pid_shared = if spec.share_process_namespace == Some(true) {
+        api::NamespaceMode::Pod
+    } else {
+        api::NamespaceMode::Container
+    };
+    api::NamespaceOption {
+        network: mode(spec.host_network, api::NamespaceMode::Pod),
+        pid: mode(spec.host_pid, pid_shared),
+        ipc: mode(spec.host_ipc, api::NamespaceMode::Pod),
+        ..Default::default()
+    }
+}
+
+/// DNS for the pod per `dnsPolicy` (`ClusterFirst` is the default; with host networking
+/// it falls back to the node's resolver unless `ClusterFirstWithHostNet`).
+pub fn dns_config(pod: &Pod, node: &NodeContext) -> Option<api::DnsConfig> {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let policy = spec.dns_policy.as_deref().unwrap_or("ClusterFirst");
+    let host_network = spec.host_network == Some(true);
+    let cluster = match policy {
+        "ClusterFirstWithHostNet" => true,
+        "ClusterFirst" => !host_network,
+        _ => false,
+    };
+    let mut config = if cluster && !node.cluster_dns.is_empty() {
+        let d = &node.cluster_domain;
+        api::DnsConfig {
+            servers: node.cluster_dns.clone(),
+            searches: vec![format!("{namespace}.svc.{d}"), format!("svc.{d}"), d.clone()],
+            options: vec!["ndots:5".into()],
+        }
+    } else if policy == "None" {
+        api::DnsConfig::default()
+    } else {
+        return None; // the runtime copies the node's resolv.conf
+    };
+    if let Some(extra) = spec.dns_config {
+        config.servers.extend(extra.nameservers.unwrap_or_default());
+        config.searches.extend(extra.searches.unwrap_or_default());
+        for o in extra.options.unwrap_or_default() {
+            let Some(name) = o.name else { continue };
+            config.options.retain(|existing| existing.split(':').next() != Some(name.as_str()));
+            config.options.push(match o.value {
+                Some(v) => format!("{name}:{v}"),
+                None => name,
+            });
+        }
+    }
+    Some(config)
+}
+
+/// The sandbox config for `attempt` (0 for the first sandbox of a pod).
+pub fn sandbox_config(pod: &Pod, node: &NodeContext, attempt: u32) -> Result<api::PodSandboxConfig, ConfigError> {
+    let (name, namespace, uid) = pod_identity(pod)?;
+    let spec = pod.spec.clone().ok_or(ConfigError::MissingField("spec"))?;
+    let mut port_mappings = Vec::new();
+    for c in &spec.containers {
+        for p in c.ports.iter().flatten() {
+            let Some(host_port) = p.host_port.filter(|h| *h > 0) else { continue };
+            let protocol = match p.protocol.as_deref().unwrap_or("TCP") {
+                "UDP" => api::Protocol::Udp,
+                "SCTP" => api::Protocol::Sctp,
+                _ => api::Protocol::Tcp,
+            };
+            port_mappings.push(api::PortMapping {
+                protocol: protocol as i32,
+                container_port: p.container_port,
+                host_port,
+                host_ip: p.host_ip.clone().unwrap_or_default(),
+            });
+        }
+    }
+    let mut labels = pod_labels(name, namespace, uid);
+    for (k, v) in pod.metadata.labels.clone().unwrap_or_default() {
+        labels.entry(k).or_insert(v);
+    }
+    let hostname = spec.hostname.clone().unwrap_or_else(|| name.to_string());
+    let sysctls = spec
+        .security_context
+        .as_ref()
+        .and_then(|s| s.sysctls.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| (s.name, s.value))
+        .collect();
+    Ok(api::PodSandboxConfig {
+        metadata: Some(api::PodSandboxMetadata {
+            name: name.into(),
+            uid: uid.into(),
+            namespace: namespace.into(),
+            attempt,
+        }),
+        // A hostname is a DNS label: at most 63 characters.
+        hostname: hostname.chars().take(63).collect::<String>().trim_end_matches(['-', '.']).to_string(),
+        log_directory: pod_log_dir(&node.log_root, namespace, name, uid).display().to_string(),
+        dns_config: dns_config(pod, node),
+        port_mappings,
+        labels,
+        annotations: pod.metadata.annotations.clone().unwrap_or_default().into_iter().collect(),
+        linux: Some(api::LinuxPodSandboxConfig {
+            security_context: Some(api::LinuxSandboxSecurityContext {
+                namespace_options: Some(namespace_options(pod)),
+                ..Default::default()
+            }),
+            sysctls,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+/// Expands `$(VAR)` references as Kubernetes does: a defined variable is replaced,
+/// `$$` is an escaped `$`, anything else is left as written.
+pub fn expand(input: &str, vars: &BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(input.len());
+    let mut rest = input;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('(') {
+            match body.find(')') {
+                Some(end) if vars.contains_key(&body[..end]) => {
+                    out.push_str(&vars[&body[..end]]);
+                    rest = &body[end + 1..];
+                }
+                Some(end) => {
+                    out.push_str(&rest[pos..pos + 2 + end + 1]);
+                    rest = &body[end + 1..];
+                }
+                None => {
+                    out.push_str(&rest[pos..]);
+                    rest = "";
+                }
+            }
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The value of a downward-API `fieldRef`.
+fn field_value(pod: &Pod, path: &str, pod_ip: &str, node: &NodeContext) -> Option<String> {
+    let meta = &pod.metadata;
+    let spec = pod.spec.clone().unwrap_or_default();
+    let keyed = |map: &Option<BTreeMap<String, String>>, prefix: &str| -> Option<String> {
+        let key = path.strip_prefix(prefix)?.strip_suffix("']")?;
+        Some(map.as_ref().and_then(|m| m.get(key)).cloned().unwrap_or_default())
+    };
+    match path {
+        "metadata.name" => meta.name.clone(),
+        "metadata.namespace" => meta.namespace.clone(),
+        "metadata.uid" => meta.uid.clone(),
+        "spec.nodeName" => Some(spec.node_name.unwrap_or_else(|| node.node_name.clone())),
+        "spec.serviceAccountName" => Some(spec.service_account_name.unwrap_or_default()),
+        "status.podIP" => Some(pod_ip.to_string()),
+        "status.podIPs" => Some(pod_ip.to_string()),
+        "status.hostIP" | "status.hostIPs" => Some(node.node_ip.clone()),
+        p if p.starts_with("metadata.labels['") => keyed(&meta.labels, "metadata.labels['"),
+        p if p.starts_with("metadata.annotations['") => keyed(&meta.annotations, "metadata.annotations['"),
+        _ => None,
+    }
+}
+
+/// The container's environment in order, each value expanded against the ones before.
+pub fn environment(pod: &Pod, container: &Container, pod_ip: &str, node: &NodeContext) -> Result<Vec<(String, String)>, ConfigError> {
+    let unsupported = |field: String| ConfigError::Unsupported { container: container.name.clone(), field };
+    if container.env_from.as_ref().is_some_and(|e| !e.is_empty()) {
+        return Err(unsupported("envFrom".into()));
+    }
+    let mut vars = BTreeMap::new();
+    let mut out = Vec::new();
+    for e in container.env.iter().flatten() {
+        let value = match (&e.value, &e.value_from) {
+            (Some(v), _) => expand(v, &vars),
+            (None, None) => String::new(),
+            (None, Some(src)) => {
+                if let Some(f) = &src.field_ref {
+                    field_value(pod, &f.field_path, pod_ip, node).ok_or_else(|| ConfigError::Invalid {
+                        container: container.name.clone(),
+                        field: format!("env {}: fieldRef", e.name),
+                        why: format!("unknown field path {:?}", f.field_path),
+                    })?
+                } else if src.secret_key_ref.is_some() {
+                    return Err(unsupported(format!("env {}: secretKeyRef", e.name)));
+                } else if src.config_map_key_ref.is_some() {
+                    return Err(unsupported(format!("env {}: configMapKeyRef", e.name)));
+                } else {
+                    return Err(unsupported(format!("env {}: resourceFieldRef", e.name)));
+                }
+            }
+        };
+        vars.insert(e.name.clone(), value.clone());
+        out.push((e.name.clone(), value));
+    }
+    Ok(out)
+}
+
+/// cgroup settings from the container's requests and limits: shares from the CPU
+/// request, a CFS quota from the CPU limit, the memory limit in bytes.
+pub fn linux_resources(container: &Container) -> Result<api::LinuxContainerResources, ConfigError> {
+    let res = container.resources.clone().unwrap_or_default();
+    let invalid = |field: &str, why: String| ConfigError::Invalid { container: container.name.clone(), field: field.into(), why };
+    let millis = |map: &Option<BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, key: &str| {
+        map.as_ref()
+            .and_then(|m| m.get(key))
+            .map(|q| skiff_api::validation::parse_quantity(&q.0).map_err(|e| invalid(&format!("resources {key}"), e)))
+            .transpose()
+    };
+    let cpu_limit = millis(&res.limits, "cpu")?;
+    // A limit without a request means request = limit (API defaulting does the same).
+    let cpu_request = millis(&res.requests, "cpu")?.or(cpu_limit);
+    let memory_limit = millis(&res.limits, "memory")?;
+    let mut out = api::LinuxContainerResources {
+        cpu_shares: cpu_request.map(|m| ((m * 1024 / 1000) as i64).max(MIN_CPU_SHARES)).unwrap_or(MIN_CPU_SHARES),
+        ..Default::default()
+    };
+    if let Some(m) = cpu_limit {
+        out.cpu_period = CPU_PERIOD_US;
+        // At least 1 ms: the kernel refuses smaller quotas.
+        out.cpu_quota = ((m as i64) * CPU_PERIOD_US / 1000).max(1000);
+    }
+    if let Some(m) = memory_limit {
+        out.memory_limit_in_bytes = (m / 1000) as i64;
+    }
+    Ok(out)
+}
+
+/// The container config for one container of the pod. `restart_count` is the CRI
+/// attempt; `pod_ip` feeds the downward API.
+pub fn container_config(
+    pod: &Pod,
+    container: &Container,
+    restart_count: u32,
+    pod_ip: &str,
+    node: &NodeContext,
+) -> Result<api::ContainerConfig, ConfigError> {
+    let (name, namespace, uid) = pod_identity(pod)?;
+    let image = container.image.clone().filter(|i| !i.is_empty()).ok_or_else(|| ConfigError::Invalid {
+        container: container.name.clone(),
+        field: "image".into(),
+        why: "must not be empty".into(),
+    })?;
+    if container.volume_mounts.as_ref().is_some_and(|v| !v.is_empty()) {
+        return Err(ConfigError::Unsupported { container: container.name.clone(), field: "volumeMounts".into() });
+    }
+    let env = environment(pod, container, pod_ip, node)?;
+    let vars: BTreeMap<String, String> = env.iter().cloned().collect();
+    let expand_all = |v: &Option<Vec<String>>| v.iter().flatten().map(|s| expand(s, &vars)).collect::<Vec<_>>();
+    let mut labels = pod_labels(name, namespace, uid);
+    labels.insert(LABEL_CONTAINER_NAME.into(), container.name.clone());
+    let sc = container.security_context.clone().unwrap_or_default();
+    let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.clone()).unwrap_or_default();
+    let capabilities = sc.capabilities.clone().map(|c| api::Capability {
+        add_capabilities: c.add.unwrap_or_default(),
+        drop_capabilities: c.drop.unwrap_or_default(),
+        ..Default::default()
+    });
+    Ok(api::ContainerConfig {
+        metadata: Some(api::ContainerMetadata { name: container.name.clone(), attempt: restart_count }),
+        image: Some(api::ImageSpec { image, ..Default::default() }),
+        command: expand_all(&container.command),
+        args: expand_all(&container.args),
+        working_dir: container.working_dir.clone().unwrap_or_default(),
+        envs: env.into_iter().map(|(key, value)| api::KeyValue { key, value }).collect(),
+        labels,
+        annotations: HashMap::from([(ANNOTATION_RESTART_COUNT.to_string(), restart_count.to_string())]),
+        log_path: container_log_path(&container.name, restart_count),
+        stdin: container.stdin.unwrap_or(false),
+        stdin_once: container.stdin_once.unwrap_or(false),
+        tty: container.tty.unwrap_or(false),
+        linux: Some(api::LinuxContainerConfig {
+            resources: Some(linux_resources(container)?),
+            security_context: Some(api::LinuxContainerSecurityContext {
+                namespace_options: Some(namespace_options(pod)),
+                privileged: sc.privileged.unwrap_or(false),
+                readonly_rootfs: sc.read_only_root_filesystem.unwrap_or(false),
+                run_as_user: sc.run_as_user.or(pod_sc.run_as_user).map(|value| api::Int64Value { value }),
+                run_as_group: sc.run_as_group.or(pod_sc.run_as_group).map(|value| api::Int64Value { value }),
+                capabilities,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(spec: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web-1", "namespace": "shop", "uid": "u-1", "labels": {"app": "web"},
+                         "annotations": {"note": "x"}},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    fn node() -> NodeContext {
+        NodeContext {
+            node_name: "node-a".into(),
+            node_ip: "10.0.0.5".into(),
+            log_root: "/var/log/pods".into(),
+            cluster_dns: vec!["10.96.0.10".into()],
+            cluster_domain: "cluster.local".into(),
+        }
+    }
+
+    fn simple() -> Pod {
+        pod(json!({"containers": [{"name": "app", "image": "busybox",
+            "ports": [{"containerPort": 80, "hostPort": 8080}, {"containerPort": 53, "protocol": "UDP"}]}]}))
+    }
+
+    #[test]
+    fn sandbox_config_carries_identity_logs_ports_and_labels() {
+        let c = sandbox_config(&simple(), &node(), 2).unwrap();
+        let m = c.metadata.unwrap();
+        assert_eq!((m.name.as_str(), m.namespace.as_str(), m.uid.as_str(), m.attempt), ("web-1", "shop", "u-1", 2));
+        assert_eq!(c.hostname, "web-1");
+        assert_eq!(c.log_directory, "/var/log/pods/shop_web-1_u-1");
+        assert_eq!(c.port_mappings.len(), 1, "only ports with a hostPort are mapped");
+        assert_eq!((c.port_mappings[0].container_port, c.port_mappings[0].host_port), (80, 8080));
+        assert_eq!(c.labels[LABEL_POD_UID], "u-1");
+        assert_eq!(c.labels["app"], "web");
+        assert_eq!(c.annotations["note"], "x");
+        let ns = c.linux.unwrap().security_context.unwrap().namespace_options.unwrap();
+        assert_eq!((ns.network, ns.pid, ns.ipc), (0, 1, 0));
+    }
+
+    #[test]
+    fn missing_uid_is_an_error() {
+        let mut p = simple();
+        p.metadata.uid = None;
+        assert_eq!(sandbox_config(&p, &node(), 0).unwrap_err(), ConfigError::MissingField("metadata.uid"));
+    }
+
+    #[test]
+    fn namespaces_follow_host_and_share_flags() {
+        let cases = [
+            (json!({}), (0, 1, 0)),
+            (json!({"hostNetwork": true}), (2, 1, 0)),
+            (json!({"shareProcessNamespace": true}), (0, 0, 0)),
+            (json!({"hostPID": true, "hostIPC": true}), (0, 2, 2)),
+        ];
+        for (extra, want) in cases {
+            let mut spec = json!({"containers": [{"name": "a", "image": "i"}]});
+            spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            let ns = namespace_options(&pod(spec.clone()));
+            assert_eq!((ns.network, ns.pid, ns.ipc), want, "{spec}");
+        }
+    }
+
+    #[test]
+    fn dns_follows_the_policy() {
+        let with = |extra: serde_json::Value| {
+            let mut spec = json!({"containers": [{"name": "a", "image": "i"}]});
+            spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            dns_config(&pod(spec), &node())
+        };
+        let cluster = with(json!({})).unwrap();
+        assert_eq!(cluster.servers, vec!["10.96.0.10"]);
+        assert_eq!(cluster.searches, vec!["shop.svc.cluster.local", "svc.cluster.local", "cluster.local"]);
+        assert_eq!(cluster.options, vec!["ndots:5"]);
+        assert!(with(json!({"dnsPolicy": "Default"})).is_none());
+        assert!(with(json!({"hostNetwork": true})).is_none());
+        assert!(with(json!({"hostNetwork": true, "dnsPolicy": "ClusterFirstWithHostNet"})).is_some());
+        let custom = with(json!({"dnsPolicy": "None", "dnsConfig": {"nameservers": ["1.2.3.4"], "options": [{"name": "ndots", "value": "2"}]}})).unwrap();
+        assert_eq!(custom.servers, vec!["1.2.3.4"]);
+        assert_eq!(custom.options, vec!["ndots:2"]);
+        let merged = with(json!({"dnsConfig": {"options": [{"name": "ndots", "value": "1"}, {"name": "edns0"}]}})).unwrap();
+        assert_eq!(merged.options, vec!["ndots:1", "edns0"]);
+    }
+
+    #[test]
+    fn expansion_follows_kubernetes_rules() {
+        let vars = BTreeMap::from([("A".to_string(), "x".to_string()), ("B".to_string(), "$(A)".to_string())]);
+        let cases = [
+            ("$(A)", "x"),
+            ("pre-$(A)-post", "pre-x-post"),
+            ("$(B)", "$(A)"),
+            ("$$(A)", "$(A)"),
+            ("$(MISSING)", "$(MISSING)"),
+            ("$(unclosed", "$(unclosed"),
+            ("cost $5", "cost $5"),
+            ("$", "$"),
+            ("$(A)$(A)", "xx"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(expand(input, &vars), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn environment_resolves_references_and_the_downward_api() {
+        let p = pod(json!({"nodeName": "node-a", "containers": [{"name": "app", "image": "busybox", "env": [
+            {"name": "GREETING", "value": "hi"},
+            {"name": "MSG", "value": "$(GREETING) from $(POD)"},
+            {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+            {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        ]}]}));
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        let env = environment(&p, c, "10.244.0.7", &node()).unwrap();
+        let got: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("GREETING", "hi"),
+                // POD is defined after MSG, so it is not expanded (Kubernetes order rule).
+                ("MSG", "hi from $(POD)"),
+                ("POD", "web-1"),
+                ("IP", "10.244.0.7"),
+                ("APP", "web"),
+                ("NODE", "node-a"),
+            ]
+        );
+    }
+
+    #[test]
+    fn unsupported_sources_are_named() {
+        let p = pod(json!({"containers": [{"name": "app", "image": "busybox", "env": [
+            {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}]}));
+        let err = environment(&p, &p.spec.as_ref().unwrap().containers[0], "", &node()).unwrap_err();
+        assert!(err.to_string().contains("secretKeyRef"), "{err}");
+    }
+
+    #[test]
+    fn resources_become_cgroup_settings() {
+        let cases = [
+            (json!({}), (2, 0, 0, 0)),
+            (json!({"requests": {"cpu": "250m"}}), (256, 0, 0, 0)),
+            (json!({"limits": {"cpu": "500m", "memory": "64Mi"}}), (512, 100_000, 50_000, 64 << 20)),
+            (json!({"requests": {"cpu": "1m"}, "limits": {"cpu": "1m"}}), (2, 100_000, 1000, 0)),
+        ];
+        for (resources, (shares, period, quota, memory)) in cases {
+            let c: Container = serde_json::from_value(json!({"name": "a", "image": "i", "resources": resources})).unwrap();
+            let r = linux_resources(&c).unwrap();
+            assert_eq!((r.cpu_shares, r.cpu_period, r.cpu_quota, r.memory_limit_in_bytes), (shares, period, quota, memory), "{resources}");
+        }
+        let bad: Container = serde_json::from_value(json!({"name": "a", "image": "i", "resources": {"limits": {"cpu": "lots"}}})).unwrap();
+        assert!(linux_resources(&bad).is_err());
+    }
+
+    #[test]
+    fn container_config_expands_command_and_sets_log_path() {
+        let p = pod(json!({"containers": [{"name": "app", "image": "busybox",
+            "command": ["sh", "-c"], "args": ["echo $(WHO)"], "env": [{"name": "WHO", "value": "me"}],
+            "workingDir": "/tmp", "securityContext": {"runAsUser": 1000}}]}));
+        let c = container_config(&p, &p.spec.as_ref().unwrap().containers[0], 3, "10.1.1.1", &node()).unwrap();
+        assert_eq!(c.command, vec!["sh", "-c"]);
+        assert_eq!(c.args, vec!["echo me"]);
+        assert_eq!(c.log_path, "app/3.log");
+        assert_eq!(c.metadata.unwrap().attempt, 3);
+        assert_eq!(c.labels[LABEL_CONTAINER_NAME], "app");
+        assert_eq!(c.annotations[ANNOTATION_RESTART_COUNT], "3");
+        assert_eq!(c.working_dir, "/tmp");
+        let sc = c.linux.unwrap().security_context.unwrap();
+        assert_eq!(sc.run_as_user.unwrap().value, 1000);
+    }
+
+    #[test]
+    fn volume_mounts_are_refused_for_now() {
+        let p = pod(json!({"containers": [{"name": "app", "image": "busybox",
+            "volumeMounts": [{"name": "v", "mountPath": "/data"}]}]}));
+        let err = container_config(&p, &p.spec.as_ref().unwrap().containers[0], 0, "", &node()).unwrap_err();
+        assert!(matches!(err, ConfigError::Unsupported { ref field, .. } if field == "volumeMounts"), "{err}");
+    }
+}

@@ -1,0 +1,636 @@
+//! Syncing one pod: observe what the runtime has for it, decide what to do ([`plan`],
+//! pure), do it ([`execute`]), and report it as a `PodStatus` ([`pod_status`], pure).
+//!
+//! This is the kubelet's `SyncPod` in its first form: one sandbox per pod, app
+//! containers restarted per `restartPolicy`, pods torn down when deleted or finished.
+//! Not yet: init containers, probes, volumes, crash-loop back-off beyond the resync
+//! period, ephemeral containers.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, HostIP,
+    Pod, PodCondition, PodIP, PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::cri::{self, api, CriError, Runtime};
+use crate::cri_config::{self, ConfigError, NodeContext, LABEL_CONTAINER_NAME, LABEL_POD_UID};
+
+/// The runtime's view of a pod's sandbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SandboxInfo {
+    pub id: String,
+    pub attempt: u32,
+    pub ready: bool,
+    pub created_at: i64,
+}
+
+/// The runtime's view of one container of a pod.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub sandbox_id: String,
+    pub name: String,
+    pub attempt: u32,
+    pub state: api::ContainerState,
+    pub exit_code: i32,
+    pub created_at: i64,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub image_ref: String,
+    pub reason: String,
+    pub message: String,
+}
+
+/// Everything the runtime has for one pod UID.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    pub sandboxes: Vec<SandboxInfo>,
+    pub containers: Vec<ContainerInfo>,
+    /// The pod IP of the newest ready sandbox.
+    pub pod_ip: String,
+}
+
+impl Observed {
+    /// The newest sandbox (highest attempt, then latest creation).
+    pub fn latest_sandbox(&self) -> Option<&SandboxInfo> {
+        self.sandboxes.iter().max_by_key(|s| (s.attempt, s.created_at))
+    }
+
+    /// The newest container of a name, in any sandbox.
+    pub fn latest_container(&self, name: &str) -> Option<&ContainerInfo> {
+        self.containers.iter().filter(|c| c.name == name).max_by_key(|c| (c.attempt, c.created_at))
+    }
+
+    fn has_live_parts(&self) -> bool {
+        self.sandboxes.iter().any(|s| s.ready)
+            || self.containers.iter().any(|c| matches!(c.state, api::ContainerState::ContainerRunning | api::ContainerState::ContainerCreated))
+    }
+}
+
+/// One thing to do to bring the runtime closer to the pod spec.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Stop every sandbox (and so every container) of the pod.
+    KillPod,
+    /// Create a new sandbox; containers are then created in it.
+    RunSandbox { attempt: u32 },
+    /// Pull the image if needed, create the container and start it.
+    StartContainer { name: String, attempt: u32 },
+    /// Start a container that was created but not started (a previous sync failed).
+    StartCreated { id: String },
+    /// Remove an exited container superseded by a newer attempt.
+    RemoveContainer { id: String },
+}
+
+fn restart_policy(pod: &Pod) -> &str {
+    pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()).unwrap_or("Always")
+}
+
+/// Whether the kubelet should stop everything of this pod: it is being deleted or has
+/// finished for good.
+pub fn is_terminal(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some()
+        || matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
+}
+
+fn should_restart(policy: &str, exit_code: i32) -> bool {
+    match policy {
+        "Never" => false,
+        "OnFailure" => exit_code != 0,
+        _ => true,
+    }
+}
+
+/// Decides what to do for a pod given what the runtime has. Pure.
+pub fn plan(pod: &Pod, observed: &Observed) -> Vec<Step> {
+    if is_terminal(pod) {
+        return if observed.has_live_parts() { vec![Step::KillPod] } else { vec![] };
+    }
+    let containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
+    let policy = restart_policy(pod);
+    let mut steps = Vec::new();
+
+    let next_attempt = |name: &str| observed.latest_container(name).map(|c| c.attempt + 1).unwrap_or(0);
+    let sandbox = observed.latest_sandbox();
+    match sandbox {
+        Some(sb) if sb.ready => {
+            for c in containers {
+                let current = observed.containers.iter().filter(|k| k.sandbox_id == sb.id && k.name == c.name).max_by_key(|k| (k.attempt, k.created_at));
+                match current {
+                    None => steps.push(Step::StartContainer { name: c.name.clone(), attempt: next_attempt(&c.name) }),
+                    Some(k) => match k.state {
+                        api::ContainerState::ContainerCreated => steps.push(Step::StartCreated { id: k.id.clone() }),
+                        api::ContainerState::ContainerExited if should_restart(policy, k.exit_code) => {
+                            steps.push(Step::StartContainer { name: c.name.clone(), attempt: k.attempt + 1 })
+                        }
+                        _ => {}
+                    },
+                }
+            }
+        }
+        _ => {
+            // No usable sandbox. A pod whose containers all ran to completion under a
+            // policy that does not restart them is finished, not recreated.
+            let all_done = !containers.is_empty()
+                && containers.iter().all(|c| {
+                    observed.latest_container(&c.name).is_some_and(|k| {
+                        k.state == api::ContainerState::ContainerExited && !should_restart(policy, k.exit_code)
+                    })
+                });
+            if all_done {
+                return if observed.has_live_parts() { vec![Step::KillPod] } else { vec![] };
+            }
+            if observed.has_live_parts() {
+                steps.push(Step::KillPod);
+            }
+            steps.push(Step::RunSandbox { attempt: sandbox.map(|s| s.attempt + 1).unwrap_or(0) });
+            for c in containers {
+                steps.push(Step::StartContainer { name: c.name.clone(), attempt: next_attempt(&c.name) });
+            }
+        }
+    }
+    // Old attempts are kept only until a newer one exists (the newest dead one stays
+    // for `kubectl logs --previous`).
+    for k in &observed.containers {
+        let superseded = observed.latest_container(&k.name).is_some_and(|n| n.id != k.id);
+        if k.state == api::ContainerState::ContainerExited && superseded {
+            steps.push(Step::RemoveContainer { id: k.id.clone() });
+        }
+    }
+    steps
+}
+
+/// Why a container is not running, for its `waiting` state (`ErrImagePull`, ...).
+pub type WaitingReasons = BTreeMap<String, (String, String)>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Cri(#[from] CriError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// Reads the runtime's state for one pod UID.
+pub async fn observe(runtime: &dyn Runtime, uid: &str) -> Result<Observed, CriError> {
+    let selector = std::collections::HashMap::from([(LABEL_POD_UID.to_string(), uid.to_string())]);
+    let sandboxes = runtime
+        .list_pod_sandboxes(Some(api::PodSandboxFilter { label_selector: selector.clone(), ..Default::default() }))
+        .await?;
+    let mut observed = Observed::default();
+    for sb in sandboxes {
+        observed.sandboxes.push(SandboxInfo {
+            id: sb.id.clone(),
+            attempt: sb.metadata.map(|m| m.attempt).unwrap_or(0),
+            ready: cri::sandbox_state(sb.state) == api::PodSandboxState::SandboxReady,
+            created_at: sb.created_at,
+        });
+    }
+    if let Some(latest) = observed.latest_sandbox().filter(|s| s.ready).cloned() {
+        match runtime.pod_sandbox_status(&latest.id).await {
+            Ok(st) => observed.pod_ip = st.network.map(|n| n.ip).unwrap_or_default(),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let containers = runtime
+        .list_containers(Some(api::ContainerFilter { label_selector: selector, ..Default::default() }))
+        .await?;
+    for c in containers {
+        // ListContainers has no exit code or times: ask for each (pods are small).
+        let st = match runtime.container_status(&c.id).await {
+            Ok(st) => st,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e),
+        };
+        observed.containers.push(ContainerInfo {
+            id: c.id.clone(),
+            sandbox_id: c.pod_sandbox_id.clone(),
+            name: c.labels.get(LABEL_CONTAINER_NAME).cloned().or(c.metadata.as_ref().map(|m| m.name.clone())).unwrap_or_default(),
+            attempt: c.metadata.map(|m| m.attempt).unwrap_or(0),
+            state: cri::container_state(st.state),
+            exit_code: st.exit_code,
+            created_at: st.created_at,
+            started_at: st.started_at,
+            finished_at: st.finished_at,
+            image_ref: st.image_ref,
+            reason: st.reason,
+            message: st.message,
+        });
+    }
+    Ok(observed)
+}
+
+/// Stops and removes every sandbox of the pod (containers go with them).
+pub async fn kill_pod(runtime: &dyn Runtime, observed: &Observed, grace: Duration) -> Result<(), CriError> {
+    for c in observed.containers.iter().filter(|c| c.state == api::ContainerState::ContainerRunning) {
+        match runtime.stop_container(&c.id, grace).await {
+            Err(e) if !e.is_not_found() => return Err(e),
+            _ => {}
+        }
+    }
+    for sb in &observed.sandboxes {
+        match runtime.stop_pod_sandbox(&sb.id).await {
+            Err(e) if !e.is_not_found() => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Removes every sandbox of the pod; the last step once it is stopped.
+pub async fn remove_pod(runtime: &dyn Runtime, observed: &Observed) -> Result<(), CriError> {
+    for sb in &observed.sandboxes {
+        runtime.remove_pod_sandbox(&sb.id).await?;
+    }
+    Ok(())
+}
+
+async fn ensure_image(runtime: &dyn Runtime, image: &str, policy: Option<&str>, sandbox: &api::PodSandboxConfig) -> Result<(), (String, String)> {
+    let tag_is_latest = !image.rsplit('/').next().unwrap_or(image).contains(':') || image.ends_with(":latest");
+    // Kubernetes' default: Always for :latest (or no tag), IfNotPresent otherwise.
+    let policy = policy.unwrap_or(if tag_is_latest { "Always" } else { "IfNotPresent" });
+    if policy != "Always" {
+        match runtime.image_status(image).await {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) if policy == "Never" => {
+                return Err(("ErrImageNeverPull".into(), format!("image {image:?} is not present and the pull policy is Never")))
+            }
+            Ok(None) => {}
+            Err(e) => return Err(("ErrImagePull".into(), e.to_string())),
+        }
+    }
+    runtime.pull_image(image, Some(sandbox.clone())).await.map(|_| ()).map_err(|e| ("ErrImagePull".into(), e.to_string()))
+}
+
+/// Carries out `steps`. Container-level failures become waiting reasons (the pod keeps
+/// syncing); sandbox-level failures are errors (the pod is retried as a whole).
+pub async fn execute(
+    runtime: &dyn Runtime,
+    pod: &Pod,
+    node: &NodeContext,
+    observed: &Observed,
+    steps: &[Step],
+) -> Result<WaitingReasons, SyncError> {
+    let mut waiting = WaitingReasons::new();
+    let grace = Duration::from_secs(pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30).max(0) as u64);
+    let mut sandbox = observed.latest_sandbox().filter(|s| s.ready).map(|s| (s.id.clone(), s.attempt));
+    let mut pod_ip = observed.pod_ip.clone();
+    for step in steps {
+        match step {
+            Step::KillPod => {
+                kill_pod(runtime, observed, grace).await?;
+                sandbox = None;
+            }
+            Step::RunSandbox { attempt } => {
+                let config = cri_config::sandbox_config(pod, node, *attempt)?;
+                std::fs::create_dir_all(&config.log_directory).map_err(|e| CriError::Call {
+                    op: "RunPodSandbox",
+                    code: tonic::Code::Internal,
+                    message: format!("cannot create the pod log directory {}: {e}", config.log_directory),
+                })?;
+                let id = runtime.run_pod_sandbox(config).await?;
+                pod_ip = runtime.pod_sandbox_status(&id).await?.network.map(|n| n.ip).unwrap_or_default();
+                sandbox = Some((id, *attempt));
+            }
+            Step::StartContainer { name, attempt } => {
+                let Some((sandbox_id, sandbox_attempt)) = sandbox.clone() else { continue };
+                let Some(spec) = pod.spec.as_ref().and_then(|s| s.containers.iter().find(|c| &c.name == name)) else { continue };
+                let sandbox_config = cri_config::sandbox_config(pod, node, sandbox_attempt)?;
+                let config = match cri_config::container_config(pod, spec, *attempt, &pod_ip, node) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        waiting.insert(name.clone(), ("CreateContainerConfigError".into(), e.to_string()));
+                        continue;
+                    }
+                };
+                let image = spec.image.clone().unwrap_or_default();
+                if let Err(reason) = ensure_image(runtime, &image, spec.image_pull_policy.as_deref(), &sandbox_config).await {
+                    waiting.insert(name.clone(), reason);
+                    continue;
+                }
+                let dir = std::path::Path::new(&sandbox_config.log_directory).join(name);
+                let _ = std::fs::create_dir_all(dir);
+                let id = match runtime.create_container(&sandbox_id, config, sandbox_config).await {
+                    Ok(id) => id,
+                    Err(e) => {
+                        waiting.insert(name.clone(), ("CreateContainerError".into(), e.to_string()));
+                        continue;
+                    }
+                };
+                if let Err(e) = runtime.start_container(&id).await {
+                    waiting.insert(name.clone(), ("RunContainerError".into(), e.to_string()));
+                }
+            }
+            Step::StartCreated { id } => {
+                if let Err(e) = runtime.start_container(id).await {
+                    let name = observed.containers.iter().find(|c| &c.id == id).map(|c| c.name.clone()).unwrap_or_default();
+                    waiting.insert(name, ("RunContainerError".into(), e.to_string()));
+                }
+            }
+            Step::RemoveContainer { id } => {
+                runtime.remove_container(id).await?;
+            }
+        }
+    }
+    Ok(waiting)
+}
+
+fn time_from_nanos(nanos: i64) -> Option<Time> {
+    if nanos <= 0 {
+        return None;
+    }
+    Timestamp::from_nanosecond(nanos as i128).ok().map(Time)
+}
+
+fn condition(type_: &str, ok: bool, reason: Option<&str>, old: Option<&PodStatus>, now: &Time) -> PodCondition {
+    let status = if ok { "True" } else { "False" }.to_string();
+    // The transition time moves only when the status changes.
+    let previous = old
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == type_))
+        .filter(|c| c.status == status)
+        .and_then(|c| c.last_transition_time.clone());
+    PodCondition {
+        type_: type_.into(),
+        status,
+        reason: if ok { None } else { reason.map(String::from) },
+        last_transition_time: Some(previous.unwrap_or_else(|| now.clone())),
+        ..Default::default()
+    }
+}
+
+/// The pod's status from what the runtime has. Pure (`now` is passed in).
+pub fn pod_status(pod: &Pod, observed: &Observed, waiting: &WaitingReasons, node: &NodeContext, now: Timestamp) -> PodStatus {
+    let now = Time(now);
+    let old = pod.status.as_ref();
+    let containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
+    let policy = restart_policy(pod);
+    let sandbox_ready = observed.latest_sandbox().is_some_and(|s| s.ready);
+
+    let mut statuses = Vec::new();
+    let (mut running, mut waiting_n, mut succeeded, mut failed) = (0, 0, 0, 0);
+    for c in containers {
+        let latest = observed.latest_container(&c.name);
+        let (state, ready, started) = match latest {
+            Some(k) if k.state == api::ContainerState::ContainerRunning => {
+                running += 1;
+                (ContainerState { running: Some(ContainerStateRunning { started_at: time_from_nanos(k.started_at) }), ..Default::default() }, true, true)
+            }
+            Some(k) if k.state == api::ContainerState::ContainerExited && !waiting.contains_key(&c.name) => {
+                if k.exit_code == 0 { succeeded += 1 } else { failed += 1 }
+                let reason = if k.reason.is_empty() { if k.exit_code == 0 { "Completed" } else { "Error" } } else { &k.reason };
+                let terminated = ContainerStateTerminated {
+                    container_id: Some(format!("containerd://{}", k.id)),
+                    exit_code: k.exit_code,
+                    reason: Some(reason.to_string()),
+                    message: Some(k.message.clone()).filter(|m| !m.is_empty()),
+                    started_at: time_from_nanos(k.started_at),
+                    finished_at: time_from_nanos(k.finished_at),
+                    ..Default::default()
+                };
+                (ContainerState { terminated: Some(terminated), ..Default::default() }, false, false)
+            }
+            _ => {
+                if latest.is_some_and(|k| k.attempt > 0 || k.state == api::ContainerState::ContainerExited) {
+                    failed += 1; // ran before: waiting to restart
+                } else {
+                    waiting_n += 1;
+                }
+                let (reason, message) = waiting.get(&c.name).cloned().unwrap_or(("ContainerCreating".into(), String::new()));
+                let w = ContainerStateWaiting { reason: Some(reason), message: Some(message).filter(|m| !m.is_empty()) };
+                (ContainerState { waiting: Some(w), ..Default::default() }, false, false)
+            }
+        };
+        statuses.push(ContainerStatus {
+            name: c.name.clone(),
+            image: c.image.clone().unwrap_or_default(),
+            image_id: latest.map(|k| k.image_ref.clone()).unwrap_or_default(),
+            container_id: latest.map(|k| format!("containerd://{}", k.id)),
+            restart_count: latest.map(|k| k.attempt as i32).unwrap_or(0),
+            ready,
+            started: Some(started),
+            state: Some(state),
+            ..Default::default()
+        });
+    }
+    let total = containers.len();
+    // Kubernetes' getPhase: a container that never ran keeps the pod Pending; once all
+    // have run, the restart policy decides between Running, Succeeded and Failed.
+    let finished_before = old.and_then(|s| s.phase.as_deref()).filter(|p| *p == "Succeeded" || *p == "Failed");
+    let phase = if let Some(p) = finished_before {
+        p
+    } else if waiting_n > 0 || total == 0 || !sandbox_ready && running == 0 && succeeded + failed == 0 {
+        "Pending"
+    } else if running > 0 {
+        "Running"
+    } else {
+        match policy {
+            "Always" => "Running",
+            "OnFailure" if failed > 0 => "Running",
+            _ if failed > 0 => "Failed",
+            _ => "Succeeded",
+        }
+    }
+    .to_string();
+    let all_ready = total > 0 && statuses.iter().all(|s| s.ready);
+    let mut conditions = vec![
+        condition("PodReadyToStartContainers", sandbox_ready, None, old, &now),
+        condition("Initialized", true, None, old, &now),
+        condition("ContainersReady", all_ready, Some("ContainersNotReady"), old, &now),
+        condition("Ready", all_ready, Some("ContainersNotReady"), old, &now),
+    ];
+    // PodScheduled is the scheduler's; keep what it wrote.
+    if let Some(scheduled) = old.and_then(|s| s.conditions.as_ref()).and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled")) {
+        conditions.push(scheduled.clone());
+    }
+    let pod_ip = Some(observed.pod_ip.clone()).filter(|ip| !ip.is_empty() && sandbox_ready);
+    PodStatus {
+        phase: Some(phase),
+        conditions: Some(conditions),
+        container_statuses: Some(statuses),
+        pod_ips: pod_ip.clone().map(|ip| vec![PodIP { ip }]),
+        pod_ip,
+        host_ip: Some(node.node_ip.clone()).filter(|ip| !ip.is_empty()),
+        host_ips: Some(vec![HostIP { ip: node.node_ip.clone() }]).filter(|_| !node.node_ip.is_empty()),
+        start_time: old.and_then(|s| s.start_time.clone()).or(Some(now)),
+        qos_class: old.and_then(|s| s.qos_class.clone()),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(policy: &str, names: &[&str]) -> Pod {
+        let containers: Vec<_> = names.iter().map(|n| json!({"name": n, "image": "busybox:1.36"})).collect();
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "default", "uid": "u1"},
+            "spec": {"restartPolicy": policy, "containers": containers, "nodeName": "n"},
+        }))
+        .unwrap()
+    }
+
+    fn sb(id: &str, attempt: u32, ready: bool) -> SandboxInfo {
+        SandboxInfo { id: id.into(), attempt, ready, created_at: attempt as i64 }
+    }
+
+    fn ctr(id: &str, sandbox: &str, name: &str, attempt: u32, state: api::ContainerState, exit: i32) -> ContainerInfo {
+        ContainerInfo {
+            id: id.into(),
+            sandbox_id: sandbox.into(),
+            name: name.into(),
+            attempt,
+            state,
+            exit_code: exit,
+            created_at: attempt as i64,
+            started_at: 1_700_000_000_000_000_000,
+            finished_at: 0,
+            image_ref: "sha256:abc".into(),
+            reason: String::new(),
+            message: String::new(),
+        }
+    }
+
+    use api::ContainerState::{ContainerCreated as Created, ContainerExited as Exited, ContainerRunning as Running};
+
+    fn start(name: &str, attempt: u32) -> Step {
+        Step::StartContainer { name: name.into(), attempt }
+    }
+
+    #[test]
+    fn plan_table() {
+        let o = |sandboxes: Vec<SandboxInfo>, containers: Vec<ContainerInfo>| Observed { sandboxes, containers, pod_ip: "10.1.0.2".into() };
+        let cases: Vec<(&str, Pod, Observed, Vec<Step>)> = vec![
+            ("new pod", pod("Always", &["a", "b"]), o(vec![], vec![]), vec![Step::RunSandbox { attempt: 0 }, start("a", 0), start("b", 0)]),
+            ("steady", pod("Always", &["a"]), o(vec![sb("s", 0, true)], vec![ctr("c", "s", "a", 0, Running, 0)]), vec![]),
+            ("missing container", pod("Always", &["a", "b"]), o(vec![sb("s", 0, true)], vec![ctr("c", "s", "a", 0, Running, 0)]), vec![start("b", 0)]),
+            ("created only", pod("Always", &["a"]), o(vec![sb("s", 0, true)], vec![ctr("c", "s", "a", 0, Created, 0)]), vec![Step::StartCreated { id: "c".into() }]),
+            ("always restarts", pod("Always", &["a"]), o(vec![sb("s", 0, true)], vec![ctr("c", "s", "a", 0, Exited, 0)]), vec![start("a", 1)]),
+            (
+                "restart removes the older dead attempt",
+                pod("Always", &["a"]),
+                o(vec![sb("s", 0, true)], vec![ctr("c0", "s", "a", 0, Exited, 1), ctr("c1", "s", "a", 1, Exited, 1)]),
+                vec![start("a", 2), Step::RemoveContainer { id: "c0".into() }],
+            ),
+            ("on-failure keeps success", pod("OnFailure", &["a"]), o(vec![sb("s", 0, true)], vec![ctr("c", "s", "a", 0, Exited, 0)]), vec![]),
+            ("on-failure restarts failure", pod("OnFailure", &["a"]), o(vec![sb("s", 0, true)], vec![ctr("c", "s", "a", 0, Exited, 2)]), vec![start("a", 1)]),
+            ("never", pod("Never", &["a"]), o(vec![sb("s", 0, true)], vec![ctr("c", "s", "a", 0, Exited, 2)]), vec![]),
+            (
+                "dead sandbox is replaced, restart counts continue",
+                pod("Always", &["a"]),
+                o(vec![sb("s", 0, false)], vec![ctr("c", "s", "a", 0, Exited, 137)]),
+                vec![Step::RunSandbox { attempt: 1 }, start("a", 1)],
+            ),
+            (
+                "dead sandbox of a finished never-pod stays dead",
+                pod("Never", &["a"]),
+                o(vec![sb("s", 0, false)], vec![ctr("c", "s", "a", 0, Exited, 0)]),
+                vec![],
+            ),
+        ];
+        for (name, pod, observed, want) in cases {
+            assert_eq!(plan(&pod, &observed), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn terminal_pods_are_killed_once() {
+        let mut p = pod("Always", &["a"]);
+        p.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+        let live = Observed { sandboxes: vec![sb("s", 0, true)], containers: vec![ctr("c", "s", "a", 0, Running, 0)], pod_ip: String::new() };
+        assert_eq!(plan(&p, &live), vec![Step::KillPod]);
+        let dead = Observed { sandboxes: vec![sb("s", 0, false)], containers: vec![ctr("c", "s", "a", 0, Exited, 0)], pod_ip: String::new() };
+        assert_eq!(plan(&p, &dead), vec![]);
+    }
+
+    fn node() -> NodeContext {
+        NodeContext { node_name: "n".into(), node_ip: "192.168.77.2".into(), ..Default::default() }
+    }
+
+    fn phase_of(policy: &str, observed: &Observed, waiting: &WaitingReasons) -> (String, bool) {
+        let st = pod_status(&pod(policy, &["a"]), observed, waiting, &node(), Timestamp::now());
+        let ready = st.conditions.unwrap().iter().find(|c| c.type_ == "Ready").unwrap().status == "True";
+        (st.phase.unwrap(), ready)
+    }
+
+    #[test]
+    fn phases_and_readiness() {
+        let o = |sandboxes: Vec<SandboxInfo>, containers: Vec<ContainerInfo>| Observed { sandboxes, containers, pod_ip: "10.1.0.2".into() };
+        let none = WaitingReasons::new();
+        let cases = [
+            ("Always", o(vec![], vec![]), ("Pending", false)),
+            ("Always", o(vec![sb("s", 0, true)], vec![ctr("c", "s", "a", 0, Running, 0)]), ("Running", true)),
+            ("Never", o(vec![sb("s", 0, true)], vec![ctr("c", "s", "a", 0, Exited, 0)]), ("Succeeded", false)),
+            ("Never", o(vec![sb("s", 0, true)], vec![ctr("c", "s", "a", 0, Exited, 1)]), ("Failed", false)),
+            ("OnFailure", o(vec![sb("s", 0, true)], vec![ctr("c", "s", "a", 0, Exited, 1)]), ("Running", false)),
+            ("Always", o(vec![sb("s", 0, true)], vec![ctr("c", "s", "a", 0, Exited, 0)]), ("Running", false)),
+        ];
+        for (policy, observed, (phase, ready)) in cases {
+            assert_eq!(phase_of(policy, &observed, &none), (phase.to_string(), ready), "{policy} {observed:?}");
+        }
+    }
+
+    #[test]
+    fn status_reports_ips_container_states_and_waiting_reasons() {
+        let observed = Observed { sandboxes: vec![sb("s", 0, true)], containers: vec![ctr("c", "s", "a", 2, Running, 0)], pod_ip: "10.1.0.2".into() };
+        let st = pod_status(&pod("Always", &["a", "b"]), &observed, &WaitingReasons::from([("b".to_string(), ("ErrImagePull".to_string(), "not found".to_string()))]), &node(), Timestamp::now());
+        assert_eq!(st.pod_ip.as_deref(), Some("10.1.0.2"));
+        assert_eq!(st.host_ip.as_deref(), Some("192.168.77.2"));
+        assert_eq!(st.phase.as_deref(), Some("Pending"), "b never ran");
+        let cs = st.container_statuses.unwrap();
+        assert_eq!(cs[0].container_id.as_deref(), Some("containerd://c"));
+        assert_eq!(cs[0].restart_count, 2);
+        assert!(cs[0].state.as_ref().unwrap().running.is_some());
+        let w = cs[1].state.as_ref().unwrap().waiting.as_ref().unwrap();
+        assert_eq!((w.reason.as_deref(), w.message.as_deref()), (Some("ErrImagePull"), Some("not found")));
+        let ready = st.conditions.unwrap().into_iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!((ready.status.as_str(), ready.reason.as_deref()), ("False", Some("ContainersNotReady")));
+    }
+
+    #[test]
+    fn transition_times_stay_while_the_status_stays() {
+        let observed = Observed { sandboxes: vec![sb("s", 0, true)], containers: vec![ctr("c", "s", "a", 0, Running, 0)], pod_ip: "10.1.0.2".into() };
+        let mut p = pod("Always", &["a"]);
+        let t0 = Timestamp::from_second(1_700_000_000).unwrap();
+        p.status = Some(pod_status(&p, &observed, &WaitingReasons::new(), &node(), t0));
+        let later = pod_status(&p, &observed, &WaitingReasons::new(), &node(), Timestamp::from_second(1_700_000_100).unwrap());
+        let ready = later.conditions.unwrap().into_iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!(ready.last_transition_time, Some(Time(t0)));
+        assert_eq!(later.start_time, Some(Time(t0)));
+    }
+
+    #[tokio::test]
+    async fn execute_runs_a_pod_on_the_fake_and_reports_image_errors() {
+        let rt = crate::cri::FakeRuntime::new().with_pullable(&["busybox:1.36"]);
+        let tmp = tempfile::tempdir().unwrap();
+        let node = NodeContext { node_name: "n".into(), node_ip: "192.168.77.2".into(), log_root: tmp.path().into(), ..Default::default() };
+        let mut p = pod("Always", &["a", "b"]);
+        p.spec.as_mut().unwrap().containers[1].image = Some("nope:1".into());
+
+        let observed = observe(&rt, "u1").await.unwrap();
+        let waiting = execute(&rt, &p, &node, &observed, &plan(&p, &observed)).await.unwrap();
+        assert_eq!(waiting["b"].0, "ErrImagePull");
+        assert!(tmp.path().join("default_p_u1/a").is_dir(), "log directory created");
+
+        let observed = observe(&rt, "u1").await.unwrap();
+        assert_eq!(observed.sandboxes.len(), 1);
+        assert_eq!(observed.containers.len(), 1);
+        assert!(!observed.pod_ip.is_empty());
+        // The next sync only retries b.
+        assert_eq!(plan(&p, &observed), vec![start("b", 0)]);
+
+        p.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+        execute(&rt, &p, &node, &observed, &plan(&p, &observed)).await.unwrap();
+        let observed = observe(&rt, "u1").await.unwrap();
+        assert!(!observed.has_live_parts());
+        remove_pod(&rt, &observed).await.unwrap();
+        assert_eq!(observe(&rt, "u1").await.unwrap(), Observed::default());
+    }
+}

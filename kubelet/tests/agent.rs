@@ -1,0 +1,168 @@
+//! The kubelet component against an in-process API server and the in-memory runtime:
+//! node registration and lease, a pod bound to the node reaching Running with an IP,
+//! image errors reported as waiting reasons, graceful deletion carried out (pod stopped
+//! in the runtime, then removed from the API), orphan sandboxes collected, shutdown.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, DeleteParams, PostParams};
+use skiff_apiserver::testing::TestServer;
+use skiff_kubelet::cri::{api, FakeRuntime, Runtime};
+use skiff_kubelet::node::Capacity;
+use tokio_util::sync::CancellationToken;
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics after `timeout`.
+async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn pod(name: &str, image: &str) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "nodeName": "node-a",
+            "terminationGracePeriodSeconds": 5,
+            "containers": [{"name": "app", "image": image, "command": ["sh", "-c", "sleep 3600"]}]
+        }
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubelet_registers_runs_reports_and_deletes_pods() {
+    // RUST_LOG=skiff_kubelet=debug shows the kubelet's own log lines.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let fake = Arc::new(FakeRuntime::new().with_pullable(&["busybox:1.36"]));
+    let logs = tempfile::tempdir().unwrap();
+
+    let mut config = skiff_kubelet::Config::new("node-a", client.clone(), fake.clone());
+    config.node_ip = "192.168.200.2".into();
+    config.pod_cidr = Some("10.244.1.0/24".into());
+    config.capacity = Some(Capacity { cpu_millis: 4000, memory_bytes: 8 << 30, pods: 110 });
+    config.log_root = logs.path().to_path_buf();
+    config.resync = Duration::from_millis(300);
+    config.heartbeat = Duration::from_millis(200);
+    let shutdown = CancellationToken::new();
+    let kubelet = tokio::spawn(skiff_kubelet::run(config, shutdown.clone()));
+
+    // The node registers Ready with its podCIDR and a lease.
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node = eventually("node registration", Duration::from_secs(10), || {
+        let nodes = nodes.clone();
+        async move {
+            let n = nodes.get_opt("node-a").await.unwrap()?;
+            let ready = n.status.as_ref()?.conditions.as_ref()?.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+            ready.then_some(n)
+        }
+    })
+    .await;
+    assert_eq!(node.spec.unwrap().pod_cidr.as_deref(), Some("10.244.1.0/24"));
+    assert_eq!(node.status.unwrap().capacity.unwrap()["cpu"].0, "4");
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let first = eventually("lease", Duration::from_secs(5), || {
+        let leases = leases.clone();
+        async move { leases.get_opt("node-a").await.unwrap()?.spec?.renew_time }
+    })
+    .await;
+    eventually("lease renewal", Duration::from_secs(5), || {
+        let leases = leases.clone();
+        let first = first.clone();
+        async move { (leases.get("node-a").await.ok()?.spec?.renew_time? != first).then_some(()) }
+    })
+    .await;
+
+    // A pod bound to the node runs and reports Running with an IP.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let created = pods.create(&PostParams::default(), &pod("web", "busybox:1.36")).await.unwrap();
+    let uid = created.metadata.uid.clone().unwrap();
+    let running = eventually("pod Running", Duration::from_secs(10), || {
+        let pods = pods.clone();
+        async move {
+            let p = pods.get("web").await.ok()?;
+            (p.status.as_ref()?.phase.as_deref() == Some("Running")).then_some(p)
+        }
+    })
+    .await;
+    let status = running.status.unwrap();
+    assert!(status.pod_ip.as_deref().is_some_and(|ip| ip.starts_with("10.")), "{:?}", status.pod_ip);
+    assert_eq!(status.host_ip.as_deref(), Some("192.168.200.2"));
+    let cs = &status.container_statuses.unwrap()[0];
+    assert!(cs.ready && cs.state.as_ref().unwrap().running.is_some());
+    assert!(cs.container_id.as_deref().unwrap().starts_with("containerd://"));
+    let sandboxes = fake.list_pod_sandboxes(None).await.unwrap();
+    assert_eq!(sandboxes.len(), 1);
+    assert_eq!(sandboxes[0].metadata.as_ref().unwrap().uid, uid);
+    assert!(logs.path().join(format!("default_web_{uid}/app")).is_dir());
+
+    // An image the registry does not have: Pending, waiting with ErrImagePull.
+    pods.create(&PostParams::default(), &pod("broken", "nope:1")).await.unwrap();
+    let message = eventually("ErrImagePull", Duration::from_secs(10), || {
+        let pods = pods.clone();
+        async move {
+            let p = pods.get("broken").await.ok()?;
+            let st = p.status?;
+            let w = st.container_statuses?.first()?.state.clone()?.waiting?;
+            (w.reason.as_deref() == Some("ErrImagePull") && st.phase.as_deref() == Some("Pending")).then_some(w.message)
+        }
+    })
+    .await;
+    assert!(message.unwrap_or_default().contains("not found"));
+
+    // A sandbox nobody asked for is collected.
+    let orphan = fake
+        .run_pod_sandbox(api::PodSandboxConfig {
+            metadata: Some(api::PodSandboxMetadata { name: "ghost".into(), uid: "ghost-uid".into(), namespace: "default".into(), attempt: 0 }),
+            labels: std::collections::HashMap::from([(skiff_kubelet::cri_config::LABEL_POD_UID.to_string(), "ghost-uid".to_string())]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    eventually("orphan removal", Duration::from_secs(5), || {
+        let fake = fake.clone();
+        let orphan = orphan.clone();
+        async move { fake.list_pod_sandboxes(None).await.ok()?.iter().all(|s| s.id != orphan).then_some(()) }
+    })
+    .await;
+
+    // Graceful deletion: the API keeps the pod until the kubelet has stopped it.
+    pods.delete("web", &DeleteParams::default()).await.unwrap();
+    eventually("pod deleted", Duration::from_secs(10), || {
+        let pods = pods.clone();
+        async move { pods.get_opt("web").await.unwrap().is_none().then_some(()) }
+    })
+    .await;
+    let left: Vec<_> = fake
+        .list_pod_sandboxes(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.metadata.as_ref().unwrap().uid == uid)
+        .collect();
+    assert!(left.is_empty(), "the runtime still has the deleted pod: {left:?}");
+    assert!(fake.calls().iter().any(|c| c.starts_with("StopPodSandbox")));
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), kubelet).await.expect("kubelet stops on shutdown").unwrap().unwrap();
+    server.shutdown().await;
+}
