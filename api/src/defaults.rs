@@ -6,9 +6,10 @@
 //! [`apply`] is idempotent and never overwrites a field the client set. Allocation is
 //! not defaulting: cluster IPs and node ports are the API server's job.
 //! [`default_tolerations`] is upstream's `DefaultTolerationSeconds` admission step,
-//! applied to pods on create only. [`carry_over_service_allocations`] is what the
-//! service update path does so `kubectl apply` of a manifest without a clusterIP keeps
-//! the allocated one.
+//! applied to pods on create only. [`carry_over_service_allocations`] and
+//! [`drop_type_dependent_fields`] are what the service update path does so `kubectl
+//! apply` of a manifest without a clusterIP keeps the allocated one, and a change of
+//! `type` sheds the fields only the old type used.
 //!
 //! ```
 //! use skiff_api::{defaults, resource};
@@ -375,6 +376,60 @@ pub fn carry_over_service_allocations(new: &mut Value, old: &Value) {
     }
 }
 
+/// On a Service update that changes `type`, clears what the old type needed and the
+/// new one does not, when the client left it unchanged (it came along in a patch
+/// applied to the stored object): cluster IPs and families when going to ExternalName,
+/// node ports and `externalTrafficPolicy` when leaving NodePort/LoadBalancer,
+/// `healthCheckNodePort` when it no longer applies. Upstream's service strategy does
+/// the same before validating, so `kubectl apply` can switch a Service's type.
+pub fn drop_type_dependent_fields(new: &mut Value, old: &Value) {
+    let Some(old_spec) = old.get("spec").filter(|s| s.is_object()) else { return };
+    let Some(spec) = new.get_mut("spec").filter(|s| s.is_object()) else { return };
+    let ty = |s: &Value| s.get("type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+    let node_ports = |t: &str| t == "NodePort" || t == "LoadBalancer";
+    // Only a LoadBalancer with the Local policy has a health check node port.
+    let local_lb = |s: &Value| {
+        ty(s) == "LoadBalancer" && s.get("externalTrafficPolicy").and_then(Value::as_str) == Some("Local")
+    };
+    let (old_ty, new_ty) = (ty(old_spec), ty(spec));
+    let drop_health_check = local_lb(old_spec) && !local_lb(spec);
+    let map = spec.as_object_mut().expect("checked object");
+    let mut clear_if_same = |key: &str| {
+        if map.get(key).is_some() && map.get(key) == old_spec.get(key) {
+            map.remove(key);
+        }
+    };
+    if old_ty != "ExternalName" && new_ty == "ExternalName" {
+        for key in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "internalTrafficPolicy"] {
+            clear_if_same(key);
+        }
+    }
+    if drop_health_check {
+        clear_if_same("healthCheckNodePort");
+    }
+    if !node_ports(&old_ty) || node_ports(&new_ty) {
+        return;
+    }
+    clear_if_same("externalTrafficPolicy");
+    // Node ports go only if none was newly chosen by the client.
+    let old_ports: Vec<i64> = old_spec
+        .get("ports")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|p| p.get("nodePort").and_then(Value::as_i64)).collect())
+        .unwrap_or_default();
+    if let Some(ports) = map.get_mut("ports").and_then(Value::as_array_mut) {
+        let unchanged = ports.iter().all(|p| {
+            let np = p.get("nodePort").and_then(Value::as_i64).unwrap_or(0);
+            np == 0 || old_ports.contains(&np)
+        });
+        if unchanged {
+            for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                p.remove("nodePort");
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -648,11 +703,54 @@ mod tests {
                     default_tolerations(&mut d);
                     carry_over_service_allocations(&mut d, &base);
                     carry_over_service_allocations(&mut base.clone(), &obj);
+                    drop_type_dependent_fields(&mut obj.clone(), &base);
+                    drop_type_dependent_fields(&mut base.clone(), &obj);
                     let _ = crate::validation::validate(res, &d, None);
                     runs += 1;
                 }
             }
         }
         assert!(runs > 1000, "the walk covered {runs} variants");
+    }
+
+    #[test]
+    fn type_changes_drop_what_the_old_type_needed() {
+        let old = json!({"spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local", "healthCheckNodePort": 31999,
+            "clusterIP": "10.96.0.7", "clusterIPs": ["10.96.0.7"], "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack",
+            "ports": [{"port": 80, "nodePort": 30080}]}});
+        // A patch that only changes the type leaves everything else as stored.
+        let mut to_cluster_ip = old.clone();
+        to_cluster_ip["spec"]["type"] = json!("ClusterIP");
+        drop_type_dependent_fields(&mut to_cluster_ip, &old);
+        let s = &to_cluster_ip["spec"];
+        assert!(s.get("externalTrafficPolicy").is_none());
+        assert!(s.get("healthCheckNodePort").is_none());
+        assert!(s["ports"][0].get("nodePort").is_none());
+        assert_eq!(s["clusterIP"], "10.96.0.7", "a ClusterIP service keeps its IP");
+        let res = lookup("", "v1", "services").unwrap();
+        let mut named = to_cluster_ip.clone();
+        named["metadata"] = json!({"name": "web", "namespace": "default"});
+        assert!(crate::validation::validate(res, &named, Some(&old)).is_empty());
+
+        let mut to_external = old.clone();
+        to_external["spec"]["type"] = json!("ExternalName");
+        to_external["spec"]["externalName"] = json!("db.example.com");
+        drop_type_dependent_fields(&mut to_external, &old);
+        assert!(to_external["spec"].get("clusterIP").is_none());
+        assert!(to_external["spec"].get("clusterIPs").is_none());
+        assert!(to_external["spec"].get("ipFamilies").is_none());
+
+        // A node port the client changed is theirs to keep (validation then refuses it).
+        let mut changed = old.clone();
+        changed["spec"]["type"] = json!("ClusterIP");
+        changed["spec"]["ports"][0]["nodePort"] = json!(30081);
+        drop_type_dependent_fields(&mut changed, &old);
+        assert_eq!(changed["spec"]["ports"][0]["nodePort"], 30081);
+
+        // Staying a NodePort service drops nothing.
+        let np_old = json!({"spec": {"type": "NodePort", "externalTrafficPolicy": "Cluster", "ports": [{"port": 80, "nodePort": 30080}]}});
+        let mut same = np_old.clone();
+        drop_type_dependent_fields(&mut same, &np_old);
+        assert_eq!(same, np_old);
     }
 }

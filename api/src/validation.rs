@@ -2,7 +2,8 @@
 //!
 //! [`validate`] checks an object about to be created (or to replace an old one) and
 //! returns every field at fault as a [`Cause`] with upstream's reason, field path and
-//! wording, which the API server turns into a 422 `Invalid` Status.
+//! wording, which the API server turns into a 422 `Invalid` Status ([`check`] does that
+//! step too).
 //!
 //! Validation accepts objects before or after [`crate::defaults::apply`]: a field that
 //! defaulting fills in (a port's protocol, a pod's restartPolicy) is only checked when
@@ -54,6 +55,7 @@ mod service;
 
 pub use pod::validate_pod_spec;
 pub use quantity::parse_quantity;
+pub use service::NODE_PORT_RANGE;
 
 /// Upstream's message for a field that may not change on update.
 pub const IMMUTABLE: &str = "field is immutable";

@@ -65,6 +65,10 @@ pub struct Config {
     pub service_cidr: Ipv4Net,
     pub node_port_range: (u16, u16),
     pub store: StoreOptions,
+    /// tolerationSeconds of the not-ready/unreachable tolerations every pod gets
+    /// (upstream's --default-unreachable-toleration-seconds, 300); labs shorten it so
+    /// pods move off a dead node in seconds.
+    pub default_toleration_seconds: i64,
 }
 
 impl Default for Config {
@@ -78,6 +82,7 @@ impl Default for Config {
             service_cidr: "10.96.0.0/12".parse().expect("cidr"),
             node_port_range: (30000, 32767),
             store: StoreOptions::default(),
+            default_toleration_seconds: 300,
         }
     }
 }
@@ -192,6 +197,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         auth,
         advertise: format!("{host_part}:{port}"),
         shutdown: shutdown.clone(),
+        default_toleration_seconds: config.default_toleration_seconds,
     });
     let endpoint_ips: Vec<String> = addrs
         .iter()

@@ -84,7 +84,7 @@ fn taint(key: &str, effect: &str, now: Timestamp) -> Taint {
     Taint {
         key: key.into(),
         effect: effect.into(),
-        time_added: (effect == "NoExecute").then(|| Time(now)),
+        time_added: (effect == "NoExecute").then_some(Time(now)),
         value: None,
     }
 }

@@ -63,6 +63,11 @@ async fn rolling_update_respects_surge_and_unavailable_then_undo() {
     api.create(&PostParams::default(), &deployment("web", 4, "img:1", strategy)).await.unwrap();
     let d = wait_for("first rollout", Duration::from_secs(30), || rolled_out(&api, "web", 4)).await;
     assert_eq!(d.annotations().get(REVISION).map(String::as_str), Some("1"));
+    // Settled means settled: no status rewrites in a loop.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rv = api.get("web").await.unwrap().resource_version();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(api.get("web").await.unwrap().resource_version(), rv, "a settled deployment keeps being rewritten");
     let rss = owned_rss(&c.client, &d).await;
     assert_eq!(rss.len(), 1);
     let rs1 = rss[0].clone();
@@ -219,5 +224,43 @@ async fn pause_stops_rollouts_and_progress_deadline_is_reported() {
         (owned_rss(&c.client, &d).await.len() == 2).then_some(())
     })
     .await;
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resize_in_the_middle_of_a_rollout_scales_proportionally() {
+    // The second rollout cannot finish (its pods go to a dead node): old and new stay active.
+    let c = Cluster::start(fast_config(), true).await;
+    let api: Api<Deployment> = Api::namespaced(c.client.clone(), "default");
+    let strategy = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 2, "maxUnavailable": 0}});
+    api.create(&PostParams::default(), &deployment("grow", 4, "img:1", strategy)).await.unwrap();
+    wait_for("first rollout", Duration::from_secs(30), || rolled_out(&api, "grow", 4)).await;
+    // Stop the kubelet from readying new pods: make the new template unschedulable by
+    // pointing it at a dead node.
+    c.dead_nodes.lock().unwrap().insert("dead".into());
+    api.patch(
+        "grow",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"template": {"spec": {"nodeName": "dead", "containers": [{"name": "c", "image": "img:2"}]}}}})),
+    )
+    .await
+    .unwrap();
+    let d = api.get("grow").await.unwrap();
+    wait_for("two active replicasets", Duration::from_secs(20), || async {
+        let rss = owned_rss(&c.client, &d).await;
+        let active = rss.iter().filter(|r| r.spec.as_ref().unwrap().replicas.unwrap_or(0) > 0).count();
+        (rss.len() == 2 && active == 2).then_some(())
+    })
+    .await;
+    api.patch("grow", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 8}}))).await.unwrap();
+    let sizes = wait_for("proportional resize to 8 + 2 surge", Duration::from_secs(20), || async {
+        let rss = owned_rss(&c.client, &d).await;
+        let sizes: Vec<i32> = rss.iter().map(|r| r.spec.as_ref().unwrap().replicas.unwrap_or(0)).collect();
+        let annotated = rss.iter().filter(|r| r.spec.as_ref().unwrap().replicas.unwrap_or(0) > 0)
+            .all(|r| r.annotations().get("deployment.kubernetes.io/desired-replicas").map(String::as_str) == Some("8"));
+        (sizes.iter().sum::<i32>() == 10 && annotated).then_some(sizes)
+    })
+    .await;
+    assert!(sizes.iter().all(|s| *s > 0), "both replicasets keep a share: {sizes:?}");
     c.stop().await;
 }

@@ -26,6 +26,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{self, Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full, LengthLimitError, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -157,10 +158,12 @@ impl Proxy {
     }
 
     /// Handles one request from `peer`; never fails, errors become status pages.
-    pub async fn handle(self: Arc<Self>, mut req: Request<Incoming>, peer: SocketAddr, https: bool) -> Result<Response<ResponseBody>, Infallible> {
+    pub async fn handle(self: Arc<Self>, mut req: Request<Incoming>, peer: Arc<Peer>) -> Result<Response<ResponseBody>, Infallible> {
+        let https = peer.https;
         let headers = req.headers();
-        // A request carrying both framings is the classic smuggling vector: a backend
-        // that picks the other one than we did would see a second, hidden request.
+        // hyper already resolves Content-Length + Transfer-Encoding on HTTP/1.1 (TE
+        // wins, CL is dropped, the connection closes afterwards); this guards any
+        // path where both still arrive, the classic smuggling vector.
         if headers.contains_key(header::TRANSFER_ENCODING) && headers.contains_key(header::CONTENT_LENGTH) {
             return Ok(close(page(StatusCode::BAD_REQUEST, "both Content-Length and Transfer-Encoding are set")));
         }
@@ -173,15 +176,18 @@ impl Proxy {
                 None => return Ok(close(page(StatusCode::BAD_REQUEST, "invalid Content-Length"))),
             }
         }
-        let raw_host = req
-            .uri()
-            .authority()
-            .map(|a| a.as_str().to_string())
-            .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string));
+        // HTTP/2 (and absolute-form HTTP/1.1) carry the host in the URI.
+        let raw_host = match req.uri().authority() {
+            Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+            None => headers.get(header::HOST).cloned(),
+        };
         let Some(raw_host) = raw_host else {
             return Ok(page(StatusCode::BAD_REQUEST, "missing Host header"));
         };
-        let host = normalize_host(&raw_host);
+        let Ok(raw_host_str) = raw_host.to_str() else {
+            return Ok(page(StatusCode::BAD_REQUEST, "invalid Host header"));
+        };
+        let host = normalize_host(raw_host_str);
         let table = self.shared.routes.load();
         let route = match table.route(&host, req.uri().path()) {
             Match::Found(r) => r.clone(),
@@ -215,27 +221,41 @@ impl Proxy {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, proto);
         }
-        add_forwarded(&mut headers, peer, https, &raw_host);
+        add_forwarded(&mut headers, &peer, raw_host.clone());
         if !headers.contains_key(header::HOST) {
             // HTTP/2 clients send :authority instead; HTTP/1.1 backends need Host.
-            if let Ok(v) = HeaderValue::from_str(&raw_host) {
-                headers.insert(header::HOST, v);
-            }
+            headers.insert(header::HOST, raw_host);
         }
-        let path = route.upstream_path(parts.uri.path()).into_owned();
-        let query = parts.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+        // Without a rewrite the original path and query are reused as they are.
+        let path_and_query = match (route.rewrite_target.is_some(), parts.uri.path_and_query()) {
+            (false, Some(pq)) => pq.clone(),
+            (_, pq) => {
+                let path = route.upstream_path(parts.uri.path());
+                let query = pq.and_then(|p| p.query()).map(|q| format!("?{q}")).unwrap_or_default();
+                match PathAndQuery::try_from(format!("{path}{query}")) {
+                    Ok(pq) => pq,
+                    Err(_) => return Ok(page(StatusCode::BAD_REQUEST, "invalid request path")),
+                }
+            }
+        };
         let scheme = match route.protocol {
-            BackendProtocol::Http => "http",
-            BackendProtocol::Https => "https",
+            BackendProtocol::Http => Scheme::HTTP,
+            BackendProtocol::Https => Scheme::HTTPS,
         };
 
         let body = ReplayableBody::new(Limited::new(body, self.config.limits.max_body_bytes));
         let mut last_error = None;
         let attempts = route.backend.endpoints.len();
         for (attempt, endpoint) in route.backend.pick().enumerate() {
-            let uri: Uri = match format!("{scheme}://{endpoint}{path}{query}").parse() {
-                Ok(u) => u,
-                Err(_) => return Ok(page(StatusCode::BAD_REQUEST, "invalid request path")),
+            let Ok(authority) = Authority::try_from(endpoint.to_string()) else {
+                return Ok(page(StatusCode::BAD_GATEWAY, "502 bad gateway: invalid endpoint address"));
+            };
+            let mut uri_parts = uri::Parts::default();
+            uri_parts.scheme = Some(scheme.clone());
+            uri_parts.authority = Some(authority);
+            uri_parts.path_and_query = Some(path_and_query.clone());
+            let Ok(uri) = Uri::from_parts(uri_parts) else {
+                return Ok(page(StatusCode::BAD_REQUEST, "invalid request path"));
             };
             let mut upstream = Request::new(body.clone_unstarted());
             *upstream.method_mut() = parts.method.clone();
@@ -319,22 +339,33 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn add_forwarded(headers: &mut HeaderMap, peer: SocketAddr, https: bool, raw_host: &str) {
-    let ip = peer.ip().to_string();
+/// The client end of one connection, computed once per connection.
+#[derive(Debug)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The client IP as a header value (X-Real-IP, X-Forwarded-For).
+    ip: HeaderValue,
+    pub https: bool,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr, https: bool) -> Self {
+        let ip = HeaderValue::from_str(&addr.ip().to_string()).expect("an IP address is a valid header value");
+        Peer { addr, ip, https }
+    }
+}
+
+fn add_forwarded(headers: &mut HeaderMap, peer: &Peer, raw_host: HeaderValue) {
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip.clone(),
+        Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", peer.addr.ip())).ok(),
+        None => Some(peer.ip.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
-    if let Ok(v) = HeaderValue::from_str(&ip) {
-        headers.insert(X_REAL_IP.clone(), v);
-    }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(if https { "https" } else { "http" }));
-    if let Ok(v) = HeaderValue::from_str(raw_host) {
-        headers.insert(X_FORWARDED_HOST.clone(), v);
-    }
+    headers.insert(X_REAL_IP.clone(), peer.ip.clone());
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(if peer.https { "https" } else { "http" }));
+    headers.insert(X_FORWARDED_HOST.clone(), raw_host);
 }
 
 fn is_length_limit(err: &(dyn std::error::Error + 'static)) -> bool {
@@ -541,7 +572,8 @@ pub async fn serve_connections(
         let watcher = graceful.watcher();
         let handshake_timeout = proxy.config.timeouts.header_read;
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| proxy.clone().handle(req, peer, is_tls));
+            let client = Arc::new(Peer::new(peer, is_tls));
+            let service = hyper::service::service_fn(move |req| proxy.clone().handle(req, client.clone()));
             let result = match acceptor {
                 None => watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service)).await,
                 Some(acceptor) => {

@@ -158,17 +158,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Kube
 }
 
 async fn heartbeat_loop(config: Config, facts: NodeFacts, shutdown: CancellationToken) {
-    let mut tick = 0u64;
+    let mut since_status = 0u32;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(config.heartbeat) => {}
         }
-        tick += 1;
+        since_status += 1;
         if let Err(e) = node::renew_lease(&config.client, &facts.name, config.lease_duration_seconds).await {
             tracing::warn!(error = %e, "lease renewal failed; retrying next heartbeat");
         }
-        if tick % 6 == 0 {
+        if since_status == 6 {
+            since_status = 0;
             if let Err(e) = node::update_status(&config.client, &facts).await {
                 tracing::warn!(error = %e, "node status update failed; retrying later");
             }

@@ -373,7 +373,6 @@ pub fn container_config(
                 capabilities,
                 ..Default::default()
             }),
-            ..Default::default()
         }),
         ..Default::default()
     })

@@ -19,10 +19,11 @@
 //! - [`network`]: the node's pod network as a CNI conflist (bridge, host-local, portmap).
 //! - [`images`]: offline `pause` and `busybox` images written as OCI layouts.
 //! - [`registry`]: a local `docker-registry` mirror and pushing images into it.
+//! - [`node_runtime`]: all of the above for one node in one call (the lab's entry).
 //! - [`process`]: daemons this crate starts (by PID, optionally in a netns).
 //! - [`netns`]: reaching addresses that exist only inside a network namespace.
 //!
-//! # Bringing up a node (what the lab does)
+//! # Bringing up a node (what the lab does; [`node_runtime::NodeRuntime::start`])
 //! 1. [`images::build_all`] into a directory;
 //! 2. [`registry::Registry::start`] on the node namespace's loopback, then `push_all`;
 //! 3. [`network::write_config`] for the node's podCIDR into the containerd CNI dir;
@@ -37,6 +38,7 @@ pub mod images;
 pub mod netns;
 pub mod network;
 pub mod node;
+pub mod node_runtime;
 pub mod pod_sync;
 pub mod process;
 pub mod registry;

@@ -95,7 +95,8 @@ pub fn host_os() -> (String, String) {
 }
 
 fn quantity_cpu(millis: u64) -> Quantity {
-    Quantity(if millis % 1000 == 0 { (millis / 1000).to_string() } else { format!("{millis}m") })
+    let (whole, fraction) = (millis / 1000, millis % 1000);
+    Quantity(if fraction == 0 { whole.to_string() } else { format!("{millis}m") })
 }
 
 fn resources(c: &Capacity) -> BTreeMap<String, Quantity> {

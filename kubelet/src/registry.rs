@@ -23,13 +23,8 @@ pub enum RegistryError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the registry did not come up on {addr}: {source}; see {log}")]
-    NotReady {
-        addr: SocketAddr,
-        log: PathBuf,
-        #[source]
-        source: netns::NetnsError,
-    },
+    #[error("the registry did not come up on {addr}: {reason}; see {log}")]
+    NotReady { addr: SocketAddr, log: PathBuf, reason: String },
     #[error("image reference {0:?} is not fully qualified (want HOST/PATH:TAG)")]
     BadReference(String),
     #[error("pushing {reference} with skopeo failed: {stderr}")]
@@ -97,7 +92,7 @@ impl Registry {
         let registry = Registry { config, daemon };
         netns::wait_for_tcp(registry.config.netns.as_deref(), registry.config.addr, Duration::from_secs(15))
             .await
-            .map_err(|source| RegistryError::NotReady { addr: registry.config.addr, log, source })?;
+            .map_err(|e| RegistryError::NotReady { addr: registry.config.addr, log, reason: e.to_string() })?;
         tracing::info!(addr = %registry.config.addr, netns = ?registry.config.netns, "registry ready");
         Ok(registry)
     }

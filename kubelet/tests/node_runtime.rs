@@ -4,20 +4,24 @@
 //! the CRI client. Needs root and the Debian packages named in the skip messages; it
 //! skips (and says why) when any is missing.
 //!
+//! The second test puts the kubelet component on top: a Pod created in an in-process
+//! API server runs on that containerd.
+//!
 //! Network safety: every address used (registry on 127.0.0.1 inside the namespace, pod
-//! CIDR 10.88.77.0/24 on the namespace's own bridge) exists only inside the namespace
+//! CIDRs 10.88.77.0/24 and 10.88.78.0/24 on the namespaces' own bridges) exists only inside the namespace
 //! this test creates; nothing is added to the host namespace.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use skiff_kubelet::containerd::{Containerd, ContainerdConfig};
+use tokio_util::sync::CancellationToken;
+
 use skiff_kubelet::cri::{self, api, logs, ContainerdRuntime, Runtime};
 use skiff_kubelet::images;
-use skiff_kubelet::network::{self, PodNetwork};
-use skiff_kubelet::registry::{Registry, RegistryConfig};
+use skiff_kubelet::node_runtime::{NodeRuntime, NodeRuntimeConfig};
 
 const POD_CIDR: &str = "10.88.77.0/24";
 
@@ -253,54 +257,163 @@ async fn pod_scenario(rt: &ContainerdRuntime, netns: &str, work: &Path) {
     assert!(wget_in(netns, &url).is_err(), "the pod must be gone");
 }
 
+/// One simulated node: a network namespace holding the registry mirror (on its
+/// loopback) and a containerd set up by [`NodeRuntime`], with the pod network on a
+/// bridge inside it. Fields drop in order, so the namespace goes last.
+struct LabNode {
+    name: String,
+    work: PathBuf,
+    runtime: NodeRuntime,
+    _tmp: tempfile::TempDir,
+    _netns: Netns,
+}
+
+impl LabNode {
+    async fn start(suffix: &str, pod_cidr: &str) -> LabNode {
+        let name = format!("skk{}{suffix}", std::process::id());
+        // Created first: if anything below panics, the guard removes it.
+        let netns = Netns::create(&name);
+        let tmp = tempfile::Builder::new().prefix("skk").tempdir().unwrap();
+        let work = tmp.path().to_path_buf();
+        let built = timed("build images", async { images::build_all(&work.join("images")) }).await.unwrap();
+        let mut config = NodeRuntimeConfig::new(&work, pod_cidr);
+        config.netns = Some(name.clone());
+        config.bridge = format!("skk{suffix}0");
+        config.images = Some(built);
+        let runtime = timed("start registry + push + containerd", NodeRuntime::start(config)).await.unwrap();
+        println!("node {name}: containerd pid {:?}, registry pid {:?}", runtime.containerd.pid(), runtime.registry.pid());
+        LabNode { name, work, runtime, _tmp: tmp, _netns: netns }
+    }
+
+    /// Removes every pod through CRI, then stops containerd and the registry. Returns
+    /// how many sandboxes were still there.
+    async fn teardown(self) -> usize {
+        self.runtime.shutdown().await.unwrap()
+    }
+}
+
+/// Runs `body`, then `node.teardown()` whatever happened, then re-raises a panic.
+async fn with_node<F>(node: LabNode, body: F) -> usize
+where
+    F: std::future::Future<Output = ()>,
+{
+    let outcome = std::panic::AssertUnwindSafe(body).catch_unwind().await;
+    let left = node.teardown().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    left
+}
+
+fn init_tracing() {
+    // RUST_LOG=skiff_kubelet=debug shows the crate's own progress lines.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_plus_busybox_pod_runs_on_containerd_through_cri() {
     if let Some(why) = missing_prerequisite() {
         println!("skipped: {why}");
         return;
     }
-    // RUST_LOG=skiff_kubelet=debug shows the crate's own progress lines.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let netns_name = format!("skk{}", std::process::id());
-    // Declared first, dropped last: the namespace outlives everything running in it.
-    let netns = Netns::create(&netns_name);
-    let tmp = tempfile::Builder::new().prefix("skk").tempdir().unwrap();
-    let work = tmp.path().to_path_buf();
+    init_tracing();
+    let node = LabNode::start("c", POD_CIDR).await;
+    let rt = node.runtime.runtime().await.unwrap();
+    let (netns, work) = (node.name.clone(), node.work.clone());
+    let left = with_node(node, async { pod_scenario(&rt, &netns, &work).await }).await;
+    assert_eq!(left, 0, "the scenario removes its own pod");
+}
 
-    let built = timed("build images", async { images::build_all(&work.join("images")) }).await.unwrap();
-    let mut registry = Registry::start(RegistryConfig {
-        addr: "127.0.0.1:5000".parse().unwrap(),
-        dir: work.join("registry"),
-        netns: Some(netns_name.clone()),
-    })
-    .await
-    .unwrap();
-    timed("push images", registry.push_all(&built)).await.unwrap();
+/// The whole node path: a Pod created in an in-process API server is run by the
+/// kubelet component on the real containerd, serves HTTP on its pod IP, reports its
+/// status, and is stopped and removed on graceful deletion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubelet_runs_a_pod_from_the_api_on_containerd() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, DeleteParams, PostParams};
 
-    let mut config = ContainerdConfig::new(&work.join("containerd"));
-    config.netns = Some(netns_name.clone());
-    config.mirror = Some(registry.addr().to_string());
-    let mut net = PodNetwork::new(POD_CIDR, &work.join("ipam"));
-    net.name = "skk".into();
-    net.bridge = "skk0".into();
-    network::write_config(&config.cni_conf_dir, &net).unwrap();
-    let mut containerd = timed("start containerd", Containerd::start(config)).await.unwrap();
-    println!("containerd pid {:?}, registry pid {:?}", containerd.pid(), registry.pid());
-
-    let rt = containerd.runtime().await.unwrap();
-    let outcome = std::panic::AssertUnwindSafe(pod_scenario(&rt, &netns_name, &work)).catch_unwind().await;
-
-    // Teardown runs whatever happened above.
-    let removed = cri::remove_all_pods(&rt).await;
-    containerd.stop().await;
-    registry.stop().await;
-    drop(containerd);
-    drop(netns);
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
+    if let Some(why) = missing_prerequisite() {
+        println!("skipped: {why}");
+        return;
     }
-    assert_eq!(removed.unwrap(), 0, "the scenario removes its own pod");
+    init_tracing();
+    let node = LabNode::start("k", "10.88.78.0/24").await;
+    let runtime = Arc::new(node.runtime.runtime().await.unwrap());
+    let (netns, work) = (node.name.clone(), node.work.clone());
+    let left = with_node(node, async {
+        let server = skiff_apiserver::testing::TestServer::start().await;
+        let client = server.client().await;
+        let mut config = skiff_kubelet::Config::new("skk-node", client.clone(), runtime.clone());
+        config.node_ip = "10.88.78.1".into();
+        config.pod_cidr = Some("10.88.78.0/24".into());
+        config.log_root = work.join("pods");
+        config.resync = Duration::from_secs(1);
+        config.heartbeat = Duration::from_secs(1);
+        let shutdown = CancellationToken::new();
+        let kubelet = tokio::spawn(skiff_kubelet::run(config, shutdown.clone()));
+
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "hello", "namespace": "default"},
+            "spec": {
+                "nodeName": "skk-node",
+                "terminationGracePeriodSeconds": 2,
+                "containers": [{
+                    "name": "web", "image": "busybox:1.36",
+                    "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                    "command": ["sh", "-c", "mkdir -p /www && echo $(POD_NAME) > /www/index.html && echo up && exec httpd -f -p 8080 -h /www"],
+                }],
+            },
+        }))
+        .unwrap();
+        let started = Instant::now();
+        let uid = pods.create(&PostParams::default(), &pod).await.unwrap().metadata.uid.unwrap();
+        let ip = loop {
+            let p = pods.get("hello").await.unwrap();
+            let st = p.status.unwrap_or_default();
+            if st.phase.as_deref() == Some("Running") {
+                break st.pod_ip.expect("a running pod has an IP");
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "pod not Running after 30 s: {st:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        println!("latency create -> Running (API): {:.0} ms, pod IP {ip}", started.elapsed().as_secs_f64() * 1000.0);
+        let cidr: ipnet::Ipv4Net = "10.88.78.0/24".parse().unwrap();
+        assert!(cidr.contains(&ip.parse::<std::net::Ipv4Addr>().unwrap()), "{ip}");
+
+        let url = format!("http://{ip}:8080/");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let body = loop {
+            match wget_in(&netns, &url) {
+                Ok(b) => break b,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "{url} did not answer: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        assert_eq!(body.trim(), "hello", "the downward API put the pod name in the page");
+        let log = std::fs::read_to_string(work.join(format!("pods/default_hello_{uid}/web/0.log"))).unwrap();
+        assert!(logs::lines(&log).contains(&(logs::Stream::Stdout, "up".to_string())), "{log}");
+
+        let deleting = Instant::now();
+        pods.delete("hello", &DeleteParams::default()).await.unwrap();
+        while pods.get_opt("hello").await.unwrap().is_some() {
+            assert!(deleting.elapsed() < Duration::from_secs(20), "pod not deleted after 20 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        println!("latency delete -> gone (API): {:.0} ms", deleting.elapsed().as_secs_f64() * 1000.0);
+        assert!(runtime.list_pod_sandboxes(None).await.unwrap().is_empty(), "the kubelet removed the sandbox");
+        assert!(wget_in(&netns, &url).is_err());
+
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), kubelet).await.unwrap().unwrap().unwrap();
+        server.shutdown().await;
+    })
+    .await;
+    assert_eq!(left, 0);
 }

@@ -67,6 +67,9 @@ pub struct SyncReport {
     pub restore_bytes: usize,
     pub rules: usize,
     pub stale_flows: usize,
+    /// Time spent in iptables-restore.
+    pub restore: Duration,
+    /// Time of the whole sync.
     pub duration: Duration,
 }
 
@@ -120,6 +123,7 @@ impl<B: RuleBackend, C: Conntrack> Syncer<B, C> {
                 (SyncMode::Full, diff::full(&desired, &existing), Plan::Replace(desired))
             }
         };
+        let restore_started = Instant::now();
         if !text.is_empty() {
             if let Err(e) = self.backend.restore(&text) {
                 // We no longer know what the kernel holds.
@@ -127,6 +131,7 @@ impl<B: RuleBackend, C: Conntrack> Syncer<B, C> {
                 return Err(e);
             }
         }
+        let restore = restore_started.elapsed();
         match plan {
             Plan::Replace(desired) => self.applied = Some(desired),
             Plan::Patch(frags) => {
@@ -156,7 +161,7 @@ impl<B: RuleBackend, C: Conntrack> Syncer<B, C> {
             }
         }
         self.last_model = Some(model);
-        Ok(SyncReport { mode, restore_bytes: text.len(), rules, stale_flows: stale, duration: started.elapsed() })
+        Ok(SyncReport { mode, restore_bytes: text.len(), rules, stale_flows: stale, restore, duration: started.elapsed() })
     }
 
     /// Whether the canary chains still hold their rule in both tables. A flush of a
@@ -268,7 +273,13 @@ where
                             next_full = tokio::time::Instant::now() + config.full_sync_period;
                             info!(rules = report.rules, ms = report.duration.as_millis() as u64, "full proxy sync done");
                         } else {
-                            debug!(bytes = report.restore_bytes, stale = report.stale_flows, ms = report.duration.as_millis() as u64, "proxy sync done");
+                            debug!(
+                                bytes = report.restore_bytes,
+                                stale = report.stale_flows,
+                                restore_ms = report.restore.as_millis() as u64,
+                                ms = report.duration.as_millis() as u64,
+                                "proxy sync done"
+                            );
                         }
                     }
                     Err(e) => {

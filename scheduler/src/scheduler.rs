@@ -57,6 +57,8 @@ pub struct Core {
     queue: SchedulingQueue<Pending>,
     plugins: Plugins,
     cursor: Cursor,
+    /// Pods whose binding has been handed to the writer and not answered yet.
+    binding: HashSet<String>,
 }
 
 impl Core {
@@ -67,6 +69,7 @@ impl Core {
             queue: SchedulingQueue::new(timings),
             plugins,
             cursor: Cursor::new(seed),
+            binding: HashSet::new(),
         }
     }
 
@@ -132,7 +135,8 @@ impl Core {
 
     /// After a re-list: drop pods that disappeared while the watch was down.
     pub fn retain_pods(&mut self, uids: &HashSet<String>, now: Instant) {
-        self.snapshot.retain_pods(uids);
+        let keep: HashSet<String> = uids.union(&self.binding).cloned().collect();
+        self.snapshot.retain_pods(&keep);
         self.queue.retain(|k| uids.contains(k));
         self.queue.move_all_unschedulable(now);
     }
@@ -181,6 +185,7 @@ impl Core {
         match schedule(&pending.info, &self.snapshot, &self.plugins, &mut self.cursor) {
             Ok(node) => {
                 self.snapshot.assume(&pending.info, &node);
+                self.binding.insert(pending.info.uid.clone());
                 tracing::debug!(%node, "assumed");
                 Some(Action::Bind { pending, node })
             }
@@ -196,6 +201,7 @@ impl Core {
     /// The binding task finished.
     pub fn on_bind_outcome(&mut self, pending: &Pending, outcome: &BindOutcome, now: Instant) {
         let uid = &pending.info.uid;
+        self.binding.remove(uid);
         match outcome {
             BindOutcome::Bound => self.queue.done(uid),
             BindOutcome::AlreadyBound { node } => {
@@ -576,6 +582,23 @@ mod tests {
         ));
         c.on_pod(Arc::new(terminating), t);
         assert_eq!(c.queue_len(), QueueLen::default());
+    }
+
+    #[test]
+    fn relist_drops_pods_deleted_while_the_watch_was_down() {
+        let mut c = core();
+        let t = Instant::now();
+        c.on_node(&node("n1", "4"), t);
+        c.on_pod(pod("a", "1", None), t);
+        c.on_pod(pod("b", "1", None), t);
+        let Some(Action::Bind { pending: a, .. }) = c.schedule_next(t) else { panic!("expected a binding") };
+        let Some(Action::Bind { .. }) = c.schedule_next(t) else { panic!("expected a binding") };
+        c.on_bind_outcome(&a, &BindOutcome::Bound, t);
+        // Neither is in the re-list: a (bound, then deleted) is dropped, b (binding still
+        // in flight) is kept.
+        c.retain_pods(&HashSet::new(), t);
+        assert_eq!(c.snapshot().placement("a"), None);
+        assert_eq!(c.snapshot().placement("b"), Some(("n1", true)));
     }
 
     #[test]

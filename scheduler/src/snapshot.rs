@@ -193,11 +193,11 @@ impl Snapshot {
         }
     }
 
-    /// Keeps only the listed bound pods and the assumed ones (after a re-list: a binding
-    /// in flight may not be in the list yet).
+    /// Keeps only the named pods (after a re-list). The caller adds the pods whose
+    /// binding is still in flight: they may not be in the list yet. An assumed pod that is
+    /// in neither was deleted while the watch was down.
     pub fn retain_pods(&mut self, uids: &HashSet<String>) {
-        let gone: Vec<String> =
-            self.pods.iter().filter(|(u, e)| !e.assumed && !uids.contains(*u)).map(|(u, _)| u.clone()).collect();
+        let gone: Vec<String> = self.pods.keys().filter(|u| !uids.contains(*u)).cloned().collect();
         for uid in gone {
             self.remove_pod(&uid);
         }
@@ -357,7 +357,7 @@ mod tests {
     }
 
     #[test]
-    fn relist_keeps_assumed_pods() {
+    fn relist_keeps_only_named_pods() {
         let mut s = Snapshot::new();
         s.upsert_node(&node("n1", "4", "8Gi", "110"));
         s.upsert_node(&node("n2", "4", "8Gi", "110"));
@@ -365,10 +365,13 @@ mod tests {
         a.node_name = Some("n1".into());
         s.add_bound_pod(Arc::new(a));
         s.assume(&sized_pod("b", "1", "0"), "n1");
-        s.retain_pods(&HashSet::new());
+        s.assume(&sized_pod("c", "1", "0"), "n1");
+        s.retain_pods(&["b".to_string()].into_iter().collect());
         s.retain_nodes(&["n1".to_string()].into_iter().collect());
         assert_eq!(s.placement("a"), None);
         assert_eq!(s.placement("b"), Some(("n1", true)));
+        assert_eq!(s.placement("c"), None);
+        assert_eq!(s.node("n1").unwrap().requested.milli_cpu, 1000);
         assert!(s.node("n2").is_none());
     }
 }

@@ -15,7 +15,9 @@ import os
 import re
 import sys
 
-REG = glob.glob(os.path.expanduser("~/.cargo/registry/src/*/"))[0]
+# The cargo registry checkout that holds both crates (cargo fetch brings them).
+REG = next(d for d in glob.glob(os.path.expanduser("~/.cargo/registry/src/*/"))
+           if os.path.isdir(os.path.join(d, "k8s-pb-0.9.0")) and os.path.isdir(os.path.join(d, "k8s-openapi-0.29.0")))
 OA = os.path.join(REG, "k8s-openapi-0.29.0/src/v1_33")
 # The Go comment markers (`+patchMergeKey=name`) survive in k8s-pb's doc comments.
 PB = os.path.join(REG, "k8s-pb-0.9.0/src")

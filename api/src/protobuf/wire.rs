@@ -211,7 +211,7 @@ pub(super) fn decode_message(messages: &[Message], idx: u16, buf: &[u8]) -> Resu
             .fields
             .iter()
             .find(|f| f.json == k)
-            .is_some_and(|f| !f.repeated && unset_zero(f, v));
+            .is_some_and(|f| !f.repeated && unset_zero(msg, f, v));
         !matches!(v, Value::Null) && v.as_str() != Some("") && !zero
     });
     Ok(Value::Object(obj))
@@ -222,7 +222,12 @@ pub(super) fn decode_message(messages: &[Message], idx: u16, buf: &[u8]) -> Resu
 /// is a real choice (`replicas: 0`, `runAsUser: 0`, `enableServiceLinks: false`) and
 /// must survive; every other zero and `false` is dropped, as JSON would.
 const KEEP_ZERO: &[&str] = &[
-    "replicas",
+    // `replicas` is a pointer in specs but a plain counter in statuses.
+    "DeploymentSpec.replicas",
+    "ReplicaSetSpec.replicas",
+    "StatefulSetSpec.replicas",
+    "ReplicationControllerSpec.replicas",
+    "ScaleSpec.replicas",
     "revisionHistoryLimit",
     "progressDeadlineSeconds",
     "terminationGracePeriodSeconds",
@@ -243,11 +248,6 @@ const KEEP_ZERO: &[&str] = &[
     "weight",
     "exitCode",
     "restartCount",
-    "signal",
-    "minAvailable",
-    "maxUnavailable",
-    "count",
-    "deprecatedCount",
 ];
 const KEEP_FALSE: &[&str] = &[
     "enableServiceLinks",
@@ -266,10 +266,18 @@ const KEEP_FALSE: &[&str] = &[
 ];
 
 /// Whether a decoded scalar is the zero value Go writes for an unset non-pointer field.
-fn unset_zero(field: &Field, v: &Value) -> bool {
+/// Entries of [`KEEP_ZERO`] name a field alone or as `Message.field`.
+fn unset_zero(msg: &Message, field: &Field, v: &Value) -> bool {
+    let listed = |list: &[&str]| {
+        let short = msg.name.rsplit('.').next().unwrap_or(msg.name);
+        list.iter().any(|e| match e.split_once('.') {
+            Some((m, f)) => m == short && f == field.json,
+            None => *e == field.json,
+        })
+    };
     match (field.ty, v) {
-        (Ty::I32 | Ty::I64, v) if v.as_i64() == Some(0) => !KEEP_ZERO.contains(&field.json),
-        (Ty::Bool, Value::Bool(false)) => !KEEP_FALSE.contains(&field.json),
+        (Ty::I32 | Ty::I64, v) if v.as_i64() == Some(0) => !listed(KEEP_ZERO),
+        (Ty::Bool, Value::Bool(false)) => !listed(KEEP_FALSE),
         _ => false,
     }
 }

@@ -35,6 +35,8 @@ pub struct Api {
     pub advertise: String,
     /// Cancelled on shutdown: ends open watches.
     pub shutdown: CancellationToken,
+    /// tolerationSeconds of the default not-ready/unreachable tolerations.
+    pub default_toleration_seconds: i64,
 }
 
 /// The parts of a request the handlers need, with the body read lazily.

@@ -290,7 +290,7 @@ async fn create(api: &Api, rp: &ResourcePath, req: &Req) -> Result<Response<Body
         meta::set(&mut o, "name", json!(name));
         strategy::prepare_create(res, &mut o, &api.alloc)?;
         if (res.group, res.kind) == ("", "Pod") {
-            skiff_api::defaults::default_tolerations(&mut o);
+            add_default_tolerations(&mut o, api.default_toleration_seconds);
         }
         if req.query.dry_run() {
             release_allocations(api, res, &o);
@@ -312,6 +312,18 @@ async fn create(api: &Api, rp: &ResourcePath, req: &Req) -> Result<Response<Body
         }
     }
     Err(ApiError::new(409, "AlreadyExists", "could not generate a free name; try again"))
+}
+
+/// The DefaultTolerationSeconds admission step, with the configured duration on the
+/// tolerations it adds (and only on those).
+fn add_default_tolerations(pod: &mut Value, seconds: i64) {
+    let before = pod.pointer("/spec/tolerations").and_then(Value::as_array).map(Vec::len).unwrap_or(0);
+    skiff_api::defaults::default_tolerations(pod);
+    if let Some(tols) = pod.pointer_mut("/spec/tolerations").and_then(Value::as_array_mut) {
+        for t in tols.iter_mut().skip(before) {
+            t["tolerationSeconds"] = json!(seconds);
+        }
+    }
 }
 
 fn release_allocations(api: &Api, res: &ResourceInfo, obj: &Value) {

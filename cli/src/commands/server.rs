@@ -54,6 +54,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir.clone(),
         listen: args.listen,
         netns_listen: Vec::new(),
+        default_toleration_seconds: 300,
         advertise_host: args.advertise_address,
         tls_sans: args.tls_san,
         service_cidr: args.service_cidr,

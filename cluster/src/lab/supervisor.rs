@@ -185,6 +185,7 @@ async fn bring_up(
         listen: vec![SocketAddr::from(([127, 0, 0, 1], config.api_port))],
         netns_listen: vec![(hub.clone(), SocketAddr::from((net::HUB_IP, LAB_API_PORT)))],
         tls_sans: vec![net::HUB_IP.to_string()],
+        default_toleration_seconds: if config.fast_failover { 10 } else { 300 },
         ..Default::default()
     };
     let cp_token = shutdown.child_token();

@@ -18,9 +18,8 @@
 //! new one and gives it the next revision. `kubectl rollout restart` changes a template
 //! annotation, which is just a new template. Pausing stops rollouts but not scaling.
 //!
-//! Not done (yet): upstream's proportional scaling of several active ReplicaSets when a
-//! Deployment is resized in the middle of a rollout; skiff scales the new ReplicaSet
-//! down at once and lets the rollout arithmetic drain the old ones.
+//! A resize in the middle of a rollout (a "scaling event": active ReplicaSets annotated
+//! with another desired size) is handled first, by upstream's proportional scaling.
 
 pub mod hash;
 pub mod recreate;
@@ -190,8 +189,18 @@ pub fn plan(d: &Deployment, all_in_ns: &[Arc<ReplicaSet>], now: Timestamp) -> Pl
         let max_old_revision = revision::max_revision(&old);
         let paused = spec.paused.unwrap_or(false);
         let old_active = old_views.iter().any(|v| v.replicas > 0);
+        // A resize of the Deployment shows as active ReplicaSets annotated with another
+        // desired size; it is handled before (and instead of) a rollout step.
+        let scaling_event = owned.iter().any(|rs| {
+            rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0) > 0
+                && rs
+                    .annotations()
+                    .get(revision::DESIRED_REPLICAS)
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .is_some_and(|want| want != replicas)
+        });
 
-        if new_rs.is_none() && !paused {
+        if new_rs.is_none() && !paused && !scaling_event {
             // A ReplicaSet of another template (or someone else's) already has our
             // name: bump the collision count so the next hash differs.
             if let Some(clash) = all_in_ns.iter().find(|rs| rs.name_any() == new_name) {
@@ -244,8 +253,10 @@ pub fn plan(d: &Deployment, all_in_ns: &[Arc<ReplicaSet>], now: Timestamp) -> Pl
         }
 
         let scale = |name: &str, from: i32, to: i32, out: &mut Plan| {
-            let verb = if to > from { "up" } else { "down" };
-            out.events.push((EventType::Normal, "ScalingReplicaSet".into(), format!("Scaled {verb} replica set {name} from {from} to {to}")));
+            if from != to {
+                let verb = if to > from { "up" } else { "down" };
+                out.events.push((EventType::Normal, "ScalingReplicaSet".into(), format!("Scaled {verb} replica set {name} from {from} to {to}")));
+            }
             let ann: BTreeMap<String, String> = [
                 (revision::DESIRED_REPLICAS.to_string(), replicas.to_string()),
                 (revision::MAX_REPLICAS.to_string(), (replicas + surge).to_string()),
@@ -261,15 +272,65 @@ pub fn plan(d: &Deployment, all_in_ns: &[Arc<ReplicaSet>], now: Timestamp) -> Pl
             }
         };
 
-        if out.create.is_none() {
+        if out.create.is_none() && (paused || scaling_event) {
+            // Paused or resized: no rollout step, only sizes (upstream `scale`).
+            let mut active: Vec<&ReplicaSet> = owned
+                .iter()
+                .map(|rs| rs.as_ref())
+                .filter(|rs| rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0) > 0)
+                .collect();
+            if let Some(n) = new_rs.as_ref() {
+                // The cached copy may lag the one `plan` is changing; use the latter.
+                active.retain(|rs| rs.metadata.uid != n.metadata.uid);
+                if n.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0) > 0 {
+                    active.push(n);
+                }
+            }
+            let saturated = new_rs.as_ref().is_some_and(|n| {
+                let v = view(n);
+                v.replicas == replicas && v.available >= replicas
+            });
+            if active.len() <= 1 {
+                let target = active.first().copied().or(new_rs.as_ref()).or(owned.last().map(|rs| rs.as_ref()));
+                if let Some(t) = target {
+                    let v = view(t);
+                    if v.replicas != replicas || scaling_event {
+                        scale(&v.name, v.replicas, replicas, &mut out);
+                    }
+                }
+            } else if saturated {
+                for rs in active.iter().filter(|rs| Some(rs.metadata.uid.clone()) != new_rs.as_ref().map(|n| n.metadata.uid.clone())) {
+                    let v = view(rs);
+                    scale(&v.name, v.replicas, 0, &mut out);
+                }
+            } else if rolling_update {
+                let status_replicas = d.status.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+                let sizing: Vec<rolling::Sizing> = active
+                    .iter()
+                    .map(|rs| rolling::Sizing {
+                        name: rs.name_any(),
+                        replicas: view(rs).replicas,
+                        max_annotation: rs.annotations().get(revision::MAX_REPLICAS).and_then(|v| v.parse().ok()),
+                        age_rank: owned.iter().position(|o| o.metadata.uid == rs.metadata.uid).unwrap_or(usize::MAX),
+                    })
+                    .collect();
+                for ((name, to), before) in rolling::proportional(replicas, surge, status_replicas, &sizing).into_iter().zip(&sizing) {
+                    // Every active ReplicaSet gets the new desired size annotation, so
+                    // the scaling event ends even where the size stays.
+                    scale(&name, before.replicas, to, &mut out);
+                }
+            } else {
+                // Recreate with several active ReplicaSets: sizes are the rollout's
+                // business; only record the new desired size so the rollout resumes.
+                for rs in &active {
+                    let v = view(rs);
+                    scale(&v.name, v.replicas, v.replicas, &mut out);
+                }
+            }
+        } else if out.create.is_none() {
             if let Some(n) = new_rs.as_ref() {
                 let nv = view(n);
-                if paused {
-                    // Paused: no rollout, but a resize of a settled Deployment applies.
-                    if !old_active && nv.replicas != replicas {
-                        scale(&nv.name, nv.replicas, replicas, &mut out);
-                    }
-                } else if rolling_update {
+                if rolling_update {
                     let s = rolling::step(replicas, surge, unavailable, &nv, &old_views);
                     if let Some(to) = s.scale_new {
                         scale(&nv.name, nv.replicas, to, &mut out);
@@ -576,7 +637,7 @@ mod tests {
         let v1 = deployment("web", 4);
         let old = owned_rs(&v1, 4, 4, 1);
         let v2 = with_image(&v1, "nginx:2");
-        let p = plan(&v2, &[old.clone()], Timestamp::now());
+        let p = plan(&v2, std::slice::from_ref(&old), Timestamp::now());
         let new = p.create.expect("new replicaset for the new template");
         // default maxSurge 25% of 4 = 1
         assert_eq!(new.spec.as_ref().unwrap().replicas, Some(1));
@@ -603,7 +664,7 @@ mod tests {
         v1.spec.as_mut().unwrap().strategy = Some(DeploymentStrategy { type_: Some("Recreate".into()), rolling_update: None });
         let old = owned_rs(&v1, 3, 3, 1);
         let v2 = with_image(&v1, "nginx:2");
-        let p = plan(&v2, &[old.clone()], Timestamp::now());
+        let p = plan(&v2, std::slice::from_ref(&old), Timestamp::now());
         let new = p.create.expect("new replicaset is created (at zero)");
         assert_eq!(new.spec.as_ref().unwrap().replicas, Some(0));
         let new = Arc::new({
@@ -646,6 +707,32 @@ mod tests {
         let p = plan(&v2, &[rs1], Timestamp::now());
         assert!(p.create.is_none());
         assert!(p.updates.iter().all(|u| u.replicas.is_none()));
+    }
+
+    #[test]
+    fn resize_mid_rollout_scales_proportionally_and_paused_resize_applies() {
+        let v1 = deployment("web", 10);
+        let v2 = with_image(&v1, "nginx:2");
+        let mut old = (*owned_rs(&v1, 8, 8, 1)).clone();
+        let mut new = (*owned_rs(&v2, 5, 0, 2)).clone();
+        for rs in [&mut old, &mut new] {
+            let a = rs.metadata.annotations.get_or_insert_with(Default::default);
+            a.insert(revision::DESIRED_REPLICAS.into(), "10".into());
+            a.insert(revision::MAX_REPLICAS.into(), "13".into());
+        }
+        let mut v2_big = v2.clone();
+        v2_big.spec.as_mut().unwrap().replicas = Some(20);
+        let p = plan(&v2_big, &[Arc::new(old.clone()), Arc::new(new.clone())], Timestamp::now());
+        let sizes: Vec<i32> = p.updates.iter().filter_map(|u| u.replicas).collect();
+        assert_eq!(sizes.iter().sum::<i32>(), 25, "20 + 25% surge: {:?}", p.updates);
+        assert!(p.updates.iter().all(|u| u.annotations.as_ref().unwrap()[revision::DESIRED_REPLICAS] == "20"));
+
+        // Paused and resized with one active replicaset: it takes the new size.
+        let mut paused = deployment("web", 3);
+        paused.spec.as_mut().unwrap().paused = Some(true);
+        let rs = owned_rs(&deployment("web", 2), 2, 2, 1);
+        let p = plan(&paused, &[rs.clone()], Timestamp::now());
+        assert_eq!(p.updates.iter().find(|u| u.name == rs.name_any()).unwrap().replicas, Some(3));
     }
 
     #[test]

@@ -97,7 +97,9 @@ mod tests {
     #[test]
     fn new_replicaset_gets_the_next_revision() {
         let d = deployment("web", 3);
-        let cases: Vec<(&str, Option<i64>, i64, &str, Option<&str>)> = vec![
+        // (case, revision of the current new replicaset, max old revision, want, history)
+        type Case<'a> = (&'a str, Option<i64>, i64, &'a str, Option<&'a str>);
+        let cases: Vec<Case> = vec![
             ("first rollout", None, 0, "1", None),
             ("next rollout", None, 4, "5", None),
             ("already newest keeps its number", Some(5), 4, "5", None),

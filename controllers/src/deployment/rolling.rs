@@ -115,6 +115,60 @@ pub fn step(replicas: i32, surge: i32, unavailable: i32, new: &RsView, old: &[Rs
     Step { scale_new: None, scale_old }
 }
 
+/// One active ReplicaSet as proportional scaling sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sizing {
+    pub name: String,
+    /// `spec.replicas`
+    pub replicas: i32,
+    /// `deployment.kubernetes.io/max-replicas`: the Deployment's size (plus surge) when
+    /// this ReplicaSet was last scaled.
+    pub max_annotation: Option<i32>,
+    /// Creation order: larger is newer.
+    pub age_rank: usize,
+}
+
+/// Resizes several active ReplicaSets when the Deployment is resized in the middle of a
+/// rollout, keeping their proportions (upstream `scale` for RollingUpdate): each gets
+/// its share of the difference, rounded, and the largest one absorbs the leftover.
+/// `status_replicas` is the Deployment's `status.replicas`, used for ReplicaSets without
+/// the annotation. Returns the new size of every ReplicaSet, in input order.
+pub fn proportional(replicas: i32, surge: i32, status_replicas: i32, active: &[Sizing]) -> Vec<(String, i32)> {
+    let current: i32 = active.iter().map(|r| r.replicas).sum();
+    let allowed = if replicas > 0 { replicas + surge } else { 0 };
+    let to_add = allowed - current;
+    let mut order: Vec<&Sizing> = active.iter().collect();
+    // Scaling up favours the larger, then newer; scaling down the larger, then older.
+    order.sort_by(|a, b| {
+        b.replicas.cmp(&a.replicas).then(if to_add > 0 { b.age_rank.cmp(&a.age_rank) } else { a.age_rank.cmp(&b.age_rank) })
+    });
+    let mut sizes: Vec<(String, i32)> = Vec::new();
+    let mut added = 0;
+    for rs in &order {
+        let mut share = 0;
+        if to_add != 0 && rs.replicas != 0 && to_add != added {
+            let fraction = if replicas == 0 {
+                -rs.replicas
+            } else {
+                let annotated = rs.max_annotation.unwrap_or(status_replicas).max(1);
+                let target = f64::from(rs.replicas) * f64::from(replicas + surge) / f64::from(annotated);
+                target.round() as i32 - rs.replicas
+            };
+            let left = to_add - added;
+            share = if to_add > 0 { fraction.min(left) } else { fraction.max(left) };
+        }
+        added += share;
+        sizes.push((rs.name.clone(), rs.replicas + share));
+    }
+    if let Some(first) = sizes.first_mut() {
+        first.1 = (first.1 + to_add - added).max(0);
+    }
+    active
+        .iter()
+        .map(|rs| sizes.iter().find(|(n, _)| n == &rs.name).cloned().unwrap_or((rs.name.clone(), rs.replicas)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +245,24 @@ mod tests {
         for c in cases {
             assert_eq!(step(c.replicas, c.surge, c.unavailable, &c.new, &c.old), c.want, "{}", c.name);
         }
+    }
+
+    #[test]
+    fn proportional_scaling_keeps_shares() {
+        let sz = |name: &str, replicas: i32, max: Option<i32>, age: usize| Sizing { name: name.into(), replicas, max_annotation: max, age_rank: age };
+        // 10 -> 20 replicas (surge 3 -> 5), mid-rollout with old 8, new 5 (13 = 10 + 3).
+        let out = proportional(20, 5, 13, &[sz("old", 8, Some(13), 0), sz("new", 5, Some(13), 1)]);
+        assert_eq!(out.iter().map(|(_, n)| n).sum::<i32>(), 25);
+        let old = out.iter().find(|(n, _)| n == "old").unwrap().1;
+        let new = out.iter().find(|(n, _)| n == "new").unwrap().1;
+        assert!(old > 8 && new > 5 && old > new, "{out:?}");
+        // Scale down to 0.
+        let out = proportional(0, 0, 13, &[sz("old", 8, Some(13), 0), sz("new", 5, Some(13), 1)]);
+        assert_eq!(out, vec![("old".to_string(), 0), ("new".to_string(), 0)]);
+        // Scale down 10 -> 5 (surge 2).
+        let out = proportional(5, 2, 13, &[sz("old", 8, Some(13), 0), sz("new", 5, Some(13), 1)]);
+        assert_eq!(out.iter().map(|(_, n)| n).sum::<i32>(), 7);
+        assert!(out.iter().all(|(_, n)| *n >= 0));
     }
 
     /// Simulates whole rollouts with a kubelet that makes created pods available one

@@ -6,7 +6,7 @@
 //! child process and is stopped by its PID. Run with a release build:
 //!
 //! ```text
-//! cargo run --release -p skiff-ingress --bin ingress-bench -- [SECONDS [ROUNDS]]
+//! cargo run --release -p skiff-ingress --bin ingress-bench -- [SECONDS [ROUNDS [WORKERS]]]
 //! ```
 
 use std::net::SocketAddr;
@@ -185,7 +185,9 @@ async fn main() -> std::result::Result<(), BoxError> {
     shared.routes.store(Arc::new(routes::build(&inputs, &sel)));
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let skiff_port = listener.local_addr()?.port();
-    let config = IngressConfig::default();
+    // Optional third argument: proxy worker threads (default: one per CPU).
+    let workers: usize = std::env::args().nth(3).map(|s| s.parse()).transpose()?.unwrap_or(0);
+    let config = IngressConfig { workers, ..IngressConfig::default() };
     let (s, t) = (shared.clone(), shutdown.clone());
     tokio::spawn(async move { skiff_ingress::serve(&config, s, Some(listener), None, t).await });
 

@@ -6,6 +6,8 @@
 //! deletes afterwards; nothing touches the host namespace. Needs root.
 //!
 //! `cargo run --release -p skiff-proxy --bin proxy-bench -- [--sizes 1000,5000,10000] [--endpoints 1,10]`
+//!
+//! Single-change columns are the median of five rounds.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -77,6 +79,13 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     (out, t.elapsed())
 }
 
+const ROUNDS: usize = 5;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
 fn secs(d: Duration) -> String {
     if d < Duration::from_secs(1) {
         format!("{:.1} ms", d.as_secs_f64() * 1000.0)
@@ -123,35 +132,42 @@ fn main() {
             let (r, t_first) = timed(|| syncer.sync(input, false));
             r.expect("first sync");
 
-            // One endpoint added to one service.
-            let mut m2 = m.clone();
-            let target = m2.ports.values_mut().nth(n / 2).expect("a service");
-            let extra = Endpoint { ip: Ipv4Addr::new(10, 127, 255, 1), port: 8080, ready: true, serving: true, terminating: false, node_name: None };
-            target.endpoints.push(extra);
-            let input = m2.clone();
-            let (r, t_ep) = timed(|| syncer.sync(input, false));
-            r.expect("endpoint sync");
+            // Single changes, several rounds each; the median is reported because the
+            // machine is shared and single samples are noisy.
+            let mut current = m.clone();
+            let (mut t_ep, mut t_svc, mut t_del, mut t_idle, mut r_ep) = (vec![], vec![], vec![], vec![], vec![]);
+            for round in 0..ROUNDS {
+                // One endpoint added to one service.
+                let target = current.ports.values_mut().nth(n / 2 + round).expect("a service");
+                let extra = Endpoint { ip: Ipv4Addr::new(10, 127, 255, round as u8), port: 8080, ready: true, serving: true, terminating: false, node_name: None };
+                target.endpoints.push(extra);
+                let input = current.clone();
+                let (r, t) = timed(|| syncer.sync(input, false));
+                r_ep.push(r.expect("endpoint sync").restore);
+                t_ep.push(t);
 
-            // One new service.
-            let mut m3 = m2.clone();
-            let new_svc = service(n + 1, eps);
-            m3.ports.insert(new_svc.name.clone(), new_svc);
-            let input = m3.clone();
-            let (r, t_svc) = timed(|| syncer.sync(input, false));
-            r.expect("service sync");
+                // One new service.
+                let new_svc = service(n + 1 + round, eps);
+                current.ports.insert(new_svc.name.clone(), new_svc);
+                let input = current.clone();
+                let (r, t) = timed(|| syncer.sync(input, false));
+                r.expect("service sync");
+                t_svc.push(t);
 
-            // One service removed (its KUBE-SERVICES rule needs a `-D`).
-            let mut m4 = m3.clone();
-            let gone = m4.ports.keys().nth(n / 3).expect("a service").clone();
-            m4.ports.remove(&gone);
-            let input = m4.clone();
-            let (r, t_del) = timed(|| syncer.sync(input, false));
-            r.expect("service removal sync");
-            let m3 = m4;
+                // One service removed (its KUBE-SERVICES rule needs a `-D`).
+                let gone = current.ports.keys().nth(n / 3 + round).expect("a service").clone();
+                current.ports.remove(&gone);
+                let input = current.clone();
+                let (r, t) = timed(|| syncer.sync(input, false));
+                r.expect("service removal sync");
+                t_del.push(t);
 
-            let input = m3.clone();
-            let (r, t_idle) = timed(|| syncer.sync(input, false));
-            r.expect("idle sync");
+                let input = current.clone();
+                let (r, t) = timed(|| syncer.sync(input, false));
+                r.expect("idle sync");
+                t_idle.push(t);
+            }
+            let m3 = current;
 
             let (r, t_canary) = timed(|| syncer.rules_intact());
             assert!(r.expect("canary check"), "canary missing after sync");
@@ -170,10 +186,10 @@ fn main() {
                 secs(t_floor),
                 secs(t_first),
                 secs(t_naive),
-                secs(t_ep),
-                secs(t_svc),
-                secs(t_del),
-                secs(t_idle),
+                format!("{} (restore {})", secs(median(t_ep)), secs(median(r_ep))),
+                secs(median(t_svc)),
+                secs(median(t_del)),
+                secs(median(t_idle)),
                 secs(t_canary)
             );
         }
