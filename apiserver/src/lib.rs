@@ -17,13 +17,15 @@
 //!   defaults, validation, allocation).
 //! - [`alloc`]: ClusterIP and NodePort allocation.
 //! - [`bootstrap`]: namespaces and the `kubernetes` Service that always exist.
-//! - [`tls`], [`auth`], [`kubeconfig`]: certificates, tokens, kubeconfig files.
+//! - [`tls`], [`auth`], [`authz`], [`kubeconfig`]: certificates, tokens and node
+//!   credentials, what a node may do, kubeconfig files.
 //! - [`netns`]: listening inside another network namespace.
 //! - [`server`]: listeners, TLS, HTTP connections and draining.
 //! - [`testing`]: an in-process server on port 0 for tests of other crates.
 
 pub mod alloc;
 pub mod auth;
+pub mod authz;
 pub mod bootstrap;
 pub mod handlers;
 pub mod kubeconfig;
@@ -63,6 +65,8 @@ pub struct Config {
     /// Extra names and addresses for the serving certificate.
     pub tls_sans: Vec<String>,
     pub service_cidr: Ipv4Net,
+    /// Where joining nodes' podCIDRs (/24 each) come from.
+    pub cluster_cidr: Ipv4Net,
     pub node_port_range: (u16, u16),
     pub store: StoreOptions,
     /// tolerationSeconds of the not-ready/unreachable tolerations every pod gets
@@ -80,6 +84,7 @@ impl Default for Config {
             advertise_host: None,
             tls_sans: Vec::new(),
             service_cidr: "10.96.0.0/12".parse().expect("cidr"),
+            cluster_cidr: "10.244.0.0/16".parse().expect("cidr"),
             node_port_range: (30000, 32767),
             store: StoreOptions::default(),
             default_toleration_seconds: 300,
@@ -108,6 +113,8 @@ pub struct Running {
     pub ca_pem: String,
     /// The URL written into the kubeconfig.
     pub url: String,
+    /// The secret half of the join token (`skiff agent --token`).
+    pub join_secret: String,
     pub store: Store,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -194,7 +201,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let api = Arc::new(Api {
         store: store.clone(),
         alloc,
-        auth,
+        auth: std::sync::RwLock::new(auth),
+        ca_pem: material.ca_pem.clone(),
+        cluster_cidr: config.cluster_cidr,
         advertise: format!("{host_part}:{port}"),
         shutdown: shutdown.clone(),
         default_toleration_seconds: config.default_toleration_seconds,
@@ -211,7 +220,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         .map(|l| tokio::spawn(server::serve(l, tls_config.clone(), api.clone(), shutdown.clone())))
         .collect();
     tracing::info!(addrs = ?addrs, kubeconfig = %kubeconfig.display(), "API server ready");
-    Ok(Running { addrs, kubeconfig, token, ca_pem: material.ca_pem, url, store, tasks })
+    let join_secret = api.auth.read().expect("auth lock").join_secret().to_string();
+    Ok(Running { addrs, kubeconfig, token, ca_pem: material.ca_pem, url, join_secret, store, tasks })
 }
 
 /// Runs the server until `shutdown` is cancelled.

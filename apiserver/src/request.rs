@@ -176,7 +176,7 @@ mod tests {
         assert!(decode_object(b"a: 1\n", Some("application/yaml")).is_ok());
         assert_eq!(decode_object(b"[1]", None).unwrap_err().code, 400);
         assert_eq!(decode_object(b"{", None).unwrap_err().code, 400);
-        assert_eq!(decode_object(b"x", Some("application/vnd.kubernetes.protobuf")).unwrap_err().code, 415);
+        assert_eq!(decode_object(b"x", Some("application/vnd.kubernetes.protobuf")).unwrap_err().code, 400);
         assert_eq!(decode_object(b"x", Some("text/plain")).unwrap_err().code, 415);
         let deep = "[".repeat(10_000);
         assert_eq!(decode(deep.as_bytes(), None).unwrap_err().code, 400);

@@ -23,6 +23,10 @@ pub enum Route {
     Resource(ResourcePath),
     Version,
     Health(&'static str),
+    /// `/cacerts`: the CA certificate (public; joining agents pin it by hash).
+    CaCerts,
+    /// `POST /skiff/v1/join`: a node trades the join secret for its own credential.
+    Join,
     OpenApi(String),
     /// Known prefix, unknown resource or version: 404 with a Status naming it.
     NotFound(String),
@@ -47,6 +51,8 @@ pub fn route(path: &str) -> Route {
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     match s.as_slice() {
         ["version"] => Route::Version,
+        ["cacerts"] => Route::CaCerts,
+        ["skiff", "v1", "join"] => Route::Join,
         ["healthz", ..] => Route::Health("healthz"),
         ["livez", ..] => Route::Health("livez"),
         ["readyz", ..] => Route::Health("readyz"),

@@ -161,7 +161,11 @@ pub fn prepare_update(
     }
     skiff_api::defaults::apply(res, new);
     if (res.group, res.kind) == ("", "Service") && sub.is_none() {
-        keep_allocations(new, old);
+        // Upstream copies allocated values forward when an update leaves them unset (a
+        // `kubectl replace` of a manifest without clusterIP neither fails nor
+        // re-allocates), and drops what a type change no longer needs.
+        skiff_api::defaults::carry_over_service_allocations(new, old);
+        skiff_api::defaults::drop_type_dependent_fields(new, old);
     }
     if desired(new) != desired(old) {
         let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
@@ -176,43 +180,6 @@ pub fn prepare_update(
         allocate_service(new, Some(old), alloc, &name, res)?;
     }
     Ok(())
-}
-
-/// Upstream copies allocated values forward when an update leaves them unset, so a
-/// `kubectl replace` of a manifest without clusterIP does not fail or re-allocate.
-fn keep_allocations(new: &mut Value, old: &Value) {
-    for f in ["clusterIP", "clusterIPs"] {
-        let unset = match new.pointer(&format!("/spec/{f}")) {
-            None | Some(Value::Null) => true,
-            Some(Value::String(s)) => s.is_empty(),
-            Some(Value::Array(a)) => a.is_empty(),
-            _ => false,
-        };
-        if unset {
-            if let (Some(v), Some(spec)) = (old.pointer(&format!("/spec/{f}")).cloned(), new.get_mut("spec")) {
-                spec[f] = v;
-            }
-        }
-    }
-    if !wants_node_ports(new) {
-        return;
-    }
-    let old_ports = old.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default();
-    if let Some(ports) = new.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
-        for p in ports.iter_mut() {
-            if p.get("nodePort").and_then(Value::as_u64).unwrap_or(0) != 0 {
-                continue;
-            }
-            let same = old_ports.iter().find(|o| {
-                o.get("port") == p.get("port")
-                    && o.get("protocol").and_then(Value::as_str).unwrap_or("TCP")
-                        == p.get("protocol").and_then(Value::as_str).unwrap_or("TCP")
-            });
-            if let Some(np) = same.and_then(|o| o.get("nodePort")).cloned() {
-                p["nodePort"] = np;
-            }
-        }
-    }
 }
 
 fn wants_node_ports(svc: &Value) -> bool {

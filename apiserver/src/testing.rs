@@ -80,6 +80,11 @@ impl TestServer {
         &self.running().token
     }
 
+    /// The secret half of the join token.
+    pub fn join_secret(&self) -> &str {
+        &self.running().join_secret
+    }
+
     pub fn ca_pem(&self) -> &str {
         &self.running().ca_pem
     }

@@ -2,6 +2,7 @@
 //! module per subcommand in [`commands`].
 
 mod commands;
+mod kubectl;
 
 use clap::Parser;
 

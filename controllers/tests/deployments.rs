@@ -76,26 +76,42 @@ async fn rolling_update_respects_surge_and_unavailable_then_undo() {
     assert!(hash.chars().all(|ch| "bcdfghjklmnpqrstvwxz2456789".contains(ch)));
 
     // Watch the bounds while the rollout runs: at most 4 + 1 pods by ReplicaSet spec,
-    // at least 4 - 1 available.
+    // at least 4 - 1 available. A watch sees every stored version in order, so every
+    // intermediate state is checked, however briefly it lasted.
     let done = Arc::new(AtomicBool::new(false));
     let monitor = {
-        let client = c.client.clone();
-        let d = d.clone();
+        let rs_api: Api<ReplicaSet> = Api::namespaced(c.client.clone(), "default");
         let done = done.clone();
         tokio::spawn(async move {
+            use futures::StreamExt;
+            let mut stream = kube::runtime::watcher(rs_api, kube::runtime::watcher::Config::default().labels("app=web"))
+                .default_backoff()
+                .boxed();
+            let mut state: std::collections::HashMap<String, (i32, i32)> = std::collections::HashMap::new();
             let mut samples = 0;
             let mut worst = (0, i32::MAX);
             while !done.load(Ordering::Relaxed) {
-                let rss = owned_rss(&client, &d).await;
-                let total: i32 = rss.iter().map(|r| r.spec.as_ref().unwrap().replicas.unwrap_or(0)).sum();
-                let avail: i32 = rss.iter().map(|r| r.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0)).sum();
-                worst = (worst.0.max(total), worst.1.min(avail));
+                let ev = match tokio::time::timeout(Duration::from_millis(100), stream.next()).await {
+                    Ok(Some(Ok(ev))) => ev,
+                    _ => continue,
+                };
+                let rs = match ev {
+                    kube::runtime::watcher::Event::Apply(rs) | kube::runtime::watcher::Event::InitApply(rs) => rs,
+                    _ => continue,
+                };
+                let spec = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+                let avail = rs.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0);
+                state.insert(rs.uid().unwrap(), (spec, avail));
+                let total: i32 = state.values().map(|v| v.0).sum();
+                let available: i32 = state.values().map(|v| v.1).sum();
+                worst = (worst.0.max(total), worst.1.min(available));
                 samples += 1;
-                tokio::time::sleep(Duration::from_millis(10)).await;
             }
             (samples, worst)
         })
     };
+    use kube::runtime::WatchStreamExt;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     api.patch(
         "web",
         &PatchParams::default(),
@@ -110,6 +126,7 @@ async fn rolling_update_respects_surge_and_unavailable_then_undo() {
     .await;
     done.store(true, Ordering::Relaxed);
     let (samples, (max_total, min_avail)) = monitor.await.unwrap();
+    eprintln!("monitor: {samples} samples, worst {max_total} total / {min_avail} available");
     assert!(samples > 3, "monitor sampled {samples} times");
     assert!(max_total <= 5, "surge bound exceeded: {max_total} pods");
     assert!(min_avail >= 3, "availability dropped to {min_avail}");

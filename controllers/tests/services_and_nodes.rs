@@ -163,6 +163,16 @@ async fn silent_node_is_tainted_and_its_pods_are_evicted_and_replaced() {
         (p.len() == 2).then_some(p)
     })
     .await;
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(c.client.clone(), "default");
+    let evictions = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("TaintManagerEviction"))
+        .count();
+    assert_eq!(evictions, 2, "one eviction event per pod");
     for p in &replacements {
         assert!(originals.iter().all(|o| o.name_any() != p.name_any()));
         assert_eq!(p.spec.as_ref().and_then(|s| s.node_name.as_deref()), None, "replacements wait for the scheduler");

@@ -12,7 +12,8 @@
 //! - [`annotations`]: the small, validated set of annotations (rewrite-target,
 //!   ssl-redirect, backend-protocol).
 //! - [`tls`]: certificates from `kubernetes.io/tls` Secrets, chosen by SNI.
-//! - [`proxy`]: the hyper server and pooled backend client, limits and timeouts.
+//! - [`proxy`]: the hyper server: request phases, limits, timeouts, error pages.
+//! - [`upstream`]: per-thread HTTP/1.1 connection pools to the backend pods.
 //! - [`watch`]: kube reflectors feeding the table builders; status updates.
 //! - [`testing`]: object builders shared by tests and the benchmark.
 
@@ -21,6 +22,7 @@ pub mod proxy;
 pub mod routes;
 pub mod testing;
 pub mod tls;
+pub mod upstream;
 pub mod watch;
 
 use std::net::SocketAddr;

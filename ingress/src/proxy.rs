@@ -1,12 +1,16 @@
 //! The HTTP(S) front: a hyper 1 server (HTTP/1.1 and HTTP/2, plain or TLS) that looks
 //! every request up in the current [`RouteTable`] and proxies it to a ready endpoint
-//! of the backend Service, straight to the pod IP, through a pooled client.
+//! of the backend Service, straight to the pod IP, over the worker thread's connection
+//! pool ([`crate::upstream`]).
 //!
 //! Request phases, in order:
 //! 1. hyper parses the head under the size limits and the header read timeout
-//!    (431 for oversized heads, connection closed on a slow head);
-//! 2. [`Proxy::handle`] refuses smuggling-prone framing (both `Content-Length` and
-//!    `Transfer-Encoding`: 400) and declared oversized bodies (413);
+//!    (431 for oversized heads, connection closed on a slow head) and refuses
+//!    ambiguous framing (differing `Content-Length`s, a non-chunked
+//!    `Transfer-Encoding`: 400); with both `Content-Length` and chunked
+//!    `Transfer-Encoding` it follows RFC 9112 section 6.1: chunked wins, the length is
+//!    dropped, the connection is closed after the response;
+//! 2. [`Proxy::handle`] refuses declared oversized bodies (413);
 //! 3. host + path -> route (404), ssl-redirect (308), no ready endpoint (503);
 //! 4. the upstream request: hop-by-hop headers dropped, `X-Forwarded-For/Proto/Host`
 //!    and `X-Real-IP` set, the path rewritten, the body streamed through a limit;
@@ -26,13 +30,10 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::uri::{self, Authority, PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full, LengthLimitError, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -44,6 +45,7 @@ use tracing::{debug, warn};
 use crate::annotations::BackendProtocol;
 use crate::routes::{normalize_host, Match, RouteTable};
 use crate::tls::CertStore;
+use crate::upstream::{Pool, PooledBody};
 
 /// Time limits of the proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,14 +113,13 @@ impl Default for Shared {
     }
 }
 
-type BackendClient = Client<HttpsConnector<HttpConnector>, ReplayableBody>;
 /// Response bodies: streamed from the backend, or a small page made here.
-pub type ResponseBody = Either<Incoming, Full<Bytes>>;
+pub type ResponseBody = Either<PooledBody<ReplayableBody>, Full<Bytes>>;
 
 /// The request handler shared by every connection.
 pub struct Proxy {
     shared: Arc<Shared>,
-    client: BackendClient,
+    pool: Arc<Pool<ReplayableBody>>,
     config: ProxyConfig,
 }
 
@@ -138,23 +139,10 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 impl Proxy {
+    /// A proxy with its own backend connection pool; make one per worker thread.
     pub fn new(shared: Arc<Shared>, config: ProxyConfig) -> Arc<Self> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(config.timeouts.connect));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(backend_tls_config())
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(config.timeouts.backend_idle)
-            .pool_max_idle_per_host(256)
-            .build(connector);
-        Arc::new(Proxy { shared, client, config })
+        let pool = Pool::new(config.timeouts.connect, config.timeouts.backend_idle, backend_tls_config());
+        Arc::new(Proxy { shared, pool, config })
     }
 
     /// Handles one request from `peer`; never fails, errors become status pages.
@@ -238,32 +226,21 @@ impl Proxy {
                 }
             }
         };
-        let scheme = match route.protocol {
-            BackendProtocol::Http => Scheme::HTTP,
-            BackendProtocol::Https => Scheme::HTTPS,
-        };
+        let tls = route.protocol == BackendProtocol::Https;
+        // Backends get origin-form request lines; the host travels in Host.
+        let uri = Uri::from(path_and_query);
 
         let body = ReplayableBody::new(Limited::new(body, self.config.limits.max_body_bytes));
         let mut last_error = None;
         let attempts = route.backend.endpoints.len();
         for (attempt, endpoint) in route.backend.pick().enumerate() {
-            let Ok(authority) = Authority::try_from(endpoint.to_string()) else {
-                return Ok(page(StatusCode::BAD_GATEWAY, "502 bad gateway: invalid endpoint address"));
-            };
-            let mut uri_parts = uri::Parts::default();
-            uri_parts.scheme = Some(scheme.clone());
-            uri_parts.authority = Some(authority);
-            uri_parts.path_and_query = Some(path_and_query.clone());
-            let Ok(uri) = Uri::from_parts(uri_parts) else {
-                return Ok(page(StatusCode::BAD_REQUEST, "invalid request path"));
-            };
             let mut upstream = Request::new(body.clone_unstarted());
             *upstream.method_mut() = parts.method.clone();
-            *upstream.uri_mut() = uri;
+            *upstream.uri_mut() = uri.clone();
             *upstream.version_mut() = Version::HTTP_11;
             // Headers are only needed again if another endpoint may be tried.
             *upstream.headers_mut() = if attempt + 1 == attempts { std::mem::take(&mut headers) } else { headers.clone() };
-            let result = tokio::time::timeout(self.config.timeouts.response_header, self.client.request(upstream)).await;
+            let result = tokio::time::timeout(self.config.timeouts.response_header, self.pool.send(endpoint, tls, upstream)).await;
             let err = match result {
                 Ok(Ok(resp)) => return Ok(self.respond(resp, upgrade).await),
                 Ok(Err(e)) => e,
@@ -286,7 +263,7 @@ impl Proxy {
         Ok(page(StatusCode::BAD_GATEWAY, "502 bad gateway"))
     }
 
-    async fn respond(&self, mut resp: Response<Incoming>, upgrade: Option<hyper::upgrade::OnUpgrade>) -> Response<ResponseBody> {
+    async fn respond(&self, mut resp: Response<PooledBody<ReplayableBody>>, upgrade: Option<hyper::upgrade::OnUpgrade>) -> Response<ResponseBody> {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_side) = upgrade else {
                 return page(StatusCode::BAD_GATEWAY, "502 bad gateway: unexpected protocol switch");
@@ -396,7 +373,7 @@ fn close(mut resp: Response<ResponseBody>) -> Response<ResponseBody> {
 
 /// The request body, shared between attempts so that a connect failure (which never
 /// polls the body) can hand the same, untouched body to the next endpoint.
-struct ReplayableBody {
+pub struct ReplayableBody {
     inner: Arc<Mutex<Limited<Incoming>>>,
     started: Arc<AtomicBool>,
 }
@@ -555,6 +532,18 @@ pub async fn serve_connections(
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(proxy.config.limits.max_header_bytes).unwrap_or(u32::MAX));
     let graceful = GracefulShutdown::new();
+    let sweeper = {
+        let (pool, every, stop) = (proxy.pool.clone(), proxy.config.timeouts.backend_idle / 2, shutdown.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => pool.sweep(),
+                }
+            }
+        })
+    };
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -593,4 +582,5 @@ pub async fn serve_connections(
     if tokio::time::timeout(proxy.config.timeouts.drain, graceful.shutdown()).await.is_err() {
         warn!("connections still open after the drain timeout; closing them");
     }
+    sweeper.abort();
 }

@@ -110,8 +110,9 @@ pub fn tls_secret(ns: &str, name: &str, cert_pem: &str, key_pem: &str) -> Arc<Se
 
 /// Starts a loopback HTTP/1.1 backend on `addr` (port 0 for any) that answers every
 /// request with one line describing what it received:
-/// `backend=NAME path=/p?q host=H xff=.. xfp=.. xfh=.. body=N`, so a test can see where
-/// a request went and how it was rewritten. `/slow...` paths answer after 300 ms;
+/// `backend=NAME path=/p?q host=H xff=.. xfp=.. xfh=.. body=N conn=C`, so a test can see
+/// where a request went, how it was rewritten and on which backend connection (C counts
+/// accepted connections from 1). `/slow...` paths answer after 300 ms;
 /// upgrade requests get `101` and then an echo of every byte. Runs until `shutdown`.
 pub async fn echo_backend(
     addr: std::net::SocketAddr,
@@ -125,6 +126,7 @@ pub async fn echo_backend(
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let name: Arc<str> = name.into();
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     tokio::spawn(async move {
         loop {
             let (stream, _) = tokio::select! {
@@ -133,6 +135,7 @@ pub async fn echo_backend(
             };
             let _ = stream.set_nodelay(true);
             let name = name.clone();
+            let conn_id = connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             let conn_shutdown = shutdown.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
@@ -169,7 +172,7 @@ pub async fn echo_backend(
                             h("x-forwarded-host"),
                         );
                         let body = req.into_body().collect().await?.to_bytes();
-                        Ok(http::Response::new(Full::new(bytes::Bytes::from(format!("{line} body={}\n", body.len())))))
+                        Ok(http::Response::new(Full::new(bytes::Bytes::from(format!("{line} body={} conn={conn_id}\n", body.len())))))
                     }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()

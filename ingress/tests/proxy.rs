@@ -530,3 +530,70 @@ async fn tls_1_2_clients_are_served_too() {
         assert!(tls_get(stream, "a.test").await.starts_with("backend=a"));
     }
 }
+
+#[tokio::test]
+async fn backend_connections_are_pooled_and_reused() {
+    let config = IngressConfig { workers: 1, ..IngressConfig::default() };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shared = Arc::new(Shared::default());
+    let shutdown = CancellationToken::new();
+    let _stop = shutdown.clone().drop_guard();
+    let (s, t) = (shared.clone(), shutdown.clone());
+    tokio::spawn(async move { skiff_ingress::serve(&config, s, Some(listener), None, t).await });
+    let a = echo_backend("127.0.0.1:0".parse().unwrap(), "a", shutdown.clone()).await.unwrap();
+    let table = routes::build(&inputs(vec![simple_ingress("default", "a", None, &[("/", "Prefix", "a", 80)])], &[("a", &[a])]), &sel());
+    shared.routes.store(Arc::new(table));
+    // sequential requests on fresh client connections share one backend connection
+    let mut conns = std::collections::BTreeSet::new();
+    for i in 0..5 {
+        let (status, body) = get(addr, "a.test", &format!("/{i}")).await;
+        assert_eq!(status, StatusCode::OK);
+        conns.insert(body.trim().rsplit("conn=").next().unwrap().to_string());
+    }
+    assert_eq!(conns.len(), 1, "backend connections used: {conns:?}");
+}
+
+#[tokio::test]
+async fn https_backends_are_reached_over_tls() {
+    let h = Harness::start().await;
+    // a TLS backend with a self-signed certificate, as pods usually have
+    let generated = rcgen::generate_simple_self_signed(vec!["pod.local".to_string()]).unwrap();
+    let key = tls::certified_key_from_pem("backend", generated.cert.pem().as_bytes(), generated.signing_key.serialize_pem().as_bytes()).unwrap();
+    let store = Arc::new(arc_swap::ArcSwap::from_pointee(tls::CertStore::default()));
+    let server_config = tls::server_config(tls::SniResolver::new(store, Arc::new(key))).unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    let stop = h.shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = tokio::select! {
+                _ = stop.cancelled() => return,
+                a = listener.accept() => a.unwrap(),
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let svc = hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                    let line = format!("tls-backend path={}", req.uri().path());
+                    Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::from(line))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), svc).await;
+            });
+        }
+    });
+    let ing = ingress(
+        "default",
+        "secure-backend",
+        &[("nginx.ingress.kubernetes.io/backend-protocol", "HTTPS")],
+        json!({"rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": "b", "port": {"number": 80}}}}]}}]}),
+    );
+    h.set_routes(&inputs(vec![ing], &[("b", &[backend])]));
+    for _ in 0..2 {
+        let (status, body) = get(h.http, "any.test", "/x").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body, "tls-backend path=/x");
+    }
+}

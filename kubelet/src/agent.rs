@@ -46,6 +46,9 @@ pub struct Config {
     /// How often the Lease is renewed; the node status is written every 6th time.
     pub heartbeat: Duration,
     pub lease_duration_seconds: i32,
+    /// Where to write the pod network's CNI config once the podCIDR is known (from
+    /// `pod_cidr`, or assigned by the cluster on the Node); `None` leaves CNI alone.
+    pub cni: Option<CniTarget>,
     pub client: kube::Client,
     pub runtime: Arc<dyn Runtime>,
 }
@@ -65,14 +68,25 @@ impl Config {
             resync: Duration::from_secs(10),
             heartbeat: Duration::from_secs(10),
             lease_duration_seconds: 40,
+            cni: None,
             client,
             runtime,
         }
     }
 }
 
+/// The containerd CNI directory and how the node's bridge network is named.
+#[derive(Debug, Clone)]
+pub struct CniTarget {
+    pub conf_dir: PathBuf,
+    pub ipam_data_dir: PathBuf,
+    pub bridge: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum KubeletError {
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
     #[error("the container runtime is not usable: {0}")]
     Runtime(#[source] CriError),
     #[error(transparent)]
@@ -119,7 +133,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Kube
         os_image,
         labels: config.labels.clone(),
     };
-    node::register(&config.client, &facts).await?;
+    let registered = node::register(&config.client, &facts).await?;
+    let pod_cidr = config.pod_cidr.clone().or_else(|| registered.spec.as_ref().and_then(|s| s.pod_cidr.clone()));
+    match (&config.cni, &pod_cidr) {
+        (Some(target), Some(cidr)) => {
+            let mut net = crate::network::PodNetwork::new(cidr, &target.ipam_data_dir);
+            net.bridge = target.bridge.clone();
+            let path = crate::network::write_config(&target.conf_dir, &net)?;
+            tracing::info!(pod_cidr = %cidr, path = %path.display(), "wrote the pod network config");
+        }
+        (Some(_), None) => tracing::warn!("the node has no podCIDR yet: pods cannot get addresses until one is assigned"),
+        _ => {}
+    }
     node::renew_lease(&config.client, &facts.name, config.lease_duration_seconds).await?;
 
     let heartbeat = tokio::spawn(heartbeat_loop(config.clone(), facts.clone(), shutdown.clone()));
@@ -259,11 +284,17 @@ async fn sync(pod: Arc<Pod>, ctx: Arc<Ctx>, key: String) -> Result<Action, Kubel
         return Ok(Action::await_change());
     }
 
-    let steps = pod_sync::plan(&pod, &observed);
+    let now = Timestamp::now().as_nanosecond() as i64;
+    let plan = pod_sync::plan(&pod, &observed, now);
+    let steps = plan.steps;
     if !steps.is_empty() {
         tracing::debug!(?steps, "syncing");
     }
-    let waiting = pod_sync::execute(runtime, &pod, &ctx.node, &observed, &steps).await.map_err(sync_err)?;
+    let mut waiting = pod_sync::execute(runtime, &pod, &ctx.node, &observed, &steps).await.map_err(sync_err)?;
+    for (name, left) in &plan.backoff {
+        let message = format!("back-off: restarting failed container {name} of pod {key} in {}s", left.as_secs().max(1));
+        waiting.insert(name.clone(), ("CrashLoopBackOff".into(), message));
+    }
     if steps.iter().any(|s| matches!(s, pod_sync::Step::KillPod)) && pod_sync::is_terminal(&pod) {
         // A finished pod keeps its last status; only the runtime side was cleaned up.
         return Ok(Action::await_change());
@@ -280,7 +311,9 @@ async fn sync(pod: Arc<Pod>, ctx: Arc<Ctx>, key: String) -> Result<Action, Kubel
             .map_err(|source| KubeletError::PodStatus { pod: key.clone(), source })?;
         tracing::debug!(phase = ?status.phase, pod_ip = ?status.pod_ip, "pod status written");
     }
-    Ok(Action::requeue(ctx.resync))
+    // Come back when the shortest back-off ends, or at the next resync.
+    let next = plan.backoff.values().copied().min().map_or(ctx.resync, |b| b.min(ctx.resync));
+    Ok(Action::requeue(next.max(Duration::from_millis(100))))
 }
 
 fn error_policy(pod: Arc<Pod>, error: &KubeletError, _ctx: Arc<Ctx>) -> Action {

@@ -43,4 +43,4 @@ pub mod pod_sync;
 pub mod process;
 pub mod registry;
 
-pub use agent::{run, Config, KubeletError};
+pub use agent::{run, CniTarget, Config, KubeletError};

@@ -105,8 +105,38 @@ fn should_restart(policy: &str, exit_code: i32) -> bool {
     }
 }
 
-/// Decides what to do for a pod given what the runtime has. Pure.
-pub fn plan(pod: &Pod, observed: &Observed) -> Vec<Step> {
+/// First delay of the crash-loop back-off, doubled per restart up to [`MAX_BACKOFF`]
+/// (upstream's 10 s and 5 min).
+pub const INITIAL_BACKOFF: Duration = Duration::from_secs(10);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// How long a container that has been restarted `restarts` times waits after exiting
+/// before the next restart: the first restart is immediate, then 10 s, 20 s, 40 s, ...
+pub fn restart_backoff(restarts: u32) -> Duration {
+    if restarts == 0 {
+        return Duration::ZERO;
+    }
+    let factor = 1u64.checked_shl(restarts - 1).unwrap_or(u64::MAX);
+    INITIAL_BACKOFF.checked_mul(factor.min(u32::MAX as u64) as u32).unwrap_or(MAX_BACKOFF).min(MAX_BACKOFF)
+}
+
+/// What a sync should do, and which containers wait in crash-loop back-off (with the
+/// time left).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    pub backoff: BTreeMap<String, Duration>,
+}
+
+/// Decides what to do for a pod given what the runtime has, at `now` (nanoseconds
+/// since the epoch, the unit CRI timestamps use). Pure.
+pub fn plan(pod: &Pod, observed: &Observed, now: i64) -> Plan {
+    let mut backoff = BTreeMap::new();
+    let steps = plan_steps(pod, observed, now, &mut backoff);
+    Plan { steps, backoff }
+}
+
+fn plan_steps(pod: &Pod, observed: &Observed, now: i64, backoff: &mut BTreeMap<String, Duration>) -> Vec<Step> {
     if is_terminal(pod) {
         return if observed.has_live_parts() { vec![Step::KillPod] } else { vec![] };
     }
@@ -125,7 +155,13 @@ pub fn plan(pod: &Pod, observed: &Observed) -> Vec<Step> {
                     Some(k) => match k.state {
                         api::ContainerState::ContainerCreated => steps.push(Step::StartCreated { id: k.id.clone() }),
                         api::ContainerState::ContainerExited if should_restart(policy, k.exit_code) => {
-                            steps.push(Step::StartContainer { name: c.name.clone(), attempt: k.attempt + 1 })
+                            let wait = restart_backoff(k.attempt).as_nanos() as i64;
+                            let ready_at = k.finished_at.saturating_add(wait);
+                            if now >= ready_at {
+                                steps.push(Step::StartContainer { name: c.name.clone(), attempt: k.attempt + 1 })
+                            } else {
+                                backoff.insert(c.name.clone(), Duration::from_nanos((ready_at - now) as u64));
+                            }
                         }
                         _ => {}
                     },
@@ -173,6 +209,12 @@ pub enum SyncError {
     Cri(#[from] CriError),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error("cannot create the pod log directory {path}: {source}; check that the log root is writable")]
+    LogDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Reads the runtime's state for one pod UID.
@@ -288,11 +330,8 @@ pub async fn execute(
             }
             Step::RunSandbox { attempt } => {
                 let config = cri_config::sandbox_config(pod, node, *attempt)?;
-                std::fs::create_dir_all(&config.log_directory).map_err(|e| CriError::Call {
-                    op: "RunPodSandbox",
-                    code: tonic::Code::Internal,
-                    message: format!("cannot create the pod log directory {}: {e}", config.log_directory),
-                })?;
+                std::fs::create_dir_all(&config.log_directory)
+                    .map_err(|source| SyncError::LogDir { path: config.log_directory.clone(), source })?;
                 let id = runtime.run_pod_sandbox(config).await?;
                 pod_ip = runtime.pod_sandbox_status(&id).await?.network.map(|n| n.ip).unwrap_or_default();
                 sandbox = Some((id, *attempt));
@@ -500,6 +539,33 @@ mod tests {
 
     use api::ContainerState::{ContainerCreated as Created, ContainerExited as Exited, ContainerRunning as Running};
 
+    /// A `now` after every back-off has expired.
+    const FAR_FUTURE: i64 = i64::MAX;
+
+    #[test]
+    fn backoff_doubles_from_ten_seconds_to_five_minutes() {
+        let cases = [(0, 0), (1, 10), (2, 20), (3, 40), (5, 160), (6, 300), (40, 300), (u32::MAX, 300)];
+        for (restarts, secs) in cases {
+            assert_eq!(restart_backoff(restarts), Duration::from_secs(secs), "{restarts}");
+        }
+    }
+
+    #[test]
+    fn crashed_containers_wait_out_their_backoff() {
+        let finished = 1_000_000_000_000i64;
+        let mut crashed = ctr("c", "s", "a", 2, Exited, 1);
+        crashed.finished_at = finished;
+        let observed = Observed { sandboxes: vec![sb("s", 0, true)], containers: vec![crashed], pod_ip: String::new() };
+        let p = pod("Always", &["a"]);
+        // Two restarts so far: 20 s back-off.
+        let early = plan(&p, &observed, finished + 5_000_000_000);
+        assert!(early.steps.is_empty());
+        assert_eq!(early.backoff["a"], Duration::from_secs(15));
+        let late = plan(&p, &observed, finished + 20_000_000_000);
+        assert_eq!(late.steps, vec![start("a", 3)]);
+        assert!(late.backoff.is_empty());
+    }
+
     fn start(name: &str, attempt: u32) -> Step {
         Step::StartContainer { name: name.into(), attempt }
     }
@@ -536,7 +602,7 @@ mod tests {
             ),
         ];
         for (name, pod, observed, want) in cases {
-            assert_eq!(plan(&pod, &observed), want, "{name}");
+            assert_eq!(plan(&pod, &observed, FAR_FUTURE).steps, want, "{name}");
         }
     }
 
@@ -545,9 +611,9 @@ mod tests {
         let mut p = pod("Always", &["a"]);
         p.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
         let live = Observed { sandboxes: vec![sb("s", 0, true)], containers: vec![ctr("c", "s", "a", 0, Running, 0)], pod_ip: String::new() };
-        assert_eq!(plan(&p, &live), vec![Step::KillPod]);
+        assert_eq!(plan(&p, &live, FAR_FUTURE).steps, vec![Step::KillPod]);
         let dead = Observed { sandboxes: vec![sb("s", 0, false)], containers: vec![ctr("c", "s", "a", 0, Exited, 0)], pod_ip: String::new() };
-        assert_eq!(plan(&p, &dead), vec![]);
+        assert_eq!(plan(&p, &dead, FAR_FUTURE).steps, vec![]);
     }
 
     fn node() -> NodeContext {
@@ -615,7 +681,7 @@ mod tests {
         p.spec.as_mut().unwrap().containers[1].image = Some("nope:1".into());
 
         let observed = observe(&rt, "u1").await.unwrap();
-        let waiting = execute(&rt, &p, &node, &observed, &plan(&p, &observed)).await.unwrap();
+        let waiting = execute(&rt, &p, &node, &observed, &plan(&p, &observed, FAR_FUTURE).steps).await.unwrap();
         assert_eq!(waiting["b"].0, "ErrImagePull");
         assert!(tmp.path().join("default_p_u1/a").is_dir(), "log directory created");
 
@@ -624,13 +690,43 @@ mod tests {
         assert_eq!(observed.containers.len(), 1);
         assert!(!observed.pod_ip.is_empty());
         // The next sync only retries b.
-        assert_eq!(plan(&p, &observed), vec![start("b", 0)]);
+        assert_eq!(plan(&p, &observed, FAR_FUTURE).steps, vec![start("b", 0)]);
 
         p.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
-        execute(&rt, &p, &node, &observed, &plan(&p, &observed)).await.unwrap();
+        execute(&rt, &p, &node, &observed, &plan(&p, &observed, FAR_FUTURE).steps).await.unwrap();
         let observed = observe(&rt, "u1").await.unwrap();
         assert!(!observed.has_live_parts());
         remove_pod(&rt, &observed).await.unwrap();
         assert_eq!(observe(&rt, "u1").await.unwrap(), Observed::default());
+    }
+
+    #[tokio::test]
+    async fn image_pull_policies() {
+        let tmp = tempfile::tempdir().unwrap();
+        let node = NodeContext { log_root: tmp.path().into(), ..Default::default() };
+        // (image, policy, present on node, pullable) -> waiting reason, pulled?
+        let cases = [
+            ("busybox:1.36", Some("IfNotPresent"), true, false, None, false),
+            ("busybox:1.36", Some("Always"), true, true, None, true),
+            ("busybox:1.36", Some("Never"), false, true, Some("ErrImageNeverPull"), false),
+            ("busybox:1.36", None, false, true, None, true),
+            // No tag means :latest, which defaults to Always.
+            ("busybox", None, true, true, None, true),
+            ("busybox:1.36", Some("IfNotPresent"), false, false, Some("ErrImagePull"), true),
+        ];
+        for (image, policy, present, pullable, want_reason, want_pull) in cases {
+            let only_if = |yes: bool| if yes { vec![image] } else { vec![] };
+            let rt = crate::cri::FakeRuntime::new().with_images(&only_if(present)).with_pullable(&only_if(pullable));
+            let mut p = pod("Always", &["a"]);
+            let c = &mut p.spec.as_mut().unwrap().containers[0];
+            c.image = Some(image.into());
+            c.image_pull_policy = policy.map(String::from);
+            let observed = observe(&rt, "u1").await.unwrap();
+            let waiting = execute(&rt, &p, &node, &observed, &plan(&p, &observed, FAR_FUTURE).steps).await.unwrap();
+            let case = format!("{image} {policy:?} present={present} pullable={pullable}");
+            assert_eq!(waiting.get("a").map(|w| w.0.as_str()), want_reason, "{case}");
+            let pulled = rt.calls().iter().any(|c| c.starts_with("PullImage"));
+            assert_eq!(pulled, want_pull, "{case}");
+        }
     }
 }

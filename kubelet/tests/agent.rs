@@ -63,6 +63,11 @@ async fn kubelet_registers_runs_reports_and_deletes_pods() {
     config.log_root = logs.path().to_path_buf();
     config.resync = Duration::from_millis(300);
     config.heartbeat = Duration::from_millis(200);
+    config.cni = Some(skiff_kubelet::CniTarget {
+        conf_dir: logs.path().join("net.d"),
+        ipam_data_dir: logs.path().join("ipam"),
+        bridge: "skiff0".into(),
+    });
     let shutdown = CancellationToken::new();
     let kubelet = tokio::spawn(skiff_kubelet::run(config, shutdown.clone()));
 
@@ -78,6 +83,13 @@ async fn kubelet_registers_runs_reports_and_deletes_pods() {
     })
     .await;
     assert_eq!(node.spec.unwrap().pod_cidr.as_deref(), Some("10.244.1.0/24"));
+    let conflist_path = logs.path().join("net.d").join(skiff_kubelet::network::CONFLIST_FILE);
+    let conflist = eventually("conflist", Duration::from_secs(5), || {
+        let path = conflist_path.clone();
+        async move { std::fs::read_to_string(path).ok() }
+    })
+    .await;
+    assert!(conflist.contains("10.244.1.0/24"), "{conflist}");
     assert_eq!(node.status.unwrap().capacity.unwrap()["cpu"].0, "4");
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let first = eventually("lease", Duration::from_secs(5), || {
@@ -164,5 +176,98 @@ async fn kubelet_registers_runs_reports_and_deletes_pods() {
 
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(10), kubelet).await.expect("kubelet stops on shutdown").unwrap().unwrap();
+    server.shutdown().await;
+}
+
+/// A node whose podCIDR the cluster assigned (set on the Node before the kubelet
+/// starts, as a node IPAM controller would) gets its CNI config from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubelet_takes_the_pod_cidr_assigned_on_the_node() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node: Node = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "node-b"},
+        "spec": {"podCIDR": "10.244.7.0/24", "podCIDRs": ["10.244.7.0/24"]},
+    }))
+    .unwrap();
+    nodes.create(&PostParams::default(), &node).await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = skiff_kubelet::Config::new("node-b", client.clone(), Arc::new(FakeRuntime::new()));
+    config.capacity = Some(Capacity { cpu_millis: 1000, memory_bytes: 1 << 30, pods: 10 });
+    config.log_root = dir.path().join("pods");
+    config.cni = Some(skiff_kubelet::CniTarget {
+        conf_dir: dir.path().join("net.d"),
+        ipam_data_dir: dir.path().join("ipam"),
+        bridge: "skiff0".into(),
+    });
+    let shutdown = CancellationToken::new();
+    let kubelet = tokio::spawn(skiff_kubelet::run(config, shutdown.clone()));
+    let path = dir.path().join("net.d").join(skiff_kubelet::network::CONFLIST_FILE);
+    let conflist = eventually("conflist", Duration::from_secs(10), || {
+        let path = path.clone();
+        async move { std::fs::read_to_string(path).ok() }
+    })
+    .await;
+    assert!(conflist.contains("10.244.7.0/24"), "{conflist}");
+    // Registration took over the existing Node and made it Ready.
+    let n = nodes.get("node-b").await.unwrap();
+    assert!(n.status.unwrap().conditions.unwrap().iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), kubelet).await.unwrap().unwrap().unwrap();
+    server.shutdown().await;
+}
+
+/// A container that keeps exiting is restarted at once the first time, then waits in
+/// CrashLoopBackOff, as upstream does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashing_containers_restart_then_back_off() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let fake = Arc::new(FakeRuntime::new().with_pullable(&["busybox:1.36"]));
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = skiff_kubelet::Config::new("node-a", client.clone(), fake.clone());
+    config.capacity = Some(Capacity { cpu_millis: 1000, memory_bytes: 1 << 30, pods: 10 });
+    config.log_root = dir.path().to_path_buf();
+    config.resync = Duration::from_millis(200);
+    let shutdown = CancellationToken::new();
+    let kubelet = tokio::spawn(skiff_kubelet::run(config, shutdown.clone()));
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(&PostParams::default(), &pod("crash", "busybox:1.36")).await.unwrap();
+    let running_attempt = |attempt: u32| {
+        let fake = fake.clone();
+        async move {
+            let cs = fake.list_containers(None).await.ok()?;
+            cs.into_iter()
+                .find(|c| c.metadata.as_ref().unwrap().attempt == attempt && c.state == api::ContainerState::ContainerRunning as i32)
+                .map(|c| c.id)
+        }
+    };
+    let first = eventually("first container", Duration::from_secs(10), || running_attempt(0)).await;
+    assert!(fake.exit_container(&first, 1));
+    let second = eventually("immediate restart", Duration::from_secs(5), || running_attempt(1)).await;
+    assert!(fake.exit_container(&second, 1));
+    let waiting = eventually("CrashLoopBackOff", Duration::from_secs(5), || {
+        let pods = pods.clone();
+        async move {
+            let st = pods.get("crash").await.ok()?.status?;
+            let cs = st.container_statuses?.into_iter().next()?;
+            let w = cs.state?.waiting?;
+            (w.reason.as_deref() == Some("CrashLoopBackOff")).then_some((cs.restart_count, w.message.unwrap_or_default()))
+        }
+    })
+    .await;
+    assert_eq!(waiting.0, 1);
+    assert!(waiting.1.contains("back-off"), "{}", waiting.1);
+    // Within the 10 s back-off nothing is restarted.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(running_attempt(2).await.is_none());
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), kubelet).await.unwrap().unwrap().unwrap();
     server.shutdown().await;
 }

@@ -133,6 +133,7 @@ struct FakeState {
     tables: Tables,
     restores: Vec<String>,
     fail_next: bool,
+    fail_saves: bool,
 }
 
 /// An in-memory kernel table for unit tests: interprets the restore-text subset the
@@ -156,7 +157,7 @@ impl FakeBackend {
         for (t, chains) in BUILTIN {
             tables.insert(t, chains.iter().map(|c| (c.to_string(), Vec::new())).collect());
         }
-        FakeBackend { state: Arc::new(Mutex::new(FakeState { tables, restores: Vec::new(), fail_next: false })) }
+        FakeBackend { state: Arc::new(Mutex::new(FakeState { tables, restores: Vec::new(), fail_next: false, fail_saves: false })) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FakeState> {
@@ -171,6 +172,11 @@ impl FakeBackend {
     /// Makes the next restore fail, as a busy or broken iptables would.
     pub fn fail_next_restore(&self) {
         self.lock().fail_next = true;
+    }
+
+    /// Makes `save` fail (or work again), as iptables-save does on huge tables.
+    pub fn fail_saves(&self, fail: bool) {
+        self.lock().fail_saves = fail;
     }
 
     /// `iptables -t <table> -F`: empties every chain of the table, keeps the chains.
@@ -301,6 +307,9 @@ impl RuleBackend for FakeBackend {
 
     fn save(&self, table: Table) -> Result<String, BackendError> {
         let st = self.lock();
+        if st.fail_saves {
+            return Err(BackendError::Rejected("injected iptables-save failure".into()));
+        }
         let mut out = format!("*{}\n", table.name());
         let builtin = BUILTIN.iter().find(|(t, _)| *t == table).map(|(_, c)| *c).unwrap_or(&[]);
         let chains = st.tables.get(&table).cloned().unwrap_or_default();

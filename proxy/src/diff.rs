@@ -2,13 +2,15 @@
 //! input that gets the kernel from one rule set to the next while touching as little as
 //! possible.
 //!
-//! Pure. Two entry points:
+//! Pure. Three entry points:
 //! - [`incremental`]: previous rule set (what the proxy last wrote) vs desired. Chains
 //!   that did not change are not mentioned at all, so the kernel keeps them as they
 //!   are; small ordered chains that changed are rewritten (a `:CHAIN` line flushes
 //!   them); the big order-free chains (`KUBE-SERVICES`, `KUBE-NODEPORTS`, ...) get
 //!   single `-D`/`-I` edits, because rewriting a 20,000-rule chain for one new service
 //!   would cost as much as the whole sync.
+//! - [`fragments`]: the same for a few changed service ports, from their old and new
+//!   rule fragments alone, so its cost follows the change and not the rule set.
 //! - [`full`]: desired vs the parsed `iptables-save` of the tables: every owned chain is
 //!   rewritten, stale owned chains are deleted, missing jumps from built-in chains are
 //!   inserted. Used at start, periodically, and after something else touched the tables.

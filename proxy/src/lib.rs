@@ -12,7 +12,8 @@
 //! # Layout
 //! - [`model`]: Services + EndpointSlices -> the proxy's model of service ports (pure).
 //! - [`rules`]: model + node facts -> every chain the proxy owns (pure).
-//! - [`diff`]: previous or saved state + desired rules -> minimal restore text (pure).
+//! - [`diff`]: previous or saved state + desired rules -> minimal restore text (pure);
+//!   for a few changed services, only their rule fragments are compared.
 //! - [`backend`]: [`backend::RuleBackend`], the real iptables tools and a fake kernel.
 //! - [`conntrack`]: which UDP flows went stale (pure) and the `conntrack` tool.
 //! - [`sync`]: one sync, the batching / checking / resync loop, and cleanup.

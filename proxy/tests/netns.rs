@@ -411,3 +411,66 @@ fn flushed_rules_come_back_within_the_check_period() {
     shutdown.cancel();
     rt.block_on(task).unwrap();
 }
+
+/// A UDP echo-with-name server: `python3` because Debian's busybox `nc` has no UDP.
+const UDP_SERVER: &str = "import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',5353))\nwhile True:\n    d,a=s.recvfrom(512)\n    s.sendto(sys.argv[1].encode(),a)\n";
+/// Sends one datagram from a fixed source port, so every query is the same flow.
+const UDP_CLIENT: &str = "import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',40000))\ns.settimeout(2)\ns.sendto(b'q',(sys.argv[1],53))\nprint(s.recvfrom(512)[0].decode())\n";
+
+#[test]
+fn removed_udp_endpoint_loses_its_conntrack_entries() {
+    require_prerequisites!();
+    for tool in ["conntrack", "python3"] {
+        let ok = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+        if !ok {
+            println!("skipped: {tool} not found (install conntrack and python3)");
+            return;
+        }
+    }
+    let mut lab = Lab::new("f");
+    for i in 0..2 {
+        let child = Command::new("nsenter")
+            .arg(lab.netns_path(&format!("b{i}")))
+            .args(["python3", "-c", UDP_SERVER, &format!("b{i}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start udp server");
+        lab.children.push(child);
+    }
+    let name = ServicePortName { namespace: "default".into(), name: "dns".into(), port: "dns".into(), protocol: Protocol::Udp };
+    let model = |eps: &[usize]| {
+        let info = ServicePortInfo {
+            name: name.clone(),
+            cluster_ip: Some("10.96.0.53".parse().unwrap()),
+            port: 53,
+            node_port: None,
+            external_ips: vec![],
+            affinity_timeout: None,
+            external_local: false,
+            endpoints: eps
+                .iter()
+                .map(|i| Endpoint { ip: lab.backends[*i].1, port: 5353, ready: true, serving: true, terminating: false, node_name: None })
+                .collect(),
+        };
+        ProxyModel { ports: [(name.clone(), info)].into() }
+    };
+    let query = || {
+        let out = lab.exec("p", &["python3", "-c", UDP_CLIENT, "10.96.0.53"]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let mut syncer = lab.syncer(node());
+    syncer.sync(model(&[0]), false).unwrap();
+    // The servers may need a moment to bind.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while query() != "b0" {
+        assert!(Instant::now() < deadline, "udp service never answered from b0");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Moving the service to b1 while b0 still runs: without clearing conntrack, the
+    // same flow (same source port) would keep going to b0 for the UDP timeout.
+    let report = syncer.sync(model(&[1]), false).unwrap();
+    assert_eq!(report.stale_flows, 1);
+    assert_eq!(query(), "b1");
+}

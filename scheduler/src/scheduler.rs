@@ -241,6 +241,7 @@ pub async fn run_scheduling<W: ApiWriter>(
     settings: LoopSettings,
     stop: CancellationToken,
 ) {
+    let started = Instant::now();
     let core = Arc::new(Mutex::new(core));
     let wake = Arc::new(Notify::new());
     let (nodes_synced_tx, mut nodes_synced) = tokio::sync::watch::channel(false);
@@ -256,7 +257,15 @@ pub async fn run_scheduling<W: ApiWriter>(
         _ = stop.cancelled() => { informers.join_all().await; return; }
         _ = async { let _ = nodes_synced.wait_for(|s| *s).await; let _ = pods_synced.wait_for(|s| *s).await; } => {}
     }
-    tracing::info!("scheduler caches synced, scheduling");
+    {
+        let c = core.lock().unwrap_or_else(|e| e.into_inner());
+        tracing::info!(
+            after_ms = started.elapsed().as_millis() as u64,
+            nodes = c.snapshot().present_nodes(),
+            pending = ?c.queue_len(),
+            "scheduler caches synced, scheduling"
+        );
+    }
 
     let writes = Arc::new(Semaphore::new(settings.max_concurrent_writes.max(1)));
     let mut tasks: JoinSet<()> = JoinSet::new();

@@ -2,11 +2,13 @@
 //!
 //! # Layout
 //! - [`discovery`]: `/api`, `/apis`, group and resource lists, `/version`, health.
+//! - [`join`]: `/cacerts` and the node join endpoint.
 //! - [`objects`]: get, list, create, update, patch, delete, deletecollection.
 //! - [`subresources`]: status, scale, binding, eviction, finalize, log.
 //! - [`watch`]: streaming watches (newline-delimited JSON events).
 
 pub mod discovery;
+pub mod join;
 pub mod objects;
 pub mod subresources;
 pub mod watch;
@@ -30,7 +32,11 @@ use crate::store::Store;
 pub struct Api {
     pub store: Store,
     pub alloc: Allocators,
-    pub auth: Authenticator,
+    pub auth: std::sync::RwLock<Authenticator>,
+    /// The CA certificate (PEM), served at `/cacerts`.
+    pub ca_pem: String,
+    /// Where joining nodes' podCIDRs come from.
+    pub cluster_cidr: ipnet::Ipv4Net,
     /// `host:port` clients should use, for `/api`'s serverAddressByClientCIDRs.
     pub advertise: String,
     /// Cancelled on shutdown: ends open watches.
@@ -73,20 +79,47 @@ where
     .await
 }
 
+/// The authorizer's decision for a non-admin user, with the stored object it may
+/// depend on (a pod's node) and, for creating a Node, the name in the body.
+fn authorize_node(api: &Api, user: &crate::auth::User, rp: &router::ResourcePath, r: &Req) -> Result<(), ApiError> {
+    use crate::authz::{authorize, Verb};
+    let verb = match r.method {
+        Method::GET | Method::HEAD => Verb::Read,
+        Method::POST if rp.name.is_none() => Verb::Create,
+        Method::POST => Verb::Update, // binding, eviction: writes to an existing object
+        Method::DELETE => Verb::Delete,
+        _ => Verb::Update,
+    };
+    let target = rp
+        .name
+        .as_deref()
+        .and_then(|n| api.store.get(&objects::key_of(rp.res, rp.namespace.as_deref(), n)));
+    authorize(user, verb, rp, target.as_deref())?;
+    if verb == Verb::Create && rp.res.plural == "nodes" {
+        let body = request::decode_object(&r.body, r.header("content-type"))?;
+        if user.node_name() != skiff_api::meta::name(&body) {
+            return Err(ApiError::forbidden(format!("node \"{}\" may only register itself", user.node_name().unwrap_or(""))));
+        }
+    }
+    Ok(())
+}
+
 async fn serve<B>(api: Arc<Api>, req: Request<B>) -> Result<Response<Body>, ApiError>
 where
     B: hyper::body::Body<Data = Bytes> + Send,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let route = router::route(req.uri().path());
-    // Health and version are public, as on upstream clusters (system:public-info-viewer).
-    let public = matches!(route, Route::Health(_) | Route::Version);
-    if !public {
-        let authz = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        if api.auth.authenticate(authz).is_none() {
-            return Err(ApiError::unauthorized());
-        }
-    }
+    // Health and version are public, as on upstream clusters (system:public-info-viewer);
+    // the CA is public so joining agents can pin it; join checks its own secret.
+    let public = matches!(route, Route::Health(_) | Route::Version | Route::CaCerts | Route::Join);
+    let authz = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let user = if public {
+        None
+    } else {
+        let guard = api.auth.read().expect("auth lock");
+        Some(guard.authenticate(authz.as_deref()).cloned().ok_or_else(ApiError::unauthorized)?)
+    };
     let (parts, body) = req.into_parts();
     let body = match parts.method {
         Method::GET | Method::HEAD => Bytes::new(),
@@ -95,6 +128,8 @@ where
     let r = Req { method: parts.method, query: Query::parse(parts.uri.query()), headers: parts.headers, body };
     match route {
         Route::Health(_) => Ok(response::text(200, "ok")),
+        Route::CaCerts => Ok(response::text(200, &api.ca_pem)),
+        Route::Join => join::join(&api, authz.as_deref(), &r).await,
         Route::Version => Ok(discovery::version()),
         Route::CoreVersions => Ok(discovery::core_versions(&api)),
         Route::Groups => Ok(discovery::groups()),
@@ -120,6 +155,12 @@ where
             }
         }
         Route::NotFound(p) => Err(ApiError::new(404, "NotFound", format!("the server could not find the requested resource ({p})"))),
-        Route::Resource(rp) => objects::dispatch(&api, rp, r).await,
+        Route::Resource(rp) => {
+            let user = user.expect("resource routes are authenticated");
+            if !user.is_admin() {
+                authorize_node(&api, &user, &rp, &r)?;
+            }
+            objects::dispatch(&api, rp, r).await
+        }
     }
 }

@@ -642,6 +642,12 @@ pub async fn delete_one(
         match api.store.delete(&key, Precondition::Revision(rv_of(&old))).await {
             Ok(gone) => {
                 release_allocations(api, res, &gone);
+                if (res.group, res.kind) == ("", "Node") {
+                    // A deleted node must join again (after a reinstall, say).
+                    if let Err(e) = api.auth.write().expect("auth lock").revoke_node(name) {
+                        tracing::warn!(node = name, error = %e, "could not revoke the node's credential");
+                    }
+                }
                 tracing::info!(kind = res.kind, namespace = ns, name, "deleted");
                 return Ok((*gone).clone());
             }

@@ -10,18 +10,30 @@ use clap::Args;
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
-    /// Kubeconfig with the server's address, CA and this node's credential.
+    /// The server to join, e.g. https://192.168.56.10:6443 (with --token).
+    #[arg(long, requires = "token", conflicts_with = "kubeconfig")]
+    pub server: Option<String>,
+    /// The join token `skiff server` printed (it pins the server's CA).
+    #[arg(long, env = "SKIFF_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// A ready kubeconfig instead of joining (the lab uses this).
     #[arg(long)]
-    pub kubeconfig: PathBuf,
-    /// The Node's name.
+    pub kubeconfig: Option<PathBuf>,
+    /// The Node's name (default: this machine's hostname).
     #[arg(long)]
-    pub node_name: String,
-    /// The node's InternalIP (the address other nodes and the server reach it on).
+    pub node_name: Option<String>,
+    /// The node's InternalIP; default: the address this machine uses to reach the
+    /// server (not simply the first interface, which on Vagrant is the NAT one).
     #[arg(long)]
-    pub node_ip: Ipv4Addr,
-    /// The node's pod network (e.g. 10.244.1.0/24).
+    pub node_ip: Option<Ipv4Addr>,
+    /// The node's pod network (e.g. 10.244.1.0/24); default: the one the server
+    /// assigned when this node joined.
     #[arg(long)]
-    pub pod_cidr: String,
+    pub pod_cidr: Option<String>,
+    /// Write the pod network's CNI conflist here at start (the directory containerd's
+    /// CRI plugin reads, e.g. /etc/cni/net.d).
+    #[arg(long)]
+    pub cni_conf_dir: Option<PathBuf>,
     /// All pods' network (every node's podCIDR lies inside it).
     #[arg(long, default_value = "10.244.0.0/16")]
     pub cluster_cidr: ipnet::Ipv4Net,
@@ -44,11 +56,46 @@ pub struct AgentArgs {
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let node_name = match args.node_name {
+        Some(n) => n,
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .context("reading the hostname; pass --node-name")?
+            .trim()
+            .to_lowercase(),
+    };
+    let (kubeconfig, joined_cidr, server_host) = match (args.kubeconfig, args.server, args.token) {
+        (Some(k), _, _) => (k, None, None),
+        (None, Some(server), Some(token)) => {
+            let joined = skiff_cluster::join::join(&server, &token, &node_name, &args.data_dir)
+                .await
+                .with_context(|| format!("joining {server} as node {node_name}"))?;
+            let host = server.parse::<http::Uri>().ok().and_then(|u| u.host().map(str::to_string));
+            (joined.kubeconfig, Some(joined.pod_cidr), host)
+        }
+        _ => anyhow::bail!("give --server and --token to join a server, or --kubeconfig"),
+    };
+    let node_ip = match args.node_ip {
+        Some(ip) => ip,
+        None => server_host
+            .as_deref()
+            .and_then(|h| h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().ok())
+            .and_then(skiff_cluster::join::source_address_for)
+            .context("cannot tell this node's address: pass --node-ip")?,
+    };
+    let pod_cidr = args
+        .pod_cidr
+        .or(joined_cidr)
+        .context("no podCIDR: pass --pod-cidr, or join with --server/--token to get one")?;
+    if let Some(dir) = &args.cni_conf_dir {
+        let net = skiff_kubelet::network::PodNetwork::new(&pod_cidr, &args.data_dir.join("ipam"));
+        skiff_kubelet::network::write_config(dir, &net)
+            .with_context(|| format!("writing the CNI config into {}", dir.display()))?;
+    }
     let config = skiff_cluster::agent::AgentConfig {
-        kubeconfig: args.kubeconfig,
-        node_name: args.node_name.clone(),
-        node_ip: args.node_ip,
-        pod_cidr: args.pod_cidr,
+        kubeconfig,
+        node_name: node_name.clone(),
+        node_ip,
+        pod_cidr,
         cluster_cidr: args.cluster_cidr,
         containerd_socket: args.containerd_socket,
         data_dir: args.data_dir,
@@ -57,5 +104,5 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         resync: Duration::from_secs(10),
     };
     let shutdown = super::shutdown_on_signals();
-    skiff_cluster::agent::run(config, shutdown).await.with_context(|| format!("running node {}", args.node_name))
+    skiff_cluster::agent::run(config, shutdown).await.with_context(|| format!("running node {node_name}"))
 }

@@ -30,6 +30,8 @@ pub enum Command {
     /// A whole cluster on this machine, one network namespace per node.
     #[command(subcommand)]
     Lab(lab::LabCommand),
+    #[command(flatten)]
+    Kube(crate::kubectl::KubeCommand),
 }
 
 pub fn init_tracing(verbose: u8) {
@@ -48,6 +50,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Server(args) => server::run(args).await,
         Command::Agent(args) => agent::run(args).await,
         Command::Lab(cmd) => lab::run(cmd).await,
+        Command::Kube(cmd) => crate::kubectl::run(cmd).await,
     }
 }
 

@@ -25,6 +25,9 @@ pub struct ServerArgs {
     /// Range ClusterIPs are allocated from.
     #[arg(long, default_value = "10.96.0.0/12")]
     pub service_cidr: ipnet::Ipv4Net,
+    /// Range joining nodes get their podCIDR (a /24 each) from.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pub cluster_cidr: ipnet::Ipv4Net,
     /// NodePort range, as FIRST-LAST.
     #[arg(long, default_value = "30000-32767", value_parser = parse_range)]
     pub node_port_range: (u16, u16),
@@ -58,6 +61,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         advertise_host: args.advertise_address,
         tls_sans: args.tls_san,
         service_cidr: args.service_cidr,
+        cluster_cidr: args.cluster_cidr,
         node_port_range: args.node_port_range,
         store: skiff_apiserver::store::StoreOptions {
             window: Duration::from_secs(args.event_window_seconds),
@@ -76,6 +80,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     eprintln!("skiff API server listening on {}", running.api.url);
     eprintln!("admin kubeconfig: {}", running.api.kubeconfig.display());
     eprintln!("try: KUBECONFIG={} kubectl get namespaces", running.api.kubeconfig.display());
+    let port = running.api.addrs.first().map(|a| a.port()).unwrap_or(6443);
+    let host = skiff_apiserver::tls::local_addresses()
+        .into_iter()
+        .find(|ip| ip.is_ipv4() && !ip.is_loopback())
+        .map(|ip| ip.to_string())
+        .unwrap_or_else(|| "<this-server's-address>".into());
+    eprintln!(
+        "join a node: skiff agent --server https://{host}:{port} --token {}",
+        skiff_cluster::join::make_token(&running.api.ca_pem, &running.api.join_secret)
+    );
     running.wait().await;
     Ok(())
 }

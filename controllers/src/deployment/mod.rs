@@ -56,6 +56,8 @@ pub struct RsUpdate {
     pub replicas: Option<i32>,
     /// Annotations to set (merged into the existing ones).
     pub annotations: Option<BTreeMap<String, String>>,
+    /// `spec.minReadySeconds` to set (the Deployment's changed).
+    pub min_ready_seconds: Option<i32>,
 }
 
 /// What one reconcile of a Deployment should do.
@@ -244,7 +246,14 @@ pub fn plan(d: &Deployment, all_in_ns: &[Arc<ReplicaSet>], now: Timestamp) -> Pl
             let want = revision::new_rs_annotations(d, Some(&n.metadata), max_old_revision, surge);
             let have = n.metadata.annotations.clone().unwrap_or_default();
             if want != have {
-                out.updates.push(RsUpdate { name: n.name_any(), replicas: None, annotations: Some(want.clone()) });
+                out.updates.push(RsUpdate { name: n.name_any(), annotations: Some(want.clone()), ..Default::default() });
+            }
+            let min_ready = spec.min_ready_seconds.unwrap_or(0);
+            if n.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0) != min_ready {
+                match out.updates.iter_mut().find(|u| u.name == n.name_any()) {
+                    Some(u) => u.min_ready_seconds = Some(min_ready),
+                    None => out.updates.push(RsUpdate { name: n.name_any(), min_ready_seconds: Some(min_ready), ..Default::default() }),
+                }
             }
             let rev = want.get(revision::REVISION).cloned().unwrap_or_default();
             if d.annotations().get(revision::REVISION) != Some(&rev) {
@@ -268,7 +277,7 @@ pub fn plan(d: &Deployment, all_in_ns: &[Arc<ReplicaSet>], now: Timestamp) -> Pl
                     u.replicas = Some(to);
                     u.annotations.get_or_insert_with(BTreeMap::new).extend(ann);
                 }
-                None => out.updates.push(RsUpdate { name: name.to_string(), replicas: Some(to), annotations: Some(ann) }),
+                None => out.updates.push(RsUpdate { name: name.to_string(), replicas: Some(to), annotations: Some(ann), ..Default::default() }),
             }
         };
 
@@ -490,8 +499,15 @@ pub async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, 
         if let Some(a) = &u.annotations {
             patch["metadata"] = json!({"annotations": a});
         }
+        let mut spec = serde_json::Map::new();
         if let Some(r) = u.replicas {
-            patch["spec"] = json!({"replicas": r});
+            spec.insert("replicas".into(), json!(r));
+        }
+        if let Some(m) = u.min_ready_seconds {
+            spec.insert("minReadySeconds".into(), json!(m));
+        }
+        if !spec.is_empty() {
+            patch["spec"] = serde_json::Value::Object(spec);
         }
         match rs_api.patch(&u.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
             Ok(_) => {
@@ -699,6 +715,15 @@ mod tests {
     }
 
     #[test]
+    fn min_ready_seconds_follows_the_deployment() {
+        let mut d = deployment("web", 1);
+        let rs = owned_rs(&d, 1, 1, 1);
+        d.spec.as_mut().unwrap().min_ready_seconds = Some(7);
+        let p = plan(&d, std::slice::from_ref(&rs), Timestamp::now());
+        assert_eq!(p.updates.iter().find(|u| u.name == rs.name_any()).unwrap().min_ready_seconds, Some(7));
+    }
+
+    #[test]
     fn paused_deployment_does_not_roll() {
         let v1 = deployment("web", 2);
         let rs1 = owned_rs(&v1, 2, 2, 1);
@@ -731,7 +756,7 @@ mod tests {
         let mut paused = deployment("web", 3);
         paused.spec.as_mut().unwrap().paused = Some(true);
         let rs = owned_rs(&deployment("web", 2), 2, 2, 1);
-        let p = plan(&paused, &[rs.clone()], Timestamp::now());
+        let p = plan(&paused, std::slice::from_ref(&rs), Timestamp::now());
         assert_eq!(p.updates.iter().find(|u| u.name == rs.name_any()).unwrap().replicas, Some(3));
     }
 

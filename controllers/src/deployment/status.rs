@@ -81,7 +81,7 @@ pub fn compute(
             || s.replicas.unwrap_or(0) < old.replicas.unwrap_or(0);
         if complete {
             let msg = format!("ReplicaSet \"{rs_name}\" has successfully progressed.");
-            set(&mut conds, PROGRESSING, "True", NEW_RS_AVAILABLE, &msg, now, true);
+            set(&mut conds, PROGRESSING, "True", NEW_RS_AVAILABLE, &msg, now, false);
         } else if happened == Happened::CreatedNew {
             let msg = format!("Created new replica set \"{rs_name}\"");
             set(&mut conds, PROGRESSING, "True", NEW_RS_CREATED, &msg, now, true);

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use skiff_proxy::backend::{IptablesBackend, RuleBackend};
 use skiff_proxy::conntrack::RecordingConntrack;
-use skiff_proxy::diff::{self, parse_save};
+use skiff_proxy::diff::{self, TableState};
 use skiff_proxy::model::{Endpoint, ProxyModel, Protocol, ServicePortInfo, ServicePortName};
 use skiff_proxy::rules::{self, NodeInfo, Table};
 use skiff_proxy::sync::Syncer;
@@ -172,10 +172,20 @@ fn main() {
             let (r, t_canary) = timed(|| syncer.rules_intact());
             assert!(r.expect("canary check"), "canary missing after sync");
 
-            // Naive: rewrite every chain of the populated table.
-            let existing: BTreeMap<Table, _> =
-                Table::ALL.iter().map(|t| (*t, parse_save(&backend.save(*t).expect("save")))).collect();
-            let naive_text = diff::full(&rules::compute(&m3, &node), &existing);
+            // Naive: rewrite every chain of the populated table. (Not from iptables-save:
+            // it crashes on tables this big.)
+            let naive_desired = rules::compute(&m3, &node);
+            let existing: BTreeMap<Table, TableState> = Table::ALL
+                .iter()
+                .map(|t| {
+                    let mut st = TableState::default();
+                    st.chains = naive_desired.table(*t).keys().cloned().collect();
+                    st.builtin_jumps =
+                        rules::builtin_jumps().iter().filter(|j| j.table == *t).map(|j| (j.chain.to_string(), j.target.to_string())).collect();
+                    (*t, st)
+                })
+                .collect();
+            let naive_text = diff::full(&naive_desired, &existing);
             let (r, t_naive) = timed(|| backend.restore(&naive_text));
             r.expect("naive re-apply");
 

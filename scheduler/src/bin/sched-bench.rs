@@ -23,13 +23,20 @@ struct Args {
     nodes: usize,
     pods: usize,
     concurrency: usize,
+    /// Create every pod first, then start the scheduler: measures the scheduler and
+    /// binding path alone rather than the API server's create rate.
+    precreate: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
-    let mode = it.next().ok_or("usage: sched-bench pure|api [--nodes N] [--pods P] [--concurrency C]")?;
-    let mut a = Args { mode, nodes: 1000, pods: 10000, concurrency: 64 };
+    let mode = it.next().ok_or("usage: sched-bench pure|api [--nodes N] [--pods P] [--concurrency C] [--precreate]")?;
+    let mut a = Args { mode, nodes: 1000, pods: 10000, concurrency: 64, precreate: false };
     while let Some(flag) = it.next() {
+        if flag == "--precreate" {
+            a.precreate = true;
+            continue;
+        }
         let v = it.next().ok_or(format!("{flag} needs a value"))?;
         let n: usize = v.parse().map_err(|_| format!("{flag} wants a number, got {v:?}"))?;
         match flag.as_str() {
@@ -139,7 +146,8 @@ async fn api(a: &Args) {
 
     let shutdown = CancellationToken::new();
     let config = skiff_scheduler::SchedulerConfig { identity: "bench".into(), ..Default::default() };
-    let sched = tokio::spawn(skiff_scheduler::run(config, client.clone(), shutdown.clone()));
+    let start_scheduler = || tokio::spawn(skiff_scheduler::run(config.clone(), client.clone(), shutdown.clone()));
+    let mut sched = (!a.precreate).then(start_scheduler);
 
     // Watch bindings from the client side: "bound" is when a watcher sees spec.nodeName.
     let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
@@ -170,7 +178,7 @@ async fn api(a: &Args) {
     // Let the scheduler's informers sync before the clock starts.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let start = Instant::now();
+    let mut start = Instant::now();
     futures::stream::iter(0..a.pods)
         .map(|i| {
             let (pods, created) = (pods.clone(), created.clone());
@@ -188,14 +196,35 @@ async fn api(a: &Args) {
         .await
         .expect("create pods");
     let created_in = start.elapsed();
+    if a.precreate {
+        start = Instant::now();
+        sched = Some(start_scheduler());
+    }
     let finished = tokio::time::timeout(Duration::from_secs(600), watch).await;
     let total = start.elapsed();
     if finished.is_err() {
         eprintln!("timed out waiting for all bindings");
     }
     shutdown.cancel();
-    let _ = sched.await;
+    if let Some(s) = sched {
+        let _ = s.await;
+    }
 
+    if a.precreate {
+        let bound = std::mem::take(&mut *bound.lock().unwrap());
+        let last_bound = bound.values().max().map(|t| t.duration_since(start)).unwrap_or(total);
+        println!(
+            "api --precreate: {} nodes, {} pods created beforehand in {:.2} s; scheduler start (list + sync) to all bound {:.2} s: {:.0} pods/s ({} bound)",
+            a.nodes,
+            a.pods,
+            created_in.as_secs_f64(),
+            last_bound.as_secs_f64(),
+            bound.len() as f64 / last_bound.as_secs_f64(),
+            bound.len()
+        );
+        server.shutdown().await;
+        return;
+    }
     let created = std::mem::take(&mut *created.lock().unwrap());
     let bound = std::mem::take(&mut *bound.lock().unwrap());
     let mut lat: Vec<Duration> =
