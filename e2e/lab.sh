@@ -97,11 +97,35 @@ check "rolling update completes" wait_for 120 bash -c "'$K' get deploy -n demo w
 wait "$POLL"
 check "rolling update: no failed request from a polling client ($(cat "$DIR/rollout-fails") failed)" test "$(cat "$DIR/rollout-fails")" -eq 0
 
+echo "== containers and the kubelet"
+cat <<YAML | "$K" apply -f - >/dev/null
+apiVersion: v1
+kind: Pod
+metadata: {name: crasher, namespace: demo}
+spec:
+  containers:
+  - name: c
+    image: busybox:latest
+    command: ["sh", "-c", "exit 1"]
+YAML
+check "a crashing container restarts and backs off (CrashLoopBackOff)" wait_for 90 bash -c "'$K' get pod -n demo crasher --no-headers | grep -q CrashLoopBackOff && test \$('$K' get pod -n demo crasher -o jsonpath='{.status.containerStatuses[0].restartCount}') -ge 2"
+"$K" delete pod -n demo crasher --grace-period=0 --wait=false >/dev/null 2>&1
+BEFORE=$("$K" get pods -n demo -l app=web -o jsonpath='{range .items[*]}{.metadata.name}={.status.containerStatuses[0].containerID},{.status.containerStatuses[0].restartCount} {end}')
+AGENT1=$(python3 -c "import json;print(json.load(open('$DIR/state.json'))['processes']['agent node1'])")
+kill -9 "$AGENT1"
+check "a killed agent is started again" wait_for 30 bash -c "test \$(python3 -c \"import json;print(json.load(open('$DIR/state.json'))['processes']['agent node1'])\") != $AGENT1"
+sleep 12
+AFTER=$("$K" get pods -n demo -l app=web -o jsonpath='{range .items[*]}{.metadata.name}={.status.containerStatuses[0].containerID},{.status.containerStatuses[0].restartCount} {end}')
+check "a kubelet restart keeps the running pods (same pods, containers, restart counts)" test "$BEFORE" = "$AFTER"
+
 echo "== node failure"
 AGENT2=$(python3 -c "import json;print(json.load(open('$DIR/state.json'))['processes']['agent node2'])")
-kill -9 "$AGENT2"
+# Freeze (not kill) the agent: the supervisor would restart a dead one at once.
+kill -STOP "$AGENT2"
 check "a silent node goes NotReady" wait_for 60 bash -c "'$K' get node node2 --no-headers | grep -q NotReady"
 check "its pods are replaced on the other node" wait_for 120 bash -c "test \$('$K' get pods -n demo -l app=web -o wide --no-headers | awk '\$3==\"Running\" && \$7==\"node1\"' | wc -l) -ge 3"
+kill -CONT "$AGENT2"
+check "the node comes back Ready" wait_for 60 bash -c "'$K' get node node2 --no-headers | grep -qw Ready"
 
 echo "== deletion"
 "$K" delete -n demo deploy web --wait=false >/dev/null

@@ -84,7 +84,9 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         let mut icfg = skiff_ingress::IngressConfig {
             http_addr: Some(http),
             https_addr: Some(https),
-            publish_addresses: vec![config.node_ip.to_string()],
+            // Empty: every node publishes all nodes' addresses, so agents agree on
+            // the Ingress status instead of overwriting each other's.
+            publish_addresses: Vec::new(),
             workers: 1,
             ..Default::default()
         };

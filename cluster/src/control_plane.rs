@@ -38,6 +38,15 @@ impl ControlPlane {
     }
 }
 
+/// The scheduler as `skiff server` runs it: with leader election through the
+/// `kube-system/kube-scheduler` Lease, so two servers never both schedule.
+pub fn default_scheduler() -> skiff_scheduler::SchedulerConfig {
+    skiff_scheduler::SchedulerConfig {
+        leader_election: Some(skiff_scheduler::LeaderElectionConfig::default()),
+        ..Default::default()
+    }
+}
+
 /// A client with the admin kubeconfig the server wrote.
 pub async fn admin_client(kubeconfig: &std::path::Path) -> Result<kube::Client, ControlPlaneError> {
     let err = |e: &dyn std::fmt::Display| ControlPlaneError::Client(e.to_string());

@@ -3,12 +3,14 @@
 //! # Layout
 //! - [`discovery`]: `/api`, `/apis`, group and resource lists, `/version`, health.
 //! - [`join`]: `/cacerts` and the node join endpoint.
+//! - [`kubelet_proxy`]: log, exec, attach and portforward through the pod's kubelet.
 //! - [`objects`]: get, list, create, update, patch, delete, deletecollection.
 //! - [`subresources`]: status, scale, binding, eviction, finalize, log.
 //! - [`watch`]: streaming watches (newline-delimited JSON events).
 
 pub mod discovery;
 pub mod join;
+pub mod kubelet_proxy;
 pub mod objects;
 pub mod subresources;
 pub mod watch;

@@ -38,20 +38,14 @@ pub async fn dispatch(api: &Arc<Api>, rp: &ResourcePath, sub: &str, req: Req) ->
             Ok(response::json(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})))
         }
         ("log", &Method::GET) => {
-            let pod = get(api, rp, &name)?;
-            let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
-            if node.is_empty() {
-                Err(ApiError::bad_request(format!(
-                    "pod {name} is not scheduled to a node yet, so it has no logs; wait for it to be scheduled"
-                )))
-            } else {
-                Err(ApiError::service_unavailable(format!(
-                    "logs of pod {name} on node {node} are not available: no kubelet connection is served yet"
-                )))
-            }
+            super::kubelet_proxy::log(api, res, rp.namespace.as_deref().unwrap_or("default"), &name, &req).await
         }
-        ("exec" | "attach" | "portforward" | "proxy", _) => Err(ApiError::service_unavailable(format!(
-            "{sub} for {name} needs a kubelet connection, which this server does not serve yet"
+        ("exec" | "attach" | "portforward", _) => {
+            let stream = super::kubelet_proxy::StreamRequest::from_req(&req);
+            super::kubelet_proxy::stream(api, res, rp.namespace.as_deref().unwrap_or("default"), &name, sub, stream).await
+        }
+        ("proxy", _) => Err(ApiError::service_unavailable(format!(
+            "proxy for {name} needs a kubelet connection, which this server does not serve yet"
         ))),
         (_, m) => Err(ApiError::method_not_allowed(format!("{m} is not allowed on {}/{sub}", res.plural))),
     }

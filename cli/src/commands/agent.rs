@@ -11,7 +11,7 @@ use clap::Args;
 #[derive(Debug, Args)]
 pub struct AgentArgs {
     /// The server to join, e.g. https://192.168.56.10:6443 (with --token).
-    #[arg(long, requires = "token", conflicts_with = "kubeconfig")]
+    #[arg(long, conflicts_with = "kubeconfig")]
     pub server: Option<String>,
     /// The join token `skiff server` printed (it pins the server's CA).
     #[arg(long, env = "SKIFF_TOKEN", hide_env_values = true)]
@@ -50,12 +50,22 @@ pub struct AgentArgs {
     pub ingress_http: SocketAddr,
     #[arg(long, default_value = "0.0.0.0:443")]
     pub ingress_https: SocketAddr,
+    /// Remove the service proxy's iptables chains from this network namespace and exit
+    /// (leaves every other rule alone).
+    #[arg(long)]
+    pub cleanup: bool,
     /// Seconds between Lease renewals (labs shorten it to show failover quickly).
     #[arg(long, default_value_t = 10)]
     pub heartbeat_seconds: u64,
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    if args.cleanup {
+        skiff_proxy::cleanup(&skiff_proxy::ProxyConfig::default())
+            .context("removing the service proxy's iptables chains")?;
+        println!("removed the service proxy's chains (KUBE-*) from this network namespace");
+        return Ok(());
+    }
     let node_name = match args.node_name {
         Some(n) => n,
         None => std::fs::read_to_string("/proc/sys/kernel/hostname")

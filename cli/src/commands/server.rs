@@ -72,7 +72,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let cp = skiff_cluster::control_plane::ControlPlaneConfig {
         api: config,
         controllers: (!args.no_controllers).then(skiff_controllers::ControllersConfig::default),
-        scheduler: (!args.no_scheduler).then(skiff_scheduler::SchedulerConfig::default),
+        scheduler: (!args.no_scheduler).then(skiff_cluster::control_plane::default_scheduler),
     };
     let running = skiff_cluster::control_plane::start(cp, shutdown)
         .await

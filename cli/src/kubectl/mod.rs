@@ -102,3 +102,75 @@ pub async fn execute(cmd: KubeCommand, out: &mut dyn std::io::Write) -> anyhow::
         KubeCommand::ApiResources(a) => api_resources::run(&connect(&a.kube).await?, &a, out).await,
     }
 }
+
+/// Flags that take a value and may come before the subcommand (`skiff -n dev get pods`).
+const VALUE_FLAGS: &[&str] = &["-n", "--namespace", "--kubeconfig", "--context", "-s", "--server", "--token"];
+const SWITCH_FLAGS: &[&str] = &["-A", "--all-namespaces", "--insecure-skip-tls-verify"];
+
+/// Moves connection flags given before a kubectl-like subcommand to just after it, so
+/// that clap (whose flags live on the subcommands) accepts `skiff -n dev get pods` as
+/// kubectl does. Arguments of other subcommands (`server`, `agent`, `lab`) are left as
+/// they are. Meant for `Cli::parse_from(hoist_global_flags(std::env::args()))`.
+pub fn hoist_global_flags(args: Vec<String>) -> Vec<String> {
+    use clap::CommandFactory;
+    #[derive(clap::Parser)]
+    struct Probe {
+        #[command(subcommand)]
+        _c: KubeCommand,
+    }
+    let names: Vec<String> = Probe::command().get_subcommands().map(|c| c.get_name().to_string()).collect();
+    let mut hoisted = Vec::new();
+    let mut i = 1;
+    while i < args.len() {
+        let a = &args[i];
+        let flag = a.split('=').next().unwrap_or(a);
+        if VALUE_FLAGS.contains(&flag) {
+            let takes_next = !a.contains('=');
+            hoisted.push(a.clone());
+            if takes_next && i + 1 < args.len() {
+                hoisted.push(args[i + 1].clone());
+                i += 1;
+            }
+            i += 1;
+        } else if SWITCH_FLAGS.contains(&a.as_str()) {
+            hoisted.push(a.clone());
+            i += 1;
+        } else if a.starts_with('-') {
+            i += 1;
+        } else {
+            // The first word is the subcommand: only hoist in front of ours.
+            if hoisted.is_empty() || !names.iter().any(|n| n == a) {
+                return args;
+            }
+            let mut out: Vec<String> = args[..=i].iter().filter(|x| !hoisted.contains(x)).cloned().collect();
+            out.extend(hoisted);
+            out.extend(args[i + 1..].iter().cloned());
+            return out;
+        }
+    }
+    args
+}
+
+#[cfg(test)]
+mod hoist_tests {
+    use super::hoist_global_flags;
+
+    fn v(s: &str) -> Vec<String> {
+        s.split(' ').map(str::to_string).collect()
+    }
+
+    #[test]
+    fn connection_flags_move_after_our_subcommands_only() {
+        let cases = [
+            ("skiff -n dev get pods", "skiff get -n dev pods"),
+            ("skiff --kubeconfig=k -A get pods", "skiff get --kubeconfig=k -A pods"),
+            ("skiff -v --context c rollout status deploy/web", "skiff -v rollout --context c status deploy/web"),
+            ("skiff get pods -n dev", "skiff get pods -n dev"),
+            ("skiff --server x agent", "skiff --server x agent"),
+            ("skiff server --listen a", "skiff server --listen a"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(hoist_global_flags(v(input)), v(want), "{input}");
+        }
+    }
+}

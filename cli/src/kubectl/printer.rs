@@ -160,7 +160,12 @@ pub fn to_yaml(v: &Value) -> anyhow::Result<String> {
 }
 
 pub fn to_json(v: &Value) -> anyhow::Result<String> {
-    let mut s = serde_json::to_string_pretty(&sorted(v))?;
+    // kubectl indents JSON by four spaces.
+    let mut buf = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+    serde::Serialize::serialize(&sorted(v), &mut ser)?;
+    let mut s = String::from_utf8(buf)?;
     s.push('\n');
     Ok(s)
 }

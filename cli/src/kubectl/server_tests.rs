@@ -206,7 +206,9 @@ async fn describe_api_resources_version_and_connection_errors() {
     assert_eq!(lines[0], "Name:                   web", "{d}");
     assert_eq!(lines[1], "Namespace:              default", "{d}");
     assert!(d.contains("\nReplicas:               2 desired | "), "{d}");
-    assert!(d.contains("\nPod Template:\n  Labels:  app=web\n  Containers:\n   web:\n    Image:"), "{d}");
+    // Template containers: name at three spaces, fields at four (kubectl's layout).
+    assert!(d.contains("\nPod Template:\n  Labels:"), "{d}");
+    assert!(d.contains("\n  Containers:\n   web:\n    Image:      busybox\n"), "{d}");
     assert!(d.contains("\nEvents:"), "{d}");
     assert!(!d.contains("last-applied-configuration"), "{d}");
 

@@ -49,6 +49,26 @@ struct Running {
     control_plane: Option<(ControlPlane, CancellationToken)>,
     containerds: Vec<(String, Containerd)>,
     agents: Vec<(String, Daemon)>,
+    /// How each agent was started, to start it again when it dies.
+    specs: Vec<AgentSpec>,
+}
+
+/// One node's agent command line.
+#[derive(Debug, Clone)]
+struct AgentSpec {
+    node: String,
+    netns: String,
+    exe: PathBuf,
+    args: Vec<String>,
+    log: PathBuf,
+}
+
+impl AgentSpec {
+    fn spawn(&self) -> Result<Daemon, skiff_kubelet::process::ProcessError> {
+        let mut cmd = command_in(Some(&self.netns), &self.exe.display().to_string())?;
+        cmd.args(&self.args);
+        Daemon::spawn("skiff agent", cmd, &self.log)
+    }
 }
 
 impl Running {
@@ -90,10 +110,37 @@ pub async fn run(config: LabConfig, exe: PathBuf, shutdown: CancellationToken) -
     let mut running = Running::default();
     let result = bring_up(&config, &dir, &id, &exe, &mut p, &mut running, &shutdown).await;
     match result {
-        Ok(state) => {
+        Ok(mut state) => {
             state.save(&dir).map_err(super::io(&dir))?;
             p.raw("READY");
-            shutdown.cancelled().await;
+            // Like a service manager with Restart=always: an agent that dies (a crash,
+            // or `kill` in a failover exercise) comes back, and re-adopts its pods.
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                let mut changed = false;
+                for (i, (node, agent)) in running.agents.iter_mut().enumerate() {
+                    if agent.is_running() {
+                        continue;
+                    }
+                    tracing::warn!(node = %node, "agent exited; starting it again");
+                    match running.specs[i].spawn() {
+                        Ok(d) => {
+                            if let Some(pid) = d.pid() {
+                                state.processes.insert(format!("agent {node}"), pid);
+                                changed = true;
+                            }
+                            *agent = d;
+                        }
+                        Err(e) => tracing::error!(node = %node, error = %e, "cannot restart the agent"),
+                    }
+                }
+                if changed {
+                    let _ = state.save(&dir);
+                }
+            }
             tracing::info!("tearing the lab down");
         }
         Err(e) => {
@@ -190,7 +237,7 @@ async fn bring_up(
     };
     let cp_token = shutdown.child_token();
     let cp = control_plane::start(
-        ControlPlaneConfig { api, controllers: Some(controllers), scheduler: Some(Default::default()) },
+        ControlPlaneConfig { api, controllers: Some(controllers), scheduler: Some(control_plane::default_scheduler()) },
         cp_token.clone(),
     )
     .await
@@ -223,23 +270,21 @@ async fn bring_up(
         let socket = containerd.socket();
         running.containerds.push((h.name.clone(), containerd));
 
-        let mut cmd = command_in(Some(&h.netns), &exe.display().to_string()).map_err(|e| failed("agent")(&e))?;
-        cmd.args(["agent", "--kubeconfig"])
-            .arg(&agent_kc)
-            .args(["--node-name", &h.name, "--node-ip", &h.ip.to_string(), "--pod-cidr", &pod_cidr])
-            .arg("--containerd-socket")
-            .arg(&socket)
-            .arg("--data-dir")
-            .arg(base.join("agent"));
+        let mut args: Vec<String> = vec!["agent".into(), "--kubeconfig".into(), agent_kc.display().to_string()];
+        args.extend(["--node-name", &h.name, "--node-ip", &h.ip.to_string(), "--pod-cidr", &pod_cidr].map(String::from));
+        args.extend(["--containerd-socket".to_string(), socket.display().to_string()]);
+        args.extend(["--data-dir".to_string(), base.join("agent").display().to_string()]);
         if config.fast_failover {
-            cmd.args(["--heartbeat-seconds", "2"]);
+            args.extend(["--heartbeat-seconds".to_string(), "2".to_string()]);
         }
         let logs = dir.join("logs");
         std::fs::create_dir_all(&logs).map_err(super::io(&logs))?;
-        let agent = Daemon::spawn("skiff agent", cmd, &logs.join(format!("{}-agent.log", h.name))).map_err(|e| failed("agent")(&e))?;
+        let spec = AgentSpec { node: h.name.clone(), netns: h.netns.clone(), exe: exe.to_path_buf(), args, log: logs.join(format!("{}-agent.log", h.name)) };
+        let agent = spec.spawn().map_err(|e| failed("agent")(&e))?;
         if let Some(pid) = agent.pid() {
             processes.insert(format!("agent {}", h.name), pid);
         }
+        running.specs.push(spec);
         running.agents.push((h.name.clone(), agent));
         host_states.push(HostState { name: h.name.clone(), netns: h.netns.clone(), ip: h.ip, pod_cidr: Some(pod_cidr.clone()) });
         p.line(&format!("{}: {} on {pod_cidr}, containerd and agent started", h.name, h.ip));
