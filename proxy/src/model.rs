@@ -408,7 +408,8 @@ mod tests {
     #[test]
     fn endpoint_selection_prefers_ready_then_serving_terminating() {
         // (name, endpoints (ip, ready, serving, terminating), expected usable)
-        let cases: Vec<(&str, Vec<(&str, bool, bool, bool, &str)>, Vec<&str>)> = vec![
+        type Case<'a> = (&'a str, Vec<(&'a str, bool, bool, bool, &'a str)>, Vec<&'a str>);
+        let cases: Vec<Case> = vec![
             ("all ready", vec![("10.0.0.1", true, true, false, "n1"), ("10.0.0.2", true, true, false, "n2")], vec!["10.0.0.1:8080", "10.0.0.2:8080"]),
             ("one not ready", vec![("10.0.0.1", true, true, false, "n1"), ("10.0.0.2", false, false, false, "n2")], vec!["10.0.0.1:8080"]),
             ("ready wins over terminating", vec![("10.0.0.1", false, true, true, "n1"), ("10.0.0.2", true, true, false, "n2")], vec!["10.0.0.2:8080"]),

@@ -157,7 +157,7 @@ impl<B: RuleBackend, C: Conntrack> Syncer<B, C> {
         if let Some(prev) = &self.last_model {
             for flow in stale_flows(prev, &model) {
                 stale += 1;
-                if let Err(e) = Ok::<(), crate::conntrack::ConntrackError>(()).and(Err::<(), _>(()) ).or(Ok::<(), ()>(())).map_err(|_: ()| crate::conntrack::ConntrackError::Spawn { command: String::new(), source: std::io::Error::other("x") }).and_then(|_| if false { self.conntrack.delete(&flow) } else { Ok(()) }) {
+                if let Err(e) = self.conntrack.delete(&flow) {
                     warn!(error = %e, ?flow, "could not clear stale conntrack entries; UDP clients may keep reaching a removed endpoint");
                 }
             }

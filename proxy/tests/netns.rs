@@ -3,8 +3,8 @@
 //! outside client machine), busybox httpd backends that answer with their own name, and
 //! the real `iptables-restore` run inside the node namespace through `nsenter`.
 //!
-//! Needs root, `ip`, `nsenter`, `iptables-restore` and `/bin/busybox`; without them each
-//! test prints `skipped: <why>` and passes. Everything lives in namespaces named
+//! Needs root, `ip`, `nsenter`, `iptables-restore` and `/bin/busybox` (the UDP test also
+//! `conntrack` and `python3`); without them each test prints `skipped: <why>` and passes. Everything lives in namespaces named
 //! `skp<pid><tag>...` that a Drop guard deletes, with the processes it started.
 //! No route, address or rule is added to the host namespace.
 

@@ -149,40 +149,50 @@ pub async fn run(config: SchedulerConfig, client: kube::Client, shutdown: Cancel
                 _ = tokio::time::sleep(le.retry_period) => {}
             }
         }
-        // Lead until shutdown or until renewals fail for renew_deadline.
+        // Lead until shutdown or until renewals fail for renew_deadline. The scheduling
+        // work runs inside this task (not spawned), so if this future is dropped the
+        // informers and bindings go with it and nothing keeps scheduling unled.
         let leading = shutdown.child_token();
-        let work = tokio::spawn(scheduler::run_scheduling(
+        let work = scheduler::run_scheduling(
             client.clone(),
             config.core(),
             writer.clone(),
             config.loop_settings(),
             leading.clone(),
-        ));
-        let mut last_renew = Instant::now();
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(le.retry_period) => {}
-            }
-            // A hung API call must not keep us leading past the deadline.
-            match tokio::time::timeout(le.renew_deadline, elector.try_acquire_or_renew())
-                .await
-                .unwrap_or(Ok(false))
-            {
-                Ok(true) => last_renew = Instant::now(),
-                Ok(false) => {
-                    tracing::warn!("another server holds the scheduler lease; stopping scheduling");
-                    break;
+        );
+        tokio::pin!(work);
+        let renew = async {
+            let mut last_renew = Instant::now();
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(le.retry_period) => {}
                 }
-                Err(e) => tracing::warn!(error = %e, "renewing the scheduler lease failed"),
+                // A hung API call must not keep us leading past the deadline.
+                match tokio::time::timeout(le.renew_deadline, elector.try_acquire_or_renew()).await {
+                    Ok(Ok(true)) => last_renew = Instant::now(),
+                    Ok(Ok(false)) => {
+                        tracing::warn!("another server holds the scheduler lease; stopping scheduling");
+                        return;
+                    }
+                    Ok(Err(e)) => tracing::warn!(error = %e, "renewing the scheduler lease failed"),
+                    Err(_) => tracing::warn!("renewing the scheduler lease timed out"),
+                }
+                if last_renew.elapsed() >= le.renew_deadline {
+                    tracing::warn!("could not renew the scheduler lease in time; stopping scheduling");
+                    return;
+                }
             }
-            if last_renew.elapsed() >= le.renew_deadline {
-                tracing::warn!("could not renew the scheduler lease in time; stopping scheduling");
-                break;
-            }
+        };
+        let mut work_done = false;
+        tokio::select! {
+            _ = &mut work => work_done = true,
+            _ = renew => {}
         }
         leading.cancel();
-        let _ = work.await;
+        if !work_done {
+            work.await;
+        }
         if shutdown.is_cancelled() {
             if let Err(e) = elector.release().await {
                 tracing::warn!(error = %e, "releasing the scheduler lease failed; a standby takes over when it expires");

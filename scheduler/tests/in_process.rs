@@ -227,3 +227,36 @@ async fn binding_conflicts_are_classified_against_the_real_server() {
     assert_eq!(message, "0/2 nodes are available: 2 Insufficient cpu.");
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standby_takes_over_after_a_leader_crash() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    create_node(&client, "n1", "4", None).await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
+
+    let stop_a = CancellationToken::new();
+    let a = tokio::spawn(skiff_scheduler::run(config("sched-a"), client.clone(), stop_a.clone()));
+    create_pod(&client, "first", "100m").await;
+    wait_bound(&client, "first").await;
+    let holder = leases.get("kube-scheduler").await.unwrap().spec.unwrap().holder_identity;
+    assert_eq!(holder.as_deref(), Some("sched-a"));
+
+    let stop_b = CancellationToken::new();
+    let b = tokio::spawn(skiff_scheduler::run(config("sched-b"), client.clone(), stop_b.clone()));
+    // A "crashes": its task is dropped without releasing the lease.
+    a.abort();
+    let _ = a.await;
+    let crashed_at = tokio::time::Instant::now();
+    create_pod(&client, "second", "100m").await;
+    wait_bound(&client, "second").await;
+    // B waited out A's 3 s lease (it saw A's record unchanged for that long).
+    assert!(crashed_at.elapsed() >= Duration::from_secs(2), "took over after {:?}", crashed_at.elapsed());
+    let spec = leases.get("kube-scheduler").await.unwrap().spec.unwrap();
+    assert_eq!(spec.holder_identity.as_deref(), Some("sched-b"));
+    assert_eq!(spec.lease_transitions, Some(1));
+    stop_b.cancel();
+    tokio::time::timeout(WAIT, b).await.expect("scheduler stops").unwrap().unwrap();
+    drop(stop_a);
+    server.shutdown().await;
+}

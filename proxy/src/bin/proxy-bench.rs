@@ -178,10 +178,14 @@ fn main() {
             let existing: BTreeMap<Table, TableState> = Table::ALL
                 .iter()
                 .map(|t| {
-                    let mut st = TableState::default();
-                    st.chains = naive_desired.table(*t).keys().cloned().collect();
-                    st.builtin_jumps =
-                        rules::builtin_jumps().iter().filter(|j| j.table == *t).map(|j| (j.chain.to_string(), j.target.to_string())).collect();
+                    let st = TableState {
+                        chains: naive_desired.table(*t).keys().cloned().collect(),
+                        builtin_jumps: rules::builtin_jumps()
+                            .iter()
+                            .filter(|j| j.table == *t)
+                            .map(|j| (j.chain.to_string(), j.target.to_string()))
+                            .collect(),
+                    };
                     (*t, st)
                 })
                 .collect();
@@ -189,6 +193,7 @@ fn main() {
             let (r, t_naive) = timed(|| backend.restore(&naive_text));
             r.expect("naive re-apply");
 
+            let one_endpoint = format!("{} (restore {})", secs(median(t_ep)), secs(median(r_ep)));
             println!(
                 "| {n} | {eps} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 desired.rule_count(),
@@ -196,7 +201,7 @@ fn main() {
                 secs(t_floor),
                 secs(t_first),
                 secs(t_naive),
-                format!("{} (restore {})", secs(median(t_ep)), secs(median(r_ep))),
+                one_endpoint,
                 secs(median(t_svc)),
                 secs(median(t_del)),
                 secs(median(t_idle)),
