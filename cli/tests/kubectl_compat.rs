@@ -82,7 +82,7 @@ fn normalise(text: &str) -> String {
         .join("\n")
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_and_describe_print_what_kubectl_prints() {
     if !Path::new(KUBECTL).exists() {
         println!("skipped: {KUBECTL} is not installed");
@@ -122,7 +122,7 @@ async fn get_and_describe_print_what_kubectl_prints() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_are_one_line_with_a_failing_exit() {
     let server = TestServer::start().await;
     let kc = server.kubeconfig_path().to_path_buf();

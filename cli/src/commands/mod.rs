@@ -34,10 +34,13 @@ pub enum Command {
     Kube(crate::kubectl::KubeCommand),
 }
 
-pub fn init_tracing(verbose: u8) {
-    let default = match verbose {
-        0 => "info",
-        1 => "debug",
+/// Daemons log progress at info; kubectl-like commands print their own one-line
+/// errors, so their log stays quiet unless asked for (-v or RUST_LOG).
+pub fn init_tracing(verbose: u8, daemon: bool) {
+    let default = match (verbose, daemon) {
+        (0, true) => "info",
+        (0, false) => "warn,kube_client=off",
+        (1, _) => "debug",
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

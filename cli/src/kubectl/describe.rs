@@ -108,10 +108,6 @@ impl Describer {
             }
         }
     }
-
-    pub fn finish(self) -> String {
-        tabwrite(&self.buf, 2)
-    }
 }
 
 fn s<'a>(v: &'a Value, p: &str) -> &'a str {
@@ -499,6 +495,10 @@ fn describe_deployment(w: &mut Describer, d: &Value, replicasets: &[Value]) {
         Some((n, rest)) => (Some(n.1), rest.iter().map(|(_, rs)| *rs).filter(|rs| rs.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0) > 0 || rs.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0) > 0).collect::<Vec<_>>()),
         None => (None, vec![]),
     };
+    // kubectl prints the ReplicaSet lines only once the controller made one.
+    if new.is_none() {
+        return;
+    }
     let old_text: Vec<String> = old.iter().map(|rs| rs_text(rs)).collect();
     w.kv(0, "OldReplicaSets", &if old_text.is_empty() { "<none>".to_string() } else { old_text.join(", ") });
     w.kv(0, "NewReplicaSet", &new.map(rs_text).unwrap_or_else(|| "<none>".into()));
@@ -553,7 +553,8 @@ fn describe_service(w: &mut Describer, svc: &Value, endpoints: Option<&Value>) {
         if let Some(np) = p["nodePort"].as_i64() {
             w.kv(0, "NodePort", &format!("{name}\t{np}/{proto}"));
         }
-        let eps = endpoints.map(|e| endpoint_addresses(e, p)).unwrap_or_default();
+        // kubectl: `<none>` without an Endpoints object, empty when it has no addresses.
+        let eps = endpoints.map(|e| endpoint_addresses(e, p)).unwrap_or_else(|| "<none>".into());
         w.kv(0, "Endpoints", &eps);
     }
     w.kv(0, "Session Affinity", s(svc, "/spec/sessionAffinity"));
@@ -864,7 +865,7 @@ mod tests {
         let labels = json!({"b": "2", "a": "1"});
         w.map(0, "Labels", labels.as_object(), "=");
         w.map(0, "Annotations", None, ": ");
-        assert_eq!(w.finish(), "Labels:       a=1\n              b=2\nAnnotations:  <none>\n");
+        assert_eq!(tabwrite(&w.buf, 2), "Labels:       a=1\n              b=2\nAnnotations:  <none>\n");
     }
 
     #[test]

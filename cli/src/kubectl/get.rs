@@ -152,6 +152,9 @@ pub async fn run(ctx: &Ctx, args: &GetArgs, out: &mut dyn Write) -> anyhow::Resu
     }
 
     let names_given = resolved.iter().any(|(_, n)| !n.is_empty());
+    // Whether a table header is on screen already (a watch prints one with its first
+    // row otherwise).
+    let mut header_printed = args.no_headers;
     match &output {
         Output::Table { wide } => {
             let mut printed_any = false;
@@ -179,6 +182,7 @@ pub async fn run(ctx: &Ctx, args: &GetArgs, out: &mut dyn Write) -> anyhow::Resu
                 printed_any = true;
                 out.write_all(printer::align(&rows).as_bytes())?;
             }
+            header_printed = printed_any;
             if !printed_any && errors.is_empty() && !names_given {
                 match namespace {
                     Some(ns) if resolved.iter().any(|(r, _)| r.namespaced) => {
@@ -230,7 +234,8 @@ pub async fn run(ctx: &Ctx, args: &GetArgs, out: &mut dyn Write) -> anyhow::Resu
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        watch(ctx, args, f.resource, namespace, &rv, &output, out).await?;
+        let from = WatchFrom { resource: f.resource, namespace, resource_version: &rv };
+        watch(ctx, args, &from, &output, header_printed, out).await?;
     }
     Ok(())
 }
@@ -266,16 +271,23 @@ fn table_or_names(reply: &Value, r: &Resource, opts: &TableOptions) -> Vec<Vec<S
     rows
 }
 
+/// Where a watch starts: the listed collection at the list's resourceVersion.
+struct WatchFrom<'a> {
+    resource: &'a Resource,
+    namespace: Option<&'a str>,
+    resource_version: &'a str,
+}
+
 /// Follows a list with a watch, printing one line (or document) per change.
 async fn watch(
     ctx: &Ctx,
     args: &GetArgs,
-    r: &Resource,
-    namespace: Option<&str>,
-    rv: &str,
+    from: &WatchFrom<'_>,
     output: &Output,
+    mut header_printed: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
+    let (r, namespace, rv) = (from.resource, from.namespace, from.resource_version);
     let mut q = url::form_urlencoded::Serializer::new(String::new());
     q.append_pair("watch", "1").append_pair("allowWatchBookmarks", "false");
     if !rv.is_empty() {
@@ -314,14 +326,26 @@ async fn watch(
                     show_labels: args.show_labels,
                     with_namespace: ctx.all_namespaces && r.namespaced,
                     name_prefix: None,
-                    no_headers: true,
+                    no_headers: header_printed,
                 };
                 let key = format!("{}/{name}", ns.unwrap_or_default());
                 let row = if typ == "DELETED" {
                     last_rows.remove(&key)
                 } else {
                     match ctx.get_table(&r.object_path(ns, &name)).await {
-                        Ok(t) => printer::table_rows(&t, &opts).into_iter().next(),
+                        Ok(t) => {
+                            let rows = printer::table_rows(&t, &opts);
+                            if !header_printed && rows.len() == 2 {
+                                // First row of an initially empty list: header and row
+                                // aligned together, as kubectl prints them.
+                                out.write_all(printer::align(&rows).as_bytes())?;
+                                header_printed = true;
+                                last_rows.insert(key.clone(), rows[1].clone());
+                                None
+                            } else {
+                                rows.into_iter().last()
+                            }
+                        }
                         Err(_) => None,
                     }
                 };

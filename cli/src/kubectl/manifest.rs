@@ -82,9 +82,9 @@ pub fn parse_documents(source: &str, text: &str) -> anyhow::Result<Vec<Doc>> {
     let mut values = Vec::new();
     let trimmed = text.trim_start();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+        let stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
         let mut i = 0;
-        while let Some(v) = stream.next() {
+        for v in stream {
             i += 1;
             let v = v.map_err(|e| anyhow!("error parsing {source} (JSON object {i}): {e}; fix the JSON and retry"))?;
             values.push((i, v));
@@ -285,7 +285,7 @@ mod tests {
         std::fs::create_dir(dir.path().join("sub")).unwrap();
         std::fs::write(dir.path().join("sub/b.json"), "").unwrap();
         let d = dir.path().display().to_string();
-        assert_eq!(expand_paths(&[d.clone()], false).unwrap().len(), 1);
+        assert_eq!(expand_paths(std::slice::from_ref(&d), false).unwrap().len(), 1);
         assert_eq!(expand_paths(&[d], true).unwrap().len(), 2);
     }
 }

@@ -10,16 +10,18 @@
 //! - [`discovery`]: type names, short names, groups, `TYPE/NAME`, categories.
 //! - [`printer`]: Tables, `-o yaml|json|name|jsonpath`, ages.
 //! - [`manifest`]: reading and checking `-f` inputs before anything is sent.
-//! - one file per command: [`get`], [`apply`] (and create), [`delete`], [`describe`],
+//! - one file per command: [`get`], [`apply`] (and create), [`delete`], [`describe`], [`edit`],
 //!   [`scale`], [`label`] (and annotate), [`rollout`], [`wait`], [`logs`], [`version`],
-//!   [`api_resources`].
+//!   [`api_resources`], [`completion`].
 
 pub mod api_resources;
 pub mod apply;
 pub mod client;
+pub mod completion;
 pub mod config;
 pub mod delete;
 pub mod describe;
+pub mod edit;
 pub mod discovery;
 pub mod get;
 pub mod label;
@@ -49,6 +51,8 @@ pub enum KubeCommand {
     Delete(delete::DeleteArgs),
     /// Show details of objects, with their recent events.
     Describe(describe::DescribeArgs),
+    /// Edit an object in $EDITOR and send it back.
+    Edit(edit::EditArgs),
     /// Set the replica count of a deployment, replicaset or statefulset.
     Scale(scale::ScaleArgs),
     /// Set or remove labels.
@@ -66,6 +70,8 @@ pub enum KubeCommand {
     Version(version::VersionArgs),
     /// List the resource types the server serves.
     ApiResources(api_resources::ApiResourcesArgs),
+    /// Print a shell completion script (bash or zsh).
+    Completion(completion::CompletionArgs),
     /// Show or change the kubeconfig.
     Config {
         #[command(flatten)]
@@ -88,11 +94,13 @@ pub async fn execute(cmd: KubeCommand, out: &mut dyn std::io::Write) -> anyhow::
     match cmd {
         KubeCommand::Config { kube, command } => config::run_config(&kube, &command, out),
         KubeCommand::Version(args) => version::run(&args, out).await,
+        KubeCommand::Completion(args) => completion::run(&args, out),
         KubeCommand::Get(a) => get::run(&connect(&a.kube).await?, &a, out).await,
         KubeCommand::Apply(a) => apply::run_apply(&connect(&a.kube).await?, &a, out).await,
         KubeCommand::Create(a) => apply::run_create(&connect(&a.kube).await?, &a, out).await,
         KubeCommand::Delete(a) => delete::run(&connect(&a.kube).await?, &a, out).await,
         KubeCommand::Describe(a) => describe::run(&connect(&a.kube).await?, &a, out).await,
+        KubeCommand::Edit(a) => edit::run(&connect(&a.kube).await?, &a, out).await,
         KubeCommand::Scale(a) => scale::run(&connect(&a.kube).await?, &a, out).await,
         KubeCommand::Label(a) => label::run(&connect(&a.kube).await?, &a, "labels", "labeled", out).await,
         KubeCommand::Annotate(a) => label::run(&connect(&a.kube).await?, &a, "annotations", "annotated", out).await,

@@ -227,6 +227,16 @@ async fn describe_api_resources_version_and_connection_errors() {
     assert!(err.contains("Unauthorized") && err.contains("token"), "{err}");
     let err = skiff(&server, &["logs", "nope"]).await.unwrap_err();
     assert!(err.contains("NotFound"), "{err}");
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p1}\nspec:\n  containers:\n  - {name: a, image: busybox}\n";
+    ok(&server, &["create", "-f", &write(dir.path(), "pod.yaml", pod)]).await;
+    match skiff(&server, &["logs", "pod/p1", "--tail=5"]).await {
+        // No kubelet runs in this test: the server refuses (unscheduled pod) or cannot
+        // reach a node, and the error must say which.
+        Err(e) => assert!(e.contains("not scheduled") || e.contains("cannot stream logs from the node"), "{e}"),
+        Ok(text) => assert!(text.is_empty(), "no kubelet ran the pod, so no lines: {text}"),
+    }
+    let err = skiff(&server, &["logs", "deploy/web"]).await.unwrap_err();
+    assert!(err.contains("no pods found for deployment.apps/web"), "{err}");
 }
 
 #[tokio::test]
@@ -246,4 +256,19 @@ async fn flags_are_accepted_before_and_after_arguments() {
     }
     let line = Line::try_parse_from(["skiff", "rollout", "status", "deploy/web", "-n", "x", "--kubeconfig", &kc]).unwrap();
     assert!(matches!(line.command, KubeCommand::Rollout(_)));
+}
+
+#[tokio::test]
+async fn edit_sends_what_the_editor_wrote() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    ok(&server, &["apply", "-f", &write(dir.path(), "web.yaml", WEB)]).await;
+    // A non-interactive "editor" that changes one value in place.
+    let script = write(dir.path(), "ed.sh", "#!/bin/sh\nsed -i 's/greeting: hello/greeting: edited/' \"$1\"\n");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::env::set_var("KUBE_EDITOR", &script);
+    let out = ok(&server, &["edit", "cm/cfg"]).await;
+    std::env::remove_var("KUBE_EDITOR");
+    assert_eq!(out, "configmap/cfg edited\n");
+    assert_eq!(ok(&server, &["get", "cm", "cfg", "-o", "jsonpath={.data.greeting}"]).await, "edited");
 }

@@ -65,6 +65,7 @@ struct AgentSpec {
 
 impl AgentSpec {
     fn spawn(&self) -> Result<Daemon, skiff_kubelet::process::ProcessError> {
+        tracing::info!(node = %self.node, "starting the agent");
         let mut cmd = command_in(Some(&self.netns), &self.exe.display().to_string())?;
         cmd.args(&self.args);
         Daemon::spawn("skiff agent", cmd, &self.log)
