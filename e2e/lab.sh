@@ -60,11 +60,12 @@ expect_output "Ingress answers 404 for an unknown host" "404" bash -c "lab exec 
 
 # Pods as clients: they exit 0 only if what they check holds, so phase Succeeded is
 # the verdict (no logs needed).
-run_probe() { # NAME NODE SCRIPT
-    cat <<YAML | "$K" apply --validate=false -f - >/dev/null
+run_probe() { # NAME NODE SCRIPT  (namespace: $PROBE_NS, default demo)
+    local ns=${PROBE_NS:-demo}
+    cat <<YAML | "$K" apply -f - >/dev/null
 apiVersion: v1
 kind: Pod
-metadata: {name: $1, namespace: demo}
+metadata: {name: $1, namespace: $ns}
 spec:
   nodeName: $2
   restartPolicy: Never
@@ -73,12 +74,39 @@ spec:
     image: busybox:latest
     command: ["sh", "-c", "$3"]
 YAML
-    wait_for 60 bash -c "'$K' get pod -n demo $1 -o jsonpath='{.status.phase}' | grep -qE 'Succeeded|Failed'"
-    "$K" get pod -n demo "$1" -o jsonpath='{.status.phase}' | grep -q Succeeded
+    wait_for 60 bash -c "'$K' get pod -n $ns $1 -o jsonpath='{.status.phase}' | grep -qE 'Succeeded|Failed'"
+    "$K" get pod -n "$ns" "$1" -o jsonpath='{.status.phase}' | grep -q Succeeded
 }
 check "ClusterIP from a pod reaches every replica" run_probe probe-cip node1 "for i in \$(seq 40); do wget -qO- http://$CIP/; done | sort -u | wc -l | grep -qx 3"
 REMOTE=$("$K" get pods -n demo -l app=web -o wide --no-headers | awk '$7=="node2"{print $6; exit}')
 check "pod-to-pod across nodes by IP ($REMOTE on node2 from node1)" run_probe probe-p2p node1 "wget -qO- http://$REMOTE:8080/ | grep -q web-"
+
+echo "== cluster DNS"
+check "a pod resolves and reaches its Service by short name (web)" run_probe dns-short node1 "wget -qO- http://web/ | grep -q web-"
+check "a pod on the other node reaches web.demo.svc.cluster.local" run_probe dns-fqdn node2 "wget -qO- http://web.demo.svc.cluster.local/ | grep -q web-"
+PROBE_NS=default check "a pod in another namespace resolves web.demo.svc.cluster.local and reaches web.demo" run_probe dns-crossns node1 "nslookup web.demo.svc.cluster.local >/dev/null && wget -qO- http://web.demo/ | grep -q web-"
+check "a name outside the cluster fails fast in the offline lab" run_probe dns-out node2 "start=\$(date +%s); ! nslookup example.com; test \$((\$(date +%s) - start)) -le 3"
+check "an unknown name does not resolve" run_probe dns-nx node2 "! nslookup nope.demo.svc.cluster.local"
+
+echo "== logs, exec, port-forward (API server -> kubelet -> containerd)"
+P=$("$K" get pods -n demo -l app=web -o jsonpath='{.items[0].metadata.name}')
+expect_output "kubectl exec runs a command in the pod" "^$P\$" "$K" exec -n demo "$P" -- hostname
+expect_output "kubectl exec passes every argument" "^a b c\$" "$K" exec -n demo "$P" -- sh -c 'echo a b c'
+cat <<YAML | "$K" apply -f - >/dev/null
+apiVersion: v1
+kind: Pod
+metadata: {name: talker, namespace: demo}
+spec:
+  containers:
+  - name: c
+    image: busybox:latest
+    command: ["sh", "-c", "echo hello from talker; sleep 3600"]
+YAML
+check "kubectl logs shows the container's output" wait_for 30 bash -c "'$K' logs -n demo talker | grep -q 'hello from talker'"
+PF=$((18000 + RANDOM % 1000))
+( timeout 10 "$K" port-forward -n demo "pod/$P" "$PF:8080" >/dev/null 2>&1 & )
+check "kubectl port-forward reaches the pod's port from the host's loopback" wait_for 8 bash -c "curl -s --max-time 2 http://127.0.0.1:$PF/ | grep -q '^$P\$'"
+"$K" delete pod -n demo talker --grace-period=0 --wait=false >/dev/null 2>&1
 
 echo "== workloads"
 "$K" scale -n demo deploy/web --replicas=5 >/dev/null

@@ -73,6 +73,8 @@ pub struct Config {
     /// (upstream's --default-unreachable-toleration-seconds, 300); labs shorten it so
     /// pods move off a dead node in seconds.
     pub default_toleration_seconds: i64,
+    /// Open connections to kubelets from inside this network namespace (the lab's hub).
+    pub kubelet_netns: Option<String>,
 }
 
 impl Default for Config {
@@ -88,6 +90,7 @@ impl Default for Config {
             node_port_range: (30000, 32767),
             store: StoreOptions::default(),
             default_toleration_seconds: 300,
+            kubelet_netns: None,
         }
     }
 }
@@ -207,6 +210,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         advertise: format!("{host_part}:{port}"),
         shutdown: shutdown.clone(),
         default_toleration_seconds: config.default_toleration_seconds,
+        kubelet_netns: config.kubelet_netns.clone(),
     });
     let endpoint_ips: Vec<String> = addrs
         .iter()

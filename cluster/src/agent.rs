@@ -28,6 +28,12 @@ pub struct AgentConfig {
     pub data_dir: PathBuf,
     /// `None` switches the ingress controller off.
     pub ingress: Option<(SocketAddr, SocketAddr)>,
+    /// Run the node-local cluster DNS on the node's address, port 53, and point
+    /// ClusterFirst pods at it.
+    pub dns: bool,
+    /// Where the DNS forwards names outside the cluster: `None` reads
+    /// /etc/resolv.conf; an empty list answers SERVFAIL at once (an offline lab).
+    pub dns_upstreams: Option<Vec<SocketAddr>>,
     pub heartbeat: Duration,
     pub resync: Duration,
 }
@@ -56,8 +62,21 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     kcfg.node_ip = config.node_ip.to_string();
     kcfg.pod_cidr = Some(config.pod_cidr.clone());
     kcfg.log_root = config.data_dir.join("pods");
+    kcfg.root_dir = config.data_dir.join("kubelet");
+    // Logs, exec and port-forward: the API server connects to this port. containerd
+    // runs in the agent's own network namespace, so its streaming server is reachable
+    // from here.
+    kcfg.server = Some(skiff_kubelet::server::ServerConfig {
+        listen: SocketAddr::new(config.node_ip.into(), 10250),
+        token: None,
+        streaming_netns: None,
+        cert_names: vec![config.node_ip.to_string(), config.node_name.clone()],
+    });
     kcfg.heartbeat = config.heartbeat;
     kcfg.resync = config.resync;
+    if config.dns {
+        kcfg.cluster_dns = vec![config.node_ip.to_string()];
+    }
 
     let mut tasks = Vec::new();
     {
@@ -94,6 +113,20 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         let (client, stop) = (client.clone(), shutdown.clone());
         tasks.push(tokio::spawn(async move {
             supervise("ingress", stop.clone(), || skiff_ingress::run(icfg.clone(), client.clone(), stop.clone())).await
+        }));
+    }
+    if config.dns {
+        // A resolver on every node: pods reach their node's address through the bridge
+        // gateway, and it keeps answering from its last data if the server is away.
+        let dcfg = skiff_dns::DnsConfig {
+            listen: SocketAddr::new(config.node_ip.into(), 53),
+            cluster_domain: "cluster.local".into(),
+            upstreams: config.dns_upstreams.clone(),
+            forward_timeout: Duration::from_secs(2),
+        };
+        let (client, stop) = (client.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            supervise("dns", stop.clone(), || skiff_dns::run(dcfg.clone(), client.clone(), stop.clone())).await
         }));
     }
     {

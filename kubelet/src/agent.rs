@@ -39,6 +39,8 @@ pub struct Config {
     pub labels: BTreeMap<String, String>,
     /// Root of the pod log directories.
     pub log_root: PathBuf,
+    /// The kubelet's state directory: pod volumes live in `<root_dir>/pods/<uid>`.
+    pub root_dir: PathBuf,
     pub cluster_dns: Vec<String>,
     pub cluster_domain: String,
     /// How often every pod is re-synced and orphans are collected.
@@ -49,6 +51,8 @@ pub struct Config {
     /// Where to write the pod network's CNI config once the podCIDR is known (from
     /// `pod_cidr`, or assigned by the cluster on the Node); `None` leaves CNI alone.
     pub cni: Option<CniTarget>,
+    /// The HTTPS server for logs, exec and port-forward; `None` serves none.
+    pub server: Option<crate::server::ServerConfig>,
     pub client: kube::Client,
     pub runtime: Arc<dyn Runtime>,
 }
@@ -63,12 +67,14 @@ impl Config {
             capacity: None,
             labels: BTreeMap::new(),
             log_root: PathBuf::from("/var/log/pods"),
+            root_dir: PathBuf::from("/var/lib/kubelet"),
             cluster_dns: Vec::new(),
             cluster_domain: "cluster.local".into(),
             resync: Duration::from_secs(10),
             heartbeat: Duration::from_secs(10),
             lease_duration_seconds: 40,
             cni: None,
+            server: None,
             client,
             runtime,
         }
@@ -91,6 +97,8 @@ pub enum KubeletError {
     Runtime(#[source] CriError),
     #[error(transparent)]
     Node(#[from] NodeError),
+    #[error(transparent)]
+    Server(#[from] crate::server::ServerError),
     #[error("syncing pod {pod}: {source}")]
     Sync {
         pod: String,
@@ -112,6 +120,7 @@ pub enum KubeletError {
 }
 
 struct Ctx {
+    prober: crate::probes::Prober,
     client: kube::Client,
     runtime: Arc<dyn Runtime>,
     node: NodeContext,
@@ -147,9 +156,23 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Kube
     }
     node::renew_lease(&config.client, &facts.name, config.lease_duration_seconds).await?;
 
+    // The server ends with this call (also on an error return), so a supervisor that
+    // calls `run` again can bind the port again.
+    let server_stop = shutdown.child_token();
+    let _server_guard = server_stop.clone().drop_guard();
+    if let Some(server) = &config.server {
+        let addr = crate::server::start(server.clone(), config.runtime.clone(), config.log_root.clone(), server_stop).await?;
+        // The API server finds the kubelet here (upstream: status.daemonEndpoints).
+        let patch = serde_json::json!({"status": {"daemonEndpoints": {"kubeletEndpoint": {"Port": addr.port()}}}});
+        Api::<k8s_openapi::api::core::v1::Node>::all(config.client.clone())
+            .patch_status(&facts.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|source| NodeError::Status { node: facts.name.clone(), source })?;
+    }
     let heartbeat = tokio::spawn(heartbeat_loop(config.clone(), facts.clone(), shutdown.clone()));
 
     let ctx = Arc::new(Ctx {
+        prober: crate::probes::Prober::new(),
         client: config.client.clone(),
         runtime: config.runtime.clone(),
         node: NodeContext {
@@ -158,6 +181,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Kube
             log_root: config.log_root.clone(),
             cluster_dns: config.cluster_dns.clone(),
             cluster_domain: config.cluster_domain.clone(),
+            root_dir: config.root_dir.clone(),
         },
         resync: config.resync,
     });
@@ -268,6 +292,10 @@ async fn sync(pod: Arc<Pod>, ctx: Arc<Ctx>, key: String) -> Result<Action, Kubel
         pod_sync::kill_pod(runtime, &observed, Duration::from_secs(grace as u64)).await.map_err(|e| sync_err(e.into()))?;
         let observed = pod_sync::observe(runtime, &uid).await.map_err(|e| sync_err(e.into()))?;
         pod_sync::remove_pod(runtime, &observed).await.map_err(|e| sync_err(e.into()))?;
+        ctx.prober.forget_pod(&uid);
+        if let Err(e) = crate::volumes::cleanup(&ctx.node.root_dir, &uid) {
+            tracing::warn!(error = %e, "removing the pod's volumes failed; they stay on disk");
+        }
         // Everything is stopped: finish the graceful deletion (grace 0, this UID only).
         let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
         let params = DeleteParams {
@@ -285,12 +313,26 @@ async fn sync(pod: Arc<Pod>, ctx: Arc<Ctx>, key: String) -> Result<Action, Kubel
     }
 
     let now = Timestamp::now().as_nanosecond() as i64;
+    let probed = ctx.prober.probe_pod(runtime, &pod, &observed, now).await;
+    for ev in &probed.events {
+        crate::probes::post_event(&ctx.client, &pod, &ctx.node.node_name, ev).await;
+    }
+    let observed = if probed.kill.is_empty() {
+        observed
+    } else {
+        let grace = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30).max(0) as u64;
+        for k in &probed.kill {
+            runtime.stop_container(&k.container_id, Duration::from_secs(grace)).await.map_err(|e| sync_err(e.into()))?;
+        }
+        pod_sync::observe(runtime, &uid).await.map_err(|e| sync_err(e.into()))?
+    };
+    let objects = crate::volumes::fetch(&ctx.client, &pod).await.map_err(|e| sync_err(e.into()))?;
     let plan = pod_sync::plan(&pod, &observed, now);
     let steps = plan.steps;
     if !steps.is_empty() {
         tracing::debug!(?steps, "syncing");
     }
-    let mut waiting = pod_sync::execute(runtime, &pod, &ctx.node, &observed, &steps).await.map_err(sync_err)?;
+    let mut waiting = pod_sync::execute(runtime, &pod, &ctx.node, &observed, &steps, &objects).await.map_err(sync_err)?;
     for (name, left) in &plan.backoff {
         let message = format!("back-off: restarting failed container {name} of pod {key} in {}s", left.as_secs().max(1));
         waiting.insert(name.clone(), ("CrashLoopBackOff".into(), message));
@@ -300,7 +342,7 @@ async fn sync(pod: Arc<Pod>, ctx: Arc<Ctx>, key: String) -> Result<Action, Kubel
         return Ok(Action::await_change());
     }
     let observed = pod_sync::observe(runtime, &uid).await.map_err(|e| sync_err(e.into()))?;
-    let status = pod_sync::pod_status(&pod, &observed, &waiting, &ctx.node, Timestamp::now());
+    let status = pod_sync::pod_status(&pod, &observed, &waiting, &ctx.node, Timestamp::now(), &probed.health);
     let old = serde_json::to_value(&pod.status).unwrap_or_default();
     let new = serde_json::to_value(&status).unwrap_or_default();
     if old != new {
@@ -312,7 +354,13 @@ async fn sync(pod: Arc<Pod>, ctx: Arc<Ctx>, key: String) -> Result<Action, Kubel
         tracing::debug!(phase = ?status.phase, pod_ip = ?status.pod_ip, "pod status written");
     }
     // Come back when the shortest back-off ends, or at the next resync.
-    let next = plan.backoff.values().copied().min().map_or(ctx.resync, |b| b.min(ctx.resync));
+    let mut next = plan.backoff.values().copied().min().map_or(ctx.resync, |b| b.min(ctx.resync));
+    if let Some(probe) = probed.next {
+        next = next.min(probe);
+    }
+    if plan.poll {
+        next = next.min(Duration::from_secs(1));
+    }
     Ok(Action::requeue(next.max(Duration::from_millis(100))))
 }
 

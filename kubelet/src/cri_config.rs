@@ -1,7 +1,8 @@
 //! Translating a Kubernetes `Pod` into the CRI configs that run it: the sandbox config
 //! (metadata, hostname, DNS, host ports, namespaces, log directory) and one container
 //! config per container (command and args with `$(VAR)` expansion, environment with
-//! the downward API, resources as cgroup settings, log path, labels).
+//! the downward API and ConfigMap/Secret references, volume mounts, resources as
+//! cgroup settings, log path, labels).
 //!
 //! Pure functions: everything they need about the node and the pod's sandbox is passed
 //! in, so they are unit-tested without a runtime. The labels and annotation keys are
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::{Container, Pod};
 
 use crate::cri::api;
+use crate::volumes::{config_map_data, secret_data, PodObjects, VolumePaths};
 
 pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
 pub const LABEL_POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
@@ -46,6 +48,8 @@ pub struct NodeContext {
     /// Cluster DNS server addresses; empty means no cluster DNS (node resolv.conf).
     pub cluster_dns: Vec<String>,
     pub cluster_domain: String,
+    /// The kubelet's state directory; pod volumes live in `<root_dir>/pods/<uid>`.
+    pub root_dir: PathBuf,
 }
 
 /// Name, namespace and UID of a pod, checked present.
@@ -255,36 +259,89 @@ fn field_value(pod: &Pod, path: &str, pod_ip: &str, node: &NodeContext) -> Optio
     }
 }
 
-/// The container's environment in order, each value expanded against the ones before.
-pub fn environment(pod: &Pod, container: &Container, pod_ip: &str, node: &NodeContext) -> Result<Vec<(String, String)>, ConfigError> {
+fn is_env_name(key: &str) -> bool {
+    !key.is_empty() && !key.starts_with(|c: char| c.is_ascii_digit()) && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// The container's environment in order: `envFrom` sources first, then `env`, each
+/// value expanded against the ones before; a later name replaces an earlier one.
+/// ConfigMaps and Secrets come from `objects` (see [`crate::volumes::fetch`]).
+pub fn environment(
+    pod: &Pod,
+    container: &Container,
+    pod_ip: &str,
+    node: &NodeContext,
+    objects: &PodObjects,
+) -> Result<Vec<(String, String)>, ConfigError> {
     let unsupported = |field: String| ConfigError::Unsupported { container: container.name.clone(), field };
-    if container.env_from.as_ref().is_some_and(|e| !e.is_empty()) {
-        return Err(unsupported("envFrom".into()));
-    }
+    let invalid = |field: String, why: String| ConfigError::Invalid { container: container.name.clone(), field, why };
     let mut vars = BTreeMap::new();
-    let mut out = Vec::new();
+    let mut out: Vec<(String, String)> = Vec::new();
+    let set = |out: &mut Vec<(String, String)>, vars: &mut BTreeMap<String, String>, name: String, value: String| {
+        vars.insert(name.clone(), value.clone());
+        match out.iter_mut().find(|(k, _)| *k == name) {
+            Some(slot) => slot.1 = value,
+            None => out.push((name, value)),
+        }
+    };
+    for src in container.env_from.iter().flatten() {
+        let prefix = src.prefix.clone().unwrap_or_default();
+        let (kind, name, optional, data) = if let Some(r) = &src.config_map_ref {
+            ("configmap", r.name.clone(), r.optional == Some(true), objects.config_maps.get(&r.name).map(config_map_data))
+        } else if let Some(r) = &src.secret_ref {
+            ("secret", r.name.clone(), r.optional == Some(true), objects.secrets.get(&r.name).map(secret_data))
+        } else {
+            continue;
+        };
+        let Some(data) = data else {
+            if optional {
+                continue;
+            }
+            return Err(invalid("envFrom".into(), format!("{kind} {name:?} not found")));
+        };
+        for (k, v) in data {
+            let key = format!("{prefix}{k}");
+            // Upstream skips keys that are not valid variable names (with an event).
+            if is_env_name(&key) {
+                set(&mut out, &mut vars, key, String::from_utf8_lossy(&v).into_owned());
+            }
+        }
+    }
     for e in container.env.iter().flatten() {
         let value = match (&e.value, &e.value_from) {
             (Some(v), _) => expand(v, &vars),
             (None, None) => String::new(),
             (None, Some(src)) => {
+                let keyed = |kind: &str, name: &str, key: &str, optional: Option<bool>, data: Option<BTreeMap<String, Vec<u8>>>| {
+                    match data.as_ref().map(|d| d.get(key)) {
+                        Some(Some(v)) => Ok(Some(String::from_utf8_lossy(v).into_owned())),
+                        _ if optional == Some(true) => Ok(None),
+                        Some(None) => Err(invalid(format!("env {}", e.name), format!("key {key:?} not found in {kind} {name:?}"))),
+                        None => Err(invalid(format!("env {}", e.name), format!("{kind} {name:?} not found"))),
+                    }
+                };
                 if let Some(f) = &src.field_ref {
                     field_value(pod, &f.field_path, pod_ip, node).ok_or_else(|| ConfigError::Invalid {
                         container: container.name.clone(),
                         field: format!("env {}: fieldRef", e.name),
                         why: format!("unknown field path {:?}", f.field_path),
                     })?
-                } else if src.secret_key_ref.is_some() {
-                    return Err(unsupported(format!("env {}: secretKeyRef", e.name)));
-                } else if src.config_map_key_ref.is_some() {
-                    return Err(unsupported(format!("env {}: configMapKeyRef", e.name)));
+                } else if let Some(r) = &src.secret_key_ref {
+                    match keyed("secret", &r.name, &r.key, r.optional, objects.secrets.get(&r.name).map(secret_data))? {
+                        Some(v) => v,
+                        None => continue,
+                    }
+                } else if let Some(r) = &src.config_map_key_ref {
+                    match keyed("configmap", &r.name, &r.key, r.optional, objects.config_maps.get(&r.name).map(config_map_data))? {
+                        Some(v) => v,
+                        None => continue,
+                    }
                 } else {
                     return Err(unsupported(format!("env {}: resourceFieldRef", e.name)));
                 }
             }
         };
-        vars.insert(e.name.clone(), value.clone());
-        out.push((e.name.clone(), value));
+        set(&mut out, &mut vars, e.name.clone(), value);
     }
     Ok(out)
 }
@@ -320,13 +377,16 @@ pub fn linux_resources(container: &Container) -> Result<api::LinuxContainerResou
 }
 
 /// The container config for one container of the pod. `restart_count` is the CRI
-/// attempt; `pod_ip` feeds the downward API.
+/// attempt; `pod_ip` feeds the downward API; `objects` and `volumes` resolve env
+/// references and `volumeMounts`.
 pub fn container_config(
     pod: &Pod,
     container: &Container,
     restart_count: u32,
     pod_ip: &str,
     node: &NodeContext,
+    objects: &PodObjects,
+    volumes: &VolumePaths,
 ) -> Result<api::ContainerConfig, ConfigError> {
     let (name, namespace, uid) = pod_identity(pod)?;
     let image = container.image.clone().filter(|i| !i.is_empty()).ok_or_else(|| ConfigError::Invalid {
@@ -334,10 +394,9 @@ pub fn container_config(
         field: "image".into(),
         why: "must not be empty".into(),
     })?;
-    if container.volume_mounts.as_ref().is_some_and(|v| !v.is_empty()) {
-        return Err(ConfigError::Unsupported { container: container.name.clone(), field: "volumeMounts".into() });
-    }
-    let env = environment(pod, container, pod_ip, node)?;
+    let mounts = crate::volumes::mounts(container, volumes)
+        .map_err(|e| ConfigError::Invalid { container: container.name.clone(), field: "volumeMounts".into(), why: e.to_string() })?;
+    let env = environment(pod, container, pod_ip, node, objects)?;
     let vars: BTreeMap<String, String> = env.iter().cloned().collect();
     let expand_all = |v: &Option<Vec<String>>| v.iter().flatten().map(|s| expand(s, &vars)).collect::<Vec<_>>();
     let mut labels = pod_labels(name, namespace, uid);
@@ -356,6 +415,7 @@ pub fn container_config(
         args: expand_all(&container.args),
         working_dir: container.working_dir.clone().unwrap_or_default(),
         envs: env.into_iter().map(|(key, value)| api::KeyValue { key, value }).collect(),
+        mounts,
         labels,
         annotations: HashMap::from([(ANNOTATION_RESTART_COUNT.to_string(), restart_count.to_string())]),
         log_path: container_log_path(&container.name, restart_count),
@@ -399,6 +459,18 @@ mod tests {
             log_root: "/var/log/pods".into(),
             cluster_dns: vec!["10.96.0.10".into()],
             cluster_domain: "cluster.local".into(),
+            root_dir: "/var/lib/kubelet".into(),
+        }
+    }
+
+    fn objects() -> PodObjects {
+        let cm: k8s_openapi::api::core::v1::ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": "cm"}, "data": {"MODE": "fast", "LEVEL": "3", "bad key": "x"}})).unwrap();
+        let s: k8s_openapi::api::core::v1::Secret =
+            serde_json::from_value(json!({"metadata": {"name": "sec"}, "data": {"password": "aHVudGVyMg==", "MODE": "c2xvdw=="}})).unwrap();
+        PodObjects {
+            config_maps: BTreeMap::from([("cm".to_string(), cm)]),
+            secrets: BTreeMap::from([("sec".to_string(), s)]),
         }
     }
 
@@ -497,7 +569,7 @@ mod tests {
             {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
         ]}]}));
         let c = &p.spec.as_ref().unwrap().containers[0];
-        let env = environment(&p, c, "10.244.0.7", &node()).unwrap();
+        let env = environment(&p, c, "10.244.0.7", &node(), &PodObjects::default()).unwrap();
         let got: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         assert_eq!(
             got,
@@ -514,11 +586,41 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_sources_are_named() {
-        let p = pod(json!({"containers": [{"name": "app", "image": "busybox", "env": [
-            {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}]}));
-        let err = environment(&p, &p.spec.as_ref().unwrap().containers[0], "", &node()).unwrap_err();
-        assert!(err.to_string().contains("secretKeyRef"), "{err}");
+    fn env_from_config_maps_and_secrets() {
+        let env_of = |container: serde_json::Value| {
+            let p = pod(json!({"containers": [container]}));
+            environment(&p, &p.spec.as_ref().unwrap().containers[0], "", &node(), &objects())
+        };
+        let got = env_of(json!({"name": "a", "image": "i",
+            "envFrom": [{"configMapRef": {"name": "cm"}}, {"secretRef": {"name": "sec"}, "prefix": "S_"}],
+            "env": [{"name": "PW", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "password"}}},
+                    {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "LEVEL"}}},
+                    {"name": "OPT", "valueFrom": {"secretKeyRef": {"name": "gone", "key": "k", "optional": true}}},
+                    {"name": "MSG", "value": "$(PW)-$(S_MODE)"}]}))
+        .unwrap();
+        let got: Vec<(&str, &str)> = got.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("LEVEL", "3"),
+                // env replaces the envFrom value in place; "bad key" is skipped.
+                ("MODE", "3"),
+                ("S_MODE", "slow"),
+                ("S_password", "hunter2"),
+                ("PW", "hunter2"),
+                ("MSG", "hunter2-slow"),
+            ]
+        );
+        let cases = [
+            (json!({"name": "a", "image": "i", "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "gone", "key": "k"}}}]}), "secret \"gone\" not found"),
+            (json!({"name": "a", "image": "i", "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "nope"}}}]}), "key \"nope\""),
+            (json!({"name": "a", "image": "i", "envFrom": [{"configMapRef": {"name": "gone"}}]}), "configmap \"gone\" not found"),
+        ];
+        for (container, want) in cases {
+            let err = env_of(container.clone()).unwrap_err().to_string();
+            assert!(err.contains(want), "{container}: {err}");
+        }
+        assert!(env_of(json!({"name": "a", "image": "i", "envFrom": [{"configMapRef": {"name": "gone", "optional": true}}]})).unwrap().is_empty());
     }
 
     #[test]
@@ -543,7 +645,7 @@ mod tests {
         let p = pod(json!({"containers": [{"name": "app", "image": "busybox",
             "command": ["sh", "-c"], "args": ["echo $(WHO)"], "env": [{"name": "WHO", "value": "me"}],
             "workingDir": "/tmp", "securityContext": {"runAsUser": 1000}}]}));
-        let c = container_config(&p, &p.spec.as_ref().unwrap().containers[0], 3, "10.1.1.1", &node()).unwrap();
+        let c = container_config(&p, &p.spec.as_ref().unwrap().containers[0], 3, "10.1.1.1", &node(), &PodObjects::default(), &VolumePaths::new()).unwrap();
         assert_eq!(c.command, vec!["sh", "-c"]);
         assert_eq!(c.args, vec!["echo me"]);
         assert_eq!(c.log_path, "app/3.log");
@@ -556,10 +658,16 @@ mod tests {
     }
 
     #[test]
-    fn volume_mounts_are_refused_for_now() {
+    fn volume_mounts_become_cri_mounts() {
         let p = pod(json!({"containers": [{"name": "app", "image": "busybox",
-            "volumeMounts": [{"name": "v", "mountPath": "/data"}]}]}));
-        let err = container_config(&p, &p.spec.as_ref().unwrap().containers[0], 0, "", &node()).unwrap_err();
-        assert!(matches!(err, ConfigError::Unsupported { ref field, .. } if field == "volumeMounts"), "{err}");
+            "volumeMounts": [{"name": "v", "mountPath": "/data", "readOnly": true}, {"name": "missing", "mountPath": "/m"}]}]}));
+        let vols = VolumePaths::from([("v".to_string(), crate::volumes::VolumeHost { path: "/k/v".into(), read_only: false })]);
+        let err = container_config(&p, &p.spec.as_ref().unwrap().containers[0], 0, "", &node(), &PodObjects::default(), &vols).unwrap_err();
+        assert!(err.to_string().contains("missing"), "{err}");
+        let mut p = p;
+        p.spec.as_mut().unwrap().containers[0].volume_mounts.as_mut().unwrap().pop();
+        let c = container_config(&p, &p.spec.as_ref().unwrap().containers[0], 0, "", &node(), &PodObjects::default(), &vols).unwrap();
+        assert_eq!(c.mounts.len(), 1);
+        assert_eq!((c.mounts[0].container_path.as_str(), c.mounts[0].host_path.as_str(), c.mounts[0].readonly), ("/data", "/k/v", true));
     }
 }

@@ -3,8 +3,7 @@
 //! joining it, a CNI bridge network) and drives containerd through CRI.
 //!
 //! [`run`] is the component: it registers the Node, keeps its Lease fresh and syncs
-//! the Pods bound to this node. Probes, volumes, logs/exec serving and crash-loop
-//! back-off come later.
+//! the Pods bound to this node: init containers, probes, volumes, crash-loop back-off.
 //!
 //! # Layout
 //! - [`agent`]: [`run`] and its [`Config`]: node registration, heartbeat, the pod
@@ -12,6 +11,10 @@
 //! - [`pod_sync`]: one pod: observe the runtime, plan steps (pure), execute them,
 //!   compute the `PodStatus` (pure).
 //! - [`cri_config`]: Pod spec -> CRI sandbox and container configs (pure).
+//! - [`probes`]: liveness/readiness/startup probes: the state machine (pure) and the
+//!   prober the pod sync runs.
+//! - [`volumes`]: emptyDir, hostPath, configMap, secret, downwardAPI and projected
+//!   volumes; the ConfigMaps and Secrets a pod refers to.
 //! - [`node`]: the Node object, its status and Lease.
 //! - [`cri`]: the [`cri::Runtime`] trait (CRI v1 calls), the containerd client and an
 //!   in-memory fake; the CRI log format.
@@ -21,6 +24,7 @@
 //! - [`registry`]: a local `docker-registry` mirror and pushing images into it.
 //! - [`node_runtime`]: all of the above for one node in one call (the lab's entry).
 //! - [`process`]: daemons this crate starts (by PID, optionally in a netns).
+//! - [`server`]: the HTTPS server for logs, exec, attach and port-forward.
 //! - [`netns`]: reaching addresses that exist only inside a network namespace.
 //!
 //! # Bringing up a node (what the lab does; [`node_runtime::NodeRuntime::start`])
@@ -40,7 +44,10 @@ pub mod network;
 pub mod node;
 pub mod node_runtime;
 pub mod pod_sync;
+pub mod probes;
 pub mod process;
 pub mod registry;
+pub mod server;
+pub mod volumes;
 
 pub use agent::{run, CniTarget, Config, KubeletError};

@@ -1,10 +1,11 @@
 //! Syncing one pod: observe what the runtime has for it, decide what to do ([`plan`],
 //! pure), do it ([`execute`]), and report it as a `PodStatus` ([`pod_status`], pure).
 //!
-//! This is the kubelet's `SyncPod` in its first form: one sandbox per pod, app
-//! containers restarted per `restartPolicy`, pods torn down when deleted or finished.
-//! Not yet: init containers, probes, volumes, crash-loop back-off beyond the resync
-//! period, ephemeral containers.
+//! This is the kubelet's `SyncPod`: one sandbox per pod, init containers run one at a
+//! time in order (each must exit 0) before the app containers, containers restarted per
+//! `restartPolicy` with crash-loop back-off, volumes written before containers start,
+//! probe results deciding `ready`/`started`, pods torn down when deleted or finished.
+//! Not yet: ephemeral containers, sidecar (restartable) init containers.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,6 +19,8 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::cri::{self, api, CriError, Runtime};
 use crate::cri_config::{self, ConfigError, NodeContext, LABEL_CONTAINER_NAME, LABEL_POD_UID};
+use crate::probes::Health;
+use crate::volumes::{PodObjects, VolumePaths};
 
 /// The runtime's view of a pod's sandbox.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,17 +129,69 @@ pub fn restart_backoff(restarts: u32) -> Duration {
 pub struct Plan {
     pub steps: Vec<Step>,
     pub backoff: BTreeMap<String, Duration>,
+    /// An init container is running: sync again soon rather than at the next resync,
+    /// so the next one starts promptly.
+    pub poll: bool,
 }
 
 /// Decides what to do for a pod given what the runtime has, at `now` (nanoseconds
 /// since the epoch, the unit CRI timestamps use). Pure.
 pub fn plan(pod: &Pod, observed: &Observed, now: i64) -> Plan {
     let mut backoff = BTreeMap::new();
-    let steps = plan_steps(pod, observed, now, &mut backoff);
-    Plan { steps, backoff }
+    let mut poll = false;
+    let steps = plan_steps(pod, observed, now, &mut backoff, &mut poll);
+    Plan { steps, backoff, poll }
 }
 
-fn plan_steps(pod: &Pod, observed: &Observed, now: i64, backoff: &mut BTreeMap<String, Duration>) -> Vec<Step> {
+/// Init containers still to run in sandbox `sb`: `None` once all of them exited 0,
+/// otherwise the steps for the first one that has not (possibly none while it runs
+/// or waits out its back-off). They run one at a time, in order; a failed one is
+/// restarted unless the policy is `Never` (then the pod fails).
+fn plan_init(
+    pod: &Pod,
+    observed: &Observed,
+    sb: &SandboxInfo,
+    now: i64,
+    backoff: &mut BTreeMap<String, Duration>,
+    poll: &mut bool,
+) -> Option<Vec<Step>> {
+    let inits = pod.spec.as_ref().and_then(|s| s.init_containers.as_deref()).unwrap_or_default();
+    let policy = restart_policy(pod);
+    for ic in inits {
+        let current = observed.containers.iter().filter(|k| k.sandbox_id == sb.id && k.name == ic.name).max_by_key(|k| (k.attempt, k.created_at));
+        let next_attempt = observed.latest_container(&ic.name).map(|c| c.attempt + 1).unwrap_or(0);
+        match current {
+            None => {
+                *poll = true;
+                return Some(vec![Step::StartContainer { name: ic.name.clone(), attempt: next_attempt }]);
+            }
+            Some(k) => match k.state {
+                api::ContainerState::ContainerExited if k.exit_code == 0 => continue,
+                api::ContainerState::ContainerExited if policy == "Never" => return Some(vec![]),
+                api::ContainerState::ContainerExited => {
+                    let ready_at = k.finished_at.saturating_add(restart_backoff(k.attempt).as_nanos() as i64);
+                    if now >= ready_at {
+                        *poll = true;
+                        return Some(vec![Step::StartContainer { name: ic.name.clone(), attempt: k.attempt + 1 }]);
+                    }
+                    backoff.insert(ic.name.clone(), Duration::from_nanos((ready_at - now) as u64));
+                    return Some(vec![]);
+                }
+                api::ContainerState::ContainerCreated => {
+                    *poll = true;
+                    return Some(vec![Step::StartCreated { id: k.id.clone() }]);
+                }
+                _ => {
+                    *poll = true;
+                    return Some(vec![]);
+                }
+            },
+        }
+    }
+    None
+}
+
+fn plan_steps(pod: &Pod, observed: &Observed, now: i64, backoff: &mut BTreeMap<String, Duration>, poll: &mut bool) -> Vec<Step> {
     if is_terminal(pod) {
         return if observed.has_live_parts() { vec![Step::KillPod] } else { vec![] };
     }
@@ -148,7 +203,10 @@ fn plan_steps(pod: &Pod, observed: &Observed, now: i64, backoff: &mut BTreeMap<S
     let sandbox = observed.latest_sandbox();
     match sandbox {
         Some(sb) if sb.ready => {
-            for c in containers {
+            let init = plan_init(pod, observed, sb, now, backoff, poll);
+            let app_containers = if init.is_some() { &[][..] } else { containers };
+            steps.extend(init.unwrap_or_default());
+            for c in app_containers {
                 let current = observed.containers.iter().filter(|k| k.sandbox_id == sb.id && k.name == c.name).max_by_key(|k| (k.attempt, k.created_at));
                 match current {
                     None => steps.push(Step::StartContainer { name: c.name.clone(), attempt: next_attempt(&c.name) }),
@@ -184,8 +242,14 @@ fn plan_steps(pod: &Pod, observed: &Observed, now: i64, backoff: &mut BTreeMap<S
                 steps.push(Step::KillPod);
             }
             steps.push(Step::RunSandbox { attempt: sandbox.map(|s| s.attempt + 1).unwrap_or(0) });
-            for c in containers {
-                steps.push(Step::StartContainer { name: c.name.clone(), attempt: next_attempt(&c.name) });
+            if let Some(first) = pod.spec.as_ref().and_then(|s| s.init_containers.as_ref()).and_then(|i| i.first()) {
+                // Init containers run again in a new sandbox, the first one now.
+                *poll = true;
+                steps.push(Step::StartContainer { name: first.name.clone(), attempt: next_attempt(&first.name) });
+            } else {
+                for c in containers {
+                    steps.push(Step::StartContainer { name: c.name.clone(), attempt: next_attempt(&c.name) });
+                }
             }
         }
     }
@@ -209,6 +273,8 @@ pub enum SyncError {
     Cri(#[from] CriError),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Volume(#[from] crate::volumes::VolumeError),
     #[error("cannot create the pod log directory {path}: {source}; check that the log root is writable")]
     LogDir {
         path: String,
@@ -317,8 +383,11 @@ pub async fn execute(
     node: &NodeContext,
     observed: &Observed,
     steps: &[Step],
+    objects: &PodObjects,
 ) -> Result<WaitingReasons, SyncError> {
     let mut waiting = WaitingReasons::new();
+    // Written once per sync, before the first container of it starts.
+    let mut volumes: Option<Result<VolumePaths, String>> = None;
     let grace = Duration::from_secs(pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30).max(0) as u64);
     let mut sandbox = observed.latest_sandbox().filter(|s| s.ready).map(|s| (s.id.clone(), s.attempt));
     let mut pod_ip = observed.pod_ip.clone();
@@ -338,9 +407,22 @@ pub async fn execute(
             }
             Step::StartContainer { name, attempt } => {
                 let Some((sandbox_id, sandbox_attempt)) = sandbox.clone() else { continue };
-                let Some(spec) = pod.spec.as_ref().and_then(|s| s.containers.iter().find(|c| &c.name == name)) else { continue };
+                let Some(spec) = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.init_containers.iter().flatten().chain(s.containers.iter()).find(|c| &c.name == name))
+                else {
+                    continue;
+                };
                 let sandbox_config = cri_config::sandbox_config(pod, node, sandbox_attempt)?;
-                let config = match cri_config::container_config(pod, spec, *attempt, &pod_ip, node) {
+                let paths = match volumes.get_or_insert_with(|| crate::volumes::prepare(&node.root_dir, pod, objects).map_err(|e| e.to_string())) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        waiting.insert(name.clone(), ("CreateContainerConfigError".into(), e.clone()));
+                        continue;
+                    }
+                };
+                let config = match cri_config::container_config(pod, spec, *attempt, &pod_ip, node, objects, paths) {
                     Ok(c) => c,
                     Err(e) => {
                         waiting.insert(name.clone(), ("CreateContainerConfigError".into(), e.to_string()));
@@ -354,6 +436,10 @@ pub async fn execute(
                 }
                 let dir = std::path::Path::new(&sandbox_config.log_directory).join(name);
                 let _ = std::fs::create_dir_all(dir);
+                // A subPath that does not exist yet is created, as upstream does.
+                for m in &config.mounts {
+                    let _ = std::fs::create_dir_all(&m.host_path);
+                }
                 let id = match runtime.create_container(&sandbox_id, config, sandbox_config).await {
                     Ok(id) => id,
                     Err(e) => {
@@ -403,66 +489,113 @@ fn condition(type_: &str, ok: bool, reason: Option<&str>, old: Option<&PodStatus
     }
 }
 
-/// The pod's status from what the runtime has. Pure (`now` is passed in).
-pub fn pod_status(pod: &Pod, observed: &Observed, waiting: &WaitingReasons, node: &NodeContext, now: Timestamp) -> PodStatus {
+/// How a container's status counts toward the pod phase.
+#[derive(Clone, Copy, PartialEq)]
+enum Counted {
+    Running,
+    Waiting,
+    Succeeded,
+    Failed,
+}
+
+/// One container's status from its newest runtime container. `default_wait` is the
+/// waiting reason when nothing more specific is known.
+fn container_status(
+    c: &k8s_openapi::api::core::v1::Container,
+    latest: Option<&ContainerInfo>,
+    waiting: &WaitingReasons,
+    health: &Health,
+    default_wait: &str,
+) -> (ContainerStatus, Counted) {
+    let (state, ready, started, counted) = match latest {
+        Some(k) if k.state == api::ContainerState::ContainerRunning => {
+            // Without probes a running container is started and ready; with them the
+            // prober's results decide (no result yet: not started / not ready).
+            let started = c.startup_probe.is_none() || health.started(&k.id);
+            let ready = started && (c.readiness_probe.is_none() || health.ready(&k.id));
+            let running = ContainerStateRunning { started_at: time_from_nanos(k.started_at) };
+            (ContainerState { running: Some(running), ..Default::default() }, ready, started, Counted::Running)
+        }
+        Some(k) if k.state == api::ContainerState::ContainerExited && !waiting.contains_key(&c.name) => {
+            let counted = if k.exit_code == 0 { Counted::Succeeded } else { Counted::Failed };
+            let reason = if k.reason.is_empty() { if k.exit_code == 0 { "Completed" } else { "Error" } } else { &k.reason };
+            let terminated = ContainerStateTerminated {
+                container_id: Some(format!("containerd://{}", k.id)),
+                exit_code: k.exit_code,
+                reason: Some(reason.to_string()),
+                message: Some(k.message.clone()).filter(|m| !m.is_empty()),
+                started_at: time_from_nanos(k.started_at),
+                finished_at: time_from_nanos(k.finished_at),
+                ..Default::default()
+            };
+            (ContainerState { terminated: Some(terminated), ..Default::default() }, false, false, counted)
+        }
+        _ => {
+            // Ran before: waiting to restart.
+            let ran = latest.is_some_and(|k| k.attempt > 0 || k.state == api::ContainerState::ContainerExited);
+            let (reason, message) = waiting.get(&c.name).cloned().unwrap_or((default_wait.into(), String::new()));
+            let w = ContainerStateWaiting { reason: Some(reason), message: Some(message).filter(|m| !m.is_empty()) };
+            (ContainerState { waiting: Some(w), ..Default::default() }, false, false, if ran { Counted::Failed } else { Counted::Waiting })
+        }
+    };
+    let status = ContainerStatus {
+        name: c.name.clone(),
+        image: c.image.clone().unwrap_or_default(),
+        image_id: latest.map(|k| k.image_ref.clone()).unwrap_or_default(),
+        container_id: latest.map(|k| format!("containerd://{}", k.id)),
+        restart_count: latest.map(|k| k.attempt as i32).unwrap_or(0),
+        ready,
+        started: Some(started),
+        state: Some(state),
+        ..Default::default()
+    };
+    (status, counted)
+}
+
+/// The pod's status from what the runtime has and what the prober found. Pure (`now`
+/// is passed in).
+pub fn pod_status(pod: &Pod, observed: &Observed, waiting: &WaitingReasons, node: &NodeContext, now: Timestamp, health: &Health) -> PodStatus {
     let now = Time(now);
     let old = pod.status.as_ref();
     let containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
+    let inits = pod.spec.as_ref().and_then(|s| s.init_containers.as_deref()).unwrap_or_default();
     let policy = restart_policy(pod);
     let sandbox_ready = observed.latest_sandbox().is_some_and(|s| s.ready);
 
+    let mut init_statuses = Vec::new();
+    let mut init_failed = false;
+    for c in inits {
+        let (mut st, counted) = container_status(c, observed.latest_container(&c.name), waiting, health, "PodInitializing");
+        // An init container is ready once it has completed.
+        st.ready = counted == Counted::Succeeded;
+        init_failed |= counted == Counted::Failed;
+        init_statuses.push(st);
+    }
+    let initialized = init_statuses.iter().all(|s| s.ready);
+
     let mut statuses = Vec::new();
     let (mut running, mut waiting_n, mut succeeded, mut failed) = (0, 0, 0, 0);
+    let default_wait = if initialized { "ContainerCreating" } else { "PodInitializing" };
     for c in containers {
-        let latest = observed.latest_container(&c.name);
-        let (state, ready, started) = match latest {
-            Some(k) if k.state == api::ContainerState::ContainerRunning => {
-                running += 1;
-                (ContainerState { running: Some(ContainerStateRunning { started_at: time_from_nanos(k.started_at) }), ..Default::default() }, true, true)
-            }
-            Some(k) if k.state == api::ContainerState::ContainerExited && !waiting.contains_key(&c.name) => {
-                if k.exit_code == 0 { succeeded += 1 } else { failed += 1 }
-                let reason = if k.reason.is_empty() { if k.exit_code == 0 { "Completed" } else { "Error" } } else { &k.reason };
-                let terminated = ContainerStateTerminated {
-                    container_id: Some(format!("containerd://{}", k.id)),
-                    exit_code: k.exit_code,
-                    reason: Some(reason.to_string()),
-                    message: Some(k.message.clone()).filter(|m| !m.is_empty()),
-                    started_at: time_from_nanos(k.started_at),
-                    finished_at: time_from_nanos(k.finished_at),
-                    ..Default::default()
-                };
-                (ContainerState { terminated: Some(terminated), ..Default::default() }, false, false)
-            }
-            _ => {
-                if latest.is_some_and(|k| k.attempt > 0 || k.state == api::ContainerState::ContainerExited) {
-                    failed += 1; // ran before: waiting to restart
-                } else {
-                    waiting_n += 1;
-                }
-                let (reason, message) = waiting.get(&c.name).cloned().unwrap_or(("ContainerCreating".into(), String::new()));
-                let w = ContainerStateWaiting { reason: Some(reason), message: Some(message).filter(|m| !m.is_empty()) };
-                (ContainerState { waiting: Some(w), ..Default::default() }, false, false)
-            }
-        };
-        statuses.push(ContainerStatus {
-            name: c.name.clone(),
-            image: c.image.clone().unwrap_or_default(),
-            image_id: latest.map(|k| k.image_ref.clone()).unwrap_or_default(),
-            container_id: latest.map(|k| format!("containerd://{}", k.id)),
-            restart_count: latest.map(|k| k.attempt as i32).unwrap_or(0),
-            ready,
-            started: Some(started),
-            state: Some(state),
-            ..Default::default()
-        });
+        let (st, counted) = container_status(c, observed.latest_container(&c.name), waiting, health, default_wait);
+        match counted {
+            Counted::Running => running += 1,
+            Counted::Waiting => waiting_n += 1,
+            Counted::Succeeded => succeeded += 1,
+            Counted::Failed => failed += 1,
+        }
+        statuses.push(st);
     }
     let total = containers.len();
     // Kubernetes' getPhase: a container that never ran keeps the pod Pending; once all
-    // have run, the restart policy decides between Running, Succeeded and Failed.
+    // have run, the restart policy decides between Running, Succeeded and Failed. Until
+    // the init containers are done the pod is Pending, or Failed when one failed and
+    // will not be restarted.
     let finished_before = old.and_then(|s| s.phase.as_deref()).filter(|p| *p == "Succeeded" || *p == "Failed");
     let phase = if let Some(p) = finished_before {
         p
+    } else if !initialized {
+        if init_failed && policy == "Never" { "Failed" } else { "Pending" }
     } else if waiting_n > 0 || total == 0 || !sandbox_ready && running == 0 && succeeded + failed == 0 {
         "Pending"
     } else if running > 0 {
@@ -476,10 +609,10 @@ pub fn pod_status(pod: &Pod, observed: &Observed, waiting: &WaitingReasons, node
         }
     }
     .to_string();
-    let all_ready = total > 0 && statuses.iter().all(|s| s.ready);
+    let all_ready = initialized && total > 0 && statuses.iter().all(|s| s.ready);
     let mut conditions = vec![
         condition("PodReadyToStartContainers", sandbox_ready, None, old, &now),
-        condition("Initialized", true, None, old, &now),
+        condition("Initialized", initialized, Some("ContainersNotInitialized"), old, &now),
         condition("ContainersReady", all_ready, Some("ContainersNotReady"), old, &now),
         condition("Ready", all_ready, Some("ContainersNotReady"), old, &now),
     ];
@@ -492,6 +625,7 @@ pub fn pod_status(pod: &Pod, observed: &Observed, waiting: &WaitingReasons, node
         phase: Some(phase),
         conditions: Some(conditions),
         container_statuses: Some(statuses),
+        init_container_statuses: Some(init_statuses).filter(|s| !s.is_empty()),
         pod_ips: pod_ip.clone().map(|ip| vec![PodIP { ip }]),
         pod_ip,
         host_ip: Some(node.node_ip.clone()).filter(|ip| !ip.is_empty()),
@@ -621,7 +755,7 @@ mod tests {
     }
 
     fn phase_of(policy: &str, observed: &Observed, waiting: &WaitingReasons) -> (String, bool) {
-        let st = pod_status(&pod(policy, &["a"]), observed, waiting, &node(), Timestamp::now());
+        let st = pod_status(&pod(policy, &["a"]), observed, waiting, &node(), Timestamp::now(), &Health::default());
         let ready = st.conditions.unwrap().iter().find(|c| c.type_ == "Ready").unwrap().status == "True";
         (st.phase.unwrap(), ready)
     }
@@ -646,7 +780,7 @@ mod tests {
     #[test]
     fn status_reports_ips_container_states_and_waiting_reasons() {
         let observed = Observed { sandboxes: vec![sb("s", 0, true)], containers: vec![ctr("c", "s", "a", 2, Running, 0)], pod_ip: "10.1.0.2".into() };
-        let st = pod_status(&pod("Always", &["a", "b"]), &observed, &WaitingReasons::from([("b".to_string(), ("ErrImagePull".to_string(), "not found".to_string()))]), &node(), Timestamp::now());
+        let st = pod_status(&pod("Always", &["a", "b"]), &observed, &WaitingReasons::from([("b".to_string(), ("ErrImagePull".to_string(), "not found".to_string()))]), &node(), Timestamp::now(), &Health::default());
         assert_eq!(st.pod_ip.as_deref(), Some("10.1.0.2"));
         assert_eq!(st.host_ip.as_deref(), Some("192.168.77.2"));
         assert_eq!(st.phase.as_deref(), Some("Pending"), "b never ran");
@@ -665,8 +799,8 @@ mod tests {
         let observed = Observed { sandboxes: vec![sb("s", 0, true)], containers: vec![ctr("c", "s", "a", 0, Running, 0)], pod_ip: "10.1.0.2".into() };
         let mut p = pod("Always", &["a"]);
         let t0 = Timestamp::from_second(1_700_000_000).unwrap();
-        p.status = Some(pod_status(&p, &observed, &WaitingReasons::new(), &node(), t0));
-        let later = pod_status(&p, &observed, &WaitingReasons::new(), &node(), Timestamp::from_second(1_700_000_100).unwrap());
+        p.status = Some(pod_status(&p, &observed, &WaitingReasons::new(), &node(), t0, &Health::default()));
+        let later = pod_status(&p, &observed, &WaitingReasons::new(), &node(), Timestamp::from_second(1_700_000_100).unwrap(), &Health::default());
         let ready = later.conditions.unwrap().into_iter().find(|c| c.type_ == "Ready").unwrap();
         assert_eq!(ready.last_transition_time, Some(Time(t0)));
         assert_eq!(later.start_time, Some(Time(t0)));
@@ -681,7 +815,7 @@ mod tests {
         p.spec.as_mut().unwrap().containers[1].image = Some("nope:1".into());
 
         let observed = observe(&rt, "u1").await.unwrap();
-        let waiting = execute(&rt, &p, &node, &observed, &plan(&p, &observed, FAR_FUTURE).steps).await.unwrap();
+        let waiting = execute(&rt, &p, &node, &observed, &plan(&p, &observed, FAR_FUTURE).steps, &PodObjects::default()).await.unwrap();
         assert_eq!(waiting["b"].0, "ErrImagePull");
         assert!(tmp.path().join("default_p_u1/a").is_dir(), "log directory created");
 
@@ -693,7 +827,7 @@ mod tests {
         assert_eq!(plan(&p, &observed, FAR_FUTURE).steps, vec![start("b", 0)]);
 
         p.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
-        execute(&rt, &p, &node, &observed, &plan(&p, &observed, FAR_FUTURE).steps).await.unwrap();
+        execute(&rt, &p, &node, &observed, &plan(&p, &observed, FAR_FUTURE).steps, &PodObjects::default()).await.unwrap();
         let observed = observe(&rt, "u1").await.unwrap();
         assert!(!observed.has_live_parts());
         remove_pod(&rt, &observed).await.unwrap();
@@ -722,11 +856,129 @@ mod tests {
             c.image = Some(image.into());
             c.image_pull_policy = policy.map(String::from);
             let observed = observe(&rt, "u1").await.unwrap();
-            let waiting = execute(&rt, &p, &node, &observed, &plan(&p, &observed, FAR_FUTURE).steps).await.unwrap();
+            let waiting = execute(&rt, &p, &node, &observed, &plan(&p, &observed, FAR_FUTURE).steps, &PodObjects::default()).await.unwrap();
             let case = format!("{image} {policy:?} present={present} pullable={pullable}");
             assert_eq!(waiting.get("a").map(|w| w.0.as_str()), want_reason, "{case}");
             let pulled = rt.calls().iter().any(|c| c.starts_with("PullImage"));
             assert_eq!(pulled, want_pull, "{case}");
         }
+    }
+
+    fn with_inits(policy: &str, inits: &[&str], names: &[&str]) -> Pod {
+        let mut p = pod(policy, names);
+        let inits: Vec<_> = inits.iter().map(|n| json!({"name": n, "image": "busybox:1.36"})).collect();
+        p.spec.as_mut().unwrap().init_containers = Some(serde_json::from_value(json!(inits)).unwrap());
+        p
+    }
+
+    #[test]
+    fn init_containers_run_one_at_a_time_before_the_app() {
+        let o = |containers: Vec<ContainerInfo>| Observed { sandboxes: vec![sb("s", 0, true)], containers, pod_ip: "10.1.0.2".into() };
+        let cases: Vec<(&str, &str, Observed, Vec<Step>, bool)> = vec![
+            ("new pod starts the first init only", "Always", Observed::default(), vec![Step::RunSandbox { attempt: 0 }, start("i1", 0)], true),
+            ("first init running: wait", "Always", o(vec![ctr("c1", "s", "i1", 0, Running, 0)]), vec![], true),
+            ("first done: second starts", "Always", o(vec![ctr("c1", "s", "i1", 0, Exited, 0)]), vec![start("i2", 0)], true),
+            (
+                "all done: app starts",
+                "Always",
+                o(vec![ctr("c1", "s", "i1", 0, Exited, 0), ctr("c2", "s", "i2", 0, Exited, 0)]),
+                vec![start("a", 0)],
+                false,
+            ),
+            ("failed init restarts", "OnFailure", o(vec![ctr("c1", "s", "i1", 0, Exited, 1)]), vec![start("i1", 1)], true),
+            ("failed init under Never stops", "Never", o(vec![ctr("c1", "s", "i1", 0, Exited, 1)]), vec![], false),
+            (
+                "inits of an old sandbox do not count in a new one",
+                "Always",
+                Observed {
+                    sandboxes: vec![sb("s", 0, false), sb("t", 1, true)],
+                    containers: vec![ctr("c1", "s", "i1", 0, Exited, 0), ctr("c2", "s", "i2", 0, Exited, 0)],
+                    pod_ip: String::new(),
+                },
+                vec![start("i1", 1)],
+                true,
+            ),
+        ];
+        for (name, policy, observed, want, poll) in cases {
+            let got = plan(&with_inits(policy, &["i1", "i2"], &["a"]), &observed, FAR_FUTURE);
+            assert_eq!((got.steps, got.poll), (want, poll), "{name}");
+        }
+    }
+
+    #[test]
+    fn init_status_phase_and_conditions() {
+        let status = |policy: &str, containers: Vec<ContainerInfo>| {
+            let observed = Observed { sandboxes: vec![sb("s", 0, true)], containers, pod_ip: "10.1.0.2".into() };
+            pod_status(&with_inits(policy, &["i1", "i2"], &["a"]), &observed, &WaitingReasons::new(), &node(), Timestamp::now(), &Health::default())
+        };
+        let cond = |st: &PodStatus, t: &str| st.conditions.as_ref().unwrap().iter().find(|c| c.type_ == t).unwrap().status.clone();
+
+        let st = status("Always", vec![ctr("c1", "s", "i1", 0, Exited, 0), ctr("c2", "s", "i2", 0, Running, 0)]);
+        assert_eq!(st.phase.as_deref(), Some("Pending"));
+        assert_eq!(cond(&st, "Initialized"), "False");
+        let inits = st.init_container_statuses.as_ref().unwrap();
+        assert_eq!(inits.iter().map(|s| s.ready).collect::<Vec<_>>(), [true, false]);
+        assert!(inits[1].state.as_ref().unwrap().running.is_some());
+        let app = &st.container_statuses.as_ref().unwrap()[0];
+        assert_eq!(app.state.as_ref().unwrap().waiting.as_ref().unwrap().reason.as_deref(), Some("PodInitializing"));
+
+        let st = status("Never", vec![ctr("c1", "s", "i1", 0, Exited, 1)]);
+        assert_eq!(st.phase.as_deref(), Some("Failed"));
+        let st = status("OnFailure", vec![ctr("c1", "s", "i1", 0, Exited, 1)]);
+        assert_eq!(st.phase.as_deref(), Some("Pending"));
+        assert_eq!(st.init_container_statuses.unwrap()[0].state.as_ref().unwrap().terminated.as_ref().unwrap().exit_code, 1);
+
+        let st = status("Always", vec![ctr("c1", "s", "i1", 0, Exited, 0), ctr("c2", "s", "i2", 0, Exited, 0), ctr("c3", "s", "a", 0, Running, 0)]);
+        assert_eq!((st.phase.as_deref(), cond(&st, "Initialized"), cond(&st, "Ready")), (Some("Running"), "True".to_string(), "True".to_string()));
+    }
+
+    #[test]
+    fn probes_decide_ready_and_started() {
+        let mut p = pod("Always", &["a"]);
+        let c = &mut p.spec.as_mut().unwrap().containers[0];
+        c.readiness_probe = Some(serde_json::from_value(json!({"exec": {"command": ["true"]}})).unwrap());
+        c.startup_probe = Some(serde_json::from_value(json!({"exec": {"command": ["true"]}})).unwrap());
+        let observed = Observed { sandboxes: vec![sb("s", 0, true)], containers: vec![ctr("c", "s", "a", 0, Running, 0)], pod_ip: "10.1.0.2".into() };
+        let health = |started: bool, ready: bool| Health {
+            started: std::collections::HashMap::from([("c".to_string(), started)]),
+            ready: std::collections::HashMap::from([("c".to_string(), ready)]),
+        };
+        // (health) -> (started, ready, pod Ready)
+        let cases = [(Health::default(), (false, false)), (health(true, false), (true, false)), (health(false, true), (false, false)), (health(true, true), (true, true))];
+        for (h, (started, ready)) in cases {
+            let st = pod_status(&p, &observed, &WaitingReasons::new(), &node(), Timestamp::now(), &h);
+            let cs = &st.container_statuses.as_ref().unwrap()[0];
+            assert_eq!((cs.started, cs.ready), (Some(started), ready), "{h:?}");
+            let pod_ready = st.conditions.unwrap().iter().find(|c| c.type_ == "Ready").unwrap().status == "True";
+            assert_eq!(pod_ready, ready, "{h:?}");
+            assert_eq!(st.phase.as_deref(), Some("Running"));
+        }
+    }
+
+    #[tokio::test]
+    async fn execute_writes_volumes_and_mounts_them() {
+        let rt = crate::cri::FakeRuntime::new().with_pullable(&["busybox:1.36"]);
+        let tmp = tempfile::tempdir().unwrap();
+        let node = NodeContext { log_root: tmp.path().join("logs"), root_dir: tmp.path().join("root"), ..Default::default() };
+        let mut p = pod("Always", &["a", "b"]);
+        let spec = p.spec.as_mut().unwrap();
+        spec.volumes = Some(serde_json::from_value(json!([{"name": "conf", "configMap": {"name": "cm"}}, {"name": "scratch", "emptyDir": {}}])).unwrap());
+        spec.containers[0].volume_mounts = Some(serde_json::from_value(json!([{"name": "conf", "mountPath": "/etc/c"}, {"name": "scratch", "mountPath": "/s", "subPath": "x"}])).unwrap());
+        spec.containers[1].volume_mounts = Some(serde_json::from_value(json!([{"name": "undefined", "mountPath": "/u"}])).unwrap());
+        let cm: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({"metadata": {"name": "cm"}, "data": {"k": "v"}})).unwrap();
+        let objects = PodObjects { config_maps: BTreeMap::from([("cm".to_string(), cm)]), ..Default::default() };
+        let observed = observe(&rt, "u1").await.unwrap();
+        let waiting = execute(&rt, &p, &node, &observed, &plan(&p, &observed, FAR_FUTURE).steps, &objects).await.unwrap();
+        assert_eq!(waiting["b"].0, "CreateContainerConfigError");
+        assert!(waiting["b"].1.contains("undefined"), "{}", waiting["b"].1);
+        assert!(!waiting.contains_key("a"), "{waiting:?}");
+        let vols = tmp.path().join("root/pods/u1/volumes");
+        assert_eq!(std::fs::read_to_string(vols.join("conf/k")).unwrap(), "v");
+        assert!(vols.join("scratch/x").is_dir(), "subPath created");
+        // A missing configMap blocks the containers that need it.
+        let p2 = { let mut q = p.clone(); q.metadata.uid = Some("u2".into()); q };
+        let observed = observe(&rt, "u2").await.unwrap();
+        let waiting = execute(&rt, &p2, &node, &observed, &plan(&p2, &observed, FAR_FUTURE).steps, &PodObjects::default()).await.unwrap();
+        assert!(waiting["a"].1.contains("not found"), "{waiting:?}");
     }
 }

@@ -164,7 +164,7 @@ pub async fn log(api: &Api, pod_res: &skiff_api::ResourceInfo, ns: &str, name: &
         q.finish()
     };
     let path = kubelet_path("log", ns, name, Some(&container), &query);
-    let mut sender = open(&node, addr).await?;
+    let mut sender = open(api, &node, addr).await?;
     let out = Request::get(path)
         .header(http::header::HOST, addr.to_string())
         .body(Full::new(Bytes::new()))
@@ -208,7 +208,7 @@ pub async fn stream(api: &Api, pod_res: &skiff_api::ResourceInfo, ns: &str, name
         )));
     };
     let path = kubelet_path(sub, ns, name, container.as_deref(), &req.query);
-    let mut sender = open(&node, addr).await?;
+    let mut sender = open(api, &node, addr).await?;
     let mut out = Request::builder().method(req.method.clone()).uri(path);
     for (k, v) in &req.headers {
         // Our caller's credentials are for us; the kubelet trusts the API server.
@@ -252,11 +252,18 @@ fn unreachable_node(node: &str, addr: SocketAddr, why: &str) -> ApiError {
 }
 
 /// A TLS connection to the kubelet with an HTTP/1.1 client on it.
-async fn open(node: &str, addr: SocketAddr) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, ApiError> {
-    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
-        .await
-        .map_err(|_| unreachable_node(node, addr, "connect timed out"))?
-        .map_err(|e| unreachable_node(node, addr, &e.to_string()))?;
+async fn open(api: &Api, node: &str, addr: SocketAddr) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, ApiError> {
+    // In a lab the nodes' addresses exist only inside its namespaces: connect from
+    // there, never through the host's routes.
+    let tcp = match &api.kubelet_netns {
+        Some(ns) => crate::netns::connect_in(ns, addr, CONNECT_TIMEOUT)
+            .await
+            .map_err(|e| unreachable_node(node, addr, &e.to_string()))?,
+        None => tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
+            .await
+            .map_err(|_| unreachable_node(node, addr, "connect timed out"))?
+            .map_err(|e| unreachable_node(node, addr, &e.to_string()))?,
+    };
     let server_name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
     let tls = tokio_rustls::TlsConnector::from(client_config())
         .connect(server_name, tcp)

@@ -45,14 +45,21 @@ pub struct Api {
     pub shutdown: CancellationToken,
     /// tolerationSeconds of the default not-ready/unreachable tolerations.
     pub default_toleration_seconds: i64,
+    /// Network namespace to open kubelet connections from (a lab's hub), so they never
+    /// use the host's routes; None on real machines.
+    pub kubelet_netns: Option<String>,
 }
 
 /// The parts of a request the handlers need, with the body read lazily.
 pub struct Req {
     pub method: Method,
     pub query: Query,
+    /// The query string as sent (repeated keys such as exec's `command` kept in order).
+    pub raw_query: String,
     pub headers: http::HeaderMap,
     pub body: Bytes,
+    /// The connection's upgrade handle, for exec/attach/port-forward pass-through.
+    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
 impl Req {
@@ -122,12 +129,20 @@ where
         let guard = api.auth.read().expect("auth lock");
         Some(guard.authenticate(authz.as_deref()).cloned().ok_or_else(ApiError::unauthorized)?)
     };
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let body = match parts.method {
         Method::GET | Method::HEAD => Bytes::new(),
         _ => request::read_body(body).await?,
     };
-    let r = Req { method: parts.method, query: Query::parse(parts.uri.query()), headers: parts.headers, body };
+    let r = Req {
+        method: parts.method,
+        query: Query::parse(parts.uri.query()),
+        raw_query: parts.uri.query().unwrap_or("").to_string(),
+        headers: parts.headers,
+        body,
+        upgrade,
+    };
     match route {
         Route::Health(_) => Ok(response::text(200, "ok")),
         Route::CaCerts => Ok(response::text(200, &api.ca_pem)),

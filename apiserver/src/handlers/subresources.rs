@@ -41,7 +41,13 @@ pub async fn dispatch(api: &Arc<Api>, rp: &ResourcePath, sub: &str, req: Req) ->
             super::kubelet_proxy::log(api, res, rp.namespace.as_deref().unwrap_or("default"), &name, &req).await
         }
         ("exec" | "attach" | "portforward", _) => {
-            let stream = super::kubelet_proxy::StreamRequest::from_req(&req);
+            let mut req = req;
+            let stream = super::kubelet_proxy::StreamRequest {
+                method: req.method.clone(),
+                headers: req.headers.clone(),
+                query: req.raw_query.clone(),
+                upgrade: req.upgrade.take(),
+            };
             super::kubelet_proxy::stream(api, res, rp.namespace.as_deref().unwrap_or("default"), &name, sub, stream).await
         }
         ("proxy", _) => Err(ApiError::service_unavailable(format!(

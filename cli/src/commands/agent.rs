@@ -46,6 +46,16 @@ pub struct AgentArgs {
     /// Switch the ingress controller off.
     #[arg(long)]
     pub no_ingress: bool,
+    /// Switch the node-local cluster DNS off.
+    #[arg(long)]
+    pub no_dns: bool,
+    /// Upstream resolver for names outside the cluster (repeatable); default: the
+    /// nameservers in /etc/resolv.conf.
+    #[arg(long)]
+    pub dns_upstream: Vec<SocketAddr>,
+    /// Forward no names outside the cluster: answer SERVFAIL at once (offline labs).
+    #[arg(long, conflicts_with = "dns_upstream")]
+    pub no_dns_upstream: bool,
     #[arg(long, default_value = "0.0.0.0:80")]
     pub ingress_http: SocketAddr,
     #[arg(long, default_value = "0.0.0.0:443")]
@@ -110,6 +120,14 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         containerd_socket: args.containerd_socket,
         data_dir: args.data_dir,
         ingress: (!args.no_ingress).then_some((args.ingress_http, args.ingress_https)),
+        dns: !args.no_dns,
+        dns_upstreams: if args.no_dns_upstream {
+            Some(Vec::new())
+        } else if args.dns_upstream.is_empty() {
+            None
+        } else {
+            Some(args.dns_upstream.clone())
+        },
         heartbeat: Duration::from_secs(args.heartbeat_seconds.max(1)),
         resync: Duration::from_secs(10),
     };

@@ -58,6 +58,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         listen: args.listen,
         netns_listen: Vec::new(),
         default_toleration_seconds: 300,
+        kubelet_netns: None,
         advertise_host: args.advertise_address,
         tls_sans: args.tls_san,
         service_cidr: args.service_cidr,

@@ -234,6 +234,7 @@ async fn bring_up(
         netns_listen: vec![(hub.clone(), SocketAddr::from((net::HUB_IP, LAB_API_PORT)))],
         tls_sans: vec![net::HUB_IP.to_string()],
         default_toleration_seconds: if config.fast_failover { 10 } else { 300 },
+        kubelet_netns: Some(hub.clone()),
         ..Default::default()
     };
     let cp_token = shutdown.child_token();
@@ -278,6 +279,9 @@ async fn bring_up(
         if config.fast_failover {
             args.extend(["--heartbeat-seconds".to_string(), "2".to_string()]);
         }
+        // The lab has no way out: names outside the cluster fail at once instead of
+        // waiting for resolvers that cannot be reached from inside it.
+        args.push("--no-dns-upstream".to_string());
         let logs = dir.join("logs");
         std::fs::create_dir_all(&logs).map_err(super::io(&logs))?;
         let spec = AgentSpec { node: h.name.clone(), netns: h.netns.clone(), exe: exe.to_path_buf(), args, log: logs.join(format!("{}-agent.log", h.name)) };
