@@ -155,6 +155,16 @@ check "its pods are replaced on the other node" wait_for 120 bash -c "test \$('$
 kill -CONT "$AGENT2"
 check "the node comes back Ready" wait_for 60 bash -c "'$K' get node node2 --no-headers | grep -qw Ready"
 
+echo "== server restart"
+SNAP() { "$K" get deploy,rs,svc,cm -A -o jsonpath='{range .items[*]}{.kind}/{.metadata.namespace}/{.metadata.name}@{.metadata.uid} {end}' | tr ' ' '\n' | sort; }
+BEFORE_SNAP=$(SNAP)
+lab restart-server --dir "$DIR" >/dev/null
+sleep 2
+check "the API server answers again after a restart" wait_for 30 "$K" get --raw /readyz
+AFTER_SNAP=$(SNAP)
+check "a server restart loses no object (same names and UIDs)" test "$BEFORE_SNAP" = "$AFTER_SNAP"
+expect_output "the demo still answers after the server restart" "^web-" in_client wget -qO- "http://$N1:30080/"
+
 echo "== deletion"
 "$K" delete -n demo deploy web --wait=false >/dev/null
 check "deleting the Deployment removes its ReplicaSets and pods" wait_for 90 bash -c "test -z \"\$('$K' get rs,pods -n demo -l app=web --no-headers 2>/dev/null | grep -v Terminating)\""

@@ -39,6 +39,11 @@ pub enum LabCommand {
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },
+    /// Restart the control plane over its data dir (nodes and pods keep running).
+    RestartServer {
+        #[command(flatten)]
+        dir: DirArg,
+    },
     /// Nodes, addresses, processes and their memory.
     Status {
         #[command(flatten)]
@@ -80,6 +85,11 @@ pub async fn run(cmd: LabCommand) -> anyhow::Result<()> {
         LabCommand::Exec { dir, host, cmd } => {
             let code = skiff_cluster::lab::exec(&dir.dir, &host, &cmd)?;
             std::process::exit(code);
+        }
+        LabCommand::RestartServer { dir } => {
+            skiff_cluster::lab::restart_server(&dir.dir)?;
+            println!("control plane restarting; it answers again within seconds");
+            Ok(())
         }
         LabCommand::Status { dir } => {
             print!("{}", skiff_cluster::lab::status(&dir.dir)?);

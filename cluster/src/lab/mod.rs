@@ -241,6 +241,19 @@ pub fn exec(dir: &Path, host: &str, cmd: &[String]) -> Result<i32, LabError> {
     Ok(status.code().unwrap_or(1))
 }
 
+/// `skiff lab restart-server`: restarts the control plane over its data dir (what a
+/// server reboot does), keeping nodes and pods running. Returns once it answers again.
+pub fn restart_server(dir: &Path) -> Result<(), LabError> {
+    let state = LabState::load(dir).ok_or_else(|| LabError::NotUp(dir.display().to_string()))?;
+    if !state.supervisor_alive() {
+        return Err(LabError::NotUp(dir.display().to_string()));
+    }
+    let pid = nix::unistd::Pid::from_raw(state.supervisor_pid as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1)
+        .map_err(|e| LabError::Failed(format!("signalling the lab supervisor: {e}")))?;
+    Ok(())
+}
+
 /// `skiff lab status`: nodes, addresses, processes and their memory.
 pub fn status(dir: &Path) -> Result<String, LabError> {
     let state = LabState::load(dir).ok_or_else(|| LabError::NotUp(dir.display().to_string()))?;

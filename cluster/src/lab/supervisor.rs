@@ -47,6 +47,8 @@ impl Progress {
 struct Running {
     registry: Option<Registry>,
     control_plane: Option<(ControlPlane, CancellationToken)>,
+    /// How the control plane was started, to start it again (`skiff lab restart-server`).
+    control_plane_config: Option<ControlPlaneConfig>,
     containerds: Vec<(String, Containerd)>,
     agents: Vec<(String, Daemon)>,
     /// How each agent was started, to start it again when it dies.
@@ -116,9 +118,30 @@ pub async fn run(config: LabConfig, exe: PathBuf, shutdown: CancellationToken) -
             p.raw("READY");
             // Like a service manager with Restart=always: an agent that dies (a crash,
             // or `kill` in a failover exercise) comes back, and re-adopts its pods.
+            // SIGUSR1 (`skiff lab restart-server`) restarts the control plane over its
+            // data dir, as a server reboot would.
+            let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+                .map_err(|e| LabError::Failed(format!("installing the SIGUSR1 handler: {e}")))?;
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
+                    _ = usr1.recv() => {
+                        if let Some((cp, token)) = running.control_plane.take() {
+                            tracing::info!("restarting the control plane");
+                            token.cancel();
+                            cp.wait().await;
+                            let token = shutdown.child_token();
+                            let cfg = running.control_plane_config.clone().expect("kept at start");
+                            match control_plane::start(cfg, token.clone()).await {
+                                Ok(cp) => {
+                                    running.control_plane = Some((cp, token));
+                                    tracing::info!("control plane restarted");
+                                }
+                                Err(e) => tracing::error!(error = %e, "the control plane did not restart"),
+                            }
+                        }
+                        continue;
+                    }
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
                 let mut changed = false;
@@ -238,12 +261,9 @@ async fn bring_up(
         ..Default::default()
     };
     let cp_token = shutdown.child_token();
-    let cp = control_plane::start(
-        ControlPlaneConfig { api, controllers: Some(controllers), scheduler: Some(control_plane::default_scheduler()) },
-        cp_token.clone(),
-    )
-    .await
-    .map_err(|e| failed("control plane")(&e))?;
+    let cp_config = ControlPlaneConfig { api, controllers: Some(controllers), scheduler: Some(control_plane::default_scheduler()) };
+    running.control_plane_config = Some(cp_config.clone());
+    let cp = control_plane::start(cp_config, cp_token.clone()).await.map_err(|e| failed("control plane")(&e))?;
     let kubeconfig = cp.api.kubeconfig.clone();
     let api_url = cp.api.url.clone();
     // Agents reach the server on the lab network, not on the host's loopback.
