@@ -119,8 +119,16 @@ pub fn pod_spec(spec: &mut Value) {
     set_default(spec, "enableServiceLinks", json!(true));
     // The ServiceAccount admission step names the namespace's default account, and the
     // v1 API mirrors it in the deprecated `serviceAccount` field.
-    let sa = spec.get("serviceAccount").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
-    set_default(spec, "serviceAccountName", json!(sa.unwrap_or_else(|| "default".into())));
+    let sa = spec
+        .get("serviceAccount")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    set_default(
+        spec,
+        "serviceAccountName",
+        json!(sa.unwrap_or_else(|| "default".into())),
+    );
     let sa_name = spec["serviceAccountName"].clone();
     set_default(spec, "serviceAccount", sa_name);
     let host_network = spec.get("hostNetwork").and_then(Value::as_bool) == Some(true);
@@ -138,7 +146,11 @@ fn container(c: &mut Value, host_network: bool) {
     if !c.is_object() {
         return;
     }
-    let image = c.get("image").and_then(Value::as_str).unwrap_or("").to_string();
+    let image = c
+        .get("image")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     set_default(c, "imagePullPolicy", json!(image_pull_policy(&image)));
     set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
     set_default(c, "terminationMessagePolicy", json!("File"));
@@ -164,19 +176,28 @@ fn container(c: &mut Value, host_network: bool) {
         }
     }
     for hook in ["postStart", "preStop"] {
-        if let Some(h) = c.pointer_mut(&format!("/lifecycle/{hook}/httpGet")).filter(|h| h.is_object()) {
+        if let Some(h) = c
+            .pointer_mut(&format!("/lifecycle/{hook}/httpGet"))
+            .filter(|h| h.is_object())
+        {
             set_default(h, "path", json!("/"));
             set_default(h, "scheme", json!("HTTP"));
         }
     }
     for env in array_mut(c, "env") {
-        if let Some(f) = env.pointer_mut("/valueFrom/fieldRef").filter(|f| f.is_object()) {
+        if let Some(f) = env
+            .pointer_mut("/valueFrom/fieldRef")
+            .filter(|f| f.is_object())
+        {
             set_default(f, "apiVersion", json!("v1"));
         }
     }
     // A limit without a request requests the limit (upstream's pod defaulting), so the
     // scheduler reserves what the container may use.
-    let limits = c.pointer("/resources/limits").and_then(Value::as_object).cloned();
+    let limits = c
+        .pointer("/resources/limits")
+        .and_then(Value::as_object)
+        .cloned();
     if let Some(limits) = limits.filter(|l| !l.is_empty()) {
         let resources = child(c, "resources");
         let requests = child(resources, "requests");
@@ -263,15 +284,25 @@ fn service(obj: &mut Value) {
         }
     }
     // Keep the two cluster IP fields in step when the client set only the old one.
-    let single = spec.get("clusterIP").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
-    let list_empty = spec.get("clusterIPs").and_then(Value::as_array).is_none_or(Vec::is_empty);
+    let single = spec
+        .get("clusterIP")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let list_empty = spec
+        .get("clusterIPs")
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty);
     if let (Some(ip), true) = (single, list_empty) {
         spec["clusterIPs"] = json!([ip]);
     }
 }
 
 fn namespace(obj: &mut Value) {
-    let name = obj.pointer("/metadata/name").and_then(Value::as_str).map(str::to_string);
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     // Upstream labels every namespace with its own name so selectors can pick it.
     if let Some(name) = name {
         let meta = crate::meta::metadata_mut(obj);
@@ -291,7 +322,8 @@ fn secret(obj: &mut Value) {
     set_default(obj, "type", json!("Opaque"));
     // `stringData` is a write-only convenience: merged into `data` (it wins on a
     // clash) and never stored, as the v1 conversion does.
-    let Some(Value::Object(string_data)) = obj.as_object_mut().and_then(|m| m.remove("stringData")) else {
+    let Some(Value::Object(string_data)) = obj.as_object_mut().and_then(|m| m.remove("stringData"))
+    else {
         return;
     };
     let data = child(obj, "data");
@@ -311,7 +343,11 @@ pub fn default_tolerations(pod: &mut Value) {
         return;
     }
     let spec = child(pod, "spec");
-    let tols: Vec<Value> = spec.get("tolerations").and_then(Value::as_array).cloned().unwrap_or_default();
+    let tols: Vec<Value> = spec
+        .get("tolerations")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let tolerates = |key: &str| {
         tols.iter().any(|t| {
             let k = t.get("key").and_then(Value::as_str).unwrap_or("");
@@ -320,7 +356,10 @@ pub fn default_tolerations(pod: &mut Value) {
         })
     };
     let mut add = Vec::new();
-    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
         if !tolerates(key) {
             add.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
         }
@@ -328,7 +367,11 @@ pub fn default_tolerations(pod: &mut Value) {
     if add.is_empty() {
         return;
     }
-    let list = spec.as_object_mut().expect("object").entry("tolerations").or_insert_with(|| json!([]));
+    let list = spec
+        .as_object_mut()
+        .expect("object")
+        .entry("tolerations")
+        .or_insert_with(|| json!([]));
     if !list.is_array() {
         *list = json!([]);
     }
@@ -341,7 +384,9 @@ pub fn default_tolerations(pod: &mut Value) {
 /// (matched by port number and protocol). Nothing is carried over to or from an
 /// ExternalName service, which has no allocations.
 pub fn carry_over_service_allocations(new: &mut Value, old: &Value) {
-    let Some(old_spec) = old.get("spec") else { return };
+    let Some(old_spec) = old.get("spec") else {
+        return;
+    };
     if !new.is_object() {
         return;
     }
@@ -350,27 +395,55 @@ pub fn carry_over_service_allocations(new: &mut Value, old: &Value) {
         return;
     }
     let spec = child(new, "spec");
-    for key in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "healthCheckNodePort"] {
+    for key in [
+        "clusterIP",
+        "clusterIPs",
+        "ipFamilies",
+        "ipFamilyPolicy",
+        "healthCheckNodePort",
+    ] {
         if let Some(v) = old_spec.get(key) {
             set_default(spec, key, v.clone());
-            if spec.get(key).and_then(Value::as_array).is_some_and(Vec::is_empty) {
+            if spec
+                .get(key)
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty)
+            {
                 spec[key] = v.clone();
             }
         }
     }
-    let ty = spec.get("type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+    let ty = spec
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+        .to_string();
     if ty != "NodePort" && ty != "LoadBalancer" {
         return;
     }
-    let old_ports = old_spec.get("ports").and_then(Value::as_array).cloned().unwrap_or_default();
+    let old_ports = old_spec
+        .get("ports")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let key = |p: &Value| {
-        (p.get("port").and_then(Value::as_i64), p.get("protocol").and_then(Value::as_str).unwrap_or("TCP").to_string())
+        (
+            p.get("port").and_then(Value::as_i64),
+            p.get("protocol")
+                .and_then(Value::as_str)
+                .unwrap_or("TCP")
+                .to_string(),
+        )
     };
     for p in array_mut(spec, "ports") {
         if !p.is_object() || p.get("nodePort").and_then(Value::as_i64).unwrap_or(0) != 0 {
             continue;
         }
-        if let Some(np) = old_ports.iter().find(|o| key(o) == key(p)).and_then(|o| o.get("nodePort")) {
+        if let Some(np) = old_ports
+            .iter()
+            .find(|o| key(o) == key(p))
+            .and_then(|o| o.get("nodePort"))
+        {
             p["nodePort"] = np.clone();
         }
     }
@@ -383,13 +456,23 @@ pub fn carry_over_service_allocations(new: &mut Value, old: &Value) {
 /// `healthCheckNodePort` when it no longer applies. Upstream's service strategy does
 /// the same before validating, so `kubectl apply` can switch a Service's type.
 pub fn drop_type_dependent_fields(new: &mut Value, old: &Value) {
-    let Some(old_spec) = old.get("spec").filter(|s| s.is_object()) else { return };
-    let Some(spec) = new.get_mut("spec").filter(|s| s.is_object()) else { return };
-    let ty = |s: &Value| s.get("type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+    let Some(old_spec) = old.get("spec").filter(|s| s.is_object()) else {
+        return;
+    };
+    let Some(spec) = new.get_mut("spec").filter(|s| s.is_object()) else {
+        return;
+    };
+    let ty = |s: &Value| {
+        s.get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("ClusterIP")
+            .to_string()
+    };
     let node_ports = |t: &str| t == "NodePort" || t == "LoadBalancer";
     // Only a LoadBalancer with the Local policy has a health check node port.
     let local_lb = |s: &Value| {
-        ty(s) == "LoadBalancer" && s.get("externalTrafficPolicy").and_then(Value::as_str) == Some("Local")
+        ty(s) == "LoadBalancer"
+            && s.get("externalTrafficPolicy").and_then(Value::as_str) == Some("Local")
     };
     let (old_ty, new_ty) = (ty(old_spec), ty(spec));
     let drop_health_check = local_lb(old_spec) && !local_lb(spec);
@@ -400,7 +483,13 @@ pub fn drop_type_dependent_fields(new: &mut Value, old: &Value) {
         }
     };
     if old_ty != "ExternalName" && new_ty == "ExternalName" {
-        for key in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "internalTrafficPolicy"] {
+        for key in [
+            "clusterIP",
+            "clusterIPs",
+            "ipFamilies",
+            "ipFamilyPolicy",
+            "internalTrafficPolicy",
+        ] {
             clear_if_same(key);
         }
     }
@@ -415,7 +504,11 @@ pub fn drop_type_dependent_fields(new: &mut Value, old: &Value) {
     let old_ports: Vec<i64> = old_spec
         .get("ports")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|p| p.get("nodePort").and_then(Value::as_i64)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
+                .collect()
+        })
         .unwrap_or_default();
     if let Some(ports) = map.get_mut("ports").and_then(Value::as_array_mut) {
         let unchanged = ports.iter().all(|p| {
@@ -458,7 +551,10 @@ mod tests {
 
     #[test]
     fn pod_defaults() {
-        let pod = defaulted("", "pods", json!({"spec": {"containers": [{
+        let pod = defaulted(
+            "",
+            "pods",
+            json!({"spec": {"containers": [{
             "name": "app", "image": "nginx",
             "ports": [{"containerPort": 80}],
             "livenessProbe": {"httpGet": {"port": 80}},
@@ -466,7 +562,8 @@ mod tests {
             "resources": {"limits": {"cpu": "500m"}, "requests": {"memory": "64Mi"}},
             "env": [{"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
         }], "initContainers": [{"name": "init", "image": "busybox:1.36"}],
-            "volumes": [{"name": "scratch"}, {"name": "cfg", "configMap": {"name": "c"}}]}}));
+            "volumes": [{"name": "scratch"}, {"name": "cfg", "configMap": {"name": "c"}}]}}),
+        );
         let s = &pod["spec"];
         assert_eq!(s["restartPolicy"], "Always");
         assert_eq!(s["dnsPolicy"], "ClusterFirst");
@@ -483,11 +580,22 @@ mod tests {
         assert_eq!(c["ports"][0]["protocol"], "TCP");
         assert!(c["ports"][0].get("hostPort").is_none());
         let lp = &c["livenessProbe"];
-        assert_eq!((lp["timeoutSeconds"].clone(), lp["periodSeconds"].clone(), lp["successThreshold"].clone(), lp["failureThreshold"].clone()), (json!(1), json!(10), json!(1), json!(3)));
+        assert_eq!(
+            (
+                lp["timeoutSeconds"].clone(),
+                lp["periodSeconds"].clone(),
+                lp["successThreshold"].clone(),
+                lp["failureThreshold"].clone()
+            ),
+            (json!(1), json!(10), json!(1), json!(3))
+        );
         assert_eq!(lp["httpGet"]["scheme"], "HTTP");
         assert_eq!(lp["httpGet"]["path"], "/");
         assert_eq!(c["readinessProbe"]["periodSeconds"], 5, "client value kept");
-        assert_eq!(c["resources"]["requests"], json!({"memory": "64Mi", "cpu": "500m"}));
+        assert_eq!(
+            c["resources"]["requests"],
+            json!({"memory": "64Mi", "cpu": "500m"})
+        );
         assert_eq!(c["env"][0]["valueFrom"]["fieldRef"]["apiVersion"], "v1");
         assert_eq!(s["initContainers"][0]["imagePullPolicy"], "IfNotPresent");
         assert_eq!(s["volumes"][0]["emptyDir"], json!({}));
@@ -509,26 +617,54 @@ mod tests {
         assert_eq!(s["terminationGracePeriodSeconds"], 0);
         assert_eq!(s["containers"][0]["imagePullPolicy"], "Never");
         assert_eq!(s["containers"][0]["ports"][0]["protocol"], "UDP");
-        assert_eq!(s["containers"][0]["ports"][0]["hostPort"], 8080, "host network mirrors ports");
+        assert_eq!(
+            s["containers"][0]["ports"][0]["hostPort"], 8080,
+            "host network mirrors ports"
+        );
         let twice = defaulted("", "pods", once.clone());
         assert_eq!(once, twice);
     }
 
     #[test]
     fn deployment_and_replicaset_defaults() {
-        let d = defaulted("apps", "deployments", json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x:1"}]}}}}));
+        let d = defaulted(
+            "apps",
+            "deployments",
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x:1"}]}}}}),
+        );
         assert_eq!(d["spec"]["replicas"], 1);
         assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
         assert_eq!(d["spec"]["progressDeadlineSeconds"], 600);
-        assert_eq!(d["spec"]["strategy"], json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}));
+        assert_eq!(
+            d["spec"]["strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
+        );
         assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");
-        assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"], "IfNotPresent");
-        let r = defaulted("apps", "deployments", json!({"spec": {"replicas": 0, "strategy": {"type": "Recreate"}}}));
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
+            "IfNotPresent"
+        );
+        let r = defaulted(
+            "apps",
+            "deployments",
+            json!({"spec": {"replicas": 0, "strategy": {"type": "Recreate"}}}),
+        );
         assert_eq!(r["spec"]["replicas"], 0);
         assert_eq!(r["spec"]["strategy"], json!({"type": "Recreate"}));
-        let partial = defaulted("apps", "deployments", json!({"spec": {"strategy": {"rollingUpdate": {"maxSurge": 1}}}}));
-        assert_eq!(partial["spec"]["strategy"]["rollingUpdate"], json!({"maxSurge": 1, "maxUnavailable": "25%"}));
-        let rs = defaulted("apps", "replicasets", json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x"}]}}}}));
+        let partial = defaulted(
+            "apps",
+            "deployments",
+            json!({"spec": {"strategy": {"rollingUpdate": {"maxSurge": 1}}}}),
+        );
+        assert_eq!(
+            partial["spec"]["strategy"]["rollingUpdate"],
+            json!({"maxSurge": 1, "maxUnavailable": "25%"})
+        );
+        let rs = defaulted(
+            "apps",
+            "replicasets",
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x"}]}}}}),
+        );
         assert_eq!(rs["spec"]["replicas"], 1);
         assert_eq!(rs["spec"]["template"]["spec"]["dnsPolicy"], "ClusterFirst");
         assert!(rs["spec"].get("revisionHistoryLimit").is_none());
@@ -536,23 +672,44 @@ mod tests {
 
     #[test]
     fn service_defaults() {
-        let s = defaulted("", "services", json!({"spec": {"ports": [{"port": 80}, {"port": 53, "protocol": "UDP", "targetPort": "dns"}]}}));
+        let s = defaulted(
+            "",
+            "services",
+            json!({"spec": {"ports": [{"port": 80}, {"port": 53, "protocol": "UDP", "targetPort": "dns"}]}}),
+        );
         assert_eq!(s["spec"]["type"], "ClusterIP");
         assert_eq!(s["spec"]["sessionAffinity"], "None");
-        assert_eq!(s["spec"]["ports"][0], json!({"port": 80, "protocol": "TCP", "targetPort": 80}));
+        assert_eq!(
+            s["spec"]["ports"][0],
+            json!({"port": 80, "protocol": "TCP", "targetPort": 80})
+        );
         assert_eq!(s["spec"]["ports"][1]["targetPort"], "dns");
         assert_eq!(s["spec"]["ipFamilies"], json!(["IPv4"]));
         assert_eq!(s["spec"]["ipFamilyPolicy"], "SingleStack");
         assert_eq!(s["spec"]["internalTrafficPolicy"], "Cluster");
         assert!(s["spec"].get("externalTrafficPolicy").is_none());
-        assert!(s["spec"].get("clusterIP").is_none(), "allocation is not defaulting");
-        let np = defaulted("", "services", json!({"spec": {"type": "NodePort", "sessionAffinity": "ClientIP", "clusterIP": "10.96.0.10", "ports": [{"port": 80, "targetPort": 0}]}}));
+        assert!(
+            s["spec"].get("clusterIP").is_none(),
+            "allocation is not defaulting"
+        );
+        let np = defaulted(
+            "",
+            "services",
+            json!({"spec": {"type": "NodePort", "sessionAffinity": "ClientIP", "clusterIP": "10.96.0.10", "ports": [{"port": 80, "targetPort": 0}]}}),
+        );
         assert_eq!(np["spec"]["externalTrafficPolicy"], "Cluster");
         assert_eq!(np["spec"]["ports"][0]["targetPort"], 80);
         assert!(np["spec"]["ports"][0].get("nodePort").is_none());
-        assert_eq!(np["spec"]["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"], 10800);
+        assert_eq!(
+            np["spec"]["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"],
+            10800
+        );
         assert_eq!(np["spec"]["clusterIPs"], json!(["10.96.0.10"]));
-        let ext = defaulted("", "services", json!({"spec": {"type": "ExternalName", "externalName": "db.example.com"}}));
+        let ext = defaulted(
+            "",
+            "services",
+            json!({"spec": {"type": "ExternalName", "externalName": "db.example.com"}}),
+        );
         assert!(ext["spec"].get("ipFamilies").is_none());
         assert!(ext["spec"].get("internalTrafficPolicy").is_none());
     }
@@ -562,17 +719,35 @@ mod tests {
         let ns = defaulted("", "namespaces", json!({"metadata": {"name": "team-a"}}));
         assert_eq!(ns["spec"]["finalizers"], json!(["kubernetes"]));
         assert_eq!(ns["status"]["phase"], "Active");
-        assert_eq!(ns["metadata"]["labels"]["kubernetes.io/metadata.name"], "team-a");
-        let s = defaulted("", "secrets", json!({"data": {"a": "eA==", "b": "eQ=="}, "stringData": {"b": "hello", "c": "hi"}}));
+        assert_eq!(
+            ns["metadata"]["labels"]["kubernetes.io/metadata.name"],
+            "team-a"
+        );
+        let s = defaulted(
+            "",
+            "secrets",
+            json!({"data": {"a": "eA==", "b": "eQ=="}, "stringData": {"b": "hello", "c": "hi"}}),
+        );
         assert_eq!(s["type"], "Opaque");
-        assert_eq!(s["data"], json!({"a": "eA==", "b": "aGVsbG8=", "c": "aGk="}));
+        assert_eq!(
+            s["data"],
+            json!({"a": "eA==", "b": "aGVsbG8=", "c": "aGk="})
+        );
         assert!(s.get("stringData").is_none());
         let tls = defaulted("", "secrets", json!({"type": "kubernetes.io/tls"}));
         assert_eq!(tls["type"], "kubernetes.io/tls");
-        let slice = defaulted("discovery.k8s.io", "endpointslices", json!({"ports": [{"port": 80}, {"port": 53, "protocol": "UDP"}]}));
+        let slice = defaulted(
+            "discovery.k8s.io",
+            "endpointslices",
+            json!({"ports": [{"port": 80}, {"port": 53, "protocol": "UDP"}]}),
+        );
         assert_eq!(slice["ports"][0]["protocol"], "TCP");
         assert_eq!(slice["ports"][1]["protocol"], "UDP");
-        let ep = defaulted("", "endpoints", json!({"subsets": [{"ports": [{"port": 80}]}]}));
+        let ep = defaulted(
+            "",
+            "endpoints",
+            json!({"subsets": [{"ports": [{"port": 80}]}]}),
+        );
         assert_eq!(ep["subsets"][0]["ports"][0]["protocol"], "TCP");
         let node = json!({"metadata": {"name": "n1"}, "status": {}});
         assert_eq!(defaulted("", "nodes", node.clone()), node);
@@ -582,10 +757,13 @@ mod tests {
     fn default_tolerations_are_added_once() {
         let mut pod = json!({"spec": {"containers": []}});
         default_tolerations(&mut pod);
-        assert_eq!(pod["spec"]["tolerations"], json!([
-            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-        ]));
+        assert_eq!(
+            pod["spec"]["tolerations"],
+            json!([
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            ])
+        );
         let before = pod.clone();
         default_tolerations(&mut pod);
         assert_eq!(pod, before, "idempotent");
@@ -599,11 +777,20 @@ mod tests {
 
         let mut everything = json!({"spec": {"tolerations": [{"operator": "Exists"}]}});
         default_tolerations(&mut everything);
-        assert_eq!(everything["spec"]["tolerations"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            everything["spec"]["tolerations"].as_array().unwrap().len(),
+            1
+        );
 
         let mut other_effect = json!({"spec": {"tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"}]}});
         default_tolerations(&mut other_effect);
-        assert_eq!(other_effect["spec"]["tolerations"].as_array().unwrap().len(), 3);
+        assert_eq!(
+            other_effect["spec"]["tolerations"]
+                .as_array()
+                .unwrap()
+                .len(),
+            3
+        );
     }
 
     #[test]
@@ -615,8 +802,14 @@ mod tests {
         assert_eq!(new["spec"]["clusterIP"], "10.96.0.7");
         assert_eq!(new["spec"]["clusterIPs"], json!(["10.96.0.7"]));
         assert_eq!(new["spec"]["ports"][0]["nodePort"], 30080);
-        assert_eq!(new["spec"]["ports"][1]["nodePort"], 31000, "client value kept");
-        assert!(new["spec"]["ports"][2].get("nodePort").is_none(), "new port left to allocation");
+        assert_eq!(
+            new["spec"]["ports"][1]["nodePort"], 31000,
+            "client value kept"
+        );
+        assert!(
+            new["spec"]["ports"][2].get("nodePort").is_none(),
+            "new port left to allocation"
+        );
 
         let mut to_cluster_ip = json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80}]}});
         carry_over_service_allocations(&mut to_cluster_ip, &old);
@@ -635,17 +828,57 @@ mod tests {
             "volumeMounts": [{"name": "cache", "mountPath": "/cache"}]}], "volumes": [{"name": "cache"}]});
         let template = json!({"metadata": {"labels": {"app": "web"}}, "spec": pod_spec});
         vec![
-            ("", "pods", json!({"metadata": {"name": "web", "namespace": "default"}, "spec": pod_spec})),
-            ("apps", "deployments", json!({"metadata": {"name": "web", "namespace": "default"}, "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": template}})),
-            ("apps", "replicasets", json!({"metadata": {"name": "web-1", "namespace": "default"}, "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": template}})),
-            ("", "services", json!({"metadata": {"name": "web", "namespace": "default"}, "spec": {"type": "NodePort", "selector": {"app": "web"}, "ports": [{"port": 80}]}})),
-            ("", "services", json!({"metadata": {"name": "db", "namespace": "default"}, "spec": {"type": "ExternalName", "externalName": "db.example.com"}})),
+            (
+                "",
+                "pods",
+                json!({"metadata": {"name": "web", "namespace": "default"}, "spec": pod_spec}),
+            ),
+            (
+                "apps",
+                "deployments",
+                json!({"metadata": {"name": "web", "namespace": "default"}, "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": template}}),
+            ),
+            (
+                "apps",
+                "replicasets",
+                json!({"metadata": {"name": "web-1", "namespace": "default"}, "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": template}}),
+            ),
+            (
+                "",
+                "services",
+                json!({"metadata": {"name": "web", "namespace": "default"}, "spec": {"type": "NodePort", "selector": {"app": "web"}, "ports": [{"port": 80}]}}),
+            ),
+            (
+                "",
+                "services",
+                json!({"metadata": {"name": "db", "namespace": "default"}, "spec": {"type": "ExternalName", "externalName": "db.example.com"}}),
+            ),
             ("", "namespaces", json!({"metadata": {"name": "team-a"}})),
-            ("", "secrets", json!({"metadata": {"name": "s", "namespace": "default"}, "stringData": {"password": "hunter2"}})),
-            ("", "configmaps", json!({"metadata": {"name": "c", "namespace": "default"}, "data": {"a": "b"}})),
-            ("discovery.k8s.io", "endpointslices", json!({"metadata": {"name": "web-x", "namespace": "default"}, "addressType": "IPv4", "endpoints": [{"addresses": ["10.244.0.5"]}], "ports": [{"name": "http", "port": 80}]})),
-            ("", "endpoints", json!({"metadata": {"name": "web", "namespace": "default"}, "subsets": [{"addresses": [{"ip": "10.244.0.5"}], "ports": [{"port": 80}]}]})),
-            ("", "nodes", json!({"metadata": {"name": "n1"}, "spec": {"podCIDR": "10.244.1.0/24"}})),
+            (
+                "",
+                "secrets",
+                json!({"metadata": {"name": "s", "namespace": "default"}, "stringData": {"password": "hunter2"}}),
+            ),
+            (
+                "",
+                "configmaps",
+                json!({"metadata": {"name": "c", "namespace": "default"}, "data": {"a": "b"}}),
+            ),
+            (
+                "discovery.k8s.io",
+                "endpointslices",
+                json!({"metadata": {"name": "web-x", "namespace": "default"}, "addressType": "IPv4", "endpoints": [{"addresses": ["10.244.0.5"]}], "ports": [{"name": "http", "port": 80}]}),
+            ),
+            (
+                "",
+                "endpoints",
+                json!({"metadata": {"name": "web", "namespace": "default"}, "subsets": [{"addresses": [{"ip": "10.244.0.5"}], "ports": [{"port": 80}]}]}),
+            ),
+            (
+                "",
+                "nodes",
+                json!({"metadata": {"name": "n1"}, "spec": {"podCIDR": "10.244.1.0/24"}}),
+            ),
         ]
     }
 
@@ -676,12 +909,32 @@ mod tests {
         fn paths(v: &Value, here: String, out: &mut Vec<String>) {
             out.push(here.clone());
             match v {
-                Value::Object(m) => m.iter().for_each(|(k, c)| paths(c, format!("{here}/{}", k.replace('~', "~0").replace('/', "~1")), out)),
-                Value::Array(a) => a.iter().enumerate().for_each(|(i, c)| paths(c, format!("{here}/{i}"), out)),
+                Value::Object(m) => m.iter().for_each(|(k, c)| {
+                    paths(
+                        c,
+                        format!("{here}/{}", k.replace('~', "~0").replace('/', "~1")),
+                        out,
+                    )
+                }),
+                Value::Array(a) => a
+                    .iter()
+                    .enumerate()
+                    .for_each(|(i, c)| paths(c, format!("{here}/{i}"), out)),
                 _ => {}
             }
         }
-        let hostile = [json!(null), json!(-1), json!(1.5), json!("x"), json!(""), json!([]), json!([1, null, "x", {}]), json!({}), json!(true), json!({"a": [{"b": 1}]})];
+        let hostile = [
+            json!(null),
+            json!(-1),
+            json!(1.5),
+            json!("x"),
+            json!(""),
+            json!([]),
+            json!([1, null, "x", {}]),
+            json!({}),
+            json!(true),
+            json!({"a": [{"b": 1}]}),
+        ];
         let mut runs = 0;
         for (group, plural, example) in examples() {
             let res = lookup(group, "v1", plural).unwrap();
@@ -726,7 +979,10 @@ mod tests {
         assert!(s.get("externalTrafficPolicy").is_none());
         assert!(s.get("healthCheckNodePort").is_none());
         assert!(s["ports"][0].get("nodePort").is_none());
-        assert_eq!(s["clusterIP"], "10.96.0.7", "a ClusterIP service keeps its IP");
+        assert_eq!(
+            s["clusterIP"], "10.96.0.7",
+            "a ClusterIP service keeps its IP"
+        );
         let res = lookup("", "v1", "services").unwrap();
         let mut named = to_cluster_ip.clone();
         named["metadata"] = json!({"name": "web", "namespace": "default"});

@@ -45,7 +45,11 @@ struct FieldSpec {
 }
 
 const fn s(name: &'static str, pointers: &'static [&'static str]) -> FieldSpec {
-    FieldSpec { name, pointers, kind: Kind::Str }
+    FieldSpec {
+        name,
+        pointers,
+        kind: Kind::Str,
+    }
 }
 
 const COMMON: &[FieldSpec] = &[
@@ -58,46 +62,114 @@ const POD: &[FieldSpec] = &[
     s("spec.restartPolicy", &["/spec/restartPolicy"]),
     s("spec.schedulerName", &["/spec/schedulerName"]),
     s("spec.serviceAccountName", &["/spec/serviceAccountName"]),
-    FieldSpec { name: "spec.hostNetwork", pointers: &["/spec/hostNetwork"], kind: Kind::Bool },
+    FieldSpec {
+        name: "spec.hostNetwork",
+        pointers: &["/spec/hostNetwork"],
+        kind: Kind::Bool,
+    },
     s("status.phase", &["/status/phase"]),
     s("status.podIP", &["/status/podIP", "/status/podIPs/0/ip"]),
     s("status.nominatedNodeName", &["/status/nominatedNodeName"]),
 ];
 
 const CORE_EVENT: &[FieldSpec] = &[
-    s("involvedObject.kind", &["/involvedObject/kind", "/regarding/kind"]),
-    s("involvedObject.namespace", &["/involvedObject/namespace", "/regarding/namespace"]),
-    s("involvedObject.name", &["/involvedObject/name", "/regarding/name"]),
-    s("involvedObject.uid", &["/involvedObject/uid", "/regarding/uid"]),
-    s("involvedObject.apiVersion", &["/involvedObject/apiVersion", "/regarding/apiVersion"]),
-    s("involvedObject.resourceVersion", &["/involvedObject/resourceVersion", "/regarding/resourceVersion"]),
-    s("involvedObject.fieldPath", &["/involvedObject/fieldPath", "/regarding/fieldPath"]),
+    s(
+        "involvedObject.kind",
+        &["/involvedObject/kind", "/regarding/kind"],
+    ),
+    s(
+        "involvedObject.namespace",
+        &["/involvedObject/namespace", "/regarding/namespace"],
+    ),
+    s(
+        "involvedObject.name",
+        &["/involvedObject/name", "/regarding/name"],
+    ),
+    s(
+        "involvedObject.uid",
+        &["/involvedObject/uid", "/regarding/uid"],
+    ),
+    s(
+        "involvedObject.apiVersion",
+        &["/involvedObject/apiVersion", "/regarding/apiVersion"],
+    ),
+    s(
+        "involvedObject.resourceVersion",
+        &[
+            "/involvedObject/resourceVersion",
+            "/regarding/resourceVersion",
+        ],
+    ),
+    s(
+        "involvedObject.fieldPath",
+        &["/involvedObject/fieldPath", "/regarding/fieldPath"],
+    ),
     s("reason", &["/reason"]),
-    s("reportingComponent", &["/reportingComponent", "/reportingController"]),
+    s(
+        "reportingComponent",
+        &["/reportingComponent", "/reportingController"],
+    ),
     // Upstream: the source component, or the reporting controller for new-style events.
-    s("source", &["/source/component", "/reportingComponent", "/reportingController"]),
+    s(
+        "source",
+        &[
+            "/source/component",
+            "/reportingComponent",
+            "/reportingController",
+        ],
+    ),
     s("type", &["/type"]),
 ];
 
 const EVENTS_EVENT: &[FieldSpec] = &[
-    s("regarding.kind", &["/regarding/kind", "/involvedObject/kind"]),
-    s("regarding.namespace", &["/regarding/namespace", "/involvedObject/namespace"]),
-    s("regarding.name", &["/regarding/name", "/involvedObject/name"]),
+    s(
+        "regarding.kind",
+        &["/regarding/kind", "/involvedObject/kind"],
+    ),
+    s(
+        "regarding.namespace",
+        &["/regarding/namespace", "/involvedObject/namespace"],
+    ),
+    s(
+        "regarding.name",
+        &["/regarding/name", "/involvedObject/name"],
+    ),
     s("regarding.uid", &["/regarding/uid", "/involvedObject/uid"]),
-    s("regarding.apiVersion", &["/regarding/apiVersion", "/involvedObject/apiVersion"]),
-    s("regarding.resourceVersion", &["/regarding/resourceVersion", "/involvedObject/resourceVersion"]),
-    s("regarding.fieldPath", &["/regarding/fieldPath", "/involvedObject/fieldPath"]),
+    s(
+        "regarding.apiVersion",
+        &["/regarding/apiVersion", "/involvedObject/apiVersion"],
+    ),
+    s(
+        "regarding.resourceVersion",
+        &[
+            "/regarding/resourceVersion",
+            "/involvedObject/resourceVersion",
+        ],
+    ),
+    s(
+        "regarding.fieldPath",
+        &["/regarding/fieldPath", "/involvedObject/fieldPath"],
+    ),
     s("reason", &["/reason"]),
-    s("reportingController", &["/reportingController", "/reportingComponent"]),
+    s(
+        "reportingController",
+        &["/reportingController", "/reportingComponent"],
+    ),
     s("type", &["/type"]),
 ];
 
 const SECRET: &[FieldSpec] = &[s("type", &["/type"])];
 const NAMESPACE: &[FieldSpec] = &[s("status.phase", &["/status/phase"])];
-const NODE: &[FieldSpec] =
-    &[FieldSpec { name: "spec.unschedulable", pointers: &["/spec/unschedulable"], kind: Kind::Bool }];
-const REPLICASET: &[FieldSpec] =
-    &[FieldSpec { name: "status.replicas", pointers: &["/status/replicas"], kind: Kind::Int }];
+const NODE: &[FieldSpec] = &[FieldSpec {
+    name: "spec.unschedulable",
+    pointers: &["/spec/unschedulable"],
+    kind: Kind::Bool,
+}];
+const REPLICASET: &[FieldSpec] = &[FieldSpec {
+    name: "status.replicas",
+    pointers: &["/status/replicas"],
+    kind: Kind::Int,
+}];
 
 fn extras(res: &ResourceInfo) -> &'static [FieldSpec] {
     match (res.group, res.kind) {
@@ -122,7 +194,11 @@ fn alias(res: &ResourceInfo, field: &str) -> Option<&'static str> {
 
 fn lookup(res: &ResourceInfo, field: &str) -> Option<FieldSpec> {
     let name = alias(res, field).unwrap_or(field);
-    COMMON.iter().chain(extras(res)).find(|f| f.name == name).copied()
+    COMMON
+        .iter()
+        .chain(extras(res))
+        .find(|f| f.name == name)
+        .copied()
 }
 
 /// The field names a resource supports in field selectors, for help texts.
@@ -132,11 +208,15 @@ pub fn supported_fields(res: &ResourceInfo) -> Vec<&'static str> {
 
 /// Reads a selectable field from an object as upstream's `fields.Set` would hold it.
 fn read(spec: &FieldSpec, obj: &Value) -> String {
-    let found = spec.pointers.iter().filter_map(|p| obj.pointer(p)).find(|v| match v {
-        Value::Null => false,
-        Value::String(s) => !s.is_empty(),
-        _ => true,
-    });
+    let found = spec
+        .pointers
+        .iter()
+        .filter_map(|p| obj.pointer(p))
+        .find(|v| match v {
+            Value::Null => false,
+            Value::String(s) => !s.is_empty(),
+            _ => true,
+        });
     match (found, spec.kind) {
         (Some(Value::String(s)), _) => s.clone(),
         (Some(Value::Bool(b)), _) => b.to_string(),
@@ -186,7 +266,10 @@ impl FieldSelector {
     /// The value an equality term requires of `field`, if any: lets a caller narrow a
     /// list before matching (the kubelet's `spec.nodeName=<node>` watch).
     pub fn required_value(&self, field: &str) -> Option<&str> {
-        self.terms.iter().find(|t| t.field == field && !t.negated).map(|t| t.value.as_str())
+        self.terms
+            .iter()
+            .find(|t| t.field == field && !t.negated)
+            .map(|t| t.value.as_str())
     }
 }
 
@@ -207,7 +290,14 @@ impl fmt::Display for FieldSelector {
         let parts: Vec<String> = self
             .terms
             .iter()
-            .map(|t| format!("{}{}{}", t.field, if t.negated { "!=" } else { "=" }, escape(&t.value)))
+            .map(|t| {
+                format!(
+                    "{}{}{}",
+                    t.field,
+                    if t.negated { "!=" } else { "=" },
+                    escape(&t.value)
+                )
+            })
             .collect();
         write!(f, "{}", parts.join(","))
     }
@@ -256,10 +346,18 @@ fn unescape(v: &str) -> Result<String, String> {
         match c {
             '\\' => match chars.next() {
                 Some(e @ ('\\' | ',' | '=')) => out.push(e),
-                Some(e) => return Err(format!("invalid field selector: invalid escape sequence: \\{e}")),
+                Some(e) => {
+                    return Err(format!(
+                        "invalid field selector: invalid escape sequence: \\{e}"
+                    ))
+                }
                 None => return Err("invalid field selector: invalid escape sequence: \\".into()),
             },
-            ',' | '=' => return Err(format!("invalid field selector: unescaped character in value: {c}")),
+            ',' | '=' => {
+                return Err(format!(
+                    "invalid field selector: unescaped character in value: {c}"
+                ))
+            }
             c => out.push(c),
         }
     }
@@ -275,8 +373,14 @@ pub fn parse(res: &ResourceInfo, s: &str) -> Result<FieldSelector, String> {
         let (field, op, raw) = split_term(part)
             .ok_or_else(|| format!("invalid selector: '{s}'; can't understand '{part}'"))?;
         let value = unescape(raw)?;
-        let spec = lookup(res, field).ok_or_else(|| format!("field label not supported: {field}"))?;
-        terms.push(Term { field: spec.name.to_string(), value, negated: op == "!=", spec });
+        let spec =
+            lookup(res, field).ok_or_else(|| format!("field label not supported: {field}"))?;
+        terms.push(Term {
+            field: spec.name.to_string(),
+            value,
+            negated: op == "!=",
+            spec,
+        });
     }
     Ok(FieldSelector { terms })
 }
@@ -298,7 +402,10 @@ mod tests {
             ("metadata.name=web", "metadata.name=web"),
             ("metadata.name==web", "metadata.name=web"),
             ("status.phase!=Running", "status.phase!=Running"),
-            ("spec.nodeName=n1,metadata.namespace=default", "metadata.namespace=default,spec.nodeName=n1"),
+            (
+                "spec.nodeName=n1,metadata.namespace=default",
+                "metadata.namespace=default,spec.nodeName=n1",
+            ),
             ("spec.host=n1", "spec.nodeName=n1"),
             ("metadata.name=a\\,b\\=c", "metadata.name=a\\,b\\=c"),
             ("spec.nodeName=", "spec.nodeName="),
@@ -316,11 +423,26 @@ mod tests {
     fn parse_errors_read_like_upstream() {
         let cases: &[(&str, &str)] = &[
             ("foo=bar", "field label not supported: foo"),
-            ("spec.containers=x", "field label not supported: spec.containers"),
-            ("metadata.name", "invalid selector: 'metadata.name'; can't understand 'metadata.name'"),
-            ("metadata.name=a=b", "invalid field selector: unescaped character in value: ="),
-            ("metadata.name=a\\x", "invalid field selector: invalid escape sequence: \\x"),
-            (" metadata.name=x", "field label not supported:  metadata.name"),
+            (
+                "spec.containers=x",
+                "field label not supported: spec.containers",
+            ),
+            (
+                "metadata.name",
+                "invalid selector: 'metadata.name'; can't understand 'metadata.name'",
+            ),
+            (
+                "metadata.name=a=b",
+                "invalid field selector: unescaped character in value: =",
+            ),
+            (
+                "metadata.name=a\\x",
+                "invalid field selector: invalid escape sequence: \\x",
+            ),
+            (
+                " metadata.name=x",
+                "field label not supported:  metadata.name",
+            ),
             ("métadata=x", "field label not supported: métadata"),
             ("\\é=x", "field label not supported: \\é"),
         ];
@@ -362,7 +484,10 @@ mod tests {
             let got = parse(r, &format!("{field}=x"));
             assert_eq!(got.is_ok(), *ok, "{plural} {field}: {got:?}");
             if !ok {
-                assert_eq!(got.unwrap_err(), format!("field label not supported: {field}"));
+                assert_eq!(
+                    got.unwrap_err(),
+                    format!("field label not supported: {field}")
+                );
             }
         }
     }
@@ -407,26 +532,55 @@ mod tests {
             "reportingComponent": "default-scheduler",
         });
         let ev = res("", "v1", "events").unwrap();
-        assert!(parse(ev, "involvedObject.kind=Pod,involvedObject.name=web").unwrap().matches(&event));
-        assert!(parse(ev, "source=default-scheduler").unwrap().matches(&event));
+        assert!(parse(ev, "involvedObject.kind=Pod,involvedObject.name=web")
+            .unwrap()
+            .matches(&event));
+        assert!(parse(ev, "source=default-scheduler")
+            .unwrap()
+            .matches(&event));
         assert!(!parse(ev, "type=Warning").unwrap().matches(&event));
         let new_ev = res("events.k8s.io", "v1", "events").unwrap();
-        assert!(parse(new_ev, "regarding.name=web,reportingController=default-scheduler").unwrap().matches(&event));
+        assert!(parse(
+            new_ev,
+            "regarding.name=web,reportingController=default-scheduler"
+        )
+        .unwrap()
+        .matches(&event));
         let new_shape = json!({"metadata": {"name": "e2"}, "regarding": {"name": "db"}, "reportingController": "kubelet"});
-        assert!(parse(new_ev, "regarding.name=db").unwrap().matches(&new_shape));
-        assert!(parse(ev, "involvedObject.name=db,reportingComponent=kubelet").unwrap().matches(&new_shape));
+        assert!(parse(new_ev, "regarding.name=db")
+            .unwrap()
+            .matches(&new_shape));
+        assert!(
+            parse(ev, "involvedObject.name=db,reportingComponent=kubelet")
+                .unwrap()
+                .matches(&new_shape)
+        );
 
         let node = res("", "v1", "nodes").unwrap();
-        assert!(parse(node, "spec.unschedulable=false").unwrap().matches(&json!({"spec": {}})));
-        assert!(parse(node, "spec.unschedulable=true").unwrap().matches(&json!({"spec": {"unschedulable": true}})));
+        assert!(parse(node, "spec.unschedulable=false")
+            .unwrap()
+            .matches(&json!({"spec": {}})));
+        assert!(parse(node, "spec.unschedulable=true")
+            .unwrap()
+            .matches(&json!({"spec": {"unschedulable": true}})));
         let rs = res("apps", "v1", "replicasets").unwrap();
-        assert!(parse(rs, "status.replicas=0").unwrap().matches(&json!({"status": {}})));
-        assert!(parse(rs, "status.replicas!=0").unwrap().matches(&json!({"status": {"replicas": 3}})));
+        assert!(parse(rs, "status.replicas=0")
+            .unwrap()
+            .matches(&json!({"status": {}})));
+        assert!(parse(rs, "status.replicas!=0")
+            .unwrap()
+            .matches(&json!({"status": {"replicas": 3}})));
         let secrets = res("", "v1", "secrets").unwrap();
-        assert!(parse(secrets, "type=kubernetes.io/tls").unwrap().matches(&json!({"type": "kubernetes.io/tls"})));
+        assert!(parse(secrets, "type=kubernetes.io/tls")
+            .unwrap()
+            .matches(&json!({"type": "kubernetes.io/tls"})));
         let ns = res("", "v1", "namespaces").unwrap();
-        assert!(parse(ns, "status.phase=Active").unwrap().matches(&json!({"status": {"phase": "Active"}})));
-        assert!(parse(ns, "metadata.namespace=").unwrap().matches(&json!({"metadata": {"name": "x"}})));
+        assert!(parse(ns, "status.phase=Active")
+            .unwrap()
+            .matches(&json!({"status": {"phase": "Active"}})));
+        assert!(parse(ns, "metadata.namespace=")
+            .unwrap()
+            .matches(&json!({"metadata": {"name": "x"}})));
     }
 
     #[test]
@@ -434,7 +588,12 @@ mod tests {
         let sel = parse(pods(), "spec.nodeName=n1,status.phase!=Failed").unwrap();
         assert_eq!(sel.required_value("spec.nodeName"), Some("n1"));
         assert_eq!(sel.required_value("status.phase"), None);
-        assert_eq!(parse(pods(), "spec.host=n2").unwrap().required_value("spec.nodeName"), Some("n2"));
+        assert_eq!(
+            parse(pods(), "spec.host=n2")
+                .unwrap()
+                .required_value("spec.nodeName"),
+            Some("n2")
+        );
     }
 
     /// Every string of up to four symbols from an alphabet of operators, escapes and
@@ -444,8 +603,10 @@ mod tests {
         let alphabet = ['a', '=', '!', '(', ')', ',', '<', '>', ' ', '\\', 'é', 'n'];
         let mut inputs = vec![String::new()];
         for _ in 0..4 {
-            let next: Vec<String> =
-                inputs.iter().flat_map(|p| alphabet.iter().map(move |c| format!("{p}{c}"))).collect();
+            let next: Vec<String> = inputs
+                .iter()
+                .flat_map(|p| alphabet.iter().map(move |c| format!("{p}{c}")))
+                .collect();
             for s in &next {
                 let _ = parse(pods(), s);
             }

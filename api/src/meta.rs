@@ -14,11 +14,13 @@ pub fn namespace(obj: &Value) -> Option<&str> {
 }
 
 pub fn generate_name(obj: &Value) -> Option<&str> {
-    obj.pointer("/metadata/generateName").and_then(Value::as_str)
+    obj.pointer("/metadata/generateName")
+        .and_then(Value::as_str)
 }
 
 pub fn resource_version(obj: &Value) -> Option<&str> {
-    obj.pointer("/metadata/resourceVersion").and_then(Value::as_str)
+    obj.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
 }
 
 pub fn uid(obj: &Value) -> Option<&str> {
@@ -30,18 +32,24 @@ pub fn labels(obj: &Value) -> Option<&Map<String, Value>> {
 }
 
 pub fn annotations(obj: &Value) -> Option<&Map<String, Value>> {
-    obj.pointer("/metadata/annotations").and_then(Value::as_object)
+    obj.pointer("/metadata/annotations")
+        .and_then(Value::as_object)
 }
 
 pub fn finalizers(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 pub fn deletion_timestamp(obj: &Value) -> Option<&str> {
-    obj.pointer("/metadata/deletionTimestamp").and_then(Value::as_str)
+    obj.pointer("/metadata/deletionTimestamp")
+        .and_then(Value::as_str)
 }
 
 /// The `metadata` map, created if the object has none (or a non-object one).
@@ -50,7 +58,9 @@ pub fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
         *obj = Value::Object(Map::new());
     }
     let map = obj.as_object_mut().expect("object");
-    let meta = map.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+    let meta = map
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
     if !meta.is_object() {
         *meta = Value::Object(Map::new());
     }

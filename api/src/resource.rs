@@ -121,7 +121,15 @@ pub static RESOURCES: &[ResourceInfo] = &[
         scope: Scope::Namespaced,
         short_names: &["po"],
         categories: ALL,
-        subresources: &["status", "binding", "log", "exec", "attach", "portforward", "eviction"],
+        subresources: &[
+            "status",
+            "binding",
+            "log",
+            "exec",
+            "attach",
+            "portforward",
+            "eviction",
+        ],
         has_status: true,
     },
     ResourceInfo {
@@ -322,9 +330,17 @@ mod tests {
     #[test]
     fn lookups_find_core_and_grouped_resources() {
         assert_eq!(lookup("", "v1", "pods").unwrap().kind, "Pod");
-        assert_eq!(lookup("apps", "v1", "deployments").unwrap().kind, "Deployment");
+        assert_eq!(
+            lookup("apps", "v1", "deployments").unwrap().kind,
+            "Deployment"
+        );
         assert!(lookup("apps", "v1", "pods").is_none());
-        assert_eq!(lookup_kind("networking.k8s.io", "v1", "Ingress").unwrap().plural, "ingresses");
+        assert_eq!(
+            lookup_kind("networking.k8s.io", "v1", "Ingress")
+                .unwrap()
+                .plural,
+            "ingresses"
+        );
     }
 
     #[test]

@@ -66,11 +66,21 @@ impl Requirement {
         // Upstream reports every problem of a key (or value) as one error, joined by "; ".
         let key_errs = names::qualified_name(key);
         if !key_errs.is_empty() {
-            errs.push(format!("<nil>: Invalid value: \"{key}\": {}", key_errs.join("; ")));
+            errs.push(format!(
+                "<nil>: Invalid value: \"{key}\": {}",
+                key_errs.join("; ")
+            ));
         }
         let set: BTreeSet<String> = values.into_iter().collect();
         let values: Vec<String> = set.into_iter().collect();
-        let shown = format!("[]string{{{}}}", values.iter().map(|v| format!("\"{v}\"")).collect::<Vec<_>>().join(", "));
+        let shown = format!(
+            "[]string{{{}}}",
+            values
+                .iter()
+                .map(|v| format!("\"{v}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         match operator {
             Operator::In | Operator::NotIn if values.is_empty() => errs.push(format!(
                 "values: Invalid value: {shown}: for 'in', 'notin' operators, values set can't be empty"
@@ -100,11 +110,18 @@ impl Requirement {
         for (i, v) in values.iter().enumerate() {
             let value_errs = names::label_value(v);
             if !value_errs.is_empty() {
-                errs.push(format!("values[{i}][{key}]: Invalid value: \"{v}\": {}", value_errs.join("; ")));
+                errs.push(format!(
+                    "values[{i}][{key}]: Invalid value: \"{v}\": {}",
+                    value_errs.join("; ")
+                ));
             }
         }
         match errs.len() {
-            0 => Ok(Requirement { key: key.to_string(), operator, values }),
+            0 => Ok(Requirement {
+                key: key.to_string(),
+                operator,
+                values,
+            }),
             1 => Err(errs.remove(0)),
             _ => Err(format!("[{}]", errs.join(", "))),
         }
@@ -169,14 +186,20 @@ impl LabelSelector {
 
     /// The selector that matches no label set (what a null selector means).
     pub fn nothing() -> LabelSelector {
-        LabelSelector { requirements: Vec::new(), nothing: true }
+        LabelSelector {
+            requirements: Vec::new(),
+            nothing: true,
+        }
     }
 
     /// A selector from requirements, sorted by key (stable, so the string form is
     /// deterministic).
     pub fn from_requirements(mut requirements: Vec<Requirement>) -> LabelSelector {
         requirements.sort_by(|a, b| a.key.cmp(&b.key));
-        LabelSelector { requirements, nothing: false }
+        LabelSelector {
+            requirements,
+            nothing: false,
+        }
     }
 
     /// The equality selector of a label map (`matchLabels` alone, a Service's
@@ -185,7 +208,11 @@ impl LabelSelector {
         LabelSelector::from_requirements(
             labels
                 .iter()
-                .map(|(k, v)| Requirement { key: k.clone(), operator: Operator::Equals, values: vec![v.clone()] })
+                .map(|(k, v)| Requirement {
+                    key: k.clone(),
+                    operator: Operator::Equals,
+                    values: vec![v.clone()],
+                })
                 .collect(),
         )
     }
@@ -207,7 +234,11 @@ impl LabelSelector {
                     let val = val
                         .as_str()
                         .ok_or_else(|| format!("matchLabels value for {k:?} must be a string"))?;
-                    reqs.push(Requirement::new(k, Operator::Equals, vec![val.to_string()])?);
+                    reqs.push(Requirement::new(
+                        k,
+                        Operator::Equals,
+                        vec![val.to_string()],
+                    )?);
                 }
             }
             Some(_) => return Err("matchLabels must be a map of strings".into()),
@@ -223,13 +254,21 @@ impl LabelSelector {
                         "NotIn" => Operator::NotIn,
                         "Exists" => Operator::Exists,
                         "DoesNotExist" => Operator::DoesNotExist,
-                        other => return Err(format!("\"{other}\" is not a valid label selector operator")),
+                        other => {
+                            return Err(format!(
+                                "\"{other}\" is not a valid label selector operator"
+                            ))
+                        }
                     };
                     let values = match e.get("values") {
                         None | Some(Value::Null) => Vec::new(),
                         Some(Value::Array(a)) => a
                             .iter()
-                            .map(|x| x.as_str().map(str::to_string).ok_or("values must be strings"))
+                            .map(|x| {
+                                x.as_str()
+                                    .map(str::to_string)
+                                    .ok_or("values must be strings")
+                            })
                             .collect::<Result<Vec<_>, _>>()?,
                         Some(_) => return Err("values must be a list of strings".into()),
                     };
@@ -268,7 +307,9 @@ impl fmt::Display for LabelSelector {
 /// Parses the `labelSelector` query parameter.
 pub fn parse(s: &str) -> Result<LabelSelector, String> {
     let tokens = lex(s);
-    Parser { tokens, pos: 0 }.parse().map(LabelSelector::from_requirements)
+    Parser { tokens, pos: 0 }
+        .parse()
+        .map(LabelSelector::from_requirements)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -397,7 +438,9 @@ impl Parser {
             let (tok, lit) = self.look(Ctx::Values);
             match tok {
                 Tok::Identifier | Tok::DoesNotExist => {
-                    let r = self.requirement().map_err(|e| format!("unable to parse requirement: {e}"))?;
+                    let r = self
+                        .requirement()
+                        .map_err(|e| format!("unable to parse requirement: {e}"))?;
                     reqs.push(r);
                     let (t, l) = self.next(Ctx::Values);
                     match t {
@@ -405,14 +448,20 @@ impl Parser {
                         Tok::Comma => {
                             let (t2, l2) = self.look(Ctx::Values);
                             if t2 != Tok::Identifier && t2 != Tok::DoesNotExist {
-                                return Err(format!("found '{l2}', expected: identifier after ','"));
+                                return Err(format!(
+                                    "found '{l2}', expected: identifier after ','"
+                                ));
                             }
                         }
                         _ => return Err(format!("found '{l}', expected: ',' or 'end of string'")),
                     }
                 }
                 Tok::End => return Ok(reqs),
-                _ => return Err(format!("found '{lit}', expected: !, identifier, or 'end of string'")),
+                _ => {
+                    return Err(format!(
+                        "found '{lit}', expected: !, identifier, or 'end of string'"
+                    ))
+                }
             }
         }
     }
@@ -442,7 +491,10 @@ impl Parser {
         }
         let key_errs = names::qualified_name(&lit);
         if !key_errs.is_empty() {
-            return Err(format!("<nil>: Invalid value: \"{lit}\": {}", key_errs.join("; ")));
+            return Err(format!(
+                "<nil>: Invalid value: \"{lit}\": {}",
+                key_errs.join("; ")
+            ));
         }
         let (t, _) = self.look(Ctx::Values);
         let op = if negated {
@@ -465,7 +517,11 @@ impl Parser {
             Tok::NotEquals => Operator::NotEquals,
             Tok::GreaterThan => Operator::GreaterThan,
             Tok::LessThan => Operator::LessThan,
-            _ => return Err(format!("found '{lit}', expected: in, notin, =, ==, !=, gt, lt")),
+            _ => {
+                return Err(format!(
+                    "found '{lit}', expected: in, notin, =, ==, !=, gt, lt"
+                ))
+            }
         })
     }
 
@@ -548,7 +604,10 @@ mod tests {
     use serde_json::json;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -571,7 +630,10 @@ mod tests {
             ("x>1", "x>1"),
             ("x<10", "x<10"),
             ("in=notin", "in=notin"),
-            ("example.com/app=web,tier in (a,b),!canary", "!canary,example.com/app=web,tier in (a,b)"),
+            (
+                "example.com/app=web,tier in (a,b),!canary",
+                "!canary,example.com/app=web,tier in (a,b)",
+            ),
             ("a in(x),b notin(y)", "a in (x),b notin (y)"),
             ("a in (x,x)", "a in (x)"),
         ];
@@ -579,7 +641,11 @@ mod tests {
             let sel = parse(input).unwrap_or_else(|e| panic!("{input:?}: {e}"));
             assert_eq!(sel.to_string(), *want, "{input:?}");
             // The printed form parses back to the same selector.
-            assert_eq!(parse(&sel.to_string()).unwrap(), sel, "{input:?} round trip");
+            assert_eq!(
+                parse(&sel.to_string()).unwrap(),
+                sel,
+                "{input:?} round trip"
+            );
         }
     }
 
@@ -622,7 +688,9 @@ mod tests {
         let err = parse("app:monolith").unwrap_err();
         assert!(err.starts_with("unable to parse requirement: <nil>: Invalid value: \"app:monolith\": name part must consist of"), "{err}");
         let long = "v".repeat(64);
-        assert!(parse(&format!("a={long}")).unwrap_err().contains("must be no more than 63 characters"));
+        assert!(parse(&format!("a={long}"))
+            .unwrap_err()
+            .contains("must be no more than 63 characters"));
     }
 
     #[test]
@@ -667,11 +735,31 @@ mod tests {
             (json!({}), "", true),
             (json!({"matchLabels": {"app": "web"}}), "app=web", true),
             (json!({"matchLabels": {"app": "db"}}), "app=db", false),
-            (json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["front", "back"]}]}), "tier in (back,front)", true),
-            (json!({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["front"]}]}), "tier notin (front)", false),
-            (json!({"matchExpressions": [{"key": "app", "operator": "Exists"}]}), "app", true),
-            (json!({"matchExpressions": [{"key": "app", "operator": "DoesNotExist"}]}), "!app", false),
-            (json!({"matchLabels": {"tier": "front"}, "matchExpressions": [{"key": "app", "operator": "Exists"}]}), "app,tier=front", true),
+            (
+                json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["front", "back"]}]}),
+                "tier in (back,front)",
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["front"]}]}),
+                "tier notin (front)",
+                false,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "app", "operator": "Exists"}]}),
+                "app",
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "app", "operator": "DoesNotExist"}]}),
+                "!app",
+                false,
+            ),
+            (
+                json!({"matchLabels": {"tier": "front"}, "matchExpressions": [{"key": "app", "operator": "Exists"}]}),
+                "app,tier=front",
+                true,
+            ),
         ];
         for (v, printed, want) in cases {
             let sel = LabelSelector::from_json(&v).unwrap();
@@ -728,8 +816,10 @@ mod tests {
         let alphabet = ['a', '=', '!', '(', ')', ',', '<', '>', ' ', '\\', 'é', 'n'];
         let mut inputs = vec![String::new()];
         for _ in 0..4 {
-            let next: Vec<String> =
-                inputs.iter().flat_map(|p| alphabet.iter().map(move |c| format!("{p}{c}"))).collect();
+            let next: Vec<String> = inputs
+                .iter()
+                .flat_map(|p| alphabet.iter().map(move |c| format!("{p}{c}")))
+                .collect();
             for s in &next {
                 // Whatever parses prints to a canonical form that parses back the same.
                 if let Ok(sel) = parse(s) {

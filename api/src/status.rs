@@ -25,7 +25,11 @@ pub struct Cause {
 
 impl Cause {
     pub fn new(reason: &str, field: impl Into<String>, message: impl Into<String>) -> Self {
-        Cause { reason: reason.to_string(), field: field.into(), message: message.into() }
+        Cause {
+            reason: reason.to_string(),
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     pub fn required(field: impl Into<String>) -> Self {
@@ -38,7 +42,11 @@ impl Cause {
             Value::String(s) => format!("\"{s}\""),
             other => other.to_string(),
         };
-        Cause::new("FieldValueInvalid", field, format!("Invalid value: {shown}: {detail}"))
+        Cause::new(
+            "FieldValueInvalid",
+            field,
+            format!("Invalid value: {shown}: {detail}"),
+        )
     }
 
     pub fn not_supported(field: impl Into<String>, value: &Value, supported: &[&str]) -> Self {
@@ -46,7 +54,11 @@ impl Cause {
             Value::String(s) => format!("\"{s}\""),
             other => other.to_string(),
         };
-        let list = supported.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
+        let list = supported
+            .iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
         Cause::new(
             "FieldValueNotSupported",
             field,
@@ -63,7 +75,11 @@ impl Cause {
             Value::String(s) => format!("\"{s}\""),
             other => other.to_string(),
         };
-        Cause::new("FieldValueDuplicate", field, format!("Duplicate value: {shown}"))
+        Cause::new(
+            "FieldValueDuplicate",
+            field,
+            format!("Duplicate value: {shown}"),
+        )
     }
 
     pub fn too_long(field: impl Into<String>, max: usize) -> Self {
@@ -124,8 +140,12 @@ impl ApiError {
 
     /// `pods "web" not found`
     pub fn not_found(res: &ResourceInfo, name: &str) -> Self {
-        ApiError::new(404, "NotFound", format!("{} \"{}\" not found", res.qualified_plural(), name))
-            .about(res, name, res.plural)
+        ApiError::new(
+            404,
+            "NotFound",
+            format!("{} \"{}\" not found", res.qualified_plural(), name),
+        )
+        .about(res, name, res.plural)
     }
 
     /// `deployments.apps "web" already exists`
@@ -173,7 +193,12 @@ impl ApiError {
         let mut e = ApiError::new(
             422,
             "Invalid",
-            format!("{} \"{}\" is invalid: {}", res.qualified_kind(), name, joined),
+            format!(
+                "{} \"{}\" is invalid: {}",
+                res.qualified_kind(),
+                name,
+                joined
+            ),
         )
         .about(res, name, res.kind);
         e.causes = causes;
@@ -190,7 +215,10 @@ impl ApiError {
 
     /// Upstream's wording when neither name nor generateName is given.
     pub fn with_message_name_required(mut self) -> Self {
-        self.message = format!("{} \"\" is invalid: metadata.name: Required value: name or generateName is required", self.kind.clone().unwrap_or_default());
+        self.message = format!(
+            "{} \"\" is invalid: metadata.name: Required value: name or generateName is required",
+            self.kind.clone().unwrap_or_default()
+        );
         if let Some(c) = self.causes.first_mut() {
             c.message = "Required value: name or generateName is required".into();
         }

@@ -80,9 +80,13 @@ pub fn validate(res: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cau
         ("", "Namespace") => cluster::validate_namespace(obj, &mut errs),
         ("", "Node") => cluster::validate_node(obj, &mut errs),
         ("", "Endpoints") => discovery::validate_endpoints(obj, &mut errs),
-        ("discovery.k8s.io", "EndpointSlice") => discovery::validate_endpointslice(obj, old, &mut errs),
+        ("discovery.k8s.io", "EndpointSlice") => {
+            discovery::validate_endpointslice(obj, old, &mut errs)
+        }
         ("networking.k8s.io", "Ingress") => networking::validate_ingress(obj, &mut errs),
-        ("networking.k8s.io", "IngressClass") => networking::validate_ingressclass(obj, old, &mut errs),
+        ("networking.k8s.io", "IngressClass") => {
+            networking::validate_ingressclass(obj, old, &mut errs)
+        }
         ("coordination.k8s.io", "Lease") => cluster::validate_lease(obj, &mut errs),
         ("", "Event") => cluster::validate_core_event(obj, &mut errs),
         ("events.k8s.io", "Event") => cluster::validate_events_event(obj, &mut errs),
@@ -147,20 +151,41 @@ fn validate_metadata(res: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Ve
             Some(p) => format!("{p}a"),
             None => generate.to_string(),
         };
-        invalid_each(&mut errs, "metadata.generateName", &Value::from(generate), check_name(rule, &masked));
+        invalid_each(
+            &mut errs,
+            "metadata.generateName",
+            &Value::from(generate),
+            check_name(rule, &masked),
+        );
     }
     match str_field(meta, "name").unwrap_or("") {
-        "" if generate.is_empty() => errs.push(required_because("metadata.name", "name or generateName is required")),
+        "" if generate.is_empty() => errs.push(required_because(
+            "metadata.name",
+            "name or generateName is required",
+        )),
         "" => {}
-        name => invalid_each(&mut errs, "metadata.name", &Value::from(name), check_name(rule, name)),
+        name => invalid_each(
+            &mut errs,
+            "metadata.name",
+            &Value::from(name),
+            check_name(rule, name),
+        ),
     }
     let namespace = str_field(meta, "namespace").unwrap_or("");
     if res.namespaced() {
         if !namespace.is_empty() {
-            invalid_each(&mut errs, "metadata.namespace", &Value::from(namespace), names::dns1123_label(namespace));
+            invalid_each(
+                &mut errs,
+                "metadata.namespace",
+                &Value::from(namespace),
+                names::dns1123_label(namespace),
+            );
         }
     } else if !namespace.is_empty() {
-        errs.push(Cause::forbidden("metadata.namespace", "not allowed on this type"));
+        errs.push(Cause::forbidden(
+            "metadata.namespace",
+            "not allowed on this type",
+        ));
     }
     validate_labels(meta.get("labels"), "metadata.labels", &mut errs);
     validate_annotations(meta.get("annotations"), "metadata.annotations", &mut errs);
@@ -176,10 +201,17 @@ fn validate_metadata(res: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Ve
     if let Some(old) = old {
         for field in ["name", "namespace", "uid"] {
             let new_v = str_field(meta, field).unwrap_or("");
-            let old_v = old.pointer(&format!("/metadata/{field}")).and_then(Value::as_str).unwrap_or("");
+            let old_v = old
+                .pointer(&format!("/metadata/{field}"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
             // An empty new value means "unchanged": the server fills identity fields in.
             if !new_v.is_empty() && !old_v.is_empty() && new_v != old_v {
-                errs.push(Cause::invalid(format!("metadata.{field}"), &Value::from(new_v), IMMUTABLE));
+                errs.push(Cause::invalid(
+                    format!("metadata.{field}"),
+                    &Value::from(new_v),
+                    IMMUTABLE,
+                ));
             }
         }
     }
@@ -190,7 +222,10 @@ fn validate_metadata(res: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Ve
 /// standard finalizers Kubernetes itself handles.
 pub(crate) fn finalizer_name(s: &str) -> Vec<String> {
     let mut errs = names::qualified_name(s);
-    if errs.is_empty() && !s.contains('/') && !matches!(s, "kubernetes" | "orphan" | "foregroundDeletion") {
+    if errs.is_empty()
+        && !s.contains('/')
+        && !matches!(s, "kubernetes" | "orphan" | "foregroundDeletion")
+    {
         errs.push("name is neither a standard finalizer name nor is it fully qualified".into());
     }
     errs
@@ -202,12 +237,21 @@ pub(crate) fn validate_labels(labels: Option<&Value>, path: &str, errs: &mut Vec
     let Some(labels) = labels else { return };
     let Some(map) = labels.as_object() else {
         if !labels.is_null() {
-            errs.push(Cause::invalid(path, labels, "must be a map of string keys to string values"));
+            errs.push(Cause::invalid(
+                path,
+                labels,
+                "must be a map of string keys to string values",
+            ));
         }
         return;
     };
     for (k, v) in map {
-        invalid_each(errs, path, &Value::from(k.as_str()), names::qualified_name(k));
+        invalid_each(
+            errs,
+            path,
+            &Value::from(k.as_str()),
+            names::qualified_name(k),
+        );
         match v.as_str() {
             Some(s) => invalid_each(errs, path, v, names::label_value(s)),
             None => errs.push(Cause::invalid(path, v, "must be a string")),
@@ -216,12 +260,19 @@ pub(crate) fn validate_labels(labels: Option<&Value>, path: &str, errs: &mut Vec
 }
 
 fn validate_annotations(annotations: Option<&Value>, path: &str, errs: &mut Vec<Cause>) {
-    let Some(map) = annotations.and_then(Value::as_object) else { return };
+    let Some(map) = annotations.and_then(Value::as_object) else {
+        return;
+    };
     let mut total = 0usize;
     for (k, v) in map {
         // Upstream lower-cases annotation keys before checking: they are case-insensitive
         // in spirit and `Example.com/x` is accepted.
-        invalid_each(errs, path, &Value::from(k.as_str()), names::qualified_name(&k.to_ascii_lowercase()));
+        invalid_each(
+            errs,
+            path,
+            &Value::from(k.as_str()),
+            names::qualified_name(&k.to_ascii_lowercase()),
+        );
         total += k.len() + v.as_str().map_or_else(|| v.to_string().len(), str::len);
     }
     if total > MAX_ANNOTATIONS_SIZE {
@@ -264,7 +315,12 @@ pub(crate) fn validate_label_selector(sel: &Value, path: &str, errs: &mut Vec<Ca
             )),
         }
         let key = str_field(expr, "key").unwrap_or("");
-        invalid_each(errs, &format!("{epath}.key"), &Value::from(key), names::qualified_name(key));
+        invalid_each(
+            errs,
+            &format!("{epath}.key"),
+            &Value::from(key),
+            names::qualified_name(key),
+        );
         for (j, v) in values.iter().enumerate() {
             let vpath = format!("{epath}.values[{j}]");
             match v.as_str() {
@@ -316,7 +372,11 @@ pub(crate) fn nonnegative(obj: &Value, key: &str, path: &str, errs: &mut Vec<Cau
     match obj.get(key) {
         None | Some(Value::Null) => {}
         Some(v) => match v.as_i64() {
-            Some(n) if n < 0 => errs.push(Cause::invalid(path, v, "must be greater than or equal to 0")),
+            Some(n) if n < 0 => errs.push(Cause::invalid(
+                path,
+                v,
+                "must be greater than or equal to 0",
+            )),
             Some(_) => {}
             None => errs.push(Cause::invalid(path, v, "must be an integer")),
         },
@@ -325,7 +385,13 @@ pub(crate) fn nonnegative(obj: &Value, key: &str, path: &str, errs: &mut Vec<Cau
 
 /// A required-if-present enum field: absent is fine (defaulting fills it), anything
 /// else must be one of `supported`.
-pub(crate) fn one_of(obj: &Value, key: &str, path: &str, supported: &[&str], errs: &mut Vec<Cause>) {
+pub(crate) fn one_of(
+    obj: &Value,
+    key: &str,
+    path: &str,
+    supported: &[&str],
+    errs: &mut Vec<Cause>,
+) {
     if let Some(v) = obj.get(key) {
         if v.is_null() {
             return;
@@ -346,7 +412,10 @@ pub(crate) fn port_num_or_name(v: &Value, path: &str, errs: &mut Vec<Cause>) {
 }
 
 pub(crate) fn array<'a>(v: &'a Value, key: &str) -> &'a [Value] {
-    v.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
 }
 
 #[cfg(test)]
@@ -365,14 +434,18 @@ pub(crate) mod testutil {
 
     /// The `(field, reason)` pairs of a result, for compact assertions.
     pub fn pairs(errs: &[Cause]) -> Vec<(String, String)> {
-        errs.iter().map(|c| (c.field.clone(), c.reason.clone())).collect()
+        errs.iter()
+            .map(|c| (c.field.clone(), c.reason.clone()))
+            .collect()
     }
 
     /// Asserts that exactly the given `(field, reason)` pairs were reported.
     pub fn expect(errs: &[Cause], want: &[(&str, &str)], case: &str) {
         let got = pairs(errs);
-        let want: Vec<(String, String)> =
-            want.iter().map(|(f, r)| (f.to_string(), r.to_string())).collect();
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(f, r)| (f.to_string(), r.to_string()))
+            .collect();
         assert_eq!(got, want, "case {case}: {errs:#?}");
     }
 }
@@ -391,24 +464,88 @@ mod tests {
     fn metadata_rules() {
         let long_annotation = "x".repeat(MAX_ANNOTATIONS_SIZE);
         let cases: Vec<Case> = vec![
-            ("plain", json!({"name": "web", "namespace": "default"}), vec![]),
+            (
+                "plain",
+                json!({"name": "web", "namespace": "default"}),
+                vec![],
+            ),
             ("generateName only", json!({"generateName": "web-"}), vec![]),
-            ("bad generateName", json!({"generateName": "Web-"}), vec![("metadata.generateName", "FieldValueInvalid")]),
-            ("no name", json!({}), vec![("metadata.name", "FieldValueRequired")]),
-            ("upper name", json!({"name": "Web"}), vec![("metadata.name", "FieldValueInvalid")]),
+            (
+                "bad generateName",
+                json!({"generateName": "Web-"}),
+                vec![("metadata.generateName", "FieldValueInvalid")],
+            ),
+            (
+                "no name",
+                json!({}),
+                vec![("metadata.name", "FieldValueRequired")],
+            ),
+            (
+                "upper name",
+                json!({"name": "Web"}),
+                vec![("metadata.name", "FieldValueInvalid")],
+            ),
             ("dotted name ok", json!({"name": "a.b"}), vec![]),
-            ("bad namespace", json!({"name": "a", "namespace": "a.b"}), vec![("metadata.namespace", "FieldValueInvalid")]),
-            ("good labels", json!({"name": "a", "labels": {"app": "web", "example.com/tier": "", "x": "A_b.c"}}), vec![]),
-            ("bad label key", json!({"name": "a", "labels": {"-app": "web"}}), vec![("metadata.labels", "FieldValueInvalid")]),
-            ("bad label value", json!({"name": "a", "labels": {"app": "web server"}}), vec![("metadata.labels", "FieldValueInvalid")]),
-            ("long label value", json!({"name": "a", "labels": {"app": "x".repeat(64)}}), vec![("metadata.labels", "FieldValueInvalid")]),
-            ("non-string label", json!({"name": "a", "labels": {"app": 1}}), vec![("metadata.labels", "FieldValueInvalid")]),
-            ("annotation upper ok", json!({"name": "a", "annotations": {"Example.com/X": "anything at all"}}), vec![]),
-            ("bad annotation key", json!({"name": "a", "annotations": {"a b": "x"}}), vec![("metadata.annotations", "FieldValueInvalid")]),
-            ("annotations too big", json!({"name": "a", "annotations": {"k": long_annotation}}), vec![("metadata.annotations", "FieldValueTooLong")]),
-            ("bad finalizer", json!({"name": "a", "finalizers": ["a/b/c"]}), vec![("metadata.finalizers[0]", "FieldValueInvalid")]),
-            ("non-standard finalizer", json!({"name": "a", "finalizers": ["cleanup"]}), vec![("metadata.finalizers[0]", "FieldValueInvalid")]),
-            ("finalizers ok", json!({"name": "a", "finalizers": ["kubernetes", "foregroundDeletion", "example.com/cleanup"]}), vec![]),
+            (
+                "bad namespace",
+                json!({"name": "a", "namespace": "a.b"}),
+                vec![("metadata.namespace", "FieldValueInvalid")],
+            ),
+            (
+                "good labels",
+                json!({"name": "a", "labels": {"app": "web", "example.com/tier": "", "x": "A_b.c"}}),
+                vec![],
+            ),
+            (
+                "bad label key",
+                json!({"name": "a", "labels": {"-app": "web"}}),
+                vec![("metadata.labels", "FieldValueInvalid")],
+            ),
+            (
+                "bad label value",
+                json!({"name": "a", "labels": {"app": "web server"}}),
+                vec![("metadata.labels", "FieldValueInvalid")],
+            ),
+            (
+                "long label value",
+                json!({"name": "a", "labels": {"app": "x".repeat(64)}}),
+                vec![("metadata.labels", "FieldValueInvalid")],
+            ),
+            (
+                "non-string label",
+                json!({"name": "a", "labels": {"app": 1}}),
+                vec![("metadata.labels", "FieldValueInvalid")],
+            ),
+            (
+                "annotation upper ok",
+                json!({"name": "a", "annotations": {"Example.com/X": "anything at all"}}),
+                vec![],
+            ),
+            (
+                "bad annotation key",
+                json!({"name": "a", "annotations": {"a b": "x"}}),
+                vec![("metadata.annotations", "FieldValueInvalid")],
+            ),
+            (
+                "annotations too big",
+                json!({"name": "a", "annotations": {"k": long_annotation}}),
+                vec![("metadata.annotations", "FieldValueTooLong")],
+            ),
+            (
+                "bad finalizer",
+                json!({"name": "a", "finalizers": ["a/b/c"]}),
+                vec![("metadata.finalizers[0]", "FieldValueInvalid")],
+            ),
+            (
+                "non-standard finalizer",
+                json!({"name": "a", "finalizers": ["cleanup"]}),
+                vec![("metadata.finalizers[0]", "FieldValueInvalid")],
+            ),
+            (
+                "finalizers ok",
+                json!({"name": "a", "finalizers": ["kubernetes", "foregroundDeletion", "example.com/cleanup"]}),
+                vec![],
+            ),
         ];
         for (case, meta, want) in cases {
             expect(&run("", "configmaps", &cm(meta), None), &want, case);
@@ -418,9 +555,18 @@ mod tests {
     #[test]
     fn name_messages_read_like_upstream() {
         let errs = run("", "configmaps", &cm(json!({})), None);
-        assert_eq!(errs[0].message, "Required value: name or generateName is required");
+        assert_eq!(
+            errs[0].message,
+            "Required value: name or generateName is required"
+        );
         let errs = run("", "configmaps", &cm(json!({"name": "Web"})), None);
-        assert!(errs[0].message.starts_with("Invalid value: \"Web\": a lowercase RFC 1123 subdomain"), "{}", errs[0].message);
+        assert!(
+            errs[0]
+                .message
+                .starts_with("Invalid value: \"Web\": a lowercase RFC 1123 subdomain"),
+            "{}",
+            errs[0].message
+        );
     }
 
     #[test]
@@ -446,14 +592,19 @@ mod tests {
     fn cluster_scoped_kinds_refuse_a_namespace() {
         let obj = json!({"metadata": {"name": "n1", "namespace": "default"}});
         let errs = run("", "nodes", &obj, None);
-        expect(&errs, &[("metadata.namespace", "FieldValueForbidden")], "node with namespace");
+        expect(
+            &errs,
+            &[("metadata.namespace", "FieldValueForbidden")],
+            "node with namespace",
+        );
         assert_eq!(errs[0].message, "Forbidden: not allowed on this type");
     }
 
     #[test]
     fn check_renders_the_invalid_status() {
         let res = crate::resource::lookup("apps", "v1", "deployments").unwrap();
-        let d = json!({"metadata": {"name": "web", "namespace": "default"}, "spec": {"replicas": -1}});
+        let d =
+            json!({"metadata": {"name": "web", "namespace": "default"}, "spec": {"replicas": -1}});
         let s = check(res, &d, None).unwrap_err().to_status();
         assert_eq!(s["code"], 422);
         assert_eq!(s["reason"], "Invalid");
@@ -461,7 +612,12 @@ mod tests {
         assert_eq!(s["details"]["causes"][0]["field"], "spec.replicas");
         assert!(s["message"].as_str().unwrap().starts_with("Deployment.apps \"web\" is invalid: [spec.replicas: Invalid value: -1: must be greater than or equal to 0, "), "{}", s["message"]);
         let ok = json!({"metadata": {"name": "c"}, "data": {"a": "b"}});
-        assert!(check(crate::resource::lookup("", "v1", "configmaps").unwrap(), &ok, None).is_ok());
+        assert!(check(
+            crate::resource::lookup("", "v1", "configmaps").unwrap(),
+            &ok,
+            None
+        )
+        .is_ok());
     }
 
     #[test]

@@ -78,7 +78,10 @@ impl Allocators {
                 return Err(ApiError::invalid_field(
                     "spec.clusterIPs",
                     &ip.to_string(),
-                    &format!("provided IP is not in the valid range. The range of valid IPs is {}", self.net),
+                    &format!(
+                        "provided IP is not in the valid range. The range of valid IPs is {}",
+                        self.net
+                    ),
                 ));
             }
             if !s.used_ips.insert(n) {
@@ -101,11 +104,18 @@ impl Allocators {
                 return Ok(Ipv4Addr::from(n));
             }
         }
-        Err(ApiError::internal(format!("no ClusterIP left in the service range {}", self.net)))
+        Err(ApiError::internal(format!(
+            "no ClusterIP left in the service range {}",
+            self.net
+        )))
     }
 
     pub fn release_ip(&self, ip: Ipv4Addr) {
-        self.state.lock().expect("alloc lock").used_ips.remove(&u32::from(ip));
+        self.state
+            .lock()
+            .expect("alloc lock")
+            .used_ips
+            .remove(&u32::from(ip));
     }
 
     pub fn allocate_port(&self, requested: Option<u16>, field: &str) -> Result<u16, ApiError> {
@@ -120,7 +130,11 @@ impl Allocators {
                 ));
             }
             if !s.used_ports.insert(p) {
-                return Err(ApiError::invalid_field(field, &p.to_string(), "provided port is already allocated"));
+                return Err(ApiError::invalid_field(
+                    field,
+                    &p.to_string(),
+                    "provided port is already allocated",
+                ));
             }
             return Ok(p);
         }
@@ -154,7 +168,11 @@ impl Allocators {
 
 pub fn cluster_ips(svc: &Value) -> Vec<Ipv4Addr> {
     let mut out: Vec<Ipv4Addr> = Vec::new();
-    if let Some(ip) = svc.pointer("/spec/clusterIP").and_then(Value::as_str).and_then(|s| s.parse().ok()) {
+    if let Some(ip) = svc
+        .pointer("/spec/clusterIP")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+    {
         out.push(ip);
     }
     if let Some(ips) = svc.pointer("/spec/clusterIPs").and_then(Value::as_array) {
@@ -209,12 +227,39 @@ mod tests {
     #[test]
     fn requested_values_are_checked() {
         let a = alloc();
-        assert_eq!(a.allocate_ip(Some(Ipv4Addr::new(10, 96, 0, 7))).unwrap(), Ipv4Addr::new(10, 96, 0, 7));
-        assert_eq!(a.allocate_ip(Some(Ipv4Addr::new(10, 96, 0, 7))).unwrap_err().code, 422);
-        assert_eq!(a.allocate_ip(Some(Ipv4Addr::new(10, 97, 0, 7))).unwrap_err().code, 422);
-        assert_eq!(a.allocate_port(Some(30001), "spec.ports[0].nodePort").unwrap(), 30001);
-        assert_eq!(a.allocate_port(Some(30001), "spec.ports[0].nodePort").unwrap_err().code, 422);
-        assert_eq!(a.allocate_port(Some(80), "spec.ports[0].nodePort").unwrap_err().code, 422);
+        assert_eq!(
+            a.allocate_ip(Some(Ipv4Addr::new(10, 96, 0, 7))).unwrap(),
+            Ipv4Addr::new(10, 96, 0, 7)
+        );
+        assert_eq!(
+            a.allocate_ip(Some(Ipv4Addr::new(10, 96, 0, 7)))
+                .unwrap_err()
+                .code,
+            422
+        );
+        assert_eq!(
+            a.allocate_ip(Some(Ipv4Addr::new(10, 97, 0, 7)))
+                .unwrap_err()
+                .code,
+            422
+        );
+        assert_eq!(
+            a.allocate_port(Some(30001), "spec.ports[0].nodePort")
+                .unwrap(),
+            30001
+        );
+        assert_eq!(
+            a.allocate_port(Some(30001), "spec.ports[0].nodePort")
+                .unwrap_err()
+                .code,
+            422
+        );
+        assert_eq!(
+            a.allocate_port(Some(80), "spec.ports[0].nodePort")
+                .unwrap_err()
+                .code,
+            422
+        );
     }
 
     #[test]

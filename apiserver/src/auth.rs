@@ -71,7 +71,10 @@ fn load_or_create(path: &Path) -> Result<String, TlsError> {
 }
 
 fn node_user(name: &str) -> User {
-    User { name: format!("system:node:{name}"), groups: vec!["system:nodes".into(), "system:authenticated".into()] }
+    User {
+        name: format!("system:node:{name}"),
+        groups: vec!["system:nodes".into(), "system:authenticated".into()],
+    }
 }
 
 impl Authenticator {
@@ -84,8 +87,18 @@ impl Authenticator {
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
-        let mut a = Authenticator { join_secret, nodes_file, ..Default::default() };
-        a.add(&token, User { name: "skiff-admin".into(), groups: vec!["system:masters".into(), "system:authenticated".into()] });
+        let mut a = Authenticator {
+            join_secret,
+            nodes_file,
+            ..Default::default()
+        };
+        a.add(
+            &token,
+            User {
+                name: "skiff-admin".into(),
+                groups: vec!["system:masters".into(), "system:authenticated".into()],
+            },
+        );
         for (name, cred) in nodes.clone() {
             a.add(&cred.token, node_user(&name));
         }
@@ -102,7 +115,9 @@ impl Authenticator {
         let token = bearer(header)?;
         // Compare against every token in constant time per token, so timing does not
         // reveal a prefix.
-        self.tokens.iter().find_map(|(t, u)| constant_eq(t.as_bytes(), token.as_bytes()).then_some(u))
+        self.tokens
+            .iter()
+            .find_map(|(t, u)| constant_eq(t.as_bytes(), token.as_bytes()).then_some(u))
     }
 
     pub fn is_join_secret(&self, header: Option<&str>) -> bool {
@@ -123,7 +138,10 @@ impl Authenticator {
 
     /// Issues and persists a credential for a new node.
     pub fn issue_node(&mut self, name: &str, pod_cidr: &str) -> Result<NodeCredential, TlsError> {
-        let cred = NodeCredential { token: new_token(), pod_cidr: pod_cidr.to_string() };
+        let cred = NodeCredential {
+            token: new_token(),
+            pod_cidr: pod_cidr.to_string(),
+        };
         self.nodes.insert(name.to_string(), cred.clone());
         self.save()?;
         self.add(&cred.token, node_user(name));
@@ -140,7 +158,10 @@ impl Authenticator {
     }
 
     fn save(&self) -> Result<(), TlsError> {
-        write_private(&self.nodes_file, &serde_json::to_string_pretty(&self.nodes).expect("serialise"))
+        write_private(
+            &self.nodes_file,
+            &serde_json::to_string_pretty(&self.nodes).expect("serialise"),
+        )
     }
 }
 
@@ -167,7 +188,10 @@ mod tests {
         let (_, t2) = Authenticator::load(dir.path()).unwrap();
         assert_eq!(t, t2);
         assert_eq!(t.len(), 64);
-        assert!(a.authenticate(Some(&format!("Bearer {t}"))).unwrap().is_admin());
+        assert!(a
+            .authenticate(Some(&format!("Bearer {t}")))
+            .unwrap()
+            .is_admin());
         assert!(a.authenticate(Some("Bearer nope")).is_none());
         assert!(a.authenticate(Some(&format!("Basic {t}"))).is_none());
         assert!(a.authenticate(None).is_none());
@@ -183,12 +207,16 @@ mod tests {
         let (mut a, _) = Authenticator::load(dir.path()).unwrap();
         let cred = a.issue_node("n1", "10.244.1.0/24").unwrap();
         let (b, _) = Authenticator::load(dir.path()).unwrap();
-        let u = b.authenticate(Some(&format!("Bearer {}", cred.token))).unwrap();
+        let u = b
+            .authenticate(Some(&format!("Bearer {}", cred.token)))
+            .unwrap();
         assert_eq!(u.node_name(), Some("n1"));
         assert!(!u.is_admin());
         assert_eq!(b.node("n1").unwrap().pod_cidr, "10.244.1.0/24");
         a.revoke_node("n1").unwrap();
-        assert!(a.authenticate(Some(&format!("Bearer {}", cred.token))).is_none());
+        assert!(a
+            .authenticate(Some(&format!("Bearer {}", cred.token)))
+            .is_none());
         let (c, _) = Authenticator::load(dir.path()).unwrap();
         assert!(c.node("n1").is_none());
     }

@@ -19,7 +19,8 @@ pub async fn ensure(api: &Api, api_port: u16, endpoint_ips: &[String]) -> Result
             continue;
         }
         let mut obj = json!({"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": name}});
-        strategy::prepare_create(ns, &mut obj, &api.alloc).map_err(|e| StoreError::Io(e.message))?;
+        strategy::prepare_create(ns, &mut obj, &api.alloc)
+            .map_err(|e| StoreError::Io(e.message))?;
         match api.store.create(&key, obj).await {
             Ok(_) | Err(StoreError::AlreadyExists) => {}
             Err(e) => return Err(e),
@@ -36,7 +37,8 @@ pub async fn ensure(api: &Api, api_port: u16, endpoint_ips: &[String]) -> Result
             "spec": {"type": "ClusterIP", "clusterIP": ip,
                       "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": api_port}]}
         });
-        strategy::prepare_create(svc, &mut obj, &api.alloc).map_err(|e| StoreError::Io(e.message))?;
+        strategy::prepare_create(svc, &mut obj, &api.alloc)
+            .map_err(|e| StoreError::Io(e.message))?;
         match api.store.create(&key, obj).await {
             Ok(_) | Err(StoreError::AlreadyExists) => {}
             Err(e) => return Err(e),
@@ -53,7 +55,8 @@ pub async fn ensure(api: &Api, api_port: u16, endpoint_ips: &[String]) -> Result
             "metadata": {"name": "kubernetes", "namespace": "default"},
             "subsets": [{"addresses": addrs, "ports": [{"name": "https", "port": api_port, "protocol": "TCP"}]}]
         });
-        strategy::prepare_create(ep, &mut obj, &api.alloc).map_err(|e| StoreError::Io(e.message))?;
+        strategy::prepare_create(ep, &mut obj, &api.alloc)
+            .map_err(|e| StoreError::Io(e.message))?;
         match api.store.create(&key, obj).await {
             Ok(_) | Err(StoreError::AlreadyExists) => {}
             Err(e) => return Err(e),

@@ -36,7 +36,10 @@ mod tests {
         let k = super::render("skiff", "https://127.0.0.1:6443", "PEM", "admin", "tok");
         let v: serde_json::Value = serde_yaml::from_str(&k).unwrap();
         assert_eq!(v["users"][0]["user"]["token"], "tok");
-        assert_eq!(v["clusters"][0]["cluster"]["server"], "https://127.0.0.1:6443");
+        assert_eq!(
+            v["clusters"][0]["cluster"]["server"],
+            "https://127.0.0.1:6443"
+        );
         assert_eq!(v["current-context"], "skiff");
     }
 }

@@ -102,9 +102,15 @@ pub enum ServerError {
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("cannot listen on {addr}: {source}; is another server running there? pick another address with --listen")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot write {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// A started server.
@@ -145,13 +151,24 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let mut listeners = Vec::new();
     let mut addrs = Vec::new();
     for addr in &config.listen {
-        let l = TcpListener::bind(addr).await.map_err(|source| ServerError::Listen { addr: *addr, source })?;
-        addrs.push(l.local_addr().map_err(|source| ServerError::Listen { addr: *addr, source })?);
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Listen {
+                addr: *addr,
+                source,
+            })?;
+        addrs.push(l.local_addr().map_err(|source| ServerError::Listen {
+            addr: *addr,
+            source,
+        })?);
         listeners.push(l);
     }
     let port = addrs.first().map(|a| a.port()).unwrap_or(6443);
     for (ns, addr) in &config.netns_listen {
-        let l = netns::bind_in(ns, *addr).map_err(|source| ServerError::Listen { addr: *addr, source })?;
+        let l = netns::bind_in(ns, *addr).map_err(|source| ServerError::Listen {
+            addr: *addr,
+            source,
+        })?;
         listeners.push(l);
     }
 
@@ -175,7 +192,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     }
     let mut ips: Vec<IpAddr> = tls::local_addresses();
     ips.push(IpAddr::V4(alloc.api_service_ip()));
-    for a in addrs.iter().chain(config.netns_listen.iter().map(|(_, a)| a)) {
+    for a in addrs
+        .iter()
+        .chain(config.netns_listen.iter().map(|(_, a)| a))
+    {
         if !a.ip().is_unspecified() && !ips.contains(&a.ip()) {
             ips.push(a.ip());
         }
@@ -192,14 +212,25 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let tls_config = tls::server_config(&material)?;
     let (auth, token) = auth::Authenticator::load(&config.data_dir)?;
 
-    let host = config.advertise_host.clone().unwrap_or_else(|| match addrs.first().map(|a| a.ip()) {
-        Some(ip) if !ip.is_unspecified() => ip.to_string(),
-        _ => "127.0.0.1".to_string(),
-    });
-    let host_part = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.clone() };
+    let host =
+        config
+            .advertise_host
+            .clone()
+            .unwrap_or_else(|| match addrs.first().map(|a| a.ip()) {
+                Some(ip) if !ip.is_unspecified() => ip.to_string(),
+                _ => "127.0.0.1".to_string(),
+            });
+    let host_part = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.clone()
+    };
     let url = format!("https://{host_part}:{port}");
     let kubeconfig = config.data_dir.join("admin.kubeconfig");
-    tls::write_private(&kubeconfig, &kubeconfig::render("skiff", &url, &material.ca_pem, "skiff-admin", &token))?;
+    tls::write_private(
+        &kubeconfig,
+        &kubeconfig::render("skiff", &url, &material.ca_pem, "skiff-admin", &token),
+    )?;
 
     let api = Arc::new(Api {
         store: store.clone(),
@@ -214,18 +245,45 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     });
     let endpoint_ips: Vec<String> = addrs
         .iter()
-        .map(|a| if a.ip().is_unspecified() { host.clone() } else { a.ip().to_string() })
+        .map(|a| {
+            if a.ip().is_unspecified() {
+                host.clone()
+            } else {
+                a.ip().to_string()
+            }
+        })
         .filter(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok())
         .collect();
     bootstrap::ensure(&api, port, &endpoint_ips).await?;
 
     let tasks = listeners
         .into_iter()
-        .map(|l| tokio::spawn(server::serve(l, tls_config.clone(), api.clone(), shutdown.clone())))
+        .map(|l| {
+            tokio::spawn(server::serve(
+                l,
+                tls_config.clone(),
+                api.clone(),
+                shutdown.clone(),
+            ))
+        })
         .collect();
     tracing::info!(addrs = ?addrs, kubeconfig = %kubeconfig.display(), "API server ready");
-    let join_secret = api.auth.read().expect("auth lock").join_secret().to_string();
-    Ok(Running { addrs, kubeconfig, token, ca_pem: material.ca_pem, url, join_secret, store, tasks })
+    let join_secret = api
+        .auth
+        .read()
+        .expect("auth lock")
+        .join_secret()
+        .to_string();
+    Ok(Running {
+        addrs,
+        kubeconfig,
+        token,
+        ca_pem: material.ca_pem,
+        url,
+        join_secret,
+        store,
+        tasks,
+    })
 }
 
 /// Runs the server until `shutdown` is cancelled.

@@ -12,10 +12,12 @@ pub fn bind_in(name: &str, addr: SocketAddr) -> std::io::Result<tokio::net::TcpL
     let path = format!("/var/run/netns/{name}");
     let std_listener = std::thread::scope(|s| {
         s.spawn(|| -> std::io::Result<std::net::TcpListener> {
-            let f = std::fs::File::open(&path)
-                .map_err(|e| std::io::Error::new(e.kind(), format!("network namespace {path}: {e}")))?;
-            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(|e| std::io::Error::other(format!("entering network namespace {path}: {e}")))?;
+            let f = std::fs::File::open(&path).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("network namespace {path}: {e}"))
+            })?;
+            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+                std::io::Error::other(format!("entering network namespace {path}: {e}"))
+            })?;
             std::net::TcpListener::bind(addr)
         })
         .join()
@@ -31,20 +33,28 @@ pub fn bind_in(name: &str, addr: SocketAddr) -> std::io::Result<tokio::net::TcpL
 /// would stay there for whatever runs on it next), connects, and hands the socket
 /// back. This is how a server on the host reaches kubelets that exist only inside a
 /// lab: the connection never touches the host's own routes.
-pub async fn connect_in(name: &str, addr: SocketAddr, timeout: std::time::Duration) -> std::io::Result<tokio::net::TcpStream> {
+pub async fn connect_in(
+    name: &str,
+    addr: SocketAddr,
+    timeout: std::time::Duration,
+) -> std::io::Result<tokio::net::TcpStream> {
     let path = format!("/var/run/netns/{name}");
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
         let result = (|| -> std::io::Result<std::net::TcpStream> {
-            let f = std::fs::File::open(&path)
-                .map_err(|e| std::io::Error::new(e.kind(), format!("network namespace {path}: {e}")))?;
-            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(|e| std::io::Error::other(format!("entering network namespace {path}: {e}")))?;
+            let f = std::fs::File::open(&path).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("network namespace {path}: {e}"))
+            })?;
+            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+                std::io::Error::other(format!("entering network namespace {path}: {e}"))
+            })?;
             std::net::TcpStream::connect_timeout(&addr, timeout)
         })();
         let _ = tx.send(result);
     });
-    let stream = rx.await.map_err(|_| std::io::Error::other("the namespace thread ended early"))??;
+    let stream = rx
+        .await
+        .map_err(|_| std::io::Error::other("the namespace thread ended early"))??;
     stream.set_nonblocking(true)?;
     tokio::net::TcpStream::from_std(stream)
 }

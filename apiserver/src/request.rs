@@ -30,16 +30,18 @@ impl Query {
 
     /// `true`/`1` (and a bare key) are true, as Go's strconv.ParseBool and kubectl use.
     pub fn flag(&self, k: &str) -> bool {
-        matches!(self.0.get(k).map(String::as_str), Some("true" | "1" | "True" | "TRUE" | ""))
+        matches!(
+            self.0.get(k).map(String::as_str),
+            Some("true" | "1" | "True" | "TRUE" | "")
+        )
     }
 
     pub fn u64(&self, k: &str) -> Result<Option<u64>, ApiError> {
         match self.get(k) {
             None => Ok(None),
-            Some(v) => v
-                .parse()
-                .map(Some)
-                .map_err(|_| ApiError::bad_request(format!("invalid value {v:?} for query parameter {k}"))),
+            Some(v) => v.parse().map(Some).map_err(|_| {
+                ApiError::bad_request(format!("invalid value {v:?} for query parameter {k}"))
+            }),
         }
     }
 
@@ -80,7 +82,9 @@ pub enum Output {
 
 /// Picks the first media range of `Accept` skiff can serve.
 pub fn output(accept: Option<&str>) -> Output {
-    let Some(accept) = accept else { return Output::Json };
+    let Some(accept) = accept else {
+        return Output::Json;
+    };
     for range in accept.split(',') {
         let mut parts = range.split(';').map(str::trim);
         let media = parts.next().unwrap_or("");
@@ -91,9 +95,11 @@ pub fn output(accept: Option<&str>) -> Output {
         match (params.get("as"), params.get("g"), params.get("v")) {
             (Some(&"Table"), Some(&"meta.k8s.io"), Some(&"v1")) => return Output::Table,
             (Some(&"Table"), _, _) => continue,
-            (Some(&("PartialObjectMetadata" | "PartialObjectMetadataList")), Some(&"meta.k8s.io"), Some(&"v1")) => {
-                return Output::PartialMetadata
-            }
+            (
+                Some(&("PartialObjectMetadata" | "PartialObjectMetadataList")),
+                Some(&"meta.k8s.io"),
+                Some(&"v1"),
+            ) => return Output::PartialMetadata,
             (Some(_), _, _) => continue,
             (None, _, _) => return Output::Json,
         }
@@ -110,10 +116,16 @@ where
     match Limited::new(body, MAX_BODY).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                Err(ApiError::too_large("the request body is larger than the 3 MiB limit"))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                Err(ApiError::too_large(
+                    "the request body is larger than the 3 MiB limit",
+                ))
             } else {
-                Err(ApiError::bad_request(format!("reading the request body failed: {e}")))
+                Err(ApiError::bad_request(format!(
+                    "reading the request body failed: {e}"
+                )))
             }
         }
     }
@@ -121,7 +133,12 @@ where
 
 /// Decodes an object body per Content-Type (JSON by default, YAML accepted).
 pub fn decode(bytes: &[u8], content_type: Option<&str>) -> Result<Value, ApiError> {
-    let media = content_type.unwrap_or("application/json").split(';').next().unwrap_or("").trim();
+    let media = content_type
+        .unwrap_or("application/json")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim();
     let v: Value = match media {
         "application/json" | "" | "*/*" => serde_json::from_slice(bytes)
             .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?,
@@ -160,14 +177,26 @@ mod tests {
     fn accept_picks_table_like_kubectl_asks() {
         let kubectl = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
         assert_eq!(output(Some(kubectl)), Output::Table);
-        assert_eq!(output(Some("application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json")), Output::Json);
+        assert_eq!(
+            output(Some(
+                "application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+            )),
+            Output::Json
+        );
         assert_eq!(output(Some("application/json")), Output::Json);
         assert_eq!(output(None), Output::Json);
         assert_eq!(
-            output(Some("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json")),
+            output(Some(
+                "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+            )),
             Output::PartialMetadata
         );
-        assert_eq!(output(Some("application/vnd.kubernetes.protobuf, application/json")), Output::Json);
+        assert_eq!(
+            output(Some(
+                "application/vnd.kubernetes.protobuf, application/json"
+            )),
+            Output::Json
+        );
     }
 
     #[test]
@@ -176,12 +205,25 @@ mod tests {
         assert!(decode_object(b"a: 1\n", Some("application/yaml")).is_ok());
         assert_eq!(decode_object(b"[1]", None).unwrap_err().code, 400);
         assert_eq!(decode_object(b"{", None).unwrap_err().code, 400);
-        assert_eq!(decode_object(b"x", Some("application/vnd.kubernetes.protobuf")).unwrap_err().code, 400);
-        assert_eq!(decode_object(b"x", Some("text/plain")).unwrap_err().code, 415);
+        assert_eq!(
+            decode_object(b"x", Some("application/vnd.kubernetes.protobuf"))
+                .unwrap_err()
+                .code,
+            400
+        );
+        assert_eq!(
+            decode_object(b"x", Some("text/plain")).unwrap_err().code,
+            415
+        );
         let deep = "[".repeat(10_000);
         assert_eq!(decode(deep.as_bytes(), None).unwrap_err().code, 400);
         let bomb = "a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\nh: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\ni: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]\n";
-        assert_eq!(decode(bomb.as_bytes(), Some("application/yaml")).unwrap_err().code, 400);
+        assert_eq!(
+            decode(bomb.as_bytes(), Some("application/yaml"))
+                .unwrap_err()
+                .code,
+            400
+        );
     }
 
     #[test]
@@ -190,6 +232,9 @@ mod tests {
         assert!(q.flag("watch") && q.flag("a") && !q.flag("b") && !q.flag("c"));
         assert_eq!(q.u64("limit").unwrap(), Some(5));
         assert!(q.dry_run());
-        assert_eq!(Query::parse(Some("limit=x")).u64("limit").unwrap_err().code, 400);
+        assert_eq!(
+            Query::parse(Some("limit=x")).u64("limit").unwrap_err().code,
+            400
+        );
     }
 }

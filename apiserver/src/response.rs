@@ -12,7 +12,9 @@ use crate::request::IncludeObject;
 pub type Body = BoxBody<Bytes, std::io::Error>;
 
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 pub fn json(code: u16, v: &Value) -> Response<Body> {
@@ -27,7 +29,8 @@ pub fn json(code: u16, v: &Value) -> Response<Body> {
 pub fn error(e: &ApiError) -> Response<Body> {
     let mut r = json(e.code, &e.to_status());
     if e.code == 401 {
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("header"));
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("header"));
     }
     r
 }

@@ -18,7 +18,10 @@ pub enum Route {
     /// `/apis/<group>`
     Group(String),
     /// `/api/v1` or `/apis/<group>/<version>`
-    Resources { group: String, version: String },
+    Resources {
+        group: String,
+        version: String,
+    },
     /// A resource path.
     Resource(ResourcePath),
     Version,
@@ -43,11 +46,17 @@ pub struct ResourcePath {
 }
 
 fn decode(seg: &str) -> String {
-    percent_encoding::percent_decode_str(seg).decode_utf8_lossy().to_string()
+    percent_encoding::percent_decode_str(seg)
+        .decode_utf8_lossy()
+        .to_string()
 }
 
 pub fn route(path: &str) -> Route {
-    let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(decode).collect();
+    let segs: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(decode)
+        .collect();
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     match s.as_slice() {
         ["version"] => Route::Version,
@@ -77,7 +86,10 @@ fn resources(group: &str, version: &str, rest: &[&str], path: &str) -> Route {
         return Route::NotFound(path.to_string());
     }
     if rest.is_empty() {
-        return Route::Resources { group: group.to_string(), version: version.to_string() };
+        return Route::Resources {
+            group: group.to_string(),
+            version: version.to_string(),
+        };
     }
     let (legacy_watch, rest) = match rest {
         ["watch", tail @ ..] => (true, tail),
@@ -133,17 +145,71 @@ mod tests {
     fn routes_table() {
         let cases: &[(&str, &str, Option<&str>, Option<&str>, Option<&str>)] = &[
             ("/api/v1/pods", "pods", None, None, None),
-            ("/api/v1/namespaces/default/pods", "pods", Some("default"), None, None),
-            ("/api/v1/namespaces/default/pods/web", "pods", Some("default"), Some("web"), None),
-            ("/api/v1/namespaces/default/pods/web/status", "pods", Some("default"), Some("web"), Some("status")),
-            ("/api/v1/namespaces/default", "namespaces", None, Some("default"), None),
-            ("/api/v1/namespaces/default/status", "namespaces", None, Some("default"), Some("status")),
-            ("/api/v1/namespaces/default/finalize", "namespaces", None, Some("default"), Some("finalize")),
+            (
+                "/api/v1/namespaces/default/pods",
+                "pods",
+                Some("default"),
+                None,
+                None,
+            ),
+            (
+                "/api/v1/namespaces/default/pods/web",
+                "pods",
+                Some("default"),
+                Some("web"),
+                None,
+            ),
+            (
+                "/api/v1/namespaces/default/pods/web/status",
+                "pods",
+                Some("default"),
+                Some("web"),
+                Some("status"),
+            ),
+            (
+                "/api/v1/namespaces/default",
+                "namespaces",
+                None,
+                Some("default"),
+                None,
+            ),
+            (
+                "/api/v1/namespaces/default/status",
+                "namespaces",
+                None,
+                Some("default"),
+                Some("status"),
+            ),
+            (
+                "/api/v1/namespaces/default/finalize",
+                "namespaces",
+                None,
+                Some("default"),
+                Some("finalize"),
+            ),
             ("/api/v1/namespaces", "namespaces", None, None, None),
-            ("/api/v1/nodes/n1/status", "nodes", None, Some("n1"), Some("status")),
-            ("/apis/apps/v1/namespaces/x/deployments/web/scale", "deployments", Some("x"), Some("web"), Some("scale")),
+            (
+                "/api/v1/nodes/n1/status",
+                "nodes",
+                None,
+                Some("n1"),
+                Some("status"),
+            ),
+            (
+                "/apis/apps/v1/namespaces/x/deployments/web/scale",
+                "deployments",
+                Some("x"),
+                Some("web"),
+                Some("scale"),
+            ),
             ("/apis/apps/v1/deployments", "deployments", None, None, None),
-            ("/apis/networking.k8s.io/v1/ingressclasses/nginx", "ingressclasses", None, Some("nginx"), None),
+            (
+                "/apis/networking.k8s.io/v1/ingressclasses/nginx",
+                "ingressclasses",
+                None,
+                Some("nginx"),
+                None,
+            ),
         ];
         for (path, plural, ns, name, sub) in cases {
             let r = rp(path);
@@ -159,11 +225,20 @@ mod tests {
         assert_eq!(route("/api"), Route::CoreVersions);
         assert_eq!(route("/apis"), Route::Groups);
         assert_eq!(route("/apis/apps"), Route::Group("apps".into()));
-        assert_eq!(route("/apis/apps/v1"), Route::Resources { group: "apps".into(), version: "v1".into() });
+        assert_eq!(
+            route("/apis/apps/v1"),
+            Route::Resources {
+                group: "apps".into(),
+                version: "v1".into()
+            }
+        );
         assert!(matches!(route("/apis/apps/v2"), Route::NotFound(_)));
         assert!(matches!(route("/api/v1/widgets"), Route::NotFound(_)));
         assert!(matches!(route("/apis/nope"), Route::NotFound(_)));
-        assert!(matches!(route("/api/v1/namespaces/a/pods/b/c/d"), Route::NotFound(_)));
+        assert!(matches!(
+            route("/api/v1/namespaces/a/pods/b/c/d"),
+            Route::NotFound(_)
+        ));
         assert_eq!(route("/version"), Route::Version);
         assert!(rp("/api/v1/watch/namespaces/a/pods").legacy_watch);
     }

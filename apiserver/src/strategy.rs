@@ -78,15 +78,26 @@ pub fn name_suffix() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut r = rand::rng();
-    (0..5).map(|_| ALPHABET[r.random_range(0..ALPHABET.len())] as char).collect()
+    (0..5)
+        .map(|_| ALPHABET[r.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 /// Prepares a new object. `name` is already settled (generateName resolved).
-pub fn prepare_create(res: &ResourceInfo, obj: &mut Value, alloc: &Allocators) -> Result<(), ApiError> {
+pub fn prepare_create(
+    res: &ResourceInfo,
+    obj: &mut Value,
+    alloc: &Allocators,
+) -> Result<(), ApiError> {
     let m = meta::metadata_mut(obj);
     m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     m.insert("creationTimestamp".into(), json!(now()));
-    for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+    for k in [
+        "resourceVersion",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "selfLink",
+    ] {
         m.remove(k);
     }
     if obj.get("spec").is_some() || res.has_status {
@@ -141,9 +152,20 @@ pub fn prepare_update(
         }
     }
     // Server-owned metadata is not the client's to change.
-    let old_meta = old.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
+    let old_meta = old
+        .get("metadata")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     let m = meta::metadata_mut(new);
-    for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace", "generation"] {
+    for k in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "namespace",
+        "generation",
+    ] {
         match old_meta.get(k) {
             Some(v) => {
                 m.insert(k.into(), v.clone());
@@ -153,10 +175,18 @@ pub fn prepare_update(
             }
         }
     }
-    if let Some(v) = new.get("kind").cloned().or_else(|| old.get("kind").cloned()) {
+    if let Some(v) = new
+        .get("kind")
+        .cloned()
+        .or_else(|| old.get("kind").cloned())
+    {
         new["kind"] = v;
     }
-    if let Some(v) = new.get("apiVersion").cloned().or_else(|| old.get("apiVersion").cloned()) {
+    if let Some(v) = new
+        .get("apiVersion")
+        .cloned()
+        .or_else(|| old.get("apiVersion").cloned())
+    {
         new["apiVersion"] = v;
     }
     skiff_api::defaults::apply(res, new);
@@ -168,7 +198,10 @@ pub fn prepare_update(
         skiff_api::defaults::drop_type_dependent_fields(new, old);
     }
     if desired(new) != desired(old) {
-        let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+        let g = old
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         meta::set(new, "generation", json!(g + 1));
     }
     let name = meta::name(old).unwrap_or("").to_string();
@@ -183,7 +216,10 @@ pub fn prepare_update(
 }
 
 fn wants_node_ports(svc: &Value) -> bool {
-    matches!(svc.pointer("/spec/type").and_then(Value::as_str), Some("NodePort" | "LoadBalancer"))
+    matches!(
+        svc.pointer("/spec/type").and_then(Value::as_str),
+        Some("NodePort" | "LoadBalancer")
+    )
 }
 
 /// Allocates a ClusterIP and NodePorts for a new or changed Service and releases what
@@ -195,7 +231,11 @@ fn allocate_service(
     name: &str,
     res: &ResourceInfo,
 ) -> Result<(), ApiError> {
-    let ty = svc.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+    let ty = svc
+        .pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+        .to_string();
     let mut taken_ips: Vec<Ipv4Addr> = Vec::new();
     let mut taken_ports: Vec<u16> = Vec::new();
     let rollback = |ips: &[Ipv4Addr], ports: &[u16]| {
@@ -214,14 +254,26 @@ fn allocate_service(
     let old_ports = old.map(alloc::node_ports).unwrap_or_default();
 
     if ty != "ExternalName" {
-        let current = svc.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("").to_string();
+        let current = svc
+            .pointer("/spec/clusterIP")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         if current != "None" && old_ips.is_empty() {
-            let requested = if current.is_empty() { None } else { current.parse().ok() };
+            let requested = if current.is_empty() {
+                None
+            } else {
+                current.parse().ok()
+            };
             if !current.is_empty() && requested.is_none() {
                 return Err(ApiError::invalid(
                     res,
                     name,
-                    vec![skiff_api::Cause::invalid("spec.clusterIP", &json!(current), "must be a valid IP address or \"None\"")],
+                    vec![skiff_api::Cause::invalid(
+                        "spec.clusterIP",
+                        &json!(current),
+                        "must be a valid IP address or \"None\"",
+                    )],
                 ));
             }
             let ip = alloc.allocate_ip(requested).map_err(named)?;
@@ -328,11 +380,16 @@ mod tests {
         prepare_update(d, &mut same, &old, None, &a).unwrap();
         assert_eq!(same["metadata"]["generation"], 3);
         assert_eq!(same["metadata"]["uid"], "u");
-        assert_eq!(same["status"], json!({"replicas": 1}), "main resource keeps the stored status");
+        assert_eq!(
+            same["status"],
+            json!({"replicas": 1}),
+            "main resource keeps the stored status"
+        );
         let mut changed = json!({"metadata": {"name": "web"}, "spec": spec(2)});
         prepare_update(d, &mut changed, &old, None, &a).unwrap();
         assert_eq!(changed["metadata"]["generation"], 4);
-        let mut st = json!({"metadata": {"name": "web"}, "spec": spec(7), "status": {"replicas": 2}});
+        let mut st =
+            json!({"metadata": {"name": "web"}, "spec": spec(7), "status": {"replicas": 2}});
         prepare_update(d, &mut st, &old, Some("status"), &a).unwrap();
         assert_eq!(st["spec"]["replicas"], 1, "status writes keep the spec");
         assert_eq!(st["status"]["replicas"], 2);
@@ -372,7 +429,10 @@ mod tests {
 
     #[test]
     fn qos_classes() {
-        assert_eq!(qos_class(&json!({"spec": {"containers": [{}]}})), "BestEffort");
+        assert_eq!(
+            qos_class(&json!({"spec": {"containers": [{}]}})),
+            "BestEffort"
+        );
         let g = json!({"spec": {"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}});
         assert_eq!(qos_class(&g), "Guaranteed");
         let b = json!({"spec": {"containers": [{"resources": {"requests": {"cpu": "1"}}}]}});

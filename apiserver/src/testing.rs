@@ -63,8 +63,15 @@ impl TestServer {
             store,
             ..Config::default()
         };
-        let running = start(config, shutdown.clone()).await.expect("test server starts");
-        TestServer { running: Some(running), shutdown, dir: dir.to_path_buf(), _tmp: None }
+        let running = start(config, shutdown.clone())
+            .await
+            .expect("test server starts");
+        TestServer {
+            running: Some(running),
+            shutdown,
+            dir: dir.to_path_buf(),
+            _tmp: None,
+        }
     }
 
     fn running(&self) -> &Running {
@@ -102,9 +109,10 @@ impl TestServer {
     pub async fn client(&self) -> kube::Client {
         let text = std::fs::read_to_string(self.kubeconfig_path()).expect("kubeconfig");
         let kc = kube::config::Kubeconfig::from_yaml(&text).expect("kubeconfig parses");
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .expect("kube config");
+        let cfg =
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .expect("kube config");
         kube::Client::try_from(cfg).expect("kube client")
     }
 

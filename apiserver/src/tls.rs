@@ -18,7 +18,11 @@ use rcgen::{
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot {action} {path}: {source}")]
-    File { action: &'static str, path: String, source: std::io::Error },
+    File {
+        action: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
     #[error("certificate generation failed: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("tls configuration failed: {0}")]
@@ -41,7 +45,11 @@ fn ca_params() -> CertificateParams {
     dn.push(DnType::OrganizationName, "skiff");
     p.distinguished_name = dn;
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     // Fixed validity window so the CA parameters can be rebuilt identically from the key.
     p.not_before = rcgen::date_time_ymd(2024, 1, 1);
     p.not_after = rcgen::date_time_ymd(2099, 1, 1);
@@ -58,12 +66,23 @@ pub(crate) fn write_private(path: &Path, data: &str) -> Result<(), TlsError> {
         .truncate(true)
         .mode(0o600)
         .open(&tmp)
-        .map_err(|source| TlsError::File { action: "write", path: tmp.display().to_string(), source })?;
+        .map_err(|source| TlsError::File {
+            action: "write",
+            path: tmp.display().to_string(),
+            source,
+        })?;
     f.write_all(data.as_bytes())
         .and_then(|_| f.sync_all())
-        .map_err(|source| TlsError::File { action: "write", path: tmp.display().to_string(), source })?;
-    std::fs::rename(&tmp, path)
-        .map_err(|source| TlsError::File { action: "rename", path: path.display().to_string(), source })
+        .map_err(|source| TlsError::File {
+            action: "write",
+            path: tmp.display().to_string(),
+            source,
+        })?;
+    std::fs::rename(&tmp, path).map_err(|source| TlsError::File {
+        action: "rename",
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// Loads the CA from `dir` (creating it on first start) and issues a serving
@@ -108,20 +127,38 @@ pub fn ensure(dir: &Path, names: &[String], ips: &[IpAddr]) -> Result<TlsMateria
     dn.push(DnType::CommonName, "skiff-apiserver");
     sp.distinguished_name = dn;
     sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    sp.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    sp.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     let key = KeyPair::generate()?;
     let cert = sp.signed_by(&key, &issuer)?;
-    Ok(TlsMaterial { ca_pem, cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    Ok(TlsMaterial {
+        ca_pem,
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
 }
 
 /// A rustls server config offering HTTP/2 and HTTP/1.1.
 pub fn server_config(m: &TlsMaterial) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let certs: Vec<_> = rustls_pemfile::certs(&mut m.cert_pem.as_bytes())
         .collect::<Result<_, _>>()
-        .map_err(|source| TlsError::File { action: "parse", path: "serving certificate".into(), source })?;
+        .map_err(|source| TlsError::File {
+            action: "parse",
+            path: "serving certificate".into(),
+            source,
+        })?;
     let key = rustls_pemfile::private_key(&mut m.key_pem.as_bytes())
-        .map_err(|source| TlsError::File { action: "parse", path: "serving key".into(), source })?
-        .ok_or_else(|| TlsError::BadKey { path: "serving key".into(), reason: "no key in PEM".into() })?;
+        .map_err(|source| TlsError::File {
+            action: "parse",
+            path: "serving key".into(),
+            source,
+        })?
+        .ok_or_else(|| TlsError::BadKey {
+            path: "serving key".into(),
+            reason: "no key in PEM".into(),
+        })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
@@ -161,7 +198,12 @@ mod tests {
     #[test]
     fn ca_is_kept_and_serving_cert_is_reissued() {
         let dir = tempfile::tempdir().unwrap();
-        let a = ensure(dir.path(), &["localhost".into()], &[IpAddr::from([127, 0, 0, 1])]).unwrap();
+        let a = ensure(
+            dir.path(),
+            &["localhost".into()],
+            &[IpAddr::from([127, 0, 0, 1])],
+        )
+        .unwrap();
         let b = ensure(dir.path(), &["localhost".into()], &[]).unwrap();
         assert_eq!(a.ca_pem, b.ca_pem);
         assert_ne!(a.cert_pem, b.cert_pem);

@@ -43,7 +43,11 @@ struct Stats {
 fn stats(mut lat: Vec<Duration>, total: Duration) -> Stats {
     lat.sort();
     let pick = |q: f64| lat[((lat.len() as f64 - 1.0) * q).round() as usize];
-    Stats { per_sec: lat.len() as f64 / total.as_secs_f64(), p50: pick(0.50), p99: pick(0.99) }
+    Stats {
+        per_sec: lat.len() as f64 / total.as_secs_f64(),
+        p50: pick(0.50),
+        p99: pick(0.99),
+    }
 }
 
 /// Runs `n` operations over `c` workers; `op(i)` performs operation i.
@@ -99,9 +103,26 @@ fn start_etcd(port: u16) -> anyhow::Result<Etcd> {
     let url = format!("http://127.0.0.1:{port}");
     let peer = format!("http://127.0.0.1:{}", port + 1);
     let child = Command::new("etcd")
-        .args(["--data-dir", dir.to_str().unwrap_or("/tmp/etcd"), "--listen-client-urls", &url, "--advertise-client-urls", &url])
-        .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-        .args(["--initial-cluster", &format!("default={peer}"), "--log-level", "error"])
+        .args([
+            "--data-dir",
+            dir.to_str().unwrap_or("/tmp/etcd"),
+            "--listen-client-urls",
+            &url,
+            "--advertise-client-urls",
+            &url,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+        ])
+        .args([
+            "--initial-cluster",
+            &format!("default={peer}"),
+            "--log-level",
+            "error",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -131,7 +152,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
     let client = kube::Client::try_from(cfg)?;
 
-    let etcd = if args.no_etcd { None } else { Some(start_etcd(23790)?) };
+    let etcd = if args.no_etcd {
+        None
+    } else {
+        Some(start_etcd(23790)?)
+    };
     let http: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     if etcd.is_some() {
         // Wait for etcd to answer.
@@ -139,7 +164,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         for _ in 0..100 {
             let req = http::Request::post("http://127.0.0.1:23790/v3/kv/range")
                 .body(Full::new(Bytes::from(r#"{"key":"AA=="}"#)))?;
-            if http.request(req).await.is_ok_and(|r| r.status().is_success()) {
+            if http
+                .request(req)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
                 up = true;
                 break;
             }
@@ -151,7 +180,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     println!("API create benchmark: {} creates of a ~1 KiB object per row, durable (fsync before the answer)", args.requests);
-    println!("{:<8} {:>8} {:>12} {:>10} {:>10}", "system", "clients", "creates/s", "p50 ms", "p99 ms");
+    println!(
+        "{:<8} {:>8} {:>12} {:>10} {:>10}",
+        "system", "clients", "creates/s", "p50 ms", "p99 ms"
+    );
     for (round, &c) in args.clients.iter().enumerate() {
         let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
         let data = payload();
@@ -168,16 +200,26 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
         })
         .await?;
-        println!("{:<8} {:>8} {:>12.0} {:>10.2} {:>10.2}", "skiff", c, s.per_sec, s.p50.as_secs_f64() * 1e3, s.p99.as_secs_f64() * 1e3);
+        println!(
+            "{:<8} {:>8} {:>12.0} {:>10.2} {:>10.2}",
+            "skiff",
+            c,
+            s.per_sec,
+            s.p50.as_secs_f64() * 1e3,
+            s.p99.as_secs_f64() * 1e3
+        );
         if etcd.is_some() {
             let http = http.clone();
-            let value = base64::engine::general_purpose::STANDARD.encode(json!({"data": {"payload": payload()}}).to_string());
+            let value = base64::engine::general_purpose::STANDARD
+                .encode(json!({"data": {"payload": payload()}}).to_string());
             let s = drive(args.requests, c, move |i| {
                 let http = http.clone();
-                let key = base64::engine::general_purpose::STANDARD.encode(format!("/registry/configmaps/default/b{round}-{i}"));
+                let key = base64::engine::general_purpose::STANDARD
+                    .encode(format!("/registry/configmaps/default/b{round}-{i}"));
                 let body = json!({"key": key, "value": value}).to_string();
                 async move {
-                    let req = http::Request::post("http://127.0.0.1:23790/v3/kv/put").body(Full::new(Bytes::from(body)))?;
+                    let req = http::Request::post("http://127.0.0.1:23790/v3/kv/put")
+                        .body(Full::new(Bytes::from(body)))?;
                     let resp = http.request(req).await?;
                     if !resp.status().is_success() {
                         bail!("etcd put failed: {}", resp.status());
@@ -187,7 +229,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 }
             })
             .await?;
-            println!("{:<8} {:>8} {:>12.0} {:>10.2} {:>10.2}", "etcd", c, s.per_sec, s.p50.as_secs_f64() * 1e3, s.p99.as_secs_f64() * 1e3);
+            println!(
+                "{:<8} {:>8} {:>12.0} {:>10.2} {:>10.2}",
+                "etcd",
+                c,
+                s.per_sec,
+                s.p50.as_secs_f64() * 1e3,
+                s.p99.as_secs_f64() * 1e3
+            );
         }
     }
     drop(etcd);

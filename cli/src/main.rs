@@ -10,7 +10,10 @@ use clap::Parser;
 async fn main() -> std::process::ExitCode {
     // kubectl accepts `-n dev` and friends before the subcommand too.
     let cli = commands::Cli::parse_from(kubectl::hoist_global_flags(std::env::args().collect()));
-    let daemon = matches!(cli.command, commands::Command::Server(_) | commands::Command::Agent(_) | commands::Command::Lab(_));
+    let daemon = matches!(
+        cli.command,
+        commands::Command::Server(_) | commands::Command::Agent(_) | commands::Command::Lab(_)
+    );
     commands::init_tracing(cli.verbose, daemon);
     match commands::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -33,7 +33,9 @@ fn start(dir: &std::path::Path, port: u16) -> Server {
 async fn client(dir: &std::path::Path) -> kube::Client {
     for _ in 0..100 {
         if let Ok(kc) = kube::config::Kubeconfig::read_from(dir.join("admin.kubeconfig")) {
-            let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
+            let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .unwrap();
             let c = kube::Client::try_from(cfg).unwrap();
             if c.apiserver_version().await.is_ok() {
                 return c;
@@ -77,7 +79,11 @@ async fn acknowledged_creates_survive_sigkill() {
         let _ = w.await;
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 50, "the load produced too few writes ({}) to mean anything", acked.len());
+    assert!(
+        acked.len() > 50,
+        "the load produced too few writes ({}) to mean anything",
+        acked.len()
+    );
 
     let _server = start(dir.path(), port);
     let c = client(dir.path()).await;
@@ -91,6 +97,14 @@ async fn acknowledged_creates_survive_sigkill() {
         .filter_map(|c| c.metadata.name)
         .collect();
     let lost: Vec<&String> = acked.iter().filter(|n| !present.contains(*n)).collect();
-    assert!(lost.is_empty(), "{} acknowledged creates were lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
-    println!("{} acknowledged creates all present after SIGKILL and restart", acked.len());
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged creates were lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    println!(
+        "{} acknowledged creates all present after SIGKILL and restart",
+        acked.len()
+    );
 }

@@ -73,7 +73,11 @@ fn normalise(text: &str) -> String {
                         && w.chars().next().is_some_and(|c| c.is_ascii_digit())
                         && w.chars().all(|c| c.is_ascii_digit() || "smhdy".contains(c))
                         && w.chars().last().is_some_and(|c| "smhdy".contains(c));
-                    if is_age { "AGE" } else { w }
+                    if is_age {
+                        "AGE"
+                    } else {
+                        w
+                    }
                 })
                 .collect::<Vec<_>>()
                 .join(" ")
@@ -98,7 +102,10 @@ async fn get_and_describe_print_what_kubectl_prints() {
 
     let (ok, out, err) = run(skiff, &kc, &["apply", "-f", &file]);
     assert!(ok, "{err}");
-    assert_eq!(out, "configmap/cfg created\ndeployment.apps/web created\nservice/web created\n");
+    assert_eq!(
+        out,
+        "configmap/cfg created\ndeployment.apps/web created\nservice/web created\n"
+    );
 
     let commands: &[&[&str]] = &[
         &["get", "cm"],
@@ -118,7 +125,11 @@ async fn get_and_describe_print_what_kubectl_prints() {
         let (s_ok, s_out, s_err) = run(skiff, &kc, args);
         assert!(k_ok, "kubectl {args:?}: {k_err}");
         assert!(s_ok, "skiff {args:?}: {s_err}");
-        assert_eq!(normalise(&s_out), normalise(&k_out), "skiff {args:?} differs from kubectl");
+        assert_eq!(
+            normalise(&s_out),
+            normalise(&k_out),
+            "skiff {args:?} differs from kubectl"
+        );
     }
 }
 
@@ -129,14 +140,27 @@ async fn errors_are_one_line_with_a_failing_exit() {
     let skiff = env!("CARGO_BIN_EXE_skiff");
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");
-    std::fs::write(&bad, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\nkind: [oops\n").unwrap();
+    std::fs::write(
+        &bad,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\nkind: [oops\n",
+    )
+    .unwrap();
     let bad = bad.display().to_string();
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["get", "widgets"], "doesn't have a resource type \"widgets\""),
-        (vec!["get", "cm", "missing"], "Error from server (NotFound): configmaps \"missing\" not found"),
+        (
+            vec!["get", "widgets"],
+            "doesn't have a resource type \"widgets\"",
+        ),
+        (
+            vec!["get", "cm", "missing"],
+            "Error from server (NotFound): configmaps \"missing\" not found",
+        ),
         (vec!["apply", "-f", "/nonexistent.yaml"], "does not exist"),
         (vec!["apply", "-f", &bad], "(document 2)"),
-        (vec!["get", "pods", "--server", "https://127.0.0.1:1"], "127.0.0.1:1"),
+        (
+            vec!["get", "pods", "--server", "https://127.0.0.1:1"],
+            "127.0.0.1:1",
+        ),
         (vec!["get", "pods", "--token", "wrong"], "Unauthorized"),
     ];
     for (args, want) in cases {
@@ -144,7 +168,10 @@ async fn errors_are_one_line_with_a_failing_exit() {
         assert!(!ok, "{args:?} should fail");
         let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
         assert_eq!(lines.len(), 1, "{args:?}: one line expected, got {err}");
-        assert!(lines[0].starts_with("error: ") && lines[0].contains(want), "{args:?}: {err}");
+        assert!(
+            lines[0].starts_with("error: ") && lines[0].contains(want),
+            "{args:?}: {err}"
+        );
     }
     // The good first document of the bad file was not applied.
     let (ok, _, _) = run(skiff, &kc, &["get", "cm", "a"]);

@@ -42,7 +42,9 @@ pub struct AgentConfig {
 pub enum AgentError {
     #[error("cannot read kubeconfig {path}: {reason}")]
     Kubeconfig { path: String, reason: String },
-    #[error("cannot reach containerd at {socket}: {reason}; is containerd running with that socket?")]
+    #[error(
+        "cannot reach containerd at {socket}: {reason}; is containerd running with that socket?"
+    )]
     Runtime { socket: String, reason: String },
 }
 
@@ -52,10 +54,15 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         path: config.kubeconfig.display().to_string(),
         reason: e.to_string(),
     };
-    let client = crate::control_plane::admin_client(&config.kubeconfig).await.map_err(|e| kc_err(&e))?;
+    let client = crate::control_plane::admin_client(&config.kubeconfig)
+        .await
+        .map_err(|e| kc_err(&e))?;
     let runtime = skiff_kubelet::cri::ContainerdRuntime::connect(&config.containerd_socket)
         .await
-        .map_err(|e| AgentError::Runtime { socket: config.containerd_socket.display().to_string(), reason: e.to_string() })?;
+        .map_err(|e| AgentError::Runtime {
+            socket: config.containerd_socket.display().to_string(),
+            reason: e.to_string(),
+        })?;
     let runtime: Arc<dyn skiff_kubelet::cri::Runtime> = Arc::new(runtime);
 
     let mut kcfg = skiff_kubelet::Config::new(&config.node_name, client.clone(), runtime);
@@ -82,7 +89,10 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     {
         let stop = shutdown.clone();
         tasks.push(tokio::spawn(async move {
-            supervise("kubelet", stop.clone(), || skiff_kubelet::run(kcfg.clone(), stop.clone())).await
+            supervise("kubelet", stop.clone(), || {
+                skiff_kubelet::run(kcfg.clone(), stop.clone())
+            })
+            .await
         }));
     }
     {
@@ -96,7 +106,10 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         };
         let (client, stop) = (client.clone(), shutdown.clone());
         tasks.push(tokio::spawn(async move {
-            supervise("proxy", stop.clone(), || skiff_proxy::run(pcfg.clone(), client.clone(), stop.clone())).await
+            supervise("proxy", stop.clone(), || {
+                skiff_proxy::run(pcfg.clone(), client.clone(), stop.clone())
+            })
+            .await
         }));
     }
     if let Some((http, https)) = config.ingress {
@@ -112,7 +125,10 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         icfg.class.claim_classless = true;
         let (client, stop) = (client.clone(), shutdown.clone());
         tasks.push(tokio::spawn(async move {
-            supervise("ingress", stop.clone(), || skiff_ingress::run(icfg.clone(), client.clone(), stop.clone())).await
+            supervise("ingress", stop.clone(), || {
+                skiff_ingress::run(icfg.clone(), client.clone(), stop.clone())
+            })
+            .await
         }));
     }
     if config.dns {
@@ -126,12 +142,17 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         };
         let (client, stop) = (client.clone(), shutdown.clone());
         tasks.push(tokio::spawn(async move {
-            supervise("dns", stop.clone(), || skiff_dns::run(dcfg.clone(), client.clone(), stop.clone())).await
+            supervise("dns", stop.clone(), || {
+                skiff_dns::run(dcfg.clone(), client.clone(), stop.clone())
+            })
+            .await
         }));
     }
     {
         let (client, stop, me) = (client.clone(), shutdown.clone(), config.node_name.clone());
-        tasks.push(tokio::spawn(async move { routes_loop(client, me, stop).await }));
+        tasks.push(tokio::spawn(
+            async move { routes_loop(client, me, stop).await },
+        ));
     }
     for t in tasks {
         let _ = t.await;
@@ -179,7 +200,10 @@ async fn routes_loop(client: kube::Client, me: String, shutdown: CancellationTok
         let want = desired_routes(&me, &snapshot);
         for (cidr, via) in &want {
             if installed.get(cidr) != Some(via) {
-                let ok = tokio::process::Command::new("ip").args(["route", "replace", cidr, "via", via]).status().await;
+                let ok = tokio::process::Command::new("ip")
+                    .args(["route", "replace", cidr, "via", via])
+                    .status()
+                    .await;
                 match ok {
                     Ok(s) if s.success() => {
                         tracing::info!(%cidr, %via, "route to another node's pods");
@@ -189,9 +213,16 @@ async fn routes_loop(client: kube::Client, me: String, shutdown: CancellationTok
                 }
             }
         }
-        let stale: Vec<String> = installed.keys().filter(|c| !want.contains_key(*c)).cloned().collect();
+        let stale: Vec<String> = installed
+            .keys()
+            .filter(|c| !want.contains_key(*c))
+            .cloned()
+            .collect();
         for cidr in stale {
-            let _ = tokio::process::Command::new("ip").args(["route", "del", &cidr]).status().await;
+            let _ = tokio::process::Command::new("ip")
+                .args(["route", "del", &cidr])
+                .status()
+                .await;
             installed.remove(&cidr);
         }
     }
@@ -205,7 +236,8 @@ mod tests {
     #[test]
     fn routes_go_to_every_other_node_with_a_cidr_and_address() {
         let node = |name: &str, cidr: Option<&str>, ip: Option<&str>| -> Node {
-            let mut n = json!({"metadata": {"name": name}, "spec": {}, "status": {"addresses": []}});
+            let mut n =
+                json!({"metadata": {"name": name}, "spec": {}, "status": {"addresses": []}});
             if let Some(c) = cidr {
                 n["spec"]["podCIDR"] = json!(c);
             }

@@ -51,26 +51,37 @@ pub fn default_scheduler() -> skiff_scheduler::SchedulerConfig {
 pub async fn admin_client(kubeconfig: &std::path::Path) -> Result<kube::Client, ControlPlaneError> {
     let err = |e: &dyn std::fmt::Display| ControlPlaneError::Client(e.to_string());
     let kc = kube::config::Kubeconfig::read_from(kubeconfig).map_err(|e| err(&e))?;
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.map_err(|e| err(&e))?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .map_err(|e| err(&e))?;
     kube::Client::try_from(cfg).map_err(|e| err(&e))
 }
 
 /// Starts the API server, then the enabled components. A component that fails is
 /// logged and restarted after a pause: the API server keeps serving regardless.
-pub async fn start(config: ControlPlaneConfig, shutdown: CancellationToken) -> Result<ControlPlane, ControlPlaneError> {
+pub async fn start(
+    config: ControlPlaneConfig,
+    shutdown: CancellationToken,
+) -> Result<ControlPlane, ControlPlaneError> {
     let api = skiff_apiserver::start(config.api.clone(), shutdown.clone()).await?;
     let client = admin_client(&api.kubeconfig).await?;
     let mut tasks = Vec::new();
     if let Some(cc) = config.controllers.clone() {
         let (client, stop) = (client.clone(), shutdown.clone());
         tasks.push(tokio::spawn(async move {
-            supervise("controller-manager", stop.clone(), || skiff_controllers::run(cc.clone(), client.clone(), stop.clone())).await
+            supervise("controller-manager", stop.clone(), || {
+                skiff_controllers::run(cc.clone(), client.clone(), stop.clone())
+            })
+            .await
         }));
     }
     if let Some(sc) = config.scheduler.clone() {
         let (client, stop) = (client.clone(), shutdown.clone());
         tasks.push(tokio::spawn(async move {
-            supervise("scheduler", stop.clone(), || skiff_scheduler::run(sc.clone(), client.clone(), stop.clone())).await
+            supervise("scheduler", stop.clone(), || {
+                skiff_scheduler::run(sc.clone(), client.clone(), stop.clone())
+            })
+            .await
         }));
     }
     Ok(ControlPlane { api, tasks })

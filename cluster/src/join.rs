@@ -19,7 +19,11 @@ pub enum JoinError {
     #[error("cannot reach the server at {server}: {reason}; check --server and that the server is running")]
     Unreachable { server: String, reason: String },
     #[error("the server at {server} presents a CA whose hash is {got}, but the token expects {want}: refusing to join (wrong --server, or someone in between)")]
-    CaMismatch { server: String, got: String, want: String },
+    CaMismatch {
+        server: String,
+        got: String,
+        want: String,
+    },
     #[error("the server refused the join: {0}")]
     Refused(String),
     #[error("cannot write {path}: {reason}")]
@@ -38,14 +42,22 @@ pub fn make_token(ca_pem: &str, secret: &str) -> String {
 }
 
 pub fn ca_hash(ca_pem: &str) -> String {
-    Sha256::digest(ca_pem.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(ca_pem.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 pub fn parse_token(t: &str) -> Result<Token, JoinError> {
     let mut parts = t.trim().splitn(3, '.');
     match (parts.next(), parts.next(), parts.next()) {
-        (Some("skiff1"), Some(h), Some(s)) if h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()) && !s.is_empty() => {
-            Ok(Token { ca_hash: h.to_ascii_lowercase(), secret: s.to_string() })
+        (Some("skiff1"), Some(h), Some(s))
+            if h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()) && !s.is_empty() =>
+        {
+            Ok(Token {
+                ca_hash: h.to_ascii_lowercase(),
+                secret: s.to_string(),
+            })
         }
         _ => Err(JoinError::BadToken),
     }
@@ -59,30 +71,54 @@ pub struct Joined {
 }
 
 fn unreachable(server: &str) -> impl Fn(&dyn std::fmt::Display) -> JoinError + '_ {
-    move |e| JoinError::Unreachable { server: server.to_string(), reason: e.to_string() }
+    move |e| JoinError::Unreachable {
+        server: server.to_string(),
+        reason: e.to_string(),
+    }
 }
 
 /// Joins (or, when `data_dir` already holds this node's kubeconfig, reuses it).
-pub async fn join(server: &str, token: &str, node_name: &str, data_dir: &Path) -> Result<Joined, JoinError> {
+pub async fn join(
+    server: &str,
+    token: &str,
+    node_name: &str,
+    data_dir: &Path,
+) -> Result<Joined, JoinError> {
     let kc_path = data_dir.join("node.kubeconfig");
     let cidr_path = data_dir.join("pod-cidr");
-    if let (Ok(_), Ok(cidr)) = (std::fs::metadata(&kc_path), std::fs::read_to_string(&cidr_path)) {
-        return Ok(Joined { kubeconfig: kc_path, pod_cidr: cidr.trim().to_string() });
+    if let (Ok(_), Ok(cidr)) = (
+        std::fs::metadata(&kc_path),
+        std::fs::read_to_string(&cidr_path),
+    ) {
+        return Ok(Joined {
+            kubeconfig: kc_path,
+            pod_cidr: cidr.trim().to_string(),
+        });
     }
     let t = parse_token(token)?;
-    let url: http::Uri = server.parse().map_err(|e: http::uri::InvalidUri| unreachable(server)(&e))?;
+    let url: http::Uri = server
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| unreachable(server)(&e))?;
 
     // 1. The CA, fetched without trusting it, checked against the token.
     let mut insecure = kube::Config::new(url.clone());
     insecure.accept_invalid_certs = true;
     let client = kube::Client::try_from(insecure).map_err(|e| unreachable(server)(&e))?;
     let ca_pem = client
-        .request_text(http::Request::get("/cacerts").body(Vec::new()).expect("request"))
+        .request_text(
+            http::Request::get("/cacerts")
+                .body(Vec::new())
+                .expect("request"),
+        )
         .await
         .map_err(|e| unreachable(server)(&e))?;
     let got = ca_hash(&ca_pem);
     if got != t.ca_hash {
-        return Err(JoinError::CaMismatch { server: server.into(), got, want: t.ca_hash });
+        return Err(JoinError::CaMismatch {
+            server: server.into(),
+            got,
+            want: t.ca_hash,
+        });
     }
 
     // 2. The secret, sent only to a server proven to hold that CA.
@@ -95,34 +131,60 @@ pub async fn join(server: &str, token: &str, node_name: &str, data_dir: &Path) -
     cfg.auth_info.token = Some(t.secret.clone().into());
     let client = kube::Client::try_from(cfg).map_err(|e| unreachable(server)(&e))?;
     let body = serde_json::to_vec(&serde_json::json!({"nodeName": node_name})).expect("json");
-    let req = http::Request::post("/skiff/v1/join").header("content-type", "application/json").body(body).expect("request");
+    let req = http::Request::post("/skiff/v1/join")
+        .header("content-type", "application/json")
+        .body(body)
+        .expect("request");
     let answer: Value = client.request(req).await.map_err(|e| match e {
         kube::Error::Api(s) => JoinError::Refused(s.message),
         other => unreachable(server)(&other),
     })?;
-    let node_token = answer["token"].as_str().ok_or_else(|| JoinError::Refused("no token in the answer".into()))?;
-    let pod_cidr = answer["podCIDR"].as_str().ok_or_else(|| JoinError::Refused("no podCIDR in the answer".into()))?;
+    let node_token = answer["token"]
+        .as_str()
+        .ok_or_else(|| JoinError::Refused("no token in the answer".into()))?;
+    let pod_cidr = answer["podCIDR"]
+        .as_str()
+        .ok_or_else(|| JoinError::Refused("no podCIDR in the answer".into()))?;
 
     // 3. Saved for restarts.
     let write = |p: &Path, text: &str| -> Result<(), JoinError> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         std::fs::create_dir_all(data_dir)
-            .and_then(|_| std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(p))
+            .and_then(|_| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(p)
+            })
             .and_then(|mut f| f.write_all(text.as_bytes()))
-            .map_err(|e| JoinError::Write { path: p.display().to_string(), reason: e.to_string() })
+            .map_err(|e| JoinError::Write {
+                path: p.display().to_string(),
+                reason: e.to_string(),
+            })
     };
     let user = format!("system:node:{node_name}");
-    write(&kc_path, &skiff_apiserver::kubeconfig::render("skiff", server, &ca_pem, &user, node_token))?;
+    write(
+        &kc_path,
+        &skiff_apiserver::kubeconfig::render("skiff", server, &ca_pem, &user, node_token),
+    )?;
     write(&cidr_path, pod_cidr)?;
     tracing::info!(node = node_name, pod_cidr, "joined");
-    Ok(Joined { kubeconfig: kc_path, pod_cidr: pod_cidr.to_string() })
+    Ok(Joined {
+        kubeconfig: kc_path,
+        pod_cidr: pod_cidr.to_string(),
+    })
 }
 
 /// The local address this machine uses to reach `server_ip`: the right node address
 /// even with several interfaces (a NAT interface first, as on Vagrant, must not win).
 pub fn source_address_for(server_ip: std::net::IpAddr) -> Option<std::net::Ipv4Addr> {
-    let out = std::process::Command::new("ip").args(["route", "get", &server_ip.to_string()]).output().ok()?;
+    let out = std::process::Command::new("ip")
+        .args(["route", "get", &server_ip.to_string()])
+        .output()
+        .ok()?;
     parse_route_get_src(&String::from_utf8_lossy(&out.stdout))
 }
 
@@ -147,7 +209,12 @@ mod tests {
         let t = parse_token(&tok).unwrap();
         assert_eq!(t.ca_hash, ca_hash("PEM"));
         assert_eq!(t.secret, "s3cret");
-        for bad in ["", "skiff1.abc.def", "skiff2.0000000000000000000000000000000000000000000000000000000000000000.x", "nope"] {
+        for bad in [
+            "",
+            "skiff1.abc.def",
+            "skiff2.0000000000000000000000000000000000000000000000000000000000000000.x",
+            "nope",
+        ] {
             assert!(parse_token(bad).is_err(), "{bad}");
         }
     }
@@ -155,7 +222,10 @@ mod tests {
     #[test]
     fn route_get_source_is_parsed() {
         let out = "10.0.2.15 via 192.168.56.1 dev eth1 src 192.168.56.11 uid 0 \n    cache \n";
-        assert_eq!(parse_route_get_src(out), Some("192.168.56.11".parse().unwrap()));
+        assert_eq!(
+            parse_route_get_src(out),
+            Some("192.168.56.11".parse().unwrap())
+        );
         assert_eq!(parse_route_get_src("local 127.0.0.1 dev lo"), None);
     }
 }

@@ -12,7 +12,9 @@ use skiff_cluster::join::{join, make_token, JoinError};
 
 async fn client_from(path: &std::path::Path) -> kube::Client {
     let kc = kube::config::Kubeconfig::read_from(path).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
     kube::Client::try_from(cfg).unwrap()
 }
 
@@ -40,7 +42,10 @@ async fn a_node_joins_and_is_limited_to_its_own_objects() {
     let me: Node = serde_json::from_value(json!({"metadata": {"name": "n1"}})).unwrap();
     nodes.create(&PostParams::default(), &me).await.unwrap();
     let other: Node = serde_json::from_value(json!({"metadata": {"name": "n2"}})).unwrap();
-    let e = nodes.create(&PostParams::default(), &other).await.unwrap_err();
+    let e = nodes
+        .create(&PostParams::default(), &other)
+        .await
+        .unwrap_err();
     assert!(matches!(e, kube::Error::Api(ref s) if s.code == 403), "{e}");
 
     // Reading is fine; deleting a Deployment or creating a Pod is not.
@@ -50,7 +55,10 @@ async fn a_node_joins_and_is_limited_to_its_own_objects() {
     let e = pods.create(&PostParams::default(), &p).await.unwrap_err();
     assert!(matches!(e, kube::Error::Api(ref s) if s.code == 403), "{e}");
     let deps: Api<Deployment> = Api::namespaced(node.clone(), "default");
-    let e = deps.delete("x", &DeleteParams::default()).await.unwrap_err();
+    let e = deps
+        .delete("x", &DeleteParams::default())
+        .await
+        .unwrap_err();
     assert!(matches!(e, kube::Error::Api(ref s) if s.code == 403), "{e}");
 
     // Joining again under the same name: a clear refusal.
@@ -61,12 +69,25 @@ async fn a_node_joins_and_is_limited_to_its_own_objects() {
     }
 
     // Deleting the Node revokes the credential; then the name can join again.
-    Api::<Node>::all(admin).delete("n1", &DeleteParams::default()).await.unwrap();
+    Api::<Node>::all(admin)
+        .delete("n1", &DeleteParams::default())
+        .await
+        .unwrap();
     let e = nodes.get("n1").await.unwrap_err();
     assert!(matches!(e, kube::Error::Api(ref s) if s.code == 401), "{e}");
     // Like upstream's node IPAM, the deleted node's podCIDR is free again.
     let again = join(server.url(), &token, "n1", dir2.path()).await.unwrap();
     assert_eq!(again.pod_cidr, "10.244.1.0/24");
-    let other = join(server.url(), &token, "n2", tempfile::tempdir().unwrap().path()).await.unwrap();
-    assert_eq!(other.pod_cidr, "10.244.2.0/24", "podCIDRs in use are never handed out twice");
+    let other = join(
+        server.url(),
+        &token,
+        "n2",
+        tempfile::tempdir().unwrap().path(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        other.pod_cidr, "10.244.2.0/24",
+        "podCIDRs in use are never handed out twice"
+    );
 }

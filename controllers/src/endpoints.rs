@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
-    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Pod, Service, ServicePort,
+    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Pod, Service,
+    ServicePort,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -34,7 +35,11 @@ pub const HEADLESS_LABEL: &str = "service.kubernetes.io/headless";
 
 /// The selector of a Service, if it has a non-empty one.
 pub fn service_selector(svc: &Service) -> Option<&BTreeMap<String, String>> {
-    svc.spec.as_ref()?.selector.as_ref().filter(|s| !s.is_empty())
+    svc.spec
+        .as_ref()?
+        .selector
+        .as_ref()
+        .filter(|s| !s.is_empty())
 }
 
 pub fn is_headless(svc: &Service) -> bool {
@@ -42,13 +47,18 @@ pub fn is_headless(svc: &Service) -> bool {
 }
 
 pub fn publish_not_ready(svc: &Service) -> bool {
-    svc.spec.as_ref().and_then(|s| s.publish_not_ready_addresses).unwrap_or(false)
+    svc.spec
+        .as_ref()
+        .and_then(|s| s.publish_not_ready_addresses)
+        .unwrap_or(false)
 }
 
 /// The pods of `svc`'s namespace its selector picks that have an IP and are not finished.
 /// Terminating pods are included; each controller decides what to do with them.
 pub fn selected_pods<'a>(svc: &Service, pods: &'a [Arc<Pod>]) -> Vec<&'a Pod> {
-    let Some(sel) = service_selector(svc) else { return Vec::new() };
+    let Some(sel) = service_selector(svc) else {
+        return Vec::new();
+    };
     let ns = svc.metadata.namespace.as_deref();
     pods.iter()
         .map(|p| p.as_ref())
@@ -63,7 +73,11 @@ pub fn selected_pods<'a>(svc: &Service, pods: &'a [Arc<Pod>]) -> Vec<&'a Pod> {
 }
 
 pub fn pod_ip(p: &Pod) -> Option<&str> {
-    p.status.as_ref()?.pod_ip.as_deref().filter(|ip| !ip.is_empty())
+    p.status
+        .as_ref()?
+        .pod_ip
+        .as_deref()
+        .filter(|ip| !ip.is_empty())
 }
 
 /// The port a Service port reaches on this pod: a number as is, a name looked up among
@@ -142,7 +156,11 @@ pub fn service_owner_ref(svc: &Service) -> OwnerReference {
 pub fn desired_subsets(svc: &Service, pods: &[Arc<Pod>]) -> Option<Vec<EndpointSubset>> {
     service_selector(svc)?;
     let publish = publish_not_ready(svc);
-    let has_ports = svc.spec.as_ref().and_then(|s| s.ports.as_ref()).is_some_and(|p| !p.is_empty());
+    let has_ports = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_ref())
+        .is_some_and(|p| !p.is_empty());
     // key: the port list rendered as JSON, so equal port sets group together.
     let mut groups: BTreeMap<String, EndpointSubset> = BTreeMap::new();
     for pod in selected_pods(svc, pods) {
@@ -161,16 +179,30 @@ pub fn desired_subsets(svc: &Service, pods: &[Arc<Pod>]) -> Option<Vec<EndpointS
         };
         let key = serde_json::to_string(&ports).unwrap_or_default();
         let subset = groups.entry(key).or_insert_with(|| EndpointSubset {
-            ports: if ports.is_empty() { None } else { Some(ports.clone()) },
+            ports: if ports.is_empty() {
+                None
+            } else {
+                Some(ports.clone())
+            },
             ..Default::default()
         });
-        let list = if publish || util::pod_is_ready(pod) { &mut subset.addresses } else { &mut subset.not_ready_addresses };
+        let list = if publish || util::pod_is_ready(pod) {
+            &mut subset.addresses
+        } else {
+            &mut subset.not_ready_addresses
+        };
         list.get_or_insert_with(Vec::new).push(addr);
     }
     let mut out: Vec<EndpointSubset> = groups.into_values().collect();
     for s in out.iter_mut() {
-        for list in [&mut s.addresses, &mut s.not_ready_addresses].into_iter().flatten() {
-            list.sort_by(|a, b| (&a.ip, &a.target_ref.as_ref().and_then(|r| r.name.clone())).cmp(&(&b.ip, &b.target_ref.as_ref().and_then(|r| r.name.clone()))));
+        for list in [&mut s.addresses, &mut s.not_ready_addresses]
+            .into_iter()
+            .flatten()
+        {
+            list.sort_by(|a, b| {
+                (&a.ip, &a.target_ref.as_ref().and_then(|r| r.name.clone()))
+                    .cmp(&(&b.ip, &b.target_ref.as_ref().and_then(|r| r.name.clone())))
+            });
         }
     }
     Some(out)
@@ -201,14 +233,21 @@ pub fn plan(svc: &Service, pods: &[Arc<Pod>], existing: Option<&Endpoints>) -> O
 
 /// Services in `pod`'s namespace whose selector picks it. Services that selected the pod
 /// before a label change are found through `also` (the output objects that mention it).
-pub fn services_for_pod(services: &Store<Service>, pod: &Pod, also: impl Fn(&Service) -> bool) -> Vec<ObjectRef<Service>> {
+pub fn services_for_pod(
+    services: &Store<Service>,
+    pod: &Pod,
+    also: impl Fn(&Service) -> bool,
+) -> Vec<ObjectRef<Service>> {
     let ns = pod.metadata.namespace.as_deref();
     let labels = util::labels_of(&pod.metadata);
     services
         .state()
         .iter()
         .filter(|s| s.metadata.namespace.as_deref() == ns)
-        .filter(|s| service_selector(s).is_some_and(|sel| util::map_selector_matches(sel, &labels)) || also(s))
+        .filter(|s| {
+            service_selector(s).is_some_and(|sel| util::map_selector_matches(sel, &labels))
+                || also(s)
+        })
         .map(|s| ObjectRef::from_obj(s.as_ref()))
         .collect()
 }
@@ -228,24 +267,36 @@ pub async fn run(client: Client, shutdown: CancellationToken) -> Result<(), Cont
         .reflect(pod_writer)
         .touched_objects();
     let (endpoints, ep_writer) = reflector::store();
-    let ep_events = watcher(Api::<Endpoints>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .reflect(ep_writer)
-        .touched_objects();
-    let ctx = Arc::new(Context { client: client.clone(), pods, endpoints: endpoints.clone(), backoff: Backoff::default() });
+    let ep_events = watcher(
+        Api::<Endpoints>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(ep_writer)
+    .touched_objects();
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        pods,
+        endpoints: endpoints.clone(),
+        backoff: Backoff::default(),
+    });
     let controller = Controller::new(Api::<Service>::all(client), watcher::Config::default());
     let services = controller.store();
     controller
         .watches_stream(pod_events, move |pod: Pod| {
             let name = pod.name_any();
             services_for_pod(&services, &pod, |s| {
-                let key = ObjectRef::<Endpoints>::new(&s.name_any()).within(&s.namespace().unwrap_or_default());
+                let key = ObjectRef::<Endpoints>::new(&s.name_any())
+                    .within(&s.namespace().unwrap_or_default());
                 endpoints.get(&key).is_some_and(|e| mentions(&e, &name))
             })
         })
         .watches_stream(ep_events, |ep: Endpoints| {
             // Someone edited or deleted "our" Endpoints: put them back.
-            Some(ObjectRef::<Service>::new(&ep.name_any()).within(&ep.namespace().unwrap_or_default()))
+            Some(
+                ObjectRef::<Service>::new(&ep.name_any())
+                    .within(&ep.namespace().unwrap_or_default()),
+            )
         })
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(reconcile, error_policy, ctx)
@@ -278,7 +329,9 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Contr
     }
     let ns = svc.namespace().unwrap_or_default();
     let pods = ctx.pods.state();
-    let existing = ctx.endpoints.get(&ObjectRef::new(&svc.name_any()).within(&ns));
+    let existing = ctx
+        .endpoints
+        .get(&ObjectRef::new(&svc.name_any()).within(&ns));
     let Some(want) = plan(&svc, &pods, existing.as_deref()) else {
         ctx.backoff.success(&util::key(&svc.metadata));
         return Ok(Action::await_change());
@@ -302,14 +355,21 @@ async fn patch(api: &Api<Endpoints>, want: &Endpoints) -> Result<(), ControllerE
         "metadata": {"labels": want.metadata.labels, "ownerReferences": want.metadata.owner_references},
         "subsets": want.subsets,
     });
-    api.patch(&want.name_any(), &PatchParams::default(), &Patch::Merge(&body)).await?;
+    api.patch(
+        &want.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&body),
+    )
+    .await?;
     Ok(())
 }
 
 #[cfg(test)]
 pub(crate) mod fixtures {
     use super::*;
-    use k8s_openapi::api::core::v1::{Container, ContainerPort, PodCondition, PodSpec, PodStatus, ServiceSpec};
+    use k8s_openapi::api::core::v1::{
+        Container, ContainerPort, PodCondition, PodSpec, PodStatus, ServiceSpec,
+    };
 
     pub fn service(name: &str, ports: Vec<ServicePort>) -> Service {
         Service {
@@ -317,11 +377,19 @@ pub(crate) mod fixtures {
                 name: Some(name.into()),
                 namespace: Some("default".into()),
                 uid: Some(format!("{name}-uid")),
-                labels: Some([("team".to_string(), "a".to_string())].into_iter().collect()),
+                labels: Some(
+                    [("team".to_string(), "a".to_string())]
+                        .into_iter()
+                        .collect(),
+                ),
                 ..Default::default()
             },
             spec: Some(ServiceSpec {
-                selector: Some([("app".to_string(), "web".to_string())].into_iter().collect()),
+                selector: Some(
+                    [("app".to_string(), "web".to_string())]
+                        .into_iter()
+                        .collect(),
+                ),
                 ports: Some(ports),
                 ..Default::default()
             }),
@@ -330,7 +398,13 @@ pub(crate) mod fixtures {
     }
 
     pub fn port(name: &str, port: i32, target: IntOrString) -> ServicePort {
-        ServicePort { name: Some(name.into()), port, target_port: Some(target), protocol: Some("TCP".into()), ..Default::default() }
+        ServicePort {
+            name: Some(name.into()),
+            port,
+            target_port: Some(target),
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }
     }
 
     /// A pod labelled app=web with `ip`, ready or not, whose container names port
@@ -341,14 +415,22 @@ pub(crate) mod fixtures {
                 name: Some(name.into()),
                 namespace: Some("default".into()),
                 uid: Some(format!("{name}-uid")),
-                labels: Some([("app".to_string(), "web".to_string())].into_iter().collect()),
+                labels: Some(
+                    [("app".to_string(), "web".to_string())]
+                        .into_iter()
+                        .collect(),
+                ),
                 ..Default::default()
             },
             spec: Some(PodSpec {
                 node_name: Some("n1".into()),
                 containers: vec![Container {
                     name: "c".into(),
-                    ports: Some(vec![ContainerPort { name: Some("http".into()), container_port: http_port, ..Default::default() }]),
+                    ports: Some(vec![ContainerPort {
+                        name: Some("http".into()),
+                        container_port: http_port,
+                        ..Default::default()
+                    }]),
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -379,9 +461,16 @@ mod tests {
 
     #[test]
     fn ready_and_not_ready_addresses_grouped_by_resolved_port() {
-        let svc = service("web", vec![port("http", 80, IntOrString::String("http".into()))]);
+        let svc = service(
+            "web",
+            vec![port("http", 80, IntOrString::String("http".into()))],
+        );
         let mut other = (*pod("other", "10.0.0.9", true, 8080)).clone();
-        other.metadata.labels = Some([("app".to_string(), "db".to_string())].into_iter().collect());
+        other.metadata.labels = Some(
+            [("app".to_string(), "db".to_string())]
+                .into_iter()
+                .collect(),
+        );
         let pods = vec![
             pod("a", "10.0.0.2", true, 8080),
             pod("b", "10.0.0.1", false, 8080),
@@ -391,12 +480,20 @@ mod tests {
         ];
         let subsets = desired_subsets(&svc, &pods).unwrap();
         assert_eq!(subsets.len(), 2, "{subsets:?}");
-        let by_port = |p: i32| subsets.iter().find(|s| s.ports.as_ref().unwrap()[0].port == p).unwrap();
+        let by_port = |p: i32| {
+            subsets
+                .iter()
+                .find(|s| s.ports.as_ref().unwrap()[0].port == p)
+                .unwrap()
+        };
         assert_eq!(ips(&by_port(8080).addresses), vec!["10.0.0.2"]);
         assert_eq!(ips(&by_port(8080).not_ready_addresses), vec!["10.0.0.1"]);
         assert_eq!(ips(&by_port(9090).addresses), vec!["10.0.0.3"]);
         let p = &by_port(8080).ports.as_ref().unwrap()[0];
-        assert_eq!((p.name.as_deref(), p.protocol.as_deref()), (Some("http"), Some("TCP")));
+        assert_eq!(
+            (p.name.as_deref(), p.protocol.as_deref()),
+            (Some("http"), Some("TCP"))
+        );
         let a = &by_port(8080).addresses.as_ref().unwrap()[0];
         assert_eq!(a.node_name.as_deref(), Some("n1"));
         assert_eq!(a.target_ref.as_ref().unwrap().name.as_deref(), Some("a"));
@@ -418,7 +515,10 @@ mod tests {
 
     #[test]
     fn selectorless_services_are_not_managed() {
-        let mut svc = service("kubernetes", vec![port("https", 443, IntOrString::Int(6443))]);
+        let mut svc = service(
+            "kubernetes",
+            vec![port("https", 443, IntOrString::Int(6443))],
+        );
         svc.spec.as_mut().unwrap().selector = None;
         assert!(plan(&svc, &[pod("a", "10.0.0.1", true, 1)], None).is_none());
     }
@@ -431,10 +531,18 @@ mod tests {
         p.spec.as_mut().unwrap().hostname = Some("db-0".into());
         p.spec.as_mut().unwrap().subdomain = Some("db".into());
         let ep = plan(&svc, &[Arc::new(p)], None).unwrap();
-        assert!(ep.metadata.labels.as_ref().unwrap().contains_key(HEADLESS_LABEL));
+        assert!(ep
+            .metadata
+            .labels
+            .as_ref()
+            .unwrap()
+            .contains_key(HEADLESS_LABEL));
         let s = &ep.subsets.as_ref().unwrap()[0];
         assert!(s.ports.is_none());
-        assert_eq!(s.addresses.as_ref().unwrap()[0].hostname.as_deref(), Some("db-0"));
+        assert_eq!(
+            s.addresses.as_ref().unwrap()[0].hostname.as_deref(),
+            Some("db-0")
+        );
     }
 
     #[test]
@@ -442,7 +550,10 @@ mod tests {
         let svc = service("web", vec![port("p", 80, IntOrString::Int(8080))]);
         let pods = vec![pod("a", "10.0.0.1", true, 1)];
         let first = plan(&svc, &pods, None).unwrap();
-        assert_eq!(util::controller_ref(&first.metadata).unwrap().uid, "web-uid");
+        assert_eq!(
+            util::controller_ref(&first.metadata).unwrap().uid,
+            "web-uid"
+        );
         assert_eq!(first.metadata.labels.as_ref().unwrap()["team"], "a");
         assert!(plan(&svc, &pods, Some(&first)).is_none());
         assert!(plan(&svc, &[], Some(&first)).is_some());

@@ -70,7 +70,12 @@ fn endpoint_for(svc: &Service, pod: &Pod, publish: bool) -> Endpoint {
 fn slice_ports(svc: &Service, pod: &Pod) -> Vec<EndpointPort> {
     ep::pod_ports(svc, pod)
         .into_iter()
-        .map(|p| EndpointPort { name: p.name, port: Some(p.port), protocol: p.protocol, app_protocol: p.app_protocol })
+        .map(|p| EndpointPort {
+            name: p.name,
+            port: Some(p.port),
+            protocol: p.protocol,
+            app_protocol: p.app_protocol,
+        })
         .collect()
 }
 
@@ -80,9 +85,14 @@ pub fn desired(svc: &Service, pods: &[Arc<Pod>]) -> Vec<EndpointSlice> {
         return Vec::new();
     }
     let publish = ep::publish_not_ready(svc);
-    let has_ports = svc.spec.as_ref().and_then(|s| s.ports.as_ref()).is_some_and(|p| !p.is_empty());
+    let has_ports = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_ref())
+        .is_some_and(|p| !p.is_empty());
     // (address type, ports JSON) -> (ports, endpoints)
-    let mut groups: BTreeMap<(String, String), (Vec<EndpointPort>, Vec<Endpoint>)> = BTreeMap::new();
+    let mut groups: BTreeMap<(String, String), (Vec<EndpointPort>, Vec<Endpoint>)> =
+        BTreeMap::new();
     let mut selected = ep::selected_pods(svc, pods);
     selected.sort_by_key(|p| p.name_any());
     for pod in selected {
@@ -92,29 +102,43 @@ pub fn desired(svc: &Service, pods: &[Arc<Pod>]) -> Vec<EndpointSlice> {
         }
         let ip = ep::pod_ip(pod).unwrap_or_default();
         let family = if ip.contains(':') { "IPv6" } else { "IPv4" };
-        let key = (family.to_string(), serde_json::to_string(&ports).unwrap_or_default());
+        let key = (
+            family.to_string(),
+            serde_json::to_string(&ports).unwrap_or_default(),
+        );
         let g = groups.entry(key).or_insert_with(|| (ports, Vec::new()));
         g.1.push(endpoint_for(svc, pod, publish));
     }
     let mut labels = ep::derived_labels(svc);
     labels.insert(SERVICE_NAME_LABEL.into(), svc.name_any());
     labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
-    let make = |family: &str, ports: Vec<EndpointPort>, endpoints: Vec<Endpoint>, tag: String| EndpointSlice {
-        metadata: ObjectMeta {
-            name: Some(format!("{}-{}", svc.name_any(), safe_encode(&fnv32a(tag.as_bytes()).to_string()))),
-            namespace: svc.metadata.namespace.clone(),
-            labels: Some(labels.clone()),
-            owner_references: Some(vec![ep::service_owner_ref(svc)]),
-            ..Default::default()
-        },
-        address_type: family.to_string(),
-        endpoints,
-        ports: if ports.is_empty() { None } else { Some(ports) },
+    let make = |family: &str, ports: Vec<EndpointPort>, endpoints: Vec<Endpoint>, tag: String| {
+        EndpointSlice {
+            metadata: ObjectMeta {
+                name: Some(format!(
+                    "{}-{}",
+                    svc.name_any(),
+                    safe_encode(&fnv32a(tag.as_bytes()).to_string())
+                )),
+                namespace: svc.metadata.namespace.clone(),
+                labels: Some(labels.clone()),
+                owner_references: Some(vec![ep::service_owner_ref(svc)]),
+                ..Default::default()
+            },
+            address_type: family.to_string(),
+            endpoints,
+            ports: if ports.is_empty() { None } else { Some(ports) },
+        }
     };
     let mut out = Vec::new();
     for ((family, key), (ports, endpoints)) in groups {
         for (i, chunk) in endpoints.chunks(MAX_PER_SLICE).enumerate() {
-            out.push(make(&family, ports.clone(), chunk.to_vec(), format!("{family}/{key}/{i}")));
+            out.push(make(
+                &family,
+                ports.clone(),
+                chunk.to_vec(),
+                format!("{family}/{key}/{i}"),
+            ));
         }
     }
     if out.is_empty() {
@@ -187,7 +211,12 @@ pub async fn run(client: Client, shutdown: CancellationToken) -> Result<(), Cont
     .default_backoff()
     .reflect(slice_writer)
     .touched_objects();
-    let ctx = Arc::new(Context { client: client.clone(), pods, slices: slices.clone(), backoff: Backoff::default() });
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        pods,
+        slices: slices.clone(),
+        backoff: Backoff::default(),
+    });
     let controller = Controller::new(Api::<Service>::all(client), watcher::Config::default());
     let services = controller.store();
     controller
@@ -195,15 +224,20 @@ pub async fn run(client: Client, shutdown: CancellationToken) -> Result<(), Cont
             let name = pod.name_any();
             let ns = pod.namespace().unwrap_or_default();
             ep::services_for_pod(&services, &pod, |s| {
-                managed_slices(&slices, &ns, &s.name_any()).iter().any(|sl| {
-                    sl.endpoints.iter().any(|e| e.target_ref.as_ref().and_then(|r| r.name.as_deref()) == Some(name.as_str()))
-                })
+                managed_slices(&slices, &ns, &s.name_any())
+                    .iter()
+                    .any(|sl| {
+                        sl.endpoints.iter().any(|e| {
+                            e.target_ref.as_ref().and_then(|r| r.name.as_deref())
+                                == Some(name.as_str())
+                        })
+                    })
             })
         })
         .watches_stream(slice_events, |s: EndpointSlice| {
-            s.labels()
-                .get(SERVICE_NAME_LABEL)
-                .map(|svc| ObjectRef::<Service>::new(svc).within(&s.namespace().unwrap_or_default()))
+            s.labels().get(SERVICE_NAME_LABEL).map(|svc| {
+                ObjectRef::<Service>::new(svc).within(&s.namespace().unwrap_or_default())
+            })
         })
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(reconcile, error_policy, ctx)
@@ -256,7 +290,8 @@ async fn write(api: &Api<EndpointSlice>, s: &EndpointSlice) -> Result<(), Contro
         "endpoints": s.endpoints,
         "ports": s.ports,
     });
-    api.patch(&s.name_any(), &PatchParams::default(), &Patch::Merge(&body)).await?;
+    api.patch(&s.name_any(), &PatchParams::default(), &Patch::Merge(&body))
+        .await?;
     Ok(())
 }
 
@@ -269,10 +304,25 @@ mod tests {
 
     #[test]
     fn slices_hold_at_most_100_endpoints_and_carry_the_labels() {
-        let svc = service("web", vec![port("http", 80, IntOrString::String("http".into()))]);
-        let pods: Vec<Arc<Pod>> = (0..250).map(|i| pod(&format!("p{i:03}"), &format!("10.0.{}.{}", i / 200, i % 200 + 1), true, 8080)).collect();
+        let svc = service(
+            "web",
+            vec![port("http", 80, IntOrString::String("http".into()))],
+        );
+        let pods: Vec<Arc<Pod>> = (0..250)
+            .map(|i| {
+                pod(
+                    &format!("p{i:03}"),
+                    &format!("10.0.{}.{}", i / 200, i % 200 + 1),
+                    true,
+                    8080,
+                )
+            })
+            .collect();
         let slices = desired(&svc, &pods);
-        assert_eq!(slices.iter().map(|s| s.endpoints.len()).collect::<Vec<_>>(), vec![100, 100, 50]);
+        assert_eq!(
+            slices.iter().map(|s| s.endpoints.len()).collect::<Vec<_>>(),
+            vec![100, 100, 50]
+        );
         for s in &slices {
             let l = s.metadata.labels.as_ref().unwrap();
             assert_eq!(l[SERVICE_NAME_LABEL], "web");
@@ -291,7 +341,11 @@ mod tests {
         let svc = service("web", vec![port("p", 80, IntOrString::Int(8080))]);
         let mut dying = (*pod("c-dying", "10.0.0.3", true, 1)).clone();
         dying.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
-        let pods = vec![pod("a-ready", "10.0.0.1", true, 1), pod("b-slow", "10.0.0.2", false, 1), Arc::new(dying)];
+        let pods = vec![
+            pod("a-ready", "10.0.0.1", true, 1),
+            pod("b-slow", "10.0.0.2", false, 1),
+            Arc::new(dying),
+        ];
         let s = &desired(&svc, &pods)[0];
         let c: Vec<(bool, bool, bool)> = s
             .endpoints
@@ -301,15 +355,31 @@ mod tests {
                 (c.ready.unwrap(), c.serving.unwrap(), c.terminating.unwrap())
             })
             .collect();
-        assert_eq!(c, vec![(true, true, false), (false, false, false), (false, true, true)]);
+        assert_eq!(
+            c,
+            vec![
+                (true, true, false),
+                (false, false, false),
+                (false, true, true)
+            ]
+        );
         assert_eq!(s.endpoints[0].node_name.as_deref(), Some("n1"));
-        assert_eq!(s.endpoints[0].target_ref.as_ref().unwrap().name.as_deref(), Some("a-ready"));
+        assert_eq!(
+            s.endpoints[0].target_ref.as_ref().unwrap().name.as_deref(),
+            Some("a-ready")
+        );
     }
 
     #[test]
     fn named_ports_split_slices_and_plan_is_idempotent() {
-        let svc = service("web", vec![port("http", 80, IntOrString::String("http".into()))]);
-        let pods = vec![pod("a", "10.0.0.1", true, 8080), pod("b", "10.0.0.2", true, 9090)];
+        let svc = service(
+            "web",
+            vec![port("http", 80, IntOrString::String("http".into()))],
+        );
+        let pods = vec![
+            pod("a", "10.0.0.1", true, 8080),
+            pod("b", "10.0.0.2", true, 9090),
+        ];
         let want = desired(&svc, &pods);
         assert_eq!(want.len(), 2);
         let p = plan(&svc, &pods, &[]);

@@ -10,9 +10,9 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 
@@ -73,7 +73,13 @@ impl Aggregator {
     fn decide(&mut self, key: AggKey, now: Timestamp) -> (Write, Timestamp) {
         if let Some(s) = self.seen.get_mut(&key) {
             s.count += 1;
-            return (Write::Bump { event_name: s.event_name.clone(), count: s.count }, s.first);
+            return (
+                Write::Bump {
+                    event_name: s.event_name.clone(),
+                    count: s.count,
+                },
+                s.first,
+            );
         }
         if self.seen.len() >= MAX_REMEMBERED {
             self.seen.clear();
@@ -81,7 +87,14 @@ impl Aggregator {
         // Upstream names events `<object>.<hex nanoseconds>`; unique enough per object.
         let nanos = now.as_nanosecond();
         let event_name = format!("{}.{:x}", key.name, nanos);
-        self.seen.insert(key, Seen { event_name: event_name.clone(), count: 1, first: now });
+        self.seen.insert(
+            key,
+            Seen {
+                event_name: event_name.clone(),
+                count: 1,
+                first: now,
+            },
+        );
         (Write::Create { event_name }, now)
     }
 
@@ -101,7 +114,11 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn new(client: Client, component: &str) -> Self {
-        Recorder { client, component: component.to_string(), agg: Mutex::new(Aggregator::default()) }
+        Recorder {
+            client,
+            component: component.to_string(),
+            agg: Mutex::new(Aggregator::default()),
+        }
     }
 
     /// Records an event about the object `regarding` (kind/apiVersion given separately
@@ -115,7 +132,10 @@ impl Recorder {
         reason: &str,
         message: &str,
     ) {
-        let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".into());
+        let namespace = regarding
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let key = AggKey {
             uid: regarding.uid.clone().unwrap_or_default(),
             namespace: namespace.clone(),
@@ -125,7 +145,11 @@ impl Recorder {
             message: message.to_string(),
         };
         let now = Timestamp::now();
-        let (write, first) = self.agg.lock().expect("event aggregator lock").decide(key, now);
+        let (write, first) = self
+            .agg
+            .lock()
+            .expect("event aggregator lock")
+            .decide(key, now);
         let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         let result = match &write {
             Write::Create { event_name } => {
@@ -151,7 +175,10 @@ impl Recorder {
                     first_timestamp: Some(Time(first)),
                     last_timestamp: Some(Time(now)),
                     event_time: Some(MicroTime(now)),
-                    source: Some(EventSource { component: Some(self.component.clone()), host: None }),
+                    source: Some(EventSource {
+                        component: Some(self.component.clone()),
+                        host: None,
+                    }),
                     reporting_component: Some(self.component.clone()),
                     reporting_instance: Some(self.component.clone()),
                     action: Some(reason.to_string()),
@@ -164,14 +191,19 @@ impl Recorder {
                     "count": count,
                     "lastTimestamp": Time(now),
                 });
-                api.patch(event_name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ())
+                api.patch(event_name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map(|_| ())
             }
         };
         if let Err(e) = result {
             let name = match &write {
                 Write::Create { event_name } | Write::Bump { event_name, .. } => event_name.clone(),
             };
-            self.agg.lock().expect("event aggregator lock").forget(&name);
+            self.agg
+                .lock()
+                .expect("event aggregator lock")
+                .forget(&name);
             tracing::debug!(error = %e, reason, "could not record event");
         }
     }
@@ -198,17 +230,28 @@ mod tests {
         let mut a = Aggregator::default();
         let t0 = Timestamp::now();
         let (w1, f1) = a.decide(key("SuccessfulCreate", "Created pod: a"), t0);
-        let Write::Create { event_name } = w1 else { panic!("first occurrence must create") };
+        let Write::Create { event_name } = w1 else {
+            panic!("first occurrence must create")
+        };
         assert!(event_name.starts_with("web."));
         assert_eq!(f1, t0);
         let t1 = t0 + SignedDuration::from_secs(3);
         let (w2, f2) = a.decide(key("SuccessfulCreate", "Created pod: a"), t1);
-        assert_eq!(w2, Write::Bump { event_name: event_name.clone(), count: 2 });
+        assert_eq!(
+            w2,
+            Write::Bump {
+                event_name: event_name.clone(),
+                count: 2
+            }
+        );
         assert_eq!(f2, t0, "firstTimestamp stays the first occurrence");
         let (w3, _) = a.decide(key("SuccessfulCreate", "Created pod: b"), t1);
         assert!(matches!(w3, Write::Create { .. }));
         a.forget(&event_name);
         let (w4, _) = a.decide(key("SuccessfulCreate", "Created pod: a"), t1);
-        assert!(matches!(w4, Write::Create { .. }), "a forgotten event is created again");
+        assert!(
+            matches!(w4, Write::Create { .. }),
+            "a forgotten event is created again"
+        );
     }
 }

@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
+};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 use skiff_api::resource::{lookup_kind, split_api_version, ResourceInfo, RESOURCES};
@@ -62,9 +64,17 @@ pub enum Policy {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Action {
     /// Delete `uid`. `verify_absent` lists owners that must be confirmed gone first.
-    Delete { uid: String, policy: Policy, verify_absent: Vec<OwnerRefKey> },
+    Delete {
+        uid: String,
+        policy: Policy,
+        verify_absent: Vec<OwnerRefKey>,
+    },
     /// Remove the references to `owner_uids` from `uid`'s ownerReferences.
-    RemoveOwnerRefs { uid: String, owner_uids: Vec<String>, verify_absent: Vec<OwnerRefKey> },
+    RemoveOwnerRefs {
+        uid: String,
+        owner_uids: Vec<String>,
+        verify_absent: Vec<OwnerRefKey>,
+    },
     /// Remove `finalizer` from `uid`.
     RemoveFinalizer { uid: String, finalizer: String },
 }
@@ -80,7 +90,12 @@ pub struct OwnerRefKey {
 
 impl From<&OwnerReference> for OwnerRefKey {
     fn from(r: &OwnerReference) -> Self {
-        OwnerRefKey { api_version: r.api_version.clone(), kind: r.kind.clone(), name: r.name.clone(), uid: r.uid.clone() }
+        OwnerRefKey {
+            api_version: r.api_version.clone(),
+            kind: r.kind.clone(),
+            name: r.name.clone(),
+            uid: r.uid.clone(),
+        }
     }
 }
 
@@ -115,10 +130,17 @@ pub fn plan(graph: &Graph) -> Vec<Action> {
         // Owner side.
         if n.deleting && n.finalizers.iter().any(|f| f == ORPHAN) {
             for d in &deps {
-                out.push(Action::RemoveOwnerRefs { uid: d.uid.clone(), owner_uids: vec![n.uid.clone()], verify_absent: vec![] });
+                out.push(Action::RemoveOwnerRefs {
+                    uid: d.uid.clone(),
+                    owner_uids: vec![n.uid.clone()],
+                    verify_absent: vec![],
+                });
             }
             if deps.is_empty() {
-                out.push(Action::RemoveFinalizer { uid: n.uid.clone(), finalizer: ORPHAN.into() });
+                out.push(Action::RemoveFinalizer {
+                    uid: n.uid.clone(),
+                    finalizer: ORPHAN.into(),
+                });
             }
             continue;
         }
@@ -128,22 +150,42 @@ pub fn plan(graph: &Graph) -> Vec<Action> {
                     continue;
                 }
                 // A dependent with another owner that stays just lets go of this one.
-                let other_live_owner = d.owners.iter().any(|r| {
-                    r.uid != n.uid && graph.get(&r.uid).is_some_and(|o| !o.deleting)
-                });
+                let other_live_owner = d
+                    .owners
+                    .iter()
+                    .any(|r| r.uid != n.uid && graph.get(&r.uid).is_some_and(|o| !o.deleting));
                 if other_live_owner {
-                    out.push(Action::RemoveOwnerRefs { uid: d.uid.clone(), owner_uids: vec![n.uid.clone()], verify_absent: vec![] });
+                    out.push(Action::RemoveOwnerRefs {
+                        uid: d.uid.clone(),
+                        owner_uids: vec![n.uid.clone()],
+                        verify_absent: vec![],
+                    });
                 } else {
-                    let has_own = dependents.get(d.uid.as_str()).is_some_and(|v| !v.is_empty());
-                    let policy = if has_own { Policy::Foreground } else { Policy::Background };
-                    out.push(Action::Delete { uid: d.uid.clone(), policy, verify_absent: vec![] });
+                    let has_own = dependents
+                        .get(d.uid.as_str())
+                        .is_some_and(|v| !v.is_empty());
+                    let policy = if has_own {
+                        Policy::Foreground
+                    } else {
+                        Policy::Background
+                    };
+                    out.push(Action::Delete {
+                        uid: d.uid.clone(),
+                        policy,
+                        verify_absent: vec![],
+                    });
                 }
             }
             let blocking = deps.iter().any(|d| {
-                d.owners.iter().any(|r| r.uid == n.uid && r.block_owner_deletion == Some(true))
+                d.owners
+                    .iter()
+                    .any(|r| r.uid == n.uid && r.block_owner_deletion == Some(true))
             });
             if !blocking {
-                out.push(Action::RemoveFinalizer { uid: n.uid.clone(), finalizer: FOREGROUND.into() });
+                out.push(Action::RemoveFinalizer {
+                    uid: n.uid.clone(),
+                    finalizer: FOREGROUND.into(),
+                });
             }
         }
 
@@ -151,14 +193,21 @@ pub fn plan(graph: &Graph) -> Vec<Action> {
         if n.deleting || n.owners.is_empty() {
             continue;
         }
-        let absent: Vec<&OwnerReference> =
-            n.owners.iter().filter(|r| !graph.contains_key(&r.uid) && kind_known(r)).collect();
+        let absent: Vec<&OwnerReference> = n
+            .owners
+            .iter()
+            .filter(|r| !graph.contains_key(&r.uid) && kind_known(r))
+            .collect();
         if absent.is_empty() {
             continue;
         }
         let verify: Vec<OwnerRefKey> = absent.iter().map(|r| OwnerRefKey::from(*r)).collect();
         if absent.len() == n.owners.len() {
-            out.push(Action::Delete { uid: n.uid.clone(), policy: Policy::Background, verify_absent: verify });
+            out.push(Action::Delete {
+                uid: n.uid.clone(),
+                policy: Policy::Background,
+                verify_absent: verify,
+            });
         } else {
             out.push(Action::RemoveOwnerRefs {
                 uid: n.uid.clone(),
@@ -219,7 +268,8 @@ impl GraphState {
             }
             watcher::Event::InitDone => {
                 if let Some(seen) = self.relisting.remove(&res) {
-                    self.graph.retain(|uid, n| n.res != res || seen.contains(uid));
+                    self.graph
+                        .retain(|uid, n| n.res != res || seen.contains(uid));
                 }
                 self.synced.insert(res);
             }
@@ -242,7 +292,10 @@ pub async fn run(client: Client, shutdown: CancellationToken) -> Result<(), Cont
     let resources = watched_resources();
     let streams = resources.iter().enumerate().map(|(i, r)| {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &api_resource(r));
-        watcher(api, watcher::Config::default()).default_backoff().map(move |e| (i, e)).boxed()
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .map(move |e| (i, e))
+            .boxed()
     });
     let mut events = futures::stream::select_all(streams);
     let mut state = GraphState::default();
@@ -297,9 +350,15 @@ fn api_for(client: &Client, r: &ResourceInfo, ns: Option<&str>) -> Api<DynamicOb
 
 /// Confirms with the API server that the owner is really gone (404, or a different UID
 /// under its name).
-async fn owner_absent(client: &Client, dependent_ns: Option<&str>, owner: &OwnerRefKey) -> Result<bool, kube::Error> {
+async fn owner_absent(
+    client: &Client,
+    dependent_ns: Option<&str>,
+    owner: &OwnerRefKey,
+) -> Result<bool, kube::Error> {
     let (g, v) = split_api_version(&owner.api_version);
-    let Some(r) = lookup_kind(g, v, &owner.kind) else { return Ok(false) };
+    let Some(r) = lookup_kind(g, v, &owner.kind) else {
+        return Ok(false);
+    };
     let api = api_for(client, r, dependent_ns);
     Ok(match api.get_opt(&owner.name).await? {
         None => true,
@@ -311,14 +370,25 @@ fn ignorable(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404 || s.code == 409)
 }
 
-async fn execute(client: &Client, resources: &[&ResourceInfo], graph: &Graph, a: &Action) -> Result<(), ControllerError> {
+async fn execute(
+    client: &Client,
+    resources: &[&ResourceInfo],
+    graph: &Graph,
+    a: &Action,
+) -> Result<(), ControllerError> {
     let uid = match a {
-        Action::Delete { uid, .. } | Action::RemoveOwnerRefs { uid, .. } | Action::RemoveFinalizer { uid, .. } => uid,
+        Action::Delete { uid, .. }
+        | Action::RemoveOwnerRefs { uid, .. }
+        | Action::RemoveFinalizer { uid, .. } => uid,
     };
-    let Some(n) = graph.get(uid) else { return Ok(()) };
+    let Some(n) = graph.get(uid) else {
+        return Ok(());
+    };
     let api = api_for(client, resources[n.res], n.namespace.as_deref());
     let verify = match a {
-        Action::Delete { verify_absent, .. } | Action::RemoveOwnerRefs { verify_absent, .. } => verify_absent.as_slice(),
+        Action::Delete { verify_absent, .. } | Action::RemoveOwnerRefs { verify_absent, .. } => {
+            verify_absent.as_slice()
+        }
         Action::RemoveFinalizer { .. } => &[],
     };
     for owner in verify {
@@ -334,23 +404,34 @@ async fn execute(client: &Client, resources: &[&ResourceInfo], graph: &Graph, a:
                     Policy::Background => PropagationPolicy::Background,
                     Policy::Foreground => PropagationPolicy::Foreground,
                 }),
-                preconditions: Some(Preconditions { uid: Some(n.uid.clone()), resource_version: None }),
+                preconditions: Some(Preconditions {
+                    uid: Some(n.uid.clone()),
+                    resource_version: None,
+                }),
                 ..Default::default()
             };
             tracing::info!(kind = resources[n.res].kind, namespace = ?n.namespace, name = %n.name, "deleting dependent");
             api.delete(&n.name, &dp).await.map(|_| ())
         }
         Action::RemoveOwnerRefs { owner_uids, .. } => {
-            let refs: Vec<&OwnerReference> = n.owners.iter().filter(|r| !owner_uids.contains(&r.uid)).collect();
+            let refs: Vec<&OwnerReference> = n
+                .owners
+                .iter()
+                .filter(|r| !owner_uids.contains(&r.uid))
+                .collect();
             let patch = serde_json::json!({"metadata": {"ownerReferences": refs, "resourceVersion": n.resource_version}});
             tracing::info!(kind = resources[n.res].kind, name = %n.name, "removing owner references");
-            api.patch(&n.name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ())
+            api.patch(&n.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map(|_| ())
         }
         Action::RemoveFinalizer { finalizer, .. } => {
             let rest: Vec<&String> = n.finalizers.iter().filter(|f| *f != finalizer).collect();
             let patch = serde_json::json!({"metadata": {"finalizers": rest, "resourceVersion": n.resource_version}});
             tracing::info!(kind = resources[n.res].kind, name = %n.name, finalizer, "removing finalizer");
-            api.patch(&n.name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ())
+            api.patch(&n.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map(|_| ())
         }
     };
     match result {
@@ -398,7 +479,11 @@ mod tests {
         let a = plan(&g);
         assert_eq!(a.len(), 1);
         match &a[0] {
-            Action::Delete { uid, policy, verify_absent } => {
+            Action::Delete {
+                uid,
+                policy,
+                verify_absent,
+            } => {
                 assert_eq!((uid.as_str(), *policy), ("pod", Policy::Background));
                 assert_eq!(verify_absent[0].uid, "rs");
             }
@@ -408,9 +493,20 @@ mod tests {
 
     #[test]
     fn live_owner_keeps_dependent_and_dangling_refs_are_dropped() {
-        let g = graph(vec![node("rs", vec![], &[], false), node("pod", vec![owner("rs", true)], &[], false)]);
+        let g = graph(vec![
+            node("rs", vec![], &[], false),
+            node("pod", vec![owner("rs", true)], &[], false),
+        ]);
         assert!(plan(&g).is_empty());
-        let g = graph(vec![node("rs", vec![], &[], false), node("pod", vec![owner("rs", true), owner("gone", false)], &[], false)]);
+        let g = graph(vec![
+            node("rs", vec![], &[], false),
+            node(
+                "pod",
+                vec![owner("rs", true), owner("gone", false)],
+                &[],
+                false,
+            ),
+        ]);
         assert_eq!(
             plan(&g),
             vec![Action::RemoveOwnerRefs {
@@ -437,8 +533,19 @@ mod tests {
             node("pod", vec![owner("rs", true)], &[], false),
         ]);
         let a = plan(&g);
-        assert!(a.contains(&Action::Delete { uid: "rs".into(), policy: Policy::Foreground, verify_absent: vec![] }), "{a:?}");
-        assert!(!a.iter().any(|x| matches!(x, Action::RemoveFinalizer { .. })), "blocked by rs: {a:?}");
+        assert!(
+            a.contains(&Action::Delete {
+                uid: "rs".into(),
+                policy: Policy::Foreground,
+                verify_absent: vec![]
+            }),
+            "{a:?}"
+        );
+        assert!(
+            !a.iter()
+                .any(|x| matches!(x, Action::RemoveFinalizer { .. })),
+            "blocked by rs: {a:?}"
+        );
 
         // rs is going (foreground itself), pod still there: deploy keeps waiting.
         let g = graph(vec![
@@ -447,13 +554,25 @@ mod tests {
             node("pod", vec![owner("rs", true)], &[], false),
         ]);
         let a = plan(&g);
-        assert!(a.contains(&Action::Delete { uid: "pod".into(), policy: Policy::Background, verify_absent: vec![] }));
-        assert!(!a.iter().any(|x| matches!(x, Action::RemoveFinalizer { .. })));
+        assert!(a.contains(&Action::Delete {
+            uid: "pod".into(),
+            policy: Policy::Background,
+            verify_absent: vec![]
+        }));
+        assert!(!a
+            .iter()
+            .any(|x| matches!(x, Action::RemoveFinalizer { .. })));
 
         // Only a non-blocking dependent left: the owner may go.
-        let g = graph(vec![node("deploy", vec![], &[FOREGROUND], true), node("cm", vec![owner("deploy", false)], &[], false)]);
+        let g = graph(vec![
+            node("deploy", vec![], &[FOREGROUND], true),
+            node("cm", vec![owner("deploy", false)], &[], false),
+        ]);
         let a = plan(&g);
-        assert!(a.contains(&Action::RemoveFinalizer { uid: "deploy".into(), finalizer: FOREGROUND.into() }));
+        assert!(a.contains(&Action::RemoveFinalizer {
+            uid: "deploy".into(),
+            finalizer: FOREGROUND.into()
+        }));
     }
 
     #[test]
@@ -464,17 +583,33 @@ mod tests {
         ]);
         assert_eq!(
             plan(&g),
-            vec![Action::RemoveOwnerRefs { uid: "p1".into(), owner_uids: vec!["rs".into()], verify_absent: vec![] }]
+            vec![Action::RemoveOwnerRefs {
+                uid: "p1".into(),
+                owner_uids: vec!["rs".into()],
+                verify_absent: vec![]
+            }]
         );
-        let g = graph(vec![node("rs", vec![], &[ORPHAN], true), node("p1", vec![], &[], false)]);
-        assert_eq!(plan(&g), vec![Action::RemoveFinalizer { uid: "rs".into(), finalizer: ORPHAN.into() }]);
+        let g = graph(vec![
+            node("rs", vec![], &[ORPHAN], true),
+            node("p1", vec![], &[], false),
+        ]);
+        assert_eq!(
+            plan(&g),
+            vec![Action::RemoveFinalizer {
+                uid: "rs".into(),
+                finalizer: ORPHAN.into()
+            }]
+        );
     }
 
     #[test]
     fn relist_drops_objects_that_disappeared() {
         let mut s = GraphState::default();
         let obj = |uid: &str| {
-            let mut o = DynamicObject::new(&format!("{uid}-name"), &api_resource(watched_resources()[0]));
+            let mut o = DynamicObject::new(
+                &format!("{uid}-name"),
+                &api_resource(watched_resources()[0]),
+            );
             o.metadata.uid = Some(uid.into());
             o
         };

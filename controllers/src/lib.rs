@@ -150,7 +150,11 @@ pub async fn run(
         tasks.spawn(gc::run(client.clone(), stop.clone()));
     }
     if e.nodelifecycle {
-        tasks.spawn(nodelifecycle::run(config.clone(), client.clone(), stop.clone()));
+        tasks.spawn(nodelifecycle::run(
+            config.clone(),
+            client.clone(),
+            stop.clone(),
+        ));
     }
     tracing::info!(?config.enabled, "controllers started");
     let mut result = Ok(());

@@ -16,7 +16,9 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, NamespaceCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+};
 use kube::runtime::controller::Action;
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Client, ResourceExt};
@@ -35,7 +37,10 @@ pub enum Step {
     /// Not being deleted: nothing to do.
     Idle,
     /// Objects remain: delete the live ones (`(resource index, name)`), look again.
-    Delete { live: Vec<(usize, String)>, remaining: usize },
+    Delete {
+        live: Vec<(usize, String)>,
+        remaining: usize,
+    },
     /// Empty: remove our finalizer.
     Finalize,
     /// Empty and our finalizer already gone: the API server removes it.
@@ -49,10 +54,21 @@ pub fn plan(ns: &Namespace, found: &[(usize, String, bool)]) -> Step {
         return Step::Idle;
     }
     if !found.is_empty() {
-        let live = found.iter().filter(|(_, _, dying)| !dying).map(|(i, n, _)| (*i, n.clone())).collect();
-        return Step::Delete { live, remaining: found.len() };
+        let live = found
+            .iter()
+            .filter(|(_, _, dying)| !dying)
+            .map(|(i, n, _)| (*i, n.clone()))
+            .collect();
+        return Step::Delete {
+            live,
+            remaining: found.len(),
+        };
     }
-    let has_finalizer = ns.spec.as_ref().and_then(|s| s.finalizers.as_ref()).is_some_and(|f| f.iter().any(|x| x == FINALIZER));
+    let has_finalizer = ns
+        .spec
+        .as_ref()
+        .and_then(|s| s.finalizers.as_ref())
+        .is_some_and(|f| f.iter().any(|x| x == FINALIZER));
     if has_finalizer {
         Step::Finalize
     } else {
@@ -82,7 +98,10 @@ pub struct Context {
 
 /// Runs the Namespace controller until `shutdown` fires.
 pub async fn run(client: Client, shutdown: CancellationToken) -> Result<(), ControllerError> {
-    let ctx = Arc::new(Context { client: client.clone(), backoff: Backoff::default() });
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        backoff: Backoff::default(),
+    });
     Controller::new(Api::<Namespace>::all(client), watcher::Config::default())
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(reconcile, error_policy, ctx)
@@ -107,7 +126,8 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Cont
     let resources = namespaced_resources();
     let mut found = Vec::new();
     for (i, r) in resources.iter().enumerate() {
-        let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &name, &api_resource(r));
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), &name, &api_resource(r));
         let list = match api.list(&ListParams::default()).await {
             Ok(l) => l,
             // A resource this server does not serve has nothing in the namespace.
@@ -123,7 +143,8 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Cont
         Step::Idle | Step::Done => {}
         Step::Delete { live, remaining } => {
             for (i, obj) in &live {
-                let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &name, &api_resource(resources[*i]));
+                let api: Api<DynamicObject> =
+                    Api::namespaced_with(ctx.client.clone(), &name, &api_resource(resources[*i]));
                 match api.delete(obj, &DeleteParams::background()).await {
                     Ok(_) => {}
                     Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
@@ -138,9 +159,16 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Cont
                 last_transition_time: Some(Time(Timestamp::now())),
             };
             let have = ns.status.as_ref().and_then(|s| s.conditions.as_ref());
-            if have.is_none_or(|c| !c.iter().any(|x| x.type_ == cond.type_ && x.message == cond.message)) {
-                let patch = serde_json::json!({"status": {"phase": "Terminating", "conditions": [cond]}});
-                if let Err(e) = ns_api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            if have.is_none_or(|c| {
+                !c.iter()
+                    .any(|x| x.type_ == cond.type_ && x.message == cond.message)
+            }) {
+                let patch =
+                    serde_json::json!({"status": {"phase": "Terminating", "conditions": [cond]}});
+                if let Err(e) = ns_api
+                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
                     tracing::debug!(error = %e, "could not record remaining content");
                 }
             }
@@ -153,9 +181,19 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Cont
         Step::Finalize => {
             let mut body = (*ns).clone();
             if let Some(spec) = body.spec.as_mut() {
-                spec.finalizers = Some(spec.finalizers.take().unwrap_or_default().into_iter().filter(|f| f != FINALIZER).collect());
+                spec.finalizers = Some(
+                    spec.finalizers
+                        .take()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|f| f != FINALIZER)
+                        .collect(),
+                );
             }
-            match ns_api.replace_subresource("finalize", &name, &PostParams::default(), &body).await {
+            match ns_api
+                .replace_subresource("finalize", &name, &PostParams::default(), &body)
+                .await
+            {
                 Ok(_) => tracing::info!("namespace emptied and finalized"),
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(e) => return Err(e.into()),
@@ -179,7 +217,9 @@ mod tests {
                 deletion_timestamp: deleting.then(|| Time(Timestamp::now())),
                 ..Default::default()
             },
-            spec: Some(NamespaceSpec { finalizers: finalizer.then(|| vec![FINALIZER.to_string()]) }),
+            spec: Some(NamespaceSpec {
+                finalizers: finalizer.then(|| vec![FINALIZER.to_string()]),
+            }),
             status: None,
         }
     }
@@ -193,7 +233,10 @@ mod tests {
                 "content remains: delete the live objects",
                 ns(true, true),
                 found.clone(),
-                Step::Delete { live: vec![(0, "a".into())], remaining: 2 },
+                Step::Delete {
+                    live: vec![(0, "a".into())],
+                    remaining: 2,
+                },
             ),
             ("empty: finalize", ns(true, true), vec![], Step::Finalize),
             ("finalized", ns(true, false), vec![], Step::Done),
@@ -206,7 +249,17 @@ mod tests {
     #[test]
     fn every_namespaced_kind_is_swept_and_no_cluster_kind() {
         let kinds: Vec<&str> = namespaced_resources().iter().map(|r| r.kind).collect();
-        for k in ["Pod", "Service", "Deployment", "ReplicaSet", "Endpoints", "EndpointSlice", "ConfigMap", "Secret", "Lease"] {
+        for k in [
+            "Pod",
+            "Service",
+            "Deployment",
+            "ReplicaSet",
+            "Endpoints",
+            "EndpointSlice",
+            "ConfigMap",
+            "Secret",
+            "Lease",
+        ] {
             assert!(kinds.contains(&k), "{k} missing");
         }
         assert!(!kinds.contains(&"Node") && !kinds.contains(&"Namespace"));

@@ -94,7 +94,11 @@ pub fn plan_node(node: &Node, silent: bool, now: Timestamp) -> NodePlan {
     let h = health(node, silent);
     let mut out = NodePlan::default();
     if silent && ready_status(node) != Some("Unknown") {
-        let mut conds = node.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+        let mut conds = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .unwrap_or_default();
         for c in conds.iter_mut() {
             // Every condition the kubelet reported is now unknown, as upstream marks them.
             if c.status != "Unknown" {
@@ -121,7 +125,11 @@ pub fn plan_node(node: &Node, silent: bool, now: Timestamp) -> NodePlan {
         Health::NotReady => vec![(NOT_READY, "NoSchedule"), (NOT_READY, "NoExecute")],
         Health::Unreachable => vec![(UNREACHABLE, "NoSchedule"), (UNREACHABLE, "NoExecute")],
     };
-    let current = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+    let current = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default();
     let managed = |t: &Taint| t.key == UNREACHABLE || t.key == NOT_READY;
     // Keep foreign taints and the managed ones that are still wanted (with their
     // original timeAdded, which eviction deadlines count from).
@@ -154,7 +162,10 @@ pub fn tolerates(tol: &Toleration, taint: &Taint) -> bool {
     }
     match tol.operator.as_deref().unwrap_or("Equal") {
         "Exists" => true,
-        "Equal" => !key.is_empty() && tol.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
+        "Equal" => {
+            !key.is_empty()
+                && tol.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+        }
         _ => false,
     }
 }
@@ -163,18 +174,33 @@ pub fn tolerates(tol: &Toleration, taint: &Taint) -> bool {
 /// `Some(future)` to evict then, `None` never (tolerated forever, or no NoExecute taint).
 /// A pod without any toleration for a taint gets `default_timeout` (see
 /// [`ControllersConfig::default_eviction_timeout`]).
-pub fn eviction_time(pod: &Pod, taints: &[Taint], default_timeout: Duration, now: Timestamp) -> Option<Timestamp> {
-    let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.clone()).unwrap_or_default();
+pub fn eviction_time(
+    pod: &Pod,
+    taints: &[Taint],
+    default_timeout: Duration,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    let tolerations = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.tolerations.clone())
+        .unwrap_or_default();
     let mut at: Option<Timestamp> = None;
     for t in taints.iter().filter(|t| t.effect == "NoExecute") {
         let added = t.time_added.as_ref().map_or(now, |x| x.0);
-        let matching: Vec<&Toleration> = tolerations.iter().filter(|tol| tolerates(tol, t)).collect();
+        let matching: Vec<&Toleration> =
+            tolerations.iter().filter(|tol| tolerates(tol, t)).collect();
         let deadline = if matching.is_empty() {
             Some(added + SignedDuration::try_from(default_timeout).unwrap_or_default())
         } else if matching.iter().any(|tol| tol.toleration_seconds.is_none()) {
             None
         } else {
-            let secs = matching.iter().filter_map(|tol| tol.toleration_seconds).min().unwrap_or(0).max(0);
+            let secs = matching
+                .iter()
+                .filter_map(|tol| tol.toleration_seconds)
+                .min()
+                .unwrap_or(0)
+                .max(0);
             Some(added + SignedDuration::from_secs(secs))
         };
         if let Some(d) = deadline {
@@ -193,17 +219,28 @@ pub fn plan_pods(
     default_timeout: Duration,
     now: Timestamp,
 ) -> (Vec<String>, Vec<String>, Option<Timestamp>) {
-    let taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+    let taints = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default();
     let mut not_ready = Vec::new();
     let mut evict = Vec::new();
     let mut next: Option<Timestamp> = None;
-    for p in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
+    for p in pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+    {
         if health != Health::Ready && crate::util::pod_is_ready(p) {
             not_ready.push(p.name_any());
         }
         if let Some(at) = eviction_time(p, &taints, default_timeout, now) {
             if at <= now {
-                evict.push(format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any()));
+                evict.push(format!(
+                    "{}/{}",
+                    p.namespace().unwrap_or_default(),
+                    p.name_any()
+                ));
             } else {
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
@@ -215,7 +252,10 @@ pub fn plan_pods(
 /// The latest heartbeat a node shows: its Lease's renewTime, or else its Ready
 /// condition's lastHeartbeatTime. Only used to notice change.
 fn heartbeat(node: &Node, lease: Option<&Lease>) -> Option<String> {
-    let renew = lease.and_then(|l| l.spec.as_ref()).and_then(|s| s.renew_time.as_ref()).map(|t| t.0.to_string());
+    let renew = lease
+        .and_then(|l| l.spec.as_ref())
+        .and_then(|s| s.renew_time.as_ref())
+        .map(|t| t.0.to_string());
     let hb = node
         .status
         .as_ref()
@@ -223,24 +263,44 @@ fn heartbeat(node: &Node, lease: Option<&Lease>) -> Option<String> {
         .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
         .and_then(|c| c.last_heartbeat_time.as_ref())
         .map(|t| t.0.to_string());
-    Some(format!("{}|{}", renew.unwrap_or_default(), hb.unwrap_or_default()))
+    Some(format!(
+        "{}|{}",
+        renew.unwrap_or_default(),
+        hb.unwrap_or_default()
+    ))
 }
 
 /// Runs the node lifecycle controller until `shutdown` fires.
-pub async fn run(config: ControllersConfig, client: Client, shutdown: CancellationToken) -> Result<(), ControllerError> {
+pub async fn run(
+    config: ControllersConfig,
+    client: Client,
+    shutdown: CancellationToken,
+) -> Result<(), ControllerError> {
     let (nodes, nw) = reflector::store::<Node>();
     let (leases, lw) = reflector::store::<Lease>();
     let (pods, pw) = reflector::store::<Pod>();
-    let node_stream = watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff().reflect(nw).touched_objects();
-    let lease_stream = watcher(Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE), watcher::Config::default())
+    let node_stream = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
         .default_backoff()
-        .reflect(lw)
+        .reflect(nw)
         .touched_objects();
-    let pod_stream = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff().reflect(pw).touched_objects();
+    let lease_stream = watcher(
+        Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(lw)
+    .touched_objects();
+    let pod_stream = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .reflect(pw)
+        .touched_objects();
     // The streams only feed the caches; the controller works on a timer.
     let drain = async move {
         let mut all = futures::stream::select(
-            futures::stream::select(node_stream.map(|_| ()).boxed(), lease_stream.map(|_| ()).boxed()),
+            futures::stream::select(
+                node_stream.map(|_| ()).boxed(),
+                lease_stream.map(|_| ()).boxed(),
+            ),
             pod_stream.map(|_| ()).boxed(),
         );
         while all.next().await.is_some() {}
@@ -254,7 +314,17 @@ pub async fn run(config: ControllersConfig, client: Client, shutdown: Cancellati
         let mut tick = tokio::time::interval(config.node_monitor_period);
         loop {
             tick.tick().await;
-            if let Err(e) = monitor(&config, &client, &nodes, &leases, &pods, &recorder, &mut observed).await {
+            if let Err(e) = monitor(
+                &config,
+                &client,
+                &nodes,
+                &leases,
+                &pods,
+                &recorder,
+                &mut observed,
+            )
+            .await
+            {
                 tracing::warn!(error = %e, "node monitor pass failed; retrying next period");
             }
         }
@@ -295,14 +365,26 @@ async fn monitor(
         if let Some(conds) = &np.conditions {
             tracing::warn!(node = %name, "node stopped posting status; marking Ready=Unknown");
             let patch = serde_json::json!({"status": {"conditions": conds}});
-            node_api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            node_api
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
             recorder
-                .record("v1", "Node", &node.metadata, EventType::Normal, "NodeNotReady", &format!("Node {name} status is now: NodeNotReady"))
+                .record(
+                    "v1",
+                    "Node",
+                    &node.metadata,
+                    EventType::Normal,
+                    "NodeNotReady",
+                    &format!("Node {name} status is now: NodeNotReady"),
+                )
                 .await;
         }
         if let Some(taints) = &np.taints {
             let patch = serde_json::json!({"metadata": {"resourceVersion": node.metadata.resource_version}, "spec": {"taints": taints}});
-            match node_api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            match node_api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
                 Ok(_) => tracing::info!(node = %name, ?taints, "node taints updated"),
                 // Changed meanwhile (kubelet heartbeat): next pass.
                 Err(kube::Error::Api(s)) if s.code == 409 => continue,
@@ -317,11 +399,18 @@ async fn monitor(
             .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name.as_str()))
             .map(|p| p.as_ref())
             .collect();
-        let (not_ready, evict, _next) = plan_pods(&node, h, &on_node, config.default_eviction_timeout, now);
+        let (not_ready, evict, _next) =
+            plan_pods(&node, h, &on_node, config.default_eviction_timeout, now);
         for pname in not_ready {
-            let Some(p) = on_node.iter().find(|p| p.name_any() == pname) else { continue };
+            let Some(p) = on_node.iter().find(|p| p.name_any() == pname) else {
+                continue;
+            };
             let ns = p.namespace().unwrap_or_default();
-            let mut conds = p.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+            let mut conds = p
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.clone())
+                .unwrap_or_default();
             for c in conds.iter_mut().filter(|c| c.type_ == "Ready") {
                 c.status = "False".into();
                 c.reason = Some("NodeNotReady".into());
@@ -329,7 +418,10 @@ async fn monitor(
             }
             let patch = serde_json::json!({"status": {"conditions": conds}});
             let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-            if let Err(e) = api.patch_status(&pname, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            if let Err(e) = api
+                .patch_status(&pname, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
                 tracing::debug!(pod = %pname, error = %e, "could not mark pod not ready");
             }
         }
@@ -341,7 +433,14 @@ async fn monitor(
                     tracing::info!(pod = %key, node = %name, "evicted pod from tainted node");
                     if let Some(p) = on_node.iter().find(|p| p.name_any() == pname) {
                         recorder
-                            .record("v1", "Pod", &p.metadata, EventType::Normal, "TaintManagerEviction", &format!("Marking for deletion Pod {key}"))
+                            .record(
+                                "v1",
+                                "Pod",
+                                &p.metadata,
+                                EventType::Normal,
+                                "TaintManagerEviction",
+                                &format!("Marking for deletion Pod {key}"),
+                            )
                             .await;
                     }
                 }
@@ -361,29 +460,54 @@ mod tests {
 
     fn node(ready: &str, taints: Vec<Taint>) -> Node {
         Node {
-            metadata: ObjectMeta { name: Some("n1".into()), ..Default::default() },
-            spec: Some(NodeSpec { taints: Some(taints), ..Default::default() }),
+            metadata: ObjectMeta {
+                name: Some("n1".into()),
+                ..Default::default()
+            },
+            spec: Some(NodeSpec {
+                taints: Some(taints),
+                ..Default::default()
+            }),
             status: Some(NodeStatus {
-                conditions: Some(vec![NodeCondition { type_: "Ready".into(), status: ready.into(), ..Default::default() }]),
+                conditions: Some(vec![NodeCondition {
+                    type_: "Ready".into(),
+                    status: ready.into(),
+                    ..Default::default()
+                }]),
                 ..Default::default()
             }),
         }
     }
 
     fn keys(p: &NodePlan) -> Vec<(String, String)> {
-        p.taints.iter().flatten().map(|t| (t.key.clone(), t.effect.clone())).collect()
+        p.taints
+            .iter()
+            .flatten()
+            .map(|t| (t.key.clone(), t.effect.clone()))
+            .collect()
     }
 
     #[test]
     fn taints_follow_health() {
         let now = Timestamp::now();
-        let foreign = Taint { key: "dedicated".into(), effect: "NoSchedule".into(), value: Some("gpu".into()), time_added: None };
+        let foreign = Taint {
+            key: "dedicated".into(),
+            effect: "NoSchedule".into(),
+            value: Some("gpu".into()),
+            time_added: None,
+        };
         // healthy: nothing to do
-        assert_eq!(plan_node(&node("True", vec![foreign.clone()]), false, now), NodePlan::default());
+        assert_eq!(
+            plan_node(&node("True", vec![foreign.clone()]), false, now),
+            NodePlan::default()
+        );
         // silent: Ready=Unknown and unreachable taints, foreign taint kept
         let p = plan_node(&node("True", vec![foreign.clone()]), true, now);
         let c = &p.conditions.as_ref().unwrap()[0];
-        assert_eq!((c.status.as_str(), c.reason.as_deref()), ("Unknown", Some("NodeStatusUnknown")));
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_deref()),
+            ("Unknown", Some("NodeStatusUnknown"))
+        );
         assert_eq!(
             keys(&p),
             vec![
@@ -395,17 +519,35 @@ mod tests {
         assert!(p.taints.as_ref().unwrap()[2].time_added.is_some());
         // kubelet says NotReady
         let p = plan_node(&node("False", vec![]), false, now);
-        assert_eq!(keys(&p), vec![(NOT_READY.into(), "NoSchedule".into()), (NOT_READY.into(), "NoExecute".into())]);
+        assert_eq!(
+            keys(&p),
+            vec![
+                (NOT_READY.into(), "NoSchedule".into()),
+                (NOT_READY.into(), "NoExecute".into())
+            ]
+        );
         // recovered: managed taints removed
-        let tainted = node("True", vec![taint(UNREACHABLE, "NoExecute", now), foreign.clone()]);
+        let tainted = node(
+            "True",
+            vec![taint(UNREACHABLE, "NoExecute", now), foreign.clone()],
+        );
         let p = plan_node(&tainted, false, now);
         assert_eq!(keys(&p), vec![("dedicated".into(), "NoSchedule".into())]);
         // a node that never reported is left alone until the grace period passes
-        let fresh = Node { status: None, ..node("True", vec![]) };
+        let fresh = Node {
+            status: None,
+            ..node("True", vec![])
+        };
         assert_eq!(plan_node(&fresh, false, now), NodePlan::default());
         assert!(plan_node(&fresh, true, now).taints.is_some());
         // still silent, already marked: no rewrite
-        let marked = node("Unknown", vec![taint(UNREACHABLE, "NoSchedule", now), taint(UNREACHABLE, "NoExecute", now)]);
+        let marked = node(
+            "Unknown",
+            vec![
+                taint(UNREACHABLE, "NoSchedule", now),
+                taint(UNREACHABLE, "NoExecute", now),
+            ],
+        );
         assert_eq!(plan_node(&marked, true, now), NodePlan::default());
     }
 
@@ -421,8 +563,15 @@ mod tests {
 
     fn pod_with(tols: Vec<Toleration>) -> Pod {
         Pod {
-            metadata: ObjectMeta { name: Some("p".into()), namespace: Some("default".into()), ..Default::default() },
-            spec: Some(PodSpec { tolerations: Some(tols), ..Default::default() }),
+            metadata: ObjectMeta {
+                name: Some("p".into()),
+                namespace: Some("default".into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                tolerations: Some(tols),
+                ..Default::default()
+            }),
             status: None,
         }
     }
@@ -431,21 +580,64 @@ mod tests {
     fn eviction_follows_tolerations() {
         let now = Timestamp::now();
         let added = now - SignedDuration::from_secs(10);
-        let taints = vec![Taint { key: UNREACHABLE.into(), effect: "NoExecute".into(), value: None, time_added: Some(Time(added)) }];
+        let taints = vec![Taint {
+            key: UNREACHABLE.into(),
+            effect: "NoExecute".into(),
+            value: None,
+            time_added: Some(Time(added)),
+        }];
         let default = Duration::from_secs(300);
         let cases = vec![
-            ("default 300s toleration", vec![tol(Some(UNREACHABLE), "Exists", Some("NoExecute"), Some(300))], Some(added + SignedDuration::from_secs(300))),
-            ("short toleration already over", vec![tol(Some(UNREACHABLE), "Exists", Some("NoExecute"), Some(5))], Some(added + SignedDuration::from_secs(5))),
-            ("forever", vec![tol(Some(UNREACHABLE), "Exists", None, None)], None),
-            ("tolerate everything", vec![tol(None, "Exists", None, None)], None),
-            ("no toleration: configured default", vec![], Some(added + SignedDuration::from_secs(300))),
-            ("other key does not match", vec![tol(Some("x"), "Exists", None, None)], Some(added + SignedDuration::from_secs(300))),
+            (
+                "default 300s toleration",
+                vec![tol(
+                    Some(UNREACHABLE),
+                    "Exists",
+                    Some("NoExecute"),
+                    Some(300),
+                )],
+                Some(added + SignedDuration::from_secs(300)),
+            ),
+            (
+                "short toleration already over",
+                vec![tol(Some(UNREACHABLE), "Exists", Some("NoExecute"), Some(5))],
+                Some(added + SignedDuration::from_secs(5)),
+            ),
+            (
+                "forever",
+                vec![tol(Some(UNREACHABLE), "Exists", None, None)],
+                None,
+            ),
+            (
+                "tolerate everything",
+                vec![tol(None, "Exists", None, None)],
+                None,
+            ),
+            (
+                "no toleration: configured default",
+                vec![],
+                Some(added + SignedDuration::from_secs(300)),
+            ),
+            (
+                "other key does not match",
+                vec![tol(Some("x"), "Exists", None, None)],
+                Some(added + SignedDuration::from_secs(300)),
+            ),
         ];
         for (name, tols, want) in cases {
-            assert_eq!(eviction_time(&pod_with(tols), &taints, default, now), want, "{name}");
+            assert_eq!(
+                eviction_time(&pod_with(tols), &taints, default, now),
+                want,
+                "{name}"
+            );
         }
         // NoSchedule taints never evict.
-        let soft = vec![Taint { key: UNREACHABLE.into(), effect: "NoSchedule".into(), value: None, time_added: None }];
+        let soft = vec![Taint {
+            key: UNREACHABLE.into(),
+            effect: "NoSchedule".into(),
+            value: None,
+            time_added: None,
+        }];
         assert_eq!(eviction_time(&pod_with(vec![]), &soft, default, now), None);
     }
 
@@ -454,13 +646,33 @@ mod tests {
         let now = Timestamp::now();
         let added = now - SignedDuration::from_secs(10);
         let mut n = node("Unknown", vec![]);
-        n.spec.as_mut().unwrap().taints =
-            Some(vec![Taint { key: UNREACHABLE.into(), effect: "NoExecute".into(), value: None, time_added: Some(Time(added)) }]);
-        let mut due = pod_with(vec![tol(Some(UNREACHABLE), "Exists", Some("NoExecute"), Some(5))]);
+        n.spec.as_mut().unwrap().taints = Some(vec![Taint {
+            key: UNREACHABLE.into(),
+            effect: "NoExecute".into(),
+            value: None,
+            time_added: Some(Time(added)),
+        }]);
+        let mut due = pod_with(vec![tol(
+            Some(UNREACHABLE),
+            "Exists",
+            Some("NoExecute"),
+            Some(5),
+        )]);
         due.metadata.name = Some("due".into());
-        let mut later = pod_with(vec![tol(Some(UNREACHABLE), "Exists", Some("NoExecute"), Some(60))]);
+        let mut later = pod_with(vec![tol(
+            Some(UNREACHABLE),
+            "Exists",
+            Some("NoExecute"),
+            Some(60),
+        )]);
         later.metadata.name = Some("later".into());
-        let (_, evict, next) = plan_pods(&n, Health::Unreachable, &[&due, &later], Duration::from_secs(300), now);
+        let (_, evict, next) = plan_pods(
+            &n,
+            Health::Unreachable,
+            &[&due, &later],
+            Duration::from_secs(300),
+            now,
+        );
         assert_eq!(evict, vec!["default/due".to_string()]);
         assert_eq!(next, Some(added + SignedDuration::from_secs(60)));
     }

@@ -14,11 +14,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::jiff::Timestamp;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -82,7 +82,11 @@ pub fn plan(rs: &ReplicaSet, pods: &[Arc<Pod>], now: Timestamp) -> Plan {
             Claim::Ignore => {}
         }
     }
-    let mut active: Vec<&Pod> = mine.iter().copied().filter(|p| util::pod_is_active(p)).collect();
+    let mut active: Vec<&Pod> = mine
+        .iter()
+        .copied()
+        .filter(|p| util::pod_is_active(p))
+        .collect();
 
     if !deleting {
         if active.len() < want {
@@ -104,7 +108,10 @@ pub fn plan(rs: &ReplicaSet, pods: &[Arc<Pod>], now: Timestamp) -> Plan {
     let (mut labeled, mut ready, mut available) = (0, 0, 0);
     for p in &active {
         let labels = util::labels_of(&p.metadata);
-        if template_labels.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+        if template_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+        {
             labeled += 1;
         }
         if util::pod_is_ready(p) {
@@ -126,7 +133,12 @@ pub fn plan(rs: &ReplicaSet, pods: &[Arc<Pod>], now: Timestamp) -> Plan {
 
 /// Orders pods so that the ones to delete first come first.
 fn deletion_order(a: &Pod, b: &Pod, now: Timestamp) -> Ordering {
-    let assigned = |p: &Pod| p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty());
+    let assigned = |p: &Pod| {
+        p.spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .is_some_and(|n| !n.is_empty())
+    };
     let phase_rank = |p: &Pod| match p.status.as_ref().and_then(|s| s.phase.as_deref()) {
         Some("Pending") | None => 0,
         Some("Unknown") => 1,
@@ -169,7 +181,11 @@ fn deletion_order(a: &Pod, b: &Pod, now: Timestamp) -> Ordering {
 /// The pod a ReplicaSet creates: its template, a name generated from the ReplicaSet's,
 /// and a controller reference to it.
 pub fn pod_from_template(rs: &ReplicaSet) -> Pod {
-    let template = rs.spec.as_ref().and_then(|s| s.template.clone()).unwrap_or_default();
+    let template = rs
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.clone())
+        .unwrap_or_default();
     let tmeta = template.metadata.unwrap_or_default();
     Pod {
         metadata: ObjectMeta {
@@ -248,7 +264,8 @@ fn owners_of_pod(rs_store: &Store<ReplicaSet>, pod: &Pod) -> Vec<ObjectRef<Repli
         .filter(|rs| rs.namespace().as_deref() == Some(ns.as_str()))
         .filter(|rs| {
             rs.spec.as_ref().is_some_and(|s| {
-                !util::selector_is_empty(&s.selector) && util::selector_matches(&s.selector, &labels)
+                !util::selector_is_empty(&s.selector)
+                    && util::selector_matches(&s.selector, &labels)
             })
         })
         .map(|rs| ObjectRef::from_obj(rs.as_ref()))
@@ -274,7 +291,9 @@ pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action,
         .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
         .collect();
     let live = |name: &str| {
-        pods.iter().any(|p| p.metadata.name.as_deref() == Some(name) && p.metadata.deletion_timestamp.is_none())
+        pods.iter().any(|p| {
+            p.metadata.name.as_deref() == Some(name) && p.metadata.deletion_timestamp.is_none()
+        })
     };
     if !ctx.expectations.satisfied(&key, Instant::now(), live) {
         // Our last creates/deletes are not in the cache yet; their watch events will
@@ -285,16 +304,24 @@ pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action,
     let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
 
     for name in &plan.adopt {
-        if let Some(pod) = pods.iter().find(|p| p.metadata.name.as_deref() == Some(name)) {
+        if let Some(pod) = pods
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(name))
+        {
             let mut refs = pod.metadata.owner_references.clone().unwrap_or_default();
             refs.push(util::owner_ref("apps/v1", "ReplicaSet", &rs.metadata));
             let patch = owner_refs_patch(&pod.metadata, refs);
-            pod_api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            pod_api
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
             tracing::info!(pod = %name, "adopted pod");
         }
     }
     for name in &plan.release {
-        if let Some(pod) = pods.iter().find(|p| p.metadata.name.as_deref() == Some(name)) {
+        if let Some(pod) = pods
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(name))
+        {
             let uid = rs.metadata.uid.as_deref().unwrap_or("");
             let refs: Vec<OwnerReference> = pod
                 .metadata
@@ -305,7 +332,9 @@ pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action,
                 .filter(|r| r.uid != uid)
                 .collect();
             let patch = owner_refs_patch(&pod.metadata, refs);
-            pod_api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            pod_api
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
             tracing::info!(pod = %name, "released pod");
         }
     }
@@ -328,12 +357,26 @@ pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action,
                     let name = pod.name_any();
                     ctx.expectations.expect_add(&key, &name, Instant::now());
                     ctx.recorder
-                        .record("apps/v1", "ReplicaSet", &rs.metadata, EventType::Normal, "SuccessfulCreate", &format!("Created pod: {name}"))
+                        .record(
+                            "apps/v1",
+                            "ReplicaSet",
+                            &rs.metadata,
+                            EventType::Normal,
+                            "SuccessfulCreate",
+                            &format!("Created pod: {name}"),
+                        )
                         .await;
                 }
                 Err(e) => {
                     ctx.recorder
-                        .record("apps/v1", "ReplicaSet", &rs.metadata, EventType::Warning, "FailedCreate", &format!("Error creating: {e}"))
+                        .record(
+                            "apps/v1",
+                            "ReplicaSet",
+                            &rs.metadata,
+                            EventType::Warning,
+                            "FailedCreate",
+                            &format!("Error creating: {e}"),
+                        )
                         .await;
                     first_err.get_or_insert(e);
                 }
@@ -348,27 +391,35 @@ pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action,
         for name in &plan.delete {
             ctx.expectations.expect_delete(&key, name, Instant::now());
         }
-        let results: Vec<(String, Result<(), kube::Error>)> = futures::stream::iter(plan.delete.clone())
-            .map(|name| {
-                let api = pod_api.clone();
-                async move {
-                    let r = match api.delete(&name, &DeleteParams::default()).await {
-                        Ok(_) => Ok(()),
-                        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-                        Err(e) => Err(e),
-                    };
-                    (name, r)
-                }
-            })
-            .buffer_unordered(PARALLEL_WRITES)
-            .collect()
-            .await;
+        let results: Vec<(String, Result<(), kube::Error>)> =
+            futures::stream::iter(plan.delete.clone())
+                .map(|name| {
+                    let api = pod_api.clone();
+                    async move {
+                        let r = match api.delete(&name, &DeleteParams::default()).await {
+                            Ok(_) => Ok(()),
+                            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+                            Err(e) => Err(e),
+                        };
+                        (name, r)
+                    }
+                })
+                .buffer_unordered(PARALLEL_WRITES)
+                .collect()
+                .await;
         let mut first_err = None;
         for (name, r) in results {
             match r {
                 Ok(()) => {
                     ctx.recorder
-                        .record("apps/v1", "ReplicaSet", &rs.metadata, EventType::Normal, "SuccessfulDelete", &format!("Deleted pod: {name}"))
+                        .record(
+                            "apps/v1",
+                            "ReplicaSet",
+                            &rs.metadata,
+                            EventType::Normal,
+                            "SuccessfulDelete",
+                            &format!("Deleted pod: {name}"),
+                        )
                         .await
                 }
                 Err(e) => {
@@ -385,7 +436,14 @@ pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action,
     if rs.status.as_ref() != Some(&plan.status) {
         let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
         let patch = json!({"status": plan.status});
-        match rs_api.patch_status(&rs.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match rs_api
+            .patch_status(
+                &rs.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
             Ok(_) => {}
             // Deleted meanwhile: nothing left to report on.
             Err(kube::Error::Api(s)) if s.code == 404 => {}
@@ -405,20 +463,32 @@ pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action,
 #[cfg(test)]
 pub(crate) mod fixtures {
     use super::*;
-    use k8s_openapi::jiff::SignedDuration;
     use k8s_openapi::api::apps::v1::ReplicaSetSpec;
-    use k8s_openapi::api::core::v1::{Container, PodCondition, PodSpec, PodStatus, PodTemplateSpec};
+    use k8s_openapi::api::core::v1::{
+        Container, PodCondition, PodSpec, PodStatus, PodTemplateSpec,
+    };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
+    use k8s_openapi::jiff::SignedDuration;
 
     pub fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     pub fn template(image: &str) -> PodTemplateSpec {
         PodTemplateSpec {
-            metadata: Some(ObjectMeta { labels: Some(labels(&[("app", "web")])), ..Default::default() }),
+            metadata: Some(ObjectMeta {
+                labels: Some(labels(&[("app", "web")])),
+                ..Default::default()
+            }),
             spec: Some(PodSpec {
-                containers: vec![Container { name: "c".into(), image: Some(image.into()), ..Default::default() }],
+                containers: vec![Container {
+                    name: "c".into(),
+                    image: Some(image.into()),
+                    ..Default::default()
+                }],
                 ..Default::default()
             }),
         }
@@ -435,7 +505,10 @@ pub(crate) mod fixtures {
             },
             spec: Some(ReplicaSetSpec {
                 replicas: Some(replicas),
-                selector: LabelSelector { match_labels: Some(labels(&[("app", "web")])), ..Default::default() },
+                selector: LabelSelector {
+                    match_labels: Some(labels(&[("app", "web")])),
+                    ..Default::default()
+                },
                 template: Some(template("nginx")),
                 ..Default::default()
             }),
@@ -445,7 +518,14 @@ pub(crate) mod fixtures {
 
     /// A pod owned by `owner_uid` (or an orphan), `ready_for` seconds ready (None = not
     /// ready), created `age` seconds ago, on `node` (None = unscheduled).
-    pub fn pod(name: &str, owner_uid: Option<&str>, ready_for: Option<i64>, age: i64, node: Option<&str>, now: Timestamp) -> Arc<Pod> {
+    pub fn pod(
+        name: &str,
+        owner_uid: Option<&str>,
+        ready_for: Option<i64>,
+        age: i64,
+        node: Option<&str>,
+        now: Timestamp,
+    ) -> Arc<Pod> {
         let owner = owner_uid.map(|u| {
             vec![OwnerReference {
                 api_version: "apps/v1".into(),
@@ -465,13 +545,18 @@ pub(crate) mod fixtures {
                 creation_timestamp: Some(Time(now - SignedDuration::from_secs(age))),
                 ..Default::default()
             },
-            spec: Some(PodSpec { node_name: node.map(str::to_string), ..Default::default() }),
+            spec: Some(PodSpec {
+                node_name: node.map(str::to_string),
+                ..Default::default()
+            }),
             status: Some(PodStatus {
                 phase: Some(if node.is_some() { "Running" } else { "Pending" }.into()),
                 conditions: Some(vec![PodCondition {
                     type_: "Ready".into(),
                     status: if ready_for.is_some() { "True" } else { "False" }.into(),
-                    last_transition_time: Some(Time(now - SignedDuration::from_secs(ready_for.unwrap_or(0)))),
+                    last_transition_time: Some(Time(
+                        now - SignedDuration::from_secs(ready_for.unwrap_or(0)),
+                    )),
                     ..Default::default()
                 }]),
                 ..Default::default()
@@ -498,7 +583,14 @@ mod tests {
             status_replicas: i32,
         }
         let cases = vec![
-            Case { name: "empty", replicas: 3, pods: vec![], create: 3, delete: vec![], status_replicas: 0 },
+            Case {
+                name: "empty",
+                replicas: 3,
+                pods: vec![],
+                create: 3,
+                delete: vec![],
+                status_replicas: 0,
+            },
             Case {
                 name: "one missing",
                 replicas: 2,
@@ -551,8 +643,17 @@ mod tests {
         for c in cases {
             let p = plan(&rs("web", "u1", c.replicas), &c.pods, now);
             assert_eq!(p.create, c.create, "{}: create", c.name);
-            assert_eq!(p.delete, c.delete.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "{}: delete", c.name);
-            assert_eq!(p.status.replicas, c.status_replicas, "{}: status.replicas", c.name);
+            assert_eq!(
+                p.delete,
+                c.delete.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+                "{}: delete",
+                c.name
+            );
+            assert_eq!(
+                p.status.replicas, c.status_replicas,
+                "{}: status.replicas",
+                c.name
+            );
             assert_eq!(p.status.observed_generation, Some(1), "{}", c.name);
         }
     }
@@ -604,7 +705,12 @@ mod tests {
         let mut r = rs("web", "u1", 3);
         r.spec.as_mut().unwrap().min_ready_seconds = Some(30);
         let mut unlabeled = (*pod("c", Some("u1"), None, 1, Some("n1"), now)).clone();
-        unlabeled.metadata.labels.as_mut().unwrap().insert("extra".into(), "x".into());
+        unlabeled
+            .metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert("extra".into(), "x".into());
         unlabeled.metadata.labels = Some(labels(&[("app", "web"), ("extra", "x")]));
         let pods = vec![
             pod("a", Some("u1"), Some(100), 100, Some("n1"), now),
@@ -616,8 +722,13 @@ mod tests {
         assert_eq!(p.status.ready_replicas, Some(2));
         assert_eq!(p.status.available_replicas, Some(1));
         assert_eq!(p.status.fully_labeled_replicas, Some(3));
-        let wait = p.requeue_after.expect("requeue for the pod becoming available");
-        assert!(wait >= Duration::from_secs(19) && wait <= Duration::from_secs(21), "{wait:?}");
+        let wait = p
+            .requeue_after
+            .expect("requeue for the pod becoming available");
+        assert!(
+            wait >= Duration::from_secs(19) && wait <= Duration::from_secs(21),
+            "{wait:?}"
+        );
     }
 
     #[test]
@@ -625,7 +736,10 @@ mod tests {
         let p = pod_from_template(&rs("web", "u1", 1));
         assert_eq!(p.metadata.generate_name.as_deref(), Some("web-"));
         let r = util::controller_ref(&p.metadata).unwrap();
-        assert_eq!((r.uid.as_str(), r.kind.as_str(), r.block_owner_deletion), ("u1", "ReplicaSet", Some(true)));
+        assert_eq!(
+            (r.uid.as_str(), r.kind.as_str(), r.block_owner_deletion),
+            ("u1", "ReplicaSet", Some(true))
+        );
         assert_eq!(p.metadata.labels.unwrap()["app"], "web");
     }
 }

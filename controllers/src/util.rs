@@ -10,9 +10,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 /// `true` when `labels` satisfy `selector` (matchLabels and matchExpressions, ANDed).
 /// As in Kubernetes, an empty selector matches everything; callers that must not treat
@@ -44,8 +44,14 @@ pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, Stri
 
 /// `true` for a selector with neither matchLabels nor matchExpressions.
 pub fn selector_is_empty(selector: &LabelSelector) -> bool {
-    selector.match_labels.as_ref().is_none_or(BTreeMap::is_empty)
-        && selector.match_expressions.as_ref().is_none_or(Vec::is_empty)
+    selector
+        .match_labels
+        .as_ref()
+        .is_none_or(BTreeMap::is_empty)
+        && selector
+            .match_expressions
+            .as_ref()
+            .is_none_or(Vec::is_empty)
 }
 
 /// Matching for the plain `map[string]string` selectors Services use.
@@ -134,13 +140,22 @@ pub fn claim(
 /// A pod counts towards a ReplicaSet's replicas while it is neither finished nor being
 /// deleted (upstream `IsPodActive`).
 pub fn pod_is_active(pod: &Pod) -> bool {
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("");
+    let phase = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("");
     pod.metadata.deletion_timestamp.is_none() && phase != "Succeeded" && phase != "Failed"
 }
 
 /// The pod's `Ready` condition, if it has one.
 pub fn pod_ready_condition(pod: &Pod) -> Option<&k8s_openapi::api::core::v1::PodCondition> {
-    pod.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready")
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")
 }
 
 /// `Ready` condition is `True`.
@@ -207,7 +222,11 @@ impl Default for Backoff {
 
 impl Backoff {
     pub fn new(base: Duration, cap: Duration) -> Self {
-        Backoff { base, cap, failures: Mutex::new(HashMap::new()) }
+        Backoff {
+            base,
+            cap,
+            failures: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Records a failure for `key` and returns how long to wait before retrying.
@@ -247,7 +266,10 @@ struct Pending {
 
 impl Expectations {
     pub fn new(timeout: Duration) -> Self {
-        Expectations { timeout, pending: Mutex::new(HashMap::new()) }
+        Expectations {
+            timeout,
+            pending: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn expect_add(&self, key: &str, name: &str, now: Instant) {
@@ -272,7 +294,9 @@ impl Expectations {
         let Some(e) = p.get_mut(key) else { return true };
         e.adds.retain(|n| !present(n));
         e.deletes.retain(|n| present(n));
-        let expired = e.since.is_some_and(|s| now.duration_since(s) >= self.timeout);
+        let expired = e
+            .since
+            .is_some_and(|s| now.duration_since(s) >= self.timeout);
         if e.adds.is_empty() && e.deletes.is_empty() || expired {
             p.remove(key);
             return true;
@@ -299,10 +323,17 @@ pub fn scaled_value(
         Some(IntOrString::String(s)) => s.clone(),
         None => default.to_string(),
     };
-    match s.strip_suffix('%').and_then(|p| p.trim().parse::<i64>().ok()) {
+    match s
+        .strip_suffix('%')
+        .and_then(|p| p.trim().parse::<i64>().ok())
+    {
         Some(pct) => {
             let num = pct * i64::from(total);
-            let v = if round_up { (num + 99) / 100 } else { num / 100 };
+            let v = if round_up {
+                (num + 99) / 100
+            } else {
+                num / 100
+            };
             v.max(0) as i32
         }
         // A plain number in a string ("1") is accepted by Kubernetes too.
@@ -317,7 +348,10 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn req(key: &str, op: &str, values: &[&str]) -> LabelSelectorRequirement {
@@ -330,45 +364,81 @@ mod tests {
 
     #[test]
     fn selector_matching_follows_kubernetes_rules() {
-        let app_web = LabelSelector { match_labels: Some(labels(&[("app", "web")])), ..Default::default() };
+        let app_web = LabelSelector {
+            match_labels: Some(labels(&[("app", "web")])),
+            ..Default::default()
+        };
         let cases: Vec<(&str, LabelSelector, BTreeMap<String, String>, bool)> = vec![
-            ("matchLabels hit", app_web.clone(), labels(&[("app", "web"), ("x", "y")]), true),
-            ("matchLabels miss", app_web.clone(), labels(&[("app", "db")]), false),
+            (
+                "matchLabels hit",
+                app_web.clone(),
+                labels(&[("app", "web"), ("x", "y")]),
+                true,
+            ),
+            (
+                "matchLabels miss",
+                app_web.clone(),
+                labels(&[("app", "db")]),
+                false,
+            ),
             ("matchLabels absent", app_web.clone(), labels(&[]), false),
-            ("empty matches all", LabelSelector::default(), labels(&[("a", "b")]), true),
+            (
+                "empty matches all",
+                LabelSelector::default(),
+                labels(&[("a", "b")]),
+                true,
+            ),
             (
                 "In",
-                LabelSelector { match_expressions: Some(vec![req("tier", "In", &["a", "b"])]), ..Default::default() },
+                LabelSelector {
+                    match_expressions: Some(vec![req("tier", "In", &["a", "b"])]),
+                    ..Default::default()
+                },
                 labels(&[("tier", "b")]),
                 true,
             ),
             (
                 "NotIn absent key matches",
-                LabelSelector { match_expressions: Some(vec![req("tier", "NotIn", &["a"])]), ..Default::default() },
+                LabelSelector {
+                    match_expressions: Some(vec![req("tier", "NotIn", &["a"])]),
+                    ..Default::default()
+                },
                 labels(&[]),
                 true,
             ),
             (
                 "NotIn listed value",
-                LabelSelector { match_expressions: Some(vec![req("tier", "NotIn", &["a"])]), ..Default::default() },
+                LabelSelector {
+                    match_expressions: Some(vec![req("tier", "NotIn", &["a"])]),
+                    ..Default::default()
+                },
                 labels(&[("tier", "a")]),
                 false,
             ),
             (
                 "Exists",
-                LabelSelector { match_expressions: Some(vec![req("tier", "Exists", &[])]), ..Default::default() },
+                LabelSelector {
+                    match_expressions: Some(vec![req("tier", "Exists", &[])]),
+                    ..Default::default()
+                },
                 labels(&[("tier", "")]),
                 true,
             ),
             (
                 "DoesNotExist",
-                LabelSelector { match_expressions: Some(vec![req("tier", "DoesNotExist", &[])]), ..Default::default() },
+                LabelSelector {
+                    match_expressions: Some(vec![req("tier", "DoesNotExist", &[])]),
+                    ..Default::default()
+                },
                 labels(&[("tier", "x")]),
                 false,
             ),
             (
                 "unknown operator never matches",
-                LabelSelector { match_expressions: Some(vec![req("tier", "Near", &["x"])]), ..Default::default() },
+                LabelSelector {
+                    match_expressions: Some(vec![req("tier", "Near", &["x"])]),
+                    ..Default::default()
+                },
                 labels(&[("tier", "x")]),
                 false,
             ),
@@ -399,21 +469,62 @@ mod tests {
 
     #[test]
     fn claim_matches_owners_by_uid() {
-        let sel = LabelSelector { match_labels: Some(labels(&[("app", "web")])), ..Default::default() };
+        let sel = LabelSelector {
+            match_labels: Some(labels(&[("app", "web")])),
+            ..Default::default()
+        };
         let cases = vec![
-            ("ours and matching", meta("p1", &[("app", "web")], Some("rs1")), false, Claim::Owned),
-            ("ours, labels changed", meta("p1", &[("app", "db")], Some("rs1")), false, Claim::Release),
-            ("orphan matching", meta("p1", &[("app", "web")], None), false, Claim::Adopt),
-            ("orphan, owner deleting", meta("p1", &[("app", "web")], None), true, Claim::Ignore),
-            ("orphan not matching", meta("p1", &[("app", "db")], None), false, Claim::Ignore),
+            (
+                "ours and matching",
+                meta("p1", &[("app", "web")], Some("rs1")),
+                false,
+                Claim::Owned,
+            ),
+            (
+                "ours, labels changed",
+                meta("p1", &[("app", "db")], Some("rs1")),
+                false,
+                Claim::Release,
+            ),
+            (
+                "orphan matching",
+                meta("p1", &[("app", "web")], None),
+                false,
+                Claim::Adopt,
+            ),
+            (
+                "orphan, owner deleting",
+                meta("p1", &[("app", "web")], None),
+                true,
+                Claim::Ignore,
+            ),
+            (
+                "orphan not matching",
+                meta("p1", &[("app", "db")], None),
+                false,
+                Claim::Ignore,
+            ),
             // Same name as our owner would have, different uid: not ours.
-            ("other owner", meta("p1", &[("app", "web")], Some("rs-old")), false, Claim::Ignore),
+            (
+                "other owner",
+                meta("p1", &[("app", "web")], Some("rs-old")),
+                false,
+                Claim::Ignore,
+            ),
         ];
         for (name, m, deleting, want) in cases {
             assert_eq!(claim("rs1", deleting, &sel, &m), want, "{name}");
         }
         // An empty selector adopts nothing.
-        assert_eq!(claim("rs1", false, &LabelSelector::default(), &meta("p", &[], None)), Claim::Ignore);
+        assert_eq!(
+            claim(
+                "rs1",
+                false,
+                &LabelSelector::default(),
+                &meta("p", &[], None)
+            ),
+            Claim::Ignore
+        );
     }
 
     #[test]
@@ -474,7 +585,10 @@ mod tests {
         assert!(pod_is_available(&pod, 0, now));
         assert!(pod_is_available(&pod, 5, now));
         assert!(!pod_is_available(&pod, 10, now));
-        assert_eq!(pod_available_at(&pod, 10), Some(now + SignedDuration::from_secs(5)));
+        assert_eq!(
+            pod_available_at(&pod, 10),
+            Some(now + SignedDuration::from_secs(5))
+        );
         assert!(!pod_is_available(&Pod::default(), 0, now));
     }
 }

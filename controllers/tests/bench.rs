@@ -23,7 +23,12 @@ async fn done(api: &Api<Deployment>, revision: &str) -> Option<()> {
         && s.updated_replicas == Some(REPLICAS)
         && s.replicas == Some(REPLICAS)
         && s.available_replicas == Some(REPLICAS)
-        && d.metadata.annotations.as_ref()?.get("deployment.kubernetes.io/revision").map(String::as_str) == Some(revision);
+        && d.metadata
+            .annotations
+            .as_ref()?
+            .get("deployment.kubernetes.io/revision")
+            .map(String::as_str)
+            == Some(revision);
     ok.then_some(())
 }
 
@@ -46,7 +51,10 @@ async fn bench_thousand_replica_deployment() {
     })
     .await;
     let created = t0.elapsed();
-    wait_for("1,000 pods available", Duration::from_secs(300), || done(&api, "1")).await;
+    wait_for("1,000 pods available", Duration::from_secs(300), || {
+        done(&api, "1")
+    })
+    .await;
     let available = t0.elapsed();
 
     let t1 = Instant::now();
@@ -57,7 +65,10 @@ async fn bench_thousand_replica_deployment() {
     )
     .await
     .unwrap();
-    wait_for("rolling update finished", Duration::from_secs(300), || done(&api, "2")).await;
+    wait_for("rolling update finished", Duration::from_secs(300), || {
+        done(&api, "2")
+    })
+    .await;
     let rolled = t1.elapsed();
     println!(
         "bench: {REPLICAS} replicas: all pods created in {:.2} s, all available in {:.2} s; rolling update finished in {:.2} s",

@@ -39,7 +39,9 @@ async fn owned_rss(client: &Client, d: &Deployment) -> Vec<ReplicaSet> {
         .unwrap()
         .items
         .into_iter()
-        .filter(|rs| skiff_controllers::util::controller_ref(&rs.metadata).is_some_and(|r| r.uid == uid))
+        .filter(|rs| {
+            skiff_controllers::util::controller_ref(&rs.metadata).is_some_and(|r| r.uid == uid)
+        })
         .collect()
 }
 
@@ -50,8 +52,15 @@ async fn rolled_out(api: &Api<Deployment>, name: &str, replicas: i32) -> Option<
         && s.updated_replicas == Some(replicas)
         && s.replicas == Some(replicas)
         && s.available_replicas == Some(replicas);
-    let progressed = s.conditions.iter().flatten().any(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some("NewReplicaSetAvailable"));
-    let available = s.conditions.iter().flatten().any(|c| c.type_ == "Available" && c.status == "True");
+    let progressed =
+        s.conditions.iter().flatten().any(|c| {
+            c.type_ == "Progressing" && c.reason.as_deref() == Some("NewReplicaSetAvailable")
+        });
+    let available = s
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "Available" && c.status == "True");
     (done && progressed && available).then_some(d)
 }
 
@@ -59,21 +68,36 @@ async fn rolled_out(api: &Api<Deployment>, name: &str, replicas: i32) -> Option<
 async fn rolling_update_respects_surge_and_unavailable_then_undo() {
     let c = Cluster::start(fast_config(), true).await;
     let api: Api<Deployment> = Api::namespaced(c.client.clone(), "default");
-    let strategy = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}});
-    api.create(&PostParams::default(), &deployment("web", 4, "img:1", strategy)).await.unwrap();
-    let d = wait_for("first rollout", Duration::from_secs(30), || rolled_out(&api, "web", 4)).await;
+    let strategy =
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}});
+    api.create(
+        &PostParams::default(),
+        &deployment("web", 4, "img:1", strategy),
+    )
+    .await
+    .unwrap();
+    let d = wait_for("first rollout", Duration::from_secs(30), || {
+        rolled_out(&api, "web", 4)
+    })
+    .await;
     assert_eq!(d.annotations().get(REVISION).map(String::as_str), Some("1"));
     // Settled means settled: no status rewrites in a loop.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rv = api.get("web").await.unwrap().resource_version();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(api.get("web").await.unwrap().resource_version(), rv, "a settled deployment keeps being rewritten");
+    assert_eq!(
+        api.get("web").await.unwrap().resource_version(),
+        rv,
+        "a settled deployment keeps being rewritten"
+    );
     let rss = owned_rss(&c.client, &d).await;
     assert_eq!(rss.len(), 1);
     let rs1 = rss[0].clone();
     let hash = rs1.labels()["pod-template-hash"].clone();
     assert_eq!(rs1.name_any(), format!("web-{hash}"));
-    assert!(hash.chars().all(|ch| "bcdfghjklmnpqrstvwxz2456789".contains(ch)));
+    assert!(hash
+        .chars()
+        .all(|ch| "bcdfghjklmnpqrstvwxz2456789".contains(ch)));
 
     // Watch the bounds while the rollout runs: at most 4 + 1 pods by ReplicaSet spec,
     // at least 4 - 1 available. A watch sees every stored version in order, so every
@@ -84,23 +108,33 @@ async fn rolling_update_respects_surge_and_unavailable_then_undo() {
         let done = done.clone();
         tokio::spawn(async move {
             use futures::StreamExt;
-            let mut stream = kube::runtime::watcher(rs_api, kube::runtime::watcher::Config::default().labels("app=web"))
-                .default_backoff()
-                .boxed();
-            let mut state: std::collections::HashMap<String, (i32, i32)> = std::collections::HashMap::new();
+            let mut stream = kube::runtime::watcher(
+                rs_api,
+                kube::runtime::watcher::Config::default().labels("app=web"),
+            )
+            .default_backoff()
+            .boxed();
+            let mut state: std::collections::HashMap<String, (i32, i32)> =
+                std::collections::HashMap::new();
             let mut samples = 0;
             let mut worst = (0, i32::MAX);
             while !done.load(Ordering::Relaxed) {
-                let ev = match tokio::time::timeout(Duration::from_millis(100), stream.next()).await {
+                let ev = match tokio::time::timeout(Duration::from_millis(100), stream.next()).await
+                {
                     Ok(Some(Ok(ev))) => ev,
                     _ => continue,
                 };
                 let rs = match ev {
-                    kube::runtime::watcher::Event::Apply(rs) | kube::runtime::watcher::Event::InitApply(rs) => rs,
+                    kube::runtime::watcher::Event::Apply(rs)
+                    | kube::runtime::watcher::Event::InitApply(rs) => rs,
                     _ => continue,
                 };
                 let spec = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
-                let avail = rs.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0);
+                let avail = rs
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.available_replicas)
+                    .unwrap_or(0);
                 state.insert(rs.uid().unwrap(), (spec, avail));
                 let total: i32 = state.values().map(|v| v.0).sum();
                 let available: i32 = state.values().map(|v| v.1).sum();
@@ -141,8 +175,20 @@ async fn rolling_update_respects_surge_and_unavailable_then_undo() {
 
     // Undo the way kubectl 1.27+ does it: copy revision 1's template back.
     let mut t = old.spec.as_ref().unwrap().template.clone().unwrap();
-    t.metadata.as_mut().unwrap().labels.as_mut().unwrap().remove("pod-template-hash");
-    api.patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"template": t}}))).await.unwrap();
+    t.metadata
+        .as_mut()
+        .unwrap()
+        .labels
+        .as_mut()
+        .unwrap()
+        .remove("pod-template-hash");
+    api.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"template": t}})),
+    )
+    .await
+    .unwrap();
     wait_for("undo rollout", Duration::from_secs(30), || async {
         let d = rolled_out(&api, "web", 4).await?;
         (d.annotations().get(REVISION).map(String::as_str) == Some("3")).then_some(d)
@@ -152,7 +198,10 @@ async fn rolling_update_respects_surge_and_unavailable_then_undo() {
     assert_eq!(rss.len(), 2, "the old replicaset is reused, not duplicated");
     let back = rss.iter().find(|r| r.uid() == rs1.uid()).unwrap();
     assert_eq!(back.annotations()[REVISION], "3");
-    assert_eq!(back.annotations()["deployment.kubernetes.io/revision-history"], "1");
+    assert_eq!(
+        back.annotations()["deployment.kubernetes.io/revision-history"],
+        "1"
+    );
     assert_eq!(back.spec.as_ref().unwrap().replicas, Some(4));
     c.stop().await;
 }
@@ -164,7 +213,10 @@ async fn recreate_scales_down_before_up_and_history_is_limited() {
     let mut d = deployment("rec", 2, "img:1", json!({"type": "Recreate"}));
     d.spec.as_mut().unwrap().revision_history_limit = Some(1);
     api.create(&PostParams::default(), &d).await.unwrap();
-    wait_for("first rollout", Duration::from_secs(30), || rolled_out(&api, "rec", 2)).await;
+    wait_for("first rollout", Duration::from_secs(30), || {
+        rolled_out(&api, "rec", 2)
+    })
+    .await;
     for image in ["img:2", "img:3"] {
         api.patch(
             "rec",
@@ -178,26 +230,52 @@ async fn recreate_scales_down_before_up_and_history_is_limited() {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let rss = owned_rss(&c.client, &d).await;
-            let running: Vec<i32> = rss.iter().map(|r| r.spec.as_ref().unwrap().replicas.unwrap_or(0)).filter(|n| *n > 0).collect();
-            assert!(running.len() <= 1, "old and new scaled up together: {running:?}");
+            let running: Vec<i32> = rss
+                .iter()
+                .map(|r| r.spec.as_ref().unwrap().replicas.unwrap_or(0))
+                .filter(|n| *n > 0)
+                .collect();
+            assert!(
+                running.len() <= 1,
+                "old and new scaled up together: {running:?}"
+            );
             if let Some(d) = rolled_out(&api, "rec", 2).await {
                 if d.status.as_ref().unwrap().observed_generation == d.metadata.generation
                     && owned_rss(&c.client, &d).await.iter().any(|r| {
-                        r.spec.as_ref().unwrap().template.as_ref().unwrap().spec.as_ref().unwrap().containers[0].image.as_deref() == Some(image)
-                            && r.status.as_ref().is_some_and(|s| s.available_replicas == Some(2))
+                        r.spec
+                            .as_ref()
+                            .unwrap()
+                            .template
+                            .as_ref()
+                            .unwrap()
+                            .spec
+                            .as_ref()
+                            .unwrap()
+                            .containers[0]
+                            .image
+                            .as_deref()
+                            == Some(image)
+                            && r.status
+                                .as_ref()
+                                .is_some_and(|s| s.available_replicas == Some(2))
                     })
                 {
                     break;
                 }
             }
-            assert!(tokio::time::Instant::now() < deadline, "recreate to {image} did not finish");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "recreate to {image} did not finish"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
     let d = api.get("rec").await.unwrap();
-    wait_for("history trimmed to 1 old replicaset", Duration::from_secs(20), || async {
-        (owned_rss(&c.client, &d).await.len() == 2).then_some(())
-    })
+    wait_for(
+        "history trimmed to 1 old replicaset",
+        Duration::from_secs(20),
+        || async { (owned_rss(&c.client, &d).await.len() == 2).then_some(()) },
+    )
     .await;
     c.stop().await;
 }
@@ -210,20 +288,37 @@ async fn pause_stops_rollouts_and_progress_deadline_is_reported() {
     let mut d = deployment("stuck", 2, "img:1", json!({"type": "RollingUpdate"}));
     d.spec.as_mut().unwrap().progress_deadline_seconds = Some(2);
     api.create(&PostParams::default(), &d).await.unwrap();
-    wait_for("ProgressDeadlineExceeded", Duration::from_secs(20), || async {
-        let d = api.get("stuck").await.ok()?;
-        let s = d.status?;
-        s.conditions?
-            .iter()
-            .any(|c| c.type_ == "Progressing" && c.status == "False" && c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
-            .then_some(())
-    })
+    wait_for(
+        "ProgressDeadlineExceeded",
+        Duration::from_secs(20),
+        || async {
+            let d = api.get("stuck").await.ok()?;
+            let s = d.status?;
+            s.conditions?
+                .iter()
+                .any(|c| {
+                    c.type_ == "Progressing"
+                        && c.status == "False"
+                        && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+                })
+                .then_some(())
+        },
+    )
     .await;
 
-    api.patch("stuck", &PatchParams::default(), &Patch::Merge(json!({"spec": {"paused": true}}))).await.unwrap();
+    api.patch(
+        "stuck",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"paused": true}})),
+    )
+    .await
+    .unwrap();
     wait_for("DeploymentPaused", Duration::from_secs(20), || async {
         let s = api.get("stuck").await.ok()?.status?;
-        s.conditions?.iter().any(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some("DeploymentPaused")).then_some(())
+        s.conditions?
+            .iter()
+            .any(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some("DeploymentPaused"))
+            .then_some(())
     })
     .await;
     api.patch(
@@ -235,8 +330,18 @@ async fn pause_stops_rollouts_and_progress_deadline_is_reported() {
     .unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let d = api.get("stuck").await.unwrap();
-    assert_eq!(owned_rss(&c.client, &d).await.len(), 1, "paused: no new replicaset");
-    api.patch("stuck", &PatchParams::default(), &Patch::Merge(json!({"spec": {"paused": false}}))).await.unwrap();
+    assert_eq!(
+        owned_rss(&c.client, &d).await.len(),
+        1,
+        "paused: no new replicaset"
+    );
+    api.patch(
+        "stuck",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"paused": false}})),
+    )
+    .await
+    .unwrap();
     wait_for("rollout resumes", Duration::from_secs(20), || async {
         (owned_rss(&c.client, &d).await.len() == 2).then_some(())
     })
@@ -249,9 +354,18 @@ async fn resize_in_the_middle_of_a_rollout_scales_proportionally() {
     // The second rollout cannot finish (its pods go to a dead node): old and new stay active.
     let c = Cluster::start(fast_config(), true).await;
     let api: Api<Deployment> = Api::namespaced(c.client.clone(), "default");
-    let strategy = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 2, "maxUnavailable": 0}});
-    api.create(&PostParams::default(), &deployment("grow", 4, "img:1", strategy)).await.unwrap();
-    wait_for("first rollout", Duration::from_secs(30), || rolled_out(&api, "grow", 4)).await;
+    let strategy =
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 2, "maxUnavailable": 0}});
+    api.create(
+        &PostParams::default(),
+        &deployment("grow", 4, "img:1", strategy),
+    )
+    .await
+    .unwrap();
+    wait_for("first rollout", Duration::from_secs(30), || {
+        rolled_out(&api, "grow", 4)
+    })
+    .await;
     // Stop the kubelet from readying new pods: make the new template unschedulable by
     // pointing it at a dead node.
     c.dead_nodes.lock().unwrap().insert("dead".into());
@@ -263,21 +377,51 @@ async fn resize_in_the_middle_of_a_rollout_scales_proportionally() {
     .await
     .unwrap();
     let d = api.get("grow").await.unwrap();
-    wait_for("two active replicasets", Duration::from_secs(20), || async {
-        let rss = owned_rss(&c.client, &d).await;
-        let active = rss.iter().filter(|r| r.spec.as_ref().unwrap().replicas.unwrap_or(0) > 0).count();
-        (rss.len() == 2 && active == 2).then_some(())
-    })
+    wait_for(
+        "two active replicasets",
+        Duration::from_secs(20),
+        || async {
+            let rss = owned_rss(&c.client, &d).await;
+            let active = rss
+                .iter()
+                .filter(|r| r.spec.as_ref().unwrap().replicas.unwrap_or(0) > 0)
+                .count();
+            (rss.len() == 2 && active == 2).then_some(())
+        },
+    )
     .await;
-    api.patch("grow", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 8}}))).await.unwrap();
-    let sizes = wait_for("proportional resize to 8 + 2 surge", Duration::from_secs(20), || async {
-        let rss = owned_rss(&c.client, &d).await;
-        let sizes: Vec<i32> = rss.iter().map(|r| r.spec.as_ref().unwrap().replicas.unwrap_or(0)).collect();
-        let annotated = rss.iter().filter(|r| r.spec.as_ref().unwrap().replicas.unwrap_or(0) > 0)
-            .all(|r| r.annotations().get("deployment.kubernetes.io/desired-replicas").map(String::as_str) == Some("8"));
-        (sizes.iter().sum::<i32>() == 10 && annotated).then_some(sizes)
-    })
+    api.patch(
+        "grow",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 8}})),
+    )
+    .await
+    .unwrap();
+    let sizes = wait_for(
+        "proportional resize to 8 + 2 surge",
+        Duration::from_secs(20),
+        || async {
+            let rss = owned_rss(&c.client, &d).await;
+            let sizes: Vec<i32> = rss
+                .iter()
+                .map(|r| r.spec.as_ref().unwrap().replicas.unwrap_or(0))
+                .collect();
+            let annotated = rss
+                .iter()
+                .filter(|r| r.spec.as_ref().unwrap().replicas.unwrap_or(0) > 0)
+                .all(|r| {
+                    r.annotations()
+                        .get("deployment.kubernetes.io/desired-replicas")
+                        .map(String::as_str)
+                        == Some("8")
+                });
+            (sizes.iter().sum::<i32>() == 10 && annotated).then_some(sizes)
+        },
+    )
     .await;
-    assert!(sizes.iter().all(|s| *s > 0), "both replicasets keep a share: {sizes:?}");
+    assert!(
+        sizes.iter().all(|s| *s > 0),
+        "both replicasets keep a share: {sizes:?}"
+    );
     c.stop().await;
 }

@@ -31,7 +31,10 @@ fn rs(name: &str, app: &str, replicas: i32) -> ReplicaSet {
 async fn replicaset_scales_up_and_down_and_reports_status() {
     let c = Cluster::start(fast_config(), true).await;
     let api: Api<ReplicaSet> = Api::namespaced(c.client.clone(), "default");
-    let created = api.create(&PostParams::default(), &rs("web", "web", 3)).await.unwrap();
+    let created = api
+        .create(&PostParams::default(), &rs("web", "web", 3))
+        .await
+        .unwrap();
     let uid = created.uid().unwrap();
 
     let pods = wait_for("3 pods", Duration::from_secs(20), || async {
@@ -44,15 +47,28 @@ async fn replicaset_scales_up_and_down_and_reports_status() {
         assert_eq!(r.uid, uid);
         assert!(p.name_any().starts_with("web-"));
     }
-    wait_for("status readyReplicas=3", Duration::from_secs(20), || async {
-        let r = api.get("web").await.ok()?;
-        let s = r.status?;
-        (s.replicas == 3 && s.ready_replicas == Some(3) && s.available_replicas == Some(3) && s.observed_generation == r.metadata.generation)
-            .then_some(())
-    })
+    wait_for(
+        "status readyReplicas=3",
+        Duration::from_secs(20),
+        || async {
+            let r = api.get("web").await.ok()?;
+            let s = r.status?;
+            (s.replicas == 3
+                && s.ready_replicas == Some(3)
+                && s.available_replicas == Some(3)
+                && s.observed_generation == r.metadata.generation)
+                .then_some(())
+        },
+    )
     .await;
 
-    api.patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 1}}))).await.unwrap();
+    api.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 1}})),
+    )
+    .await
+    .unwrap();
     wait_for("1 pod", Duration::from_secs(20), || async {
         (active_pods(&c.client, "default", "web").await.len() == 1).then_some(())
     })
@@ -64,7 +80,10 @@ async fn replicaset_scales_up_and_down_and_reports_status() {
     // A deleted pod is replaced.
     let pods = active_pods(&c.client, "default", "web").await;
     let pod_api: Api<Pod> = Api::namespaced(c.client.clone(), "default");
-    pod_api.delete(&pods[0].name_any(), &Default::default()).await.unwrap();
+    pod_api
+        .delete(&pods[0].name_any(), &Default::default())
+        .await
+        .unwrap();
     wait_for("replacement pod", Duration::from_secs(20), || async {
         let p = active_pods(&c.client, "default", "web").await;
         (p.len() == 1 && p[0].name_any() != pods[0].name_any()).then_some(())
@@ -83,9 +102,15 @@ async fn replicaset_adopts_matching_orphans_and_releases_relabelled_pods() {
         "spec": {"containers": [{"name": "c", "image": "busybox"}]}
     }))
     .unwrap();
-    pod_api.create(&PostParams::default(), &orphan).await.unwrap();
+    pod_api
+        .create(&PostParams::default(), &orphan)
+        .await
+        .unwrap();
     let api: Api<ReplicaSet> = Api::namespaced(c.client.clone(), "default");
-    let created = api.create(&PostParams::default(), &rs("adopter", "adopt", 1)).await.unwrap();
+    let created = api
+        .create(&PostParams::default(), &rs("adopter", "adopt", 1))
+        .await
+        .unwrap();
 
     wait_for("orphan adopted", Duration::from_secs(20), || async {
         let p = pod_api.get("orphan").await.ok()?;
@@ -94,16 +119,26 @@ async fn replicaset_adopts_matching_orphans_and_releases_relabelled_pods() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(active_pods(&c.client, "default", "adopt").await.len(), 1, "the adopted pod counts; no extra pod");
+    assert_eq!(
+        active_pods(&c.client, "default", "adopt").await.len(),
+        1,
+        "the adopted pod counts; no extra pod"
+    );
 
     // Relabel: released, and a new pod takes its place.
     pod_api
-        .patch("orphan", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "gone"}}})))
+        .patch(
+            "orphan",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"app": "gone"}}})),
+        )
         .await
         .unwrap();
     wait_for("released", Duration::from_secs(20), || async {
         let p = pod_api.get("orphan").await.ok()?;
-        skiff_controllers::util::controller_ref(&p.metadata).is_none().then_some(())
+        skiff_controllers::util::controller_ref(&p.metadata)
+            .is_none()
+            .then_some(())
     })
     .await;
     wait_for("replacement", Duration::from_secs(20), || async {

@@ -77,7 +77,10 @@ pub fn answer(table: &RecordTable, request: &Message) -> Outcome {
             for r in &picked {
                 if let Rdata::Srv { target, .. } = r {
                     if let Lookup::Found(target_rs) = table.lookup(target) {
-                        for t in target_rs.iter().filter(|t| matches!(t, Rdata::A(_) | Rdata::Aaaa(_))) {
+                        for t in target_rs
+                            .iter()
+                            .filter(|t| matches!(t, Rdata::A(_) | Rdata::Aaaa(_)))
+                        {
                             push(&mut msg.additionals, target, t);
                         }
                     }
@@ -111,7 +114,9 @@ pub fn cname_to_chase(table: &RecordTable, reply: &Message) -> Option<(Name, Rec
     if matches!(qtype, RecordType::CNAME | RecordType::ANY) || reply.answers.len() != 1 {
         return None;
     }
-    let RData::CNAME(CNAME(target)) = &reply.answers[0].data else { return None };
+    let RData::CNAME(CNAME(target)) = &reply.answers[0].data else {
+        return None;
+    };
     match table.lookup(&target.to_ascii()) {
         Lookup::Outside => Some((target.clone(), qtype)),
         _ => None,
@@ -120,7 +125,11 @@ pub fn cname_to_chase(table: &RecordTable, reply: &Message) -> Option<(Name, Rec
 
 /// A response to `request` with `code` and the question echoed, no records.
 pub fn reply(request: &Message, code: ResponseCode) -> Message {
-    let mut msg = Message::new(request.metadata.id, MessageType::Response, request.metadata.op_code);
+    let mut msg = Message::new(
+        request.metadata.id,
+        MessageType::Response,
+        request.metadata.op_code,
+    );
     msg.metadata.recursion_desired = request.metadata.recursion_desired;
     msg.metadata.checking_disabled = request.metadata.checking_disabled;
     // We resolve names outside the cluster through the node's resolvers.
@@ -180,7 +189,12 @@ fn push(section: &mut Vec<Record>, owner: &str, r: &Rdata) {
             Some(n) => RData::PTR(PTR(n)),
             None => return,
         },
-        Rdata::Srv { priority, weight, port, target } => match fqdn(target) {
+        Rdata::Srv {
+            priority,
+            weight,
+            port,
+            target,
+        } => match fqdn(target) {
             Some(n) => RData::SRV(SRV::new(*priority, *weight, *port, n)),
             None => return,
         },
@@ -223,12 +237,17 @@ mod tests {
 
     /// (rcode, answer data as text, authority types) of a reply.
     fn summary(o: Outcome) -> (ResponseCode, Vec<String>, Vec<RecordType>) {
-        let Outcome::Reply(m) = o else { panic!("expected a reply, got forward") };
+        let Outcome::Reply(m) = o else {
+            panic!("expected a reply, got forward")
+        };
         assert_eq!(m.metadata.id, 7);
         assert!(m.metadata.recursion_desired);
         (
             m.metadata.response_code,
-            m.answers.iter().map(|r| format!("{} {}", r.record_type(), r.data)).collect(),
+            m.answers
+                .iter()
+                .map(|r| format!("{} {}", r.record_type(), r.data))
+                .collect(),
             m.authorities.iter().map(|r| r.record_type()).collect(),
         )
     }
@@ -238,31 +257,98 @@ mod tests {
         let t = table();
         let soa = vec![RecordType::SOA];
         // (name, type, rcode, answers, authority types)
-        type Case<'a> = (&'a str, RecordType, ResponseCode, Vec<&'a str>, Vec<RecordType>);
+        type Case<'a> = (
+            &'a str,
+            RecordType,
+            ResponseCode,
+            Vec<&'a str>,
+            Vec<RecordType>,
+        );
         let cases: Vec<Case<'_>> = vec![
-            ("web.shop.svc.cluster.local.", RecordType::A, ResponseCode::NoError, vec!["A 10.96.0.20"], vec![]),
-            ("web.shop.svc.cluster.local.", RecordType::AAAA, ResponseCode::NoError, vec![], soa.clone()),
-            ("_http._tcp.web.shop.svc.cluster.local.", RecordType::SRV, ResponseCode::NoError, vec!["SRV 0 100 80 web.shop.svc.cluster.local."], vec![]),
-            ("20.0.96.10.in-addr.arpa.", RecordType::PTR, ResponseCode::NoError, vec!["PTR web.shop.svc.cluster.local."], vec![]),
-            ("ext.shop.svc.cluster.local.", RecordType::A, ResponseCode::NoError, vec!["CNAME example.com."], vec![]),
-            ("nope.shop.svc.cluster.local.", RecordType::A, ResponseCode::NXDomain, vec![], soa.clone()),
-            ("shop.svc.cluster.local.", RecordType::A, ResponseCode::NoError, vec![], soa.clone()),
-            ("cluster.local.", RecordType::SOA, ResponseCode::NoError, vec!["SOA ns.dns.cluster.local. hostmaster.cluster.local. 0 7200 1800 86400 5"], vec![]),
+            (
+                "web.shop.svc.cluster.local.",
+                RecordType::A,
+                ResponseCode::NoError,
+                vec!["A 10.96.0.20"],
+                vec![],
+            ),
+            (
+                "web.shop.svc.cluster.local.",
+                RecordType::AAAA,
+                ResponseCode::NoError,
+                vec![],
+                soa.clone(),
+            ),
+            (
+                "_http._tcp.web.shop.svc.cluster.local.",
+                RecordType::SRV,
+                ResponseCode::NoError,
+                vec!["SRV 0 100 80 web.shop.svc.cluster.local."],
+                vec![],
+            ),
+            (
+                "20.0.96.10.in-addr.arpa.",
+                RecordType::PTR,
+                ResponseCode::NoError,
+                vec!["PTR web.shop.svc.cluster.local."],
+                vec![],
+            ),
+            (
+                "ext.shop.svc.cluster.local.",
+                RecordType::A,
+                ResponseCode::NoError,
+                vec!["CNAME example.com."],
+                vec![],
+            ),
+            (
+                "nope.shop.svc.cluster.local.",
+                RecordType::A,
+                ResponseCode::NXDomain,
+                vec![],
+                soa.clone(),
+            ),
+            (
+                "shop.svc.cluster.local.",
+                RecordType::A,
+                ResponseCode::NoError,
+                vec![],
+                soa.clone(),
+            ),
+            (
+                "cluster.local.",
+                RecordType::SOA,
+                ResponseCode::NoError,
+                vec!["SOA ns.dns.cluster.local. hostmaster.cluster.local. 0 7200 1800 86400 5"],
+                vec![],
+            ),
         ];
         for (name, qtype, code, answers, auth) in cases {
             let (c, a, au) = summary(ask(&t, name, qtype));
-            assert_eq!((c, a.iter().map(String::as_str).collect::<Vec<_>>(), au), (code, answers, auth), "{name} {qtype}");
+            assert_eq!(
+                (c, a.iter().map(String::as_str).collect::<Vec<_>>(), au),
+                (code, answers, auth),
+                "{name} {qtype}"
+            );
         }
     }
 
     #[test]
     fn external_name_cnames_are_chased_upstream_and_internal_ones_here() {
         let mut t = table();
-        let Outcome::Reply(m) = ask(&t, "ext.shop.svc.cluster.local.", RecordType::A) else { panic!() };
-        assert_eq!(cname_to_chase(&t, &m), Some((Name::from_ascii("example.com.").unwrap(), RecordType::A)));
-        let Outcome::Reply(m) = ask(&t, "ext.shop.svc.cluster.local.", RecordType::CNAME) else { panic!() };
+        let Outcome::Reply(m) = ask(&t, "ext.shop.svc.cluster.local.", RecordType::A) else {
+            panic!()
+        };
+        assert_eq!(
+            cname_to_chase(&t, &m),
+            Some((Name::from_ascii("example.com.").unwrap(), RecordType::A))
+        );
+        let Outcome::Reply(m) = ask(&t, "ext.shop.svc.cluster.local.", RecordType::CNAME) else {
+            panic!()
+        };
         assert_eq!(cname_to_chase(&t, &m), None);
-        let Outcome::Reply(m) = ask(&t, "web.shop.svc.cluster.local.", RecordType::A) else { panic!() };
+        let Outcome::Reply(m) = ask(&t, "web.shop.svc.cluster.local.", RecordType::A) else {
+            panic!()
+        };
         assert_eq!(cname_to_chase(&t, &m), None);
 
         let services: Vec<Service> = vec![
@@ -271,28 +357,61 @@ mod tests {
         ];
         t = RecordTable::build("cluster.local", services.iter(), []);
         let (code, answers, _) = summary(ask(&t, "alias.shop.svc.cluster.local.", RecordType::A));
-        assert_eq!((code, answers), (ResponseCode::NoError, vec!["CNAME web.shop.svc.cluster.local.".to_string(), "A 10.96.0.20".to_string()]));
+        assert_eq!(
+            (code, answers),
+            (
+                ResponseCode::NoError,
+                vec![
+                    "CNAME web.shop.svc.cluster.local.".to_string(),
+                    "A 10.96.0.20".to_string()
+                ]
+            )
+        );
     }
 
     #[test]
     fn srv_answers_carry_target_addresses() {
-        let Outcome::Reply(m) = ask(&table(), "_http._tcp.web.shop.svc.cluster.local.", RecordType::SRV) else { panic!() };
-        let extra: Vec<String> = m.additionals.iter().map(|r| format!("{} {}", r.name, r.data)).collect();
+        let Outcome::Reply(m) = ask(
+            &table(),
+            "_http._tcp.web.shop.svc.cluster.local.",
+            RecordType::SRV,
+        ) else {
+            panic!()
+        };
+        let extra: Vec<String> = m
+            .additionals
+            .iter()
+            .map(|r| format!("{} {}", r.name, r.data))
+            .collect();
         assert_eq!(extra, ["web.shop.svc.cluster.local. 10.96.0.20"]);
     }
 
     #[test]
     fn outside_names_are_forwarded_and_unready_tables_do_not_deny() {
-        assert_eq!(ask(&table(), "example.com.", RecordType::A), Outcome::Forward);
-        let (code, _, _) = summary(ask(&RecordTable::empty("cluster.local"), "web.shop.svc.cluster.local.", RecordType::A));
+        assert_eq!(
+            ask(&table(), "example.com.", RecordType::A),
+            Outcome::Forward
+        );
+        let (code, _, _) = summary(ask(
+            &RecordTable::empty("cluster.local"),
+            "web.shop.svc.cluster.local.",
+            RecordType::A,
+        ));
         assert_eq!(code, ResponseCode::ServFail);
     }
 
     #[test]
     fn large_udp_answers_are_truncated() {
-        let mut m = reply(&Message::new(1, MessageType::Query, OpCode::Query), ResponseCode::NoError);
+        let mut m = reply(
+            &Message::new(1, MessageType::Query, OpCode::Query),
+            ResponseCode::NoError,
+        );
         for i in 0..100u8 {
-            push(&mut m.answers, "big.cluster.local", &Rdata::A(std::net::Ipv4Addr::new(10, 0, 0, i)));
+            push(
+                &mut m.answers,
+                "big.cluster.local",
+                &Rdata::A(std::net::Ipv4Addr::new(10, 0, 0, i)),
+            );
         }
         let small = Message::from_vec(&encode_for_udp(&m, 512).unwrap()).unwrap();
         assert!(small.metadata.truncation);

@@ -65,24 +65,43 @@ impl Default for DnsConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum DnsError {
     #[error("cannot listen for dns on {addr} (is another resolver using port 53?): {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Binds `config.listen`, then serves cluster names from the API's Services and
 /// EndpointSlices (and forwards the rest) until `shutdown` is cancelled.
-pub async fn run(config: DnsConfig, client: kube::Client, shutdown: CancellationToken) -> Result<(), DnsError> {
+pub async fn run(
+    config: DnsConfig,
+    client: kube::Client,
+    shutdown: CancellationToken,
+) -> Result<(), DnsError> {
     let upstreams = match config.upstreams.clone() {
         Some(u) => u,
         // No resolv.conf simply means nothing to forward to: other names get SERVFAIL.
-        None => server::parse_resolv_conf(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()),
+        None => server::parse_resolv_conf(
+            &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        ),
     };
     let forwarder = Forwarder::new(upstreams, config.listen, config.forward_timeout);
-    let table: SharedTable = Arc::new(ArcSwap::from_pointee(RecordTable::empty(&config.cluster_domain)));
+    let table: SharedTable = Arc::new(ArcSwap::from_pointee(RecordTable::empty(
+        &config.cluster_domain,
+    )));
     let server = DnsServer::bind(config.listen, table.clone(), forwarder.clone())
         .await
-        .map_err(|source| DnsError::Bind { addr: config.listen, source })?;
+        .map_err(|source| DnsError::Bind {
+            addr: config.listen,
+            source,
+        })?;
     info!(listen = %config.listen, domain = %config.cluster_domain, upstreams = ?forwarder.upstreams(), "cluster dns listening");
-    let watch = tokio::spawn(watch::watch(client, config.cluster_domain.clone(), table, shutdown.clone()));
+    let watch = tokio::spawn(watch::watch(
+        client,
+        config.cluster_domain.clone(),
+        table,
+        shutdown.clone(),
+    ));
     server.serve(shutdown).await;
     let _ = watch.await;
     Ok(())

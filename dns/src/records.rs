@@ -32,7 +32,12 @@ pub enum Rdata {
     Aaaa(Ipv6Addr),
     Cname(String),
     Ptr(String),
-    Srv { priority: u16, weight: u16, port: u16, target: String },
+    Srv {
+        priority: u16,
+        weight: u16,
+        port: u16,
+        target: String,
+    },
 }
 
 impl Rdata {
@@ -106,7 +111,10 @@ fn dashed(ip: IpAddr) -> String {
 impl RecordTable {
     /// An empty, not yet ready table for `domain`.
     pub fn empty(domain: &str) -> RecordTable {
-        RecordTable { domain: normalize(domain), ..Default::default() }
+        RecordTable {
+            domain: normalize(domain),
+            ..Default::default()
+        }
     }
 
     /// Computes every record from the informer caches' contents.
@@ -115,11 +123,21 @@ impl RecordTable {
         services: impl IntoIterator<Item = &'a Service>,
         slices: impl IntoIterator<Item = &'a EndpointSlice>,
     ) -> RecordTable {
-        let mut b = Builder { domain: normalize(domain), records: BTreeMap::new() };
+        let mut b = Builder {
+            domain: normalize(domain),
+            records: BTreeMap::new(),
+        };
         let mut by_service: HashMap<(String, String), Vec<&EndpointSlice>> = HashMap::new();
         for slice in slices {
             let ns = slice.metadata.namespace.clone().unwrap_or_default();
-            let Some(svc) = slice.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)) else { continue };
+            let Some(svc) = slice
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL))
+            else {
+                continue;
+            };
             by_service.entry((ns, svc.clone())).or_default().push(slice);
         }
         for svc in services {
@@ -128,7 +146,10 @@ impl RecordTable {
             if name.is_empty() || ns.is_empty() {
                 continue;
             }
-            let slices = by_service.get(&(ns.clone(), name.clone())).map(Vec::as_slice).unwrap_or(&[]);
+            let slices = by_service
+                .get(&(ns.clone(), name.clone()))
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
             b.add_service(svc, &name, &ns, slices);
         }
         b.finish(true)
@@ -175,7 +196,9 @@ impl Builder {
     }
 
     fn add_service(&mut self, svc: &Service, name: &str, ns: &str, slices: &[&EndpointSlice]) {
-        let Some(spec) = svc.spec.as_ref() else { return };
+        let Some(spec) = svc.spec.as_ref() else {
+            return;
+        };
         let fqdn = format!("{name}.{ns}.svc.{}", self.domain);
         if spec.type_.as_deref() == Some("ExternalName") {
             if let Some(target) = spec.external_name.as_deref().filter(|t| !t.is_empty()) {
@@ -198,11 +221,23 @@ impl Builder {
                 self.add(reverse_name(ip), Rdata::Ptr(fqdn.clone()));
             }
             for p in spec.ports.iter().flatten() {
-                let Some(port_name) = p.name.as_deref().filter(|n| !n.is_empty()) else { continue };
-                let Ok(port) = u16::try_from(p.port) else { continue };
+                let Some(port_name) = p.name.as_deref().filter(|n| !n.is_empty()) else {
+                    continue;
+                };
+                let Ok(port) = u16::try_from(p.port) else {
+                    continue;
+                };
                 let proto = p.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase();
                 let srv = format!("_{}._{proto}.{fqdn}", port_name.to_ascii_lowercase());
-                self.add(srv, Rdata::Srv { priority: 0, weight: 100, port, target: fqdn.clone() });
+                self.add(
+                    srv,
+                    Rdata::Srv {
+                        priority: 0,
+                        weight: 100,
+                        port,
+                        target: fqdn.clone(),
+                    },
+                );
             }
             return;
         }
@@ -214,9 +249,17 @@ impl Builder {
                 if !ready && !include_not_ready {
                     continue;
                 }
-                let addrs: Vec<IpAddr> = ep.addresses.iter().filter_map(|a| a.parse().ok()).collect();
-                let Some(first) = addrs.first().copied() else { continue };
-                let host = ep.hostname.as_deref().filter(|h| !h.is_empty()).map(str::to_ascii_lowercase).unwrap_or_else(|| dashed(first));
+                let addrs: Vec<IpAddr> =
+                    ep.addresses.iter().filter_map(|a| a.parse().ok()).collect();
+                let Some(first) = addrs.first().copied() else {
+                    continue;
+                };
+                let host = ep
+                    .hostname
+                    .as_deref()
+                    .filter(|h| !h.is_empty())
+                    .map(str::to_ascii_lowercase)
+                    .unwrap_or_else(|| dashed(first));
                 let host_fqdn = format!("{host}.{fqdn}");
                 for ip in &addrs {
                     self.add(fqdn.clone(), Rdata::from_ip(*ip));
@@ -224,11 +267,23 @@ impl Builder {
                     self.add(reverse_name(*ip), Rdata::Ptr(host_fqdn.clone()));
                 }
                 for p in slice.ports.iter().flatten() {
-                    let Some(port_name) = p.name.as_deref().filter(|n| !n.is_empty()) else { continue };
-                    let Some(port) = p.port.and_then(|p| u16::try_from(p).ok()) else { continue };
+                    let Some(port_name) = p.name.as_deref().filter(|n| !n.is_empty()) else {
+                        continue;
+                    };
+                    let Some(port) = p.port.and_then(|p| u16::try_from(p).ok()) else {
+                        continue;
+                    };
                     let proto = p.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase();
                     let srv = format!("_{}._{proto}.{fqdn}", port_name.to_ascii_lowercase());
-                    self.add(srv, Rdata::Srv { priority: 0, weight: 100, port, target: host_fqdn.clone() });
+                    self.add(
+                        srv,
+                        Rdata::Srv {
+                            priority: 0,
+                            weight: 100,
+                            port,
+                            target: host_fqdn.clone(),
+                        },
+                    );
                 }
             }
         }
@@ -239,14 +294,26 @@ impl Builder {
         let suffix = format!(".{}", self.domain);
         for name in self.records.keys() {
             // Only zone names have parents worth answering for; reverse names do not.
-            let Some(mut rest) = name.strip_suffix(&suffix) else { continue };
+            let Some(mut rest) = name.strip_suffix(&suffix) else {
+                continue;
+            };
             while let Some((_, parent)) = rest.split_once('.') {
                 parents.insert(format!("{parent}{suffix}"));
                 rest = parent;
             }
         }
-        let records = self.records.into_iter().map(|(k, v)| (k, v.into_iter().collect())).collect();
-        RecordTable { domain: self.domain, ready, serial: 0, records, parents }
+        let records = self
+            .records
+            .into_iter()
+            .map(|(k, v)| (k, v.into_iter().collect()))
+            .collect();
+        RecordTable {
+            domain: self.domain,
+            ready,
+            serial: 0,
+            records,
+            parents,
+        }
     }
 }
 
@@ -264,28 +331,48 @@ mod tests {
 
     fn cluster() -> RecordTable {
         let services = [
-            svc(json!({"metadata": {"name": "web", "namespace": "shop"}, "spec": {"clusterIP": "10.96.0.20", "clusterIPs": ["10.96.0.20"], "ports": [{"name": "http", "port": 80, "protocol": "TCP"}, {"port": 81}]}})),
-            svc(json!({"metadata": {"name": "db", "namespace": "shop"}, "spec": {"clusterIP": "None", "ports": [{"name": "pg", "port": 5432}]}})),
-            svc(json!({"metadata": {"name": "ext", "namespace": "shop"}, "spec": {"type": "ExternalName", "externalName": "Example.COM."}})),
-            svc(json!({"metadata": {"name": "dual", "namespace": "default"}, "spec": {"clusterIP": "10.96.0.30", "clusterIPs": ["10.96.0.30", "fd00::30"], "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}})),
-            svc(json!({"metadata": {"name": "pending", "namespace": "default"}, "spec": {"ports": [{"port": 1}]}})),
-            svc(json!({"metadata": {"name": "loose", "namespace": "shop"}, "spec": {"clusterIP": "None", "publishNotReadyAddresses": true}})),
+            svc(
+                json!({"metadata": {"name": "web", "namespace": "shop"}, "spec": {"clusterIP": "10.96.0.20", "clusterIPs": ["10.96.0.20"], "ports": [{"name": "http", "port": 80, "protocol": "TCP"}, {"port": 81}]}}),
+            ),
+            svc(
+                json!({"metadata": {"name": "db", "namespace": "shop"}, "spec": {"clusterIP": "None", "ports": [{"name": "pg", "port": 5432}]}}),
+            ),
+            svc(
+                json!({"metadata": {"name": "ext", "namespace": "shop"}, "spec": {"type": "ExternalName", "externalName": "Example.COM."}}),
+            ),
+            svc(
+                json!({"metadata": {"name": "dual", "namespace": "default"}, "spec": {"clusterIP": "10.96.0.30", "clusterIPs": ["10.96.0.30", "fd00::30"], "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}}),
+            ),
+            svc(
+                json!({"metadata": {"name": "pending", "namespace": "default"}, "spec": {"ports": [{"port": 1}]}}),
+            ),
+            svc(
+                json!({"metadata": {"name": "loose", "namespace": "shop"}, "spec": {"clusterIP": "None", "publishNotReadyAddresses": true}}),
+            ),
         ];
         let slices = [
-            slice(json!({"metadata": {"name": "db-abc", "namespace": "shop", "labels": {"kubernetes.io/service-name": "db"}}, "addressType": "IPv4",
+            slice(
+                json!({"metadata": {"name": "db-abc", "namespace": "shop", "labels": {"kubernetes.io/service-name": "db"}}, "addressType": "IPv4",
                 "ports": [{"name": "pg", "port": 5432, "protocol": "TCP"}],
                 "endpoints": [
                     {"addresses": ["10.244.1.5"], "hostname": "db-0", "conditions": {"ready": true}},
                     {"addresses": ["10.244.2.6"], "conditions": {"ready": true}},
                     {"addresses": ["10.244.2.7"], "conditions": {"ready": false}},
                     {"addresses": ["10.244.2.8"]}
-                ]})),
+                ]}),
+            ),
             // a slice of the same name in another namespace must not leak in
-            slice(json!({"metadata": {"name": "db-x", "namespace": "other", "labels": {"kubernetes.io/service-name": "db"}}, "addressType": "IPv4",
-                "endpoints": [{"addresses": ["10.244.9.9"]}]})),
-            slice(json!({"metadata": {"name": "loose-1", "namespace": "shop", "labels": {"kubernetes.io/service-name": "loose"}}, "addressType": "IPv4",
-                "endpoints": [{"addresses": ["10.244.3.3"], "conditions": {"ready": false}}]})),
-            slice(json!({"metadata": {"name": "orphan", "namespace": "shop"}, "addressType": "IPv4", "endpoints": [{"addresses": ["10.244.4.4"]}]})),
+            slice(
+                json!({"metadata": {"name": "db-x", "namespace": "other", "labels": {"kubernetes.io/service-name": "db"}}, "addressType": "IPv4",
+                "endpoints": [{"addresses": ["10.244.9.9"]}]}),
+            ),
+            slice(
+                json!({"metadata": {"name": "loose-1", "namespace": "shop", "labels": {"kubernetes.io/service-name": "loose"}}, "addressType": "IPv4",
+                "endpoints": [{"addresses": ["10.244.3.3"], "conditions": {"ready": false}}]}),
+            ),
+            slice(
+                json!({"metadata": {"name": "orphan", "namespace": "shop"}, "addressType": "IPv4", "endpoints": [{"addresses": ["10.244.4.4"]}]}),
+            ),
         ];
         RecordTable::build("Cluster.Local.", services.iter(), slices.iter())
     }
@@ -313,7 +400,12 @@ mod tests {
         }
     }
     fn srv(port: u16, target: &str) -> Rdata {
-        Rdata::Srv { priority: 0, weight: 100, port, target: target.into() }
+        Rdata::Srv {
+            priority: 0,
+            weight: 100,
+            port,
+            target: target.into(),
+        }
     }
 
     #[test]
@@ -323,20 +415,44 @@ mod tests {
         let cases: Vec<(&str, Want)> = vec![
             ("web.shop.svc.cluster.local", F(vec![a("10.96.0.20")])),
             ("WEB.Shop.svc.cluster.local.", F(vec![a("10.96.0.20")])),
-            ("_http._tcp.web.shop.svc.cluster.local", F(vec![srv(80, "web.shop.svc.cluster.local")])),
+            (
+                "_http._tcp.web.shop.svc.cluster.local",
+                F(vec![srv(80, "web.shop.svc.cluster.local")]),
+            ),
             // unnamed ports get no SRV record
             ("_81._tcp.web.shop.svc.cluster.local", Nx),
-            ("20.0.96.10.in-addr.arpa", F(vec![Rdata::Ptr("web.shop.svc.cluster.local".into())])),
+            (
+                "20.0.96.10.in-addr.arpa",
+                F(vec![Rdata::Ptr("web.shop.svc.cluster.local".into())]),
+            ),
             // headless: ready endpoints (and those without conditions) only
-            ("db.shop.svc.cluster.local", F(vec![a("10.244.1.5"), a("10.244.2.6"), a("10.244.2.8")])),
+            (
+                "db.shop.svc.cluster.local",
+                F(vec![a("10.244.1.5"), a("10.244.2.6"), a("10.244.2.8")]),
+            ),
             ("db-0.db.shop.svc.cluster.local", F(vec![a("10.244.1.5")])),
-            ("10-244-2-6.db.shop.svc.cluster.local", F(vec![a("10.244.2.6")])),
+            (
+                "10-244-2-6.db.shop.svc.cluster.local",
+                F(vec![a("10.244.2.6")]),
+            ),
             ("10-244-2-7.db.shop.svc.cluster.local", Nx),
-            ("5.1.244.10.in-addr.arpa", F(vec![Rdata::Ptr("db-0.db.shop.svc.cluster.local".into())])),
+            (
+                "5.1.244.10.in-addr.arpa",
+                F(vec![Rdata::Ptr("db-0.db.shop.svc.cluster.local".into())]),
+            ),
             ("db.other.svc.cluster.local", Nx),
-            ("ext.shop.svc.cluster.local", F(vec![Rdata::Cname("example.com".into())])),
-            ("dual.default.svc.cluster.local", F(vec![a("10.96.0.30"), a("fd00::30")])),
-            ("_dns._udp.dual.default.svc.cluster.local", F(vec![srv(53, "dual.default.svc.cluster.local")])),
+            (
+                "ext.shop.svc.cluster.local",
+                F(vec![Rdata::Cname("example.com".into())]),
+            ),
+            (
+                "dual.default.svc.cluster.local",
+                F(vec![a("10.96.0.30"), a("fd00::30")]),
+            ),
+            (
+                "_dns._udp.dual.default.svc.cluster.local",
+                F(vec![srv(53, "dual.default.svc.cluster.local")]),
+            ),
             ("pending.default.svc.cluster.local", Nx),
             ("loose.shop.svc.cluster.local", F(vec![a("10.244.3.3")])),
             // existing parents answer NOERROR with no data, not NXDOMAIN
@@ -359,16 +475,36 @@ mod tests {
     #[test]
     fn srv_records_of_headless_services_name_each_endpoint() {
         let t = cluster();
-        let Lookup::Found(rs) = t.lookup("_pg._tcp.db.shop.svc.cluster.local") else { panic!("no srv") };
-        let targets: Vec<_> = rs.iter().map(|r| match r { Rdata::Srv { target, port: 5432, .. } => target.as_str(), other => panic!("{other:?}") }).collect();
-        assert_eq!(targets, ["10-244-2-6.db.shop.svc.cluster.local", "10-244-2-8.db.shop.svc.cluster.local", "db-0.db.shop.svc.cluster.local"]);
+        let Lookup::Found(rs) = t.lookup("_pg._tcp.db.shop.svc.cluster.local") else {
+            panic!("no srv")
+        };
+        let targets: Vec<_> = rs
+            .iter()
+            .map(|r| match r {
+                Rdata::Srv {
+                    target, port: 5432, ..
+                } => target.as_str(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                "10-244-2-6.db.shop.svc.cluster.local",
+                "10-244-2-8.db.shop.svc.cluster.local",
+                "db-0.db.shop.svc.cluster.local"
+            ]
+        );
     }
 
     #[test]
     fn reverse_names_follow_in_addr_and_ip6_arpa() {
         let cases = [
             ("10.96.0.1", "1.0.96.10.in-addr.arpa"),
-            ("fd00::1", "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa"),
+            (
+                "fd00::1",
+                "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa",
+            ),
         ];
         for (ip, want) in cases {
             assert_eq!(reverse_name(ip.parse().unwrap()), want);
@@ -377,9 +513,14 @@ mod tests {
 
     #[test]
     fn a_custom_domain_replaces_cluster_local() {
-        let s = svc(json!({"metadata": {"name": "web", "namespace": "a"}, "spec": {"clusterIP": "10.0.0.1"}}));
+        let s = svc(
+            json!({"metadata": {"name": "web", "namespace": "a"}, "spec": {"clusterIP": "10.0.0.1"}}),
+        );
         let t = RecordTable::build("lab.internal", [&s], []);
-        assert_eq!(t.lookup("web.a.svc.lab.internal"), Lookup::Found(&[a("10.0.0.1")]));
+        assert_eq!(
+            t.lookup("web.a.svc.lab.internal"),
+            Lookup::Found(&[a("10.0.0.1")])
+        );
         assert_eq!(t.lookup("web.a.svc.cluster.local"), Lookup::Outside);
         assert!(!RecordTable::empty("x").ready);
     }

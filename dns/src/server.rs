@@ -68,7 +68,10 @@ impl Forwarder {
         if self.upstreams.is_empty() {
             return None;
         }
-        tokio::time::timeout(self.timeout, self.ask_all(query, id)).await.ok().flatten()
+        tokio::time::timeout(self.timeout, self.ask_all(query, id))
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Like [`Forwarder::forward`], for a client on TCP: an answer the upstream had to
@@ -86,7 +89,9 @@ impl Forwarder {
             for up in &self.upstreams {
                 match ask_tcp(*up, query).await {
                     Ok(full) => return Some(full),
-                    Err(e) => debug!(upstream = %up, error = %e, "tcp retry of a truncated answer failed"),
+                    Err(e) => {
+                        debug!(upstream = %up, error = %e, "tcp retry of a truncated answer failed")
+                    }
                 }
             }
             Some(answer)
@@ -98,7 +103,11 @@ impl Forwarder {
 
     async fn ask_all(&self, query: &[u8], id: u16) -> Option<Vec<u8>> {
         let v6 = self.upstreams.iter().any(|u| u.is_ipv6());
-        let bind: SocketAddr = if v6 { "[::]:0".parse().ok()? } else { "0.0.0.0:0".parse().ok()? };
+        let bind: SocketAddr = if v6 {
+            "[::]:0".parse().ok()?
+        } else {
+            "0.0.0.0:0".parse().ok()?
+        };
         let socket = UdpSocket::bind(bind).await.ok()?;
         let mut sent = false;
         for up in &self.upstreams {
@@ -114,7 +123,10 @@ impl Forwarder {
         loop {
             let (n, from) = socket.recv_from(&mut buf).await.ok()?;
             // Only a reply from an upstream with our id counts (anything else is stray).
-            if n >= 2 && self.upstreams.contains(&from) && u16::from_be_bytes([buf[0], buf[1]]) == id {
+            if n >= 2
+                && self.upstreams.contains(&from)
+                && u16::from_be_bytes([buf[0], buf[1]]) == id
+            {
                 return Some(buf[..n].to_vec());
             }
         }
@@ -143,9 +155,15 @@ struct Handler {
 /// A reply ready to send, or a forward to run first.
 enum Step {
     Send(Vec<u8>),
-    Forward { request: Message, raw: Vec<u8> },
+    Forward {
+        request: Message,
+        raw: Vec<u8>,
+    },
     /// Our reply ends in a CNAME to an outside name: resolve it upstream, then send.
-    Chase { reply: Message, max: u16 },
+    Chase {
+        reply: Message,
+        max: u16,
+    },
     Drop,
 }
 
@@ -162,9 +180,14 @@ impl Handler {
         let max = request.max_payload();
         let table = self.table.load();
         match answer(&table, &request) {
-            Outcome::Reply(msg) if cname_to_chase(&table, &msg).is_some() => Step::Chase { reply: msg, max },
+            Outcome::Reply(msg) if cname_to_chase(&table, &msg).is_some() => {
+                Step::Chase { reply: msg, max }
+            }
             Outcome::Reply(msg) => encode(&msg, udp, max),
-            Outcome::Forward => Step::Forward { request, raw: raw.to_vec() },
+            Outcome::Forward => Step::Forward {
+                request,
+                raw: raw.to_vec(),
+            },
         }
     }
 
@@ -172,7 +195,11 @@ impl Handler {
     /// is still a valid (if less useful) answer.
     async fn chase(&self, mut msg: Message, udp: bool, max: u16) -> Step {
         if let Some((target, qtype)) = cname_to_chase(&self.table.load(), &msg) {
-            let mut q = Message::new(msg.metadata.id.wrapping_add(1), MessageType::Query, OpCode::Query);
+            let mut q = Message::new(
+                msg.metadata.id.wrapping_add(1),
+                MessageType::Query,
+                OpCode::Query,
+            );
             q.metadata.recursion_desired = true;
             q.add_query(Query::query(target, qtype));
             if let Ok(raw) = q.to_vec() {
@@ -199,21 +226,31 @@ impl Handler {
         let answer = if udp {
             self.forwarder.forward(raw, request.metadata.id).await
         } else {
-            self.forwarder.forward_for_tcp(raw, request.metadata.id).await
+            self.forwarder
+                .forward_for_tcp(raw, request.metadata.id)
+                .await
         };
         match answer {
             // An upstream answer is passed through untouched (its own truncation included).
             Some(bytes) => Step::Send(bytes),
             None => {
                 debug!(name = ?request.queries.first().map(|q| q.name().to_string()), "no upstream resolver answered");
-                encode(&reply(request, ResponseCode::ServFail), udp, request.max_payload())
+                encode(
+                    &reply(request, ResponseCode::ServFail),
+                    udp,
+                    request.max_payload(),
+                )
             }
         }
     }
 }
 
 fn encode(msg: &Message, udp: bool, max: u16) -> Step {
-    let bytes = if udp { encode_for_udp(msg, max) } else { msg.to_vec().ok() };
+    let bytes = if udp {
+        encode_for_udp(msg, max)
+    } else {
+        msg.to_vec().ok()
+    };
     bytes.map(Step::Send).unwrap_or(Step::Drop)
 }
 
@@ -226,15 +263,26 @@ pub struct DnsServer {
 
 impl DnsServer {
     /// Binds UDP and TCP on `addr`. With port 0 both get the same, free port.
-    pub async fn bind(addr: SocketAddr, table: SharedTable, forwarder: Forwarder) -> io::Result<DnsServer> {
+    pub async fn bind(
+        addr: SocketAddr,
+        table: SharedTable,
+        forwarder: Forwarder,
+    ) -> io::Result<DnsServer> {
         let mut last_err = None;
         for _ in 0..10 {
             let udp = UdpSocket::bind(addr).await?;
             let port = udp.local_addr()?.port();
             match TcpListener::bind(SocketAddr::new(addr.ip(), port)).await {
                 Ok(tcp) => {
-                    let handler = Handler { table, forwarder: Arc::new(forwarder) };
-                    return Ok(DnsServer { udp: Arc::new(udp), tcp, handler });
+                    let handler = Handler {
+                        table,
+                        forwarder: Arc::new(forwarder),
+                    };
+                    return Ok(DnsServer {
+                        udp: Arc::new(udp),
+                        tcp,
+                        handler,
+                    });
                 }
                 // Port 0 picked a UDP port whose TCP twin is taken: try another.
                 Err(e) if addr.port() == 0 => last_err = Some(e),
@@ -253,9 +301,17 @@ impl DnsServer {
     pub async fn serve(self, shutdown: CancellationToken) {
         let mut tasks = Vec::new();
         for _ in 0..UDP_WORKERS {
-            tasks.push(tokio::spawn(udp_loop(self.udp.clone(), self.handler.clone(), shutdown.clone())));
+            tasks.push(tokio::spawn(udp_loop(
+                self.udp.clone(),
+                self.handler.clone(),
+                shutdown.clone(),
+            )));
         }
-        tasks.push(tokio::spawn(tcp_loop(self.tcp, self.handler, shutdown.clone())));
+        tasks.push(tokio::spawn(tcp_loop(
+            self.tcp,
+            self.handler,
+            shutdown.clone(),
+        )));
         for t in tasks {
             let _ = t.await;
         }
@@ -325,10 +381,14 @@ async fn tcp_conn(mut stream: TcpStream, handler: Handler) -> io::Result<()> {
             _ => return Ok(()),
         };
         let mut raw = vec![0u8; len];
-        tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut raw)).await.map_err(|_| io::ErrorKind::TimedOut)??;
+        tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut raw))
+            .await
+            .map_err(|_| io::ErrorKind::TimedOut)??;
         let step = handler.finish(handler.step(&raw, false), false).await;
         if let Step::Send(bytes) = step {
-            let Ok(len) = u16::try_from(bytes.len()) else { continue };
+            let Ok(len) = u16::try_from(bytes.len()) else {
+                continue;
+            };
             stream.write_all(&len.to_be_bytes()).await?;
             stream.write_all(&bytes).await?;
         }
@@ -342,14 +402,24 @@ mod tests {
     #[test]
     fn resolv_conf_nameservers_are_read_in_order() {
         let text = "# comment\nsearch lab\nnameserver 10.0.0.2\nnameserver  fd00::53 \nnameserver fe80::1%eth0\noptions ndots:1\nnameserver bogus\n";
-        let want: Vec<SocketAddr> = vec!["10.0.0.2:53".parse().unwrap(), "[fd00::53]:53".parse().unwrap()];
+        let want: Vec<SocketAddr> = vec![
+            "10.0.0.2:53".parse().unwrap(),
+            "[fd00::53]:53".parse().unwrap(),
+        ];
         assert_eq!(parse_resolv_conf(text), want);
     }
 
     #[test]
     fn the_server_never_forwards_to_itself() {
         let own: SocketAddr = "172.30.0.11:53".parse().unwrap();
-        let f = Forwarder::new(vec![own, "10.0.0.2:53".parse().unwrap()], own, Duration::from_secs(2));
-        assert_eq!(f.upstreams(), ["10.0.0.2:53".parse::<SocketAddr>().unwrap()]);
+        let f = Forwarder::new(
+            vec![own, "10.0.0.2:53".parse().unwrap()],
+            own,
+            Duration::from_secs(2),
+        );
+        assert_eq!(
+            f.upstreams(),
+            ["10.0.0.2:53".parse::<SocketAddr>().unwrap()]
+        );
     }
 }

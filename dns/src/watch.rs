@@ -27,27 +27,57 @@ use crate::server::SharedTable;
 const COALESCE: Duration = Duration::from_millis(50);
 
 /// Builds the table from the informer caches.
-pub fn snapshot(domain: &str, services: &Store<Service>, slices: &Store<EndpointSlice>) -> RecordTable {
+pub fn snapshot(
+    domain: &str,
+    services: &Store<Service>,
+    slices: &Store<EndpointSlice>,
+) -> RecordTable {
     let services = services.state();
     let slices = slices.state();
-    RecordTable::build(domain, services.iter().map(|s| s.as_ref()), slices.iter().map(|s| s.as_ref()))
+    RecordTable::build(
+        domain,
+        services.iter().map(|s| s.as_ref()),
+        slices.iter().map(|s| s.as_ref()),
+    )
 }
 
 /// Watches the API and stores a fresh table in `table` after every change, until
 /// `shutdown` is cancelled. The first table is stored (marked ready) once both caches
 /// have been listed.
-pub async fn watch(client: kube::Client, domain: String, table: SharedTable, shutdown: CancellationToken) {
+pub async fn watch(
+    client: kube::Client,
+    domain: String,
+    table: SharedTable,
+    shutdown: CancellationToken,
+) {
     let changes = Arc::new(Notify::new());
     let (svc_store, svc_writer) = reflector::store::<Service>();
     let (slice_store, slice_writer) = reflector::store::<EndpointSlice>();
-    let svc_stream = reflector::reflector(svc_writer, watcher(Api::<Service>::all(client.clone()), watcher::Config::default()))
-        .default_backoff();
-    let slice_stream = reflector::reflector(slice_writer, watcher(Api::<EndpointSlice>::all(client), watcher::Config::default()))
-        .default_backoff();
+    let svc_stream = reflector::reflector(
+        svc_writer,
+        watcher(
+            Api::<Service>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff();
+    let slice_stream = reflector::reflector(
+        slice_writer,
+        watcher(
+            Api::<EndpointSlice>::all(client),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff();
     let stop = shutdown.child_token();
     let drivers = [
         tokio::spawn(drive(svc_stream, changes.clone(), stop.clone(), "services")),
-        tokio::spawn(drive(slice_stream, changes.clone(), stop.clone(), "endpointslices")),
+        tokio::spawn(drive(
+            slice_stream,
+            changes.clone(),
+            stop.clone(),
+            "endpointslices",
+        )),
     ];
 
     tokio::select! {

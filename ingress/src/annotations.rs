@@ -55,7 +55,9 @@ pub struct AnnotationError {
 
 /// Reads the supported annotations; invalid ones are returned as errors and left at
 /// their default.
-pub fn parse(annotations: Option<&BTreeMap<String, String>>) -> (Annotations, Vec<AnnotationError>) {
+pub fn parse(
+    annotations: Option<&BTreeMap<String, String>>,
+) -> (Annotations, Vec<AnnotationError>) {
     let mut out = Annotations::default();
     let mut errors = Vec::new();
     let Some(map) = annotations else {
@@ -113,7 +115,9 @@ fn parse_rewrite_target(value: &str) -> Result<String, String> {
     }
     let safe = |c: char| c.is_ascii_alphanumeric() || "/-._~%".contains(c);
     if let Some(bad) = value.chars().find(|c| !safe(*c)) {
-        return Err(format!("character {bad:?} is not allowed; use letters, digits and / - . _ ~ %"));
+        return Err(format!(
+            "character {bad:?} is not allowed; use letters, digits and / - . _ ~ %"
+        ));
     }
     Ok(value.to_string())
 }
@@ -123,7 +127,10 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -132,15 +139,24 @@ mod tests {
             (&[], Annotations::default()),
             (
                 &[("nginx.ingress.kubernetes.io/rewrite-target", "/")],
-                Annotations { rewrite_target: Some("/".into()), ..Default::default() },
+                Annotations {
+                    rewrite_target: Some("/".into()),
+                    ..Default::default()
+                },
             ),
             (
                 &[("ingress.skiff.dev/ssl-redirect", "false")],
-                Annotations { ssl_redirect: Some(false), ..Default::default() },
+                Annotations {
+                    ssl_redirect: Some(false),
+                    ..Default::default()
+                },
             ),
             (
                 &[("nginx.ingress.kubernetes.io/backend-protocol", "https")],
-                Annotations { backend_protocol: BackendProtocol::Https, ..Default::default() },
+                Annotations {
+                    backend_protocol: BackendProtocol::Https,
+                    ..Default::default()
+                },
             ),
             // skiff prefix wins over the nginx one
             (
@@ -148,7 +164,10 @@ mod tests {
                     ("ingress.skiff.dev/rewrite-target", "/a"),
                     ("nginx.ingress.kubernetes.io/rewrite-target", "/b"),
                 ],
-                Annotations { rewrite_target: Some("/a".into()), ..Default::default() },
+                Annotations {
+                    rewrite_target: Some("/a".into()),
+                    ..Default::default()
+                },
             ),
             // unrelated annotations are ignored
             (&[("example.com/whatever", "x")], Annotations::default()),
@@ -177,7 +196,11 @@ mod tests {
             assert_eq!(got, Annotations::default(), "{short}={value}");
             assert_eq!(errors.len(), 1, "{short}={value}");
             assert_eq!(errors[0].name, key);
-            assert!(errors[0].reason.contains(reason), "{short}={value}: {}", errors[0].reason);
+            assert!(
+                errors[0].reason.contains(reason),
+                "{short}={value}: {}",
+                errors[0].reason
+            );
         }
     }
 }

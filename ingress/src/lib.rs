@@ -77,7 +77,10 @@ impl Default for IngressConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum IngressError {
     #[error("binding {addr} failed: {source}; is another process using the port, or is the address wrong?")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("starting proxy worker thread failed: {0}")]
@@ -85,10 +88,17 @@ pub enum IngressError {
 }
 
 /// Binds the configured addresses and runs until `shutdown`.
-pub async fn run(config: IngressConfig, client: kube::Client, shutdown: CancellationToken) -> Result<(), IngressError> {
+pub async fn run(
+    config: IngressConfig,
+    client: kube::Client,
+    shutdown: CancellationToken,
+) -> Result<(), IngressError> {
     let bind = |addr: Option<SocketAddr>| async move {
         match addr {
-            Some(addr) => TcpListener::bind(addr).await.map(Some).map_err(|source| IngressError::Bind { addr, source }),
+            Some(addr) => TcpListener::bind(addr)
+                .await
+                .map(Some)
+                .map_err(|source| IngressError::Bind { addr, source }),
             None => Ok(None),
         }
     };
@@ -106,8 +116,16 @@ pub async fn run_with_listeners(
     shutdown: CancellationToken,
 ) -> Result<(), IngressError> {
     let shared = Arc::new(proxy::Shared::default());
-    let watch_config = watch::WatchConfig { class: config.class.clone(), publish_addresses: config.publish_addresses.clone() };
-    let watch = tokio::spawn(watch::run(client, shared.clone(), watch_config, shutdown.clone()));
+    let watch_config = watch::WatchConfig {
+        class: config.class.clone(),
+        publish_addresses: config.publish_addresses.clone(),
+    };
+    let watch = tokio::spawn(watch::run(
+        client,
+        shared.clone(),
+        watch_config,
+        shutdown.clone(),
+    ));
     let servers = serve(&config, shared, http, https, shutdown);
     let result = servers.await;
     let _ = watch.await;
@@ -123,11 +141,19 @@ pub async fn serve(
     https: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> Result<(), IngressError> {
-    let https_port = https.as_ref().and_then(|l| l.local_addr().ok()).map_or(443, |a| a.port());
-    let proxy_config = proxy::ProxyConfig { timeouts: config.timeouts.clone(), limits: config.limits.clone(), https_port };
+    let https_port = https
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map_or(443, |a| a.port());
+    let proxy_config = proxy::ProxyConfig {
+        timeouts: config.timeouts.clone(),
+        limits: config.limits.clone(),
+        https_port,
+    };
     let tls_config = match &https {
         Some(_) => {
-            let resolver = tls::SniResolver::new(shared.certs.clone(), tls::fallback_certificate()?);
+            let resolver =
+                tls::SniResolver::new(shared.certs.clone(), tls::fallback_certificate()?);
             Some(tls::server_config(resolver)?)
         }
         None => None,
@@ -142,7 +168,12 @@ pub async fn serve(
     for i in 0..workers {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         dealers.push(tx);
-        let (shared, proxy_config, acceptor, shutdown) = (shared.clone(), proxy_config.clone(), acceptor.clone(), shutdown.clone());
+        let (shared, proxy_config, acceptor, shutdown) = (
+            shared.clone(),
+            proxy_config.clone(),
+            acceptor.clone(),
+            shutdown.clone(),
+        );
         let thread = std::thread::Builder::new()
             .name(format!("ingress-{i}"))
             .spawn(move || {
@@ -155,8 +186,22 @@ pub async fn serve(
             .map_err(IngressError::Worker)?;
         threads.push(thread);
     }
-    let plain = http.map(|l| tokio::spawn(proxy::accept_loop(l, false, dealers.clone(), shutdown.clone())));
-    let secure = https.map(|l| tokio::spawn(proxy::accept_loop(l, true, dealers.clone(), shutdown.clone())));
+    let plain = http.map(|l| {
+        tokio::spawn(proxy::accept_loop(
+            l,
+            false,
+            dealers.clone(),
+            shutdown.clone(),
+        ))
+    });
+    let secure = https.map(|l| {
+        tokio::spawn(proxy::accept_loop(
+            l,
+            true,
+            dealers.clone(),
+            shutdown.clone(),
+        ))
+    });
     drop(dealers);
     for task in [plain, secure].into_iter().flatten() {
         let _ = task.await;

@@ -87,7 +87,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_header_bytes: 32 * 1024, max_headers: 100, max_body_bytes: 16 * 1024 * 1024 }
+        Limits {
+            max_header_bytes: 32 * 1024,
+            max_headers: 100,
+            max_body_bytes: 16 * 1024 * 1024,
+        }
     }
 }
 
@@ -109,7 +113,10 @@ pub struct Shared {
 
 impl Default for Shared {
     fn default() -> Self {
-        Shared { routes: ArcSwap::from_pointee(RouteTable::default()), certs: Arc::new(ArcSwap::from_pointee(CertStore::default())) }
+        Shared {
+            routes: ArcSwap::from_pointee(RouteTable::default()),
+            certs: Arc::new(ArcSwap::from_pointee(CertStore::default())),
+        }
     }
 }
 
@@ -125,13 +132,23 @@ pub struct Proxy {
 
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Proxy").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Proxy")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
 /// Hop-by-hop headers (RFC 9110 section 7.6.1) never forwarded in either direction.
-const HOP_BY_HOP: [&str; 8] =
-    ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authenticate"];
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+];
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -141,27 +158,52 @@ static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 impl Proxy {
     /// A proxy with its own backend connection pool; make one per worker thread.
     pub fn new(shared: Arc<Shared>, config: ProxyConfig) -> Arc<Self> {
-        let pool = Pool::new(config.timeouts.connect, config.timeouts.backend_idle, backend_tls_config());
-        Arc::new(Proxy { shared, pool, config })
+        let pool = Pool::new(
+            config.timeouts.connect,
+            config.timeouts.backend_idle,
+            backend_tls_config(),
+        );
+        Arc::new(Proxy {
+            shared,
+            pool,
+            config,
+        })
     }
 
     /// Handles one request from `peer`; never fails, errors become status pages.
-    pub async fn handle(self: Arc<Self>, mut req: Request<Incoming>, peer: Arc<Peer>) -> Result<Response<ResponseBody>, Infallible> {
+    pub async fn handle(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+        peer: Arc<Peer>,
+    ) -> Result<Response<ResponseBody>, Infallible> {
         let https = peer.https;
         let headers = req.headers();
         // hyper already resolves Content-Length + Transfer-Encoding on HTTP/1.1 (TE
         // wins, CL is dropped, the connection closes afterwards); this guards any
         // path where both still arrive, the classic smuggling vector.
-        if headers.contains_key(header::TRANSFER_ENCODING) && headers.contains_key(header::CONTENT_LENGTH) {
-            return Ok(close(page(StatusCode::BAD_REQUEST, "both Content-Length and Transfer-Encoding are set")));
+        if headers.contains_key(header::TRANSFER_ENCODING)
+            && headers.contains_key(header::CONTENT_LENGTH)
+        {
+            return Ok(close(page(
+                StatusCode::BAD_REQUEST,
+                "both Content-Length and Transfer-Encoding are set",
+            )));
         }
         if let Some(len) = headers.get(header::CONTENT_LENGTH) {
             match len.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
                 Some(n) if n > self.config.limits.max_body_bytes as u64 => {
-                    return Ok(close(page(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")))
+                    return Ok(close(page(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "request body too large",
+                    )))
                 }
                 Some(_) => {}
-                None => return Ok(close(page(StatusCode::BAD_REQUEST, "invalid Content-Length"))),
+                None => {
+                    return Ok(close(page(
+                        StatusCode::BAD_REQUEST,
+                        "invalid Content-Length",
+                    )))
+                }
             }
         }
         // HTTP/2 (and absolute-form HTTP/1.1) carry the host in the URI.
@@ -197,7 +239,10 @@ impl Proxy {
             return Ok(resp);
         }
         if route.backend.endpoints.is_empty() {
-            return Ok(page(StatusCode::SERVICE_UNAVAILABLE, "503 service unavailable: no ready endpoints"));
+            return Ok(page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503 service unavailable: no ready endpoints",
+            ));
         }
 
         let upgrade = is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
@@ -219,7 +264,10 @@ impl Proxy {
             (false, Some(pq)) => pq.clone(),
             (_, pq) => {
                 let path = route.upstream_path(parts.uri.path());
-                let query = pq.and_then(|p| p.query()).map(|q| format!("?{q}")).unwrap_or_default();
+                let query = pq
+                    .and_then(|p| p.query())
+                    .map(|q| format!("?{q}"))
+                    .unwrap_or_default();
                 match PathAndQuery::try_from(format!("{path}{query}")) {
                     Ok(pq) => pq,
                     Err(_) => return Ok(page(StatusCode::BAD_REQUEST, "invalid request path")),
@@ -239,8 +287,16 @@ impl Proxy {
             *upstream.uri_mut() = uri.clone();
             *upstream.version_mut() = Version::HTTP_11;
             // Headers are only needed again if another endpoint may be tried.
-            *upstream.headers_mut() = if attempt + 1 == attempts { std::mem::take(&mut headers) } else { headers.clone() };
-            let result = tokio::time::timeout(self.config.timeouts.response_header, self.pool.send(endpoint, tls, upstream)).await;
+            *upstream.headers_mut() = if attempt + 1 == attempts {
+                std::mem::take(&mut headers)
+            } else {
+                headers.clone()
+            };
+            let result = tokio::time::timeout(
+                self.config.timeouts.response_header,
+                self.pool.send(endpoint, tls, upstream),
+            )
+            .await;
             let err = match result {
                 Ok(Ok(resp)) => return Ok(self.respond(resp, upgrade).await),
                 Ok(Err(e)) => e,
@@ -250,7 +306,10 @@ impl Proxy {
                 }
             };
             if is_length_limit(&err) {
-                return Ok(close(page(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")));
+                return Ok(close(page(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request body too large",
+                )));
             }
             warn!(backend = %route.backend.name, %endpoint, error = %err, connect = err.is_connect(), "backend request failed");
             // Only a connect failure before any body byte left is safe to replay.
@@ -263,17 +322,27 @@ impl Proxy {
         Ok(page(StatusCode::BAD_GATEWAY, "502 bad gateway"))
     }
 
-    async fn respond(&self, mut resp: Response<PooledBody<ReplayableBody>>, upgrade: Option<hyper::upgrade::OnUpgrade>) -> Response<ResponseBody> {
+    async fn respond(
+        &self,
+        mut resp: Response<PooledBody<ReplayableBody>>,
+        upgrade: Option<hyper::upgrade::OnUpgrade>,
+    ) -> Response<ResponseBody> {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_side) = upgrade else {
-                return page(StatusCode::BAD_GATEWAY, "502 bad gateway: unexpected protocol switch");
+                return page(
+                    StatusCode::BAD_GATEWAY,
+                    "502 bad gateway: unexpected protocol switch",
+                );
             };
             let backend_side = hyper::upgrade::on(&mut resp);
             tokio::spawn(async move {
                 match tokio::try_join!(client_side, backend_side) {
                     Ok((client, backend)) => {
-                        let (mut client, mut backend) = (TokioIo::new(client), TokioIo::new(backend));
-                        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut backend).await {
+                        let (mut client, mut backend) =
+                            (TokioIo::new(client), TokioIo::new(backend));
+                        if let Err(e) =
+                            tokio::io::copy_bidirectional(&mut client, &mut backend).await
+                        {
                             debug!(error = %e, "upgraded connection ended");
                         }
                     }
@@ -327,7 +396,8 @@ pub struct Peer {
 
 impl Peer {
     pub fn new(addr: SocketAddr, https: bool) -> Self {
-        let ip = HeaderValue::from_str(&addr.ip().to_string()).expect("an IP address is a valid header value");
+        let ip = HeaderValue::from_str(&addr.ip().to_string())
+            .expect("an IP address is a valid header value");
         Peer { addr, ip, https }
     }
 }
@@ -341,7 +411,10 @@ fn add_forwarded(headers: &mut HeaderMap, peer: &Peer, raw_host: HeaderValue) {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     headers.insert(X_REAL_IP.clone(), peer.ip.clone());
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(if peer.https { "https" } else { "http" }));
+    headers.insert(
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(if peer.https { "https" } else { "http" }),
+    );
     headers.insert(X_FORWARDED_HOST.clone(), raw_host);
 }
 
@@ -360,14 +433,18 @@ fn is_length_limit(err: &(dyn std::error::Error + 'static)) -> bool {
 fn page(status: StatusCode, text: &str) -> Response<ResponseBody> {
     let mut resp = Response::new(Either::Right(Full::new(Bytes::from(format!("{text}\n")))));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 
 /// Asks hyper to close the connection after this response: the rest of the request
 /// cannot be trusted (or is too big to drain).
 fn close(mut resp: Response<ResponseBody>) -> Response<ResponseBody> {
-    resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     resp
 }
 
@@ -380,11 +457,17 @@ pub struct ReplayableBody {
 
 impl ReplayableBody {
     fn new(body: Limited<Incoming>) -> Self {
-        ReplayableBody { inner: Arc::new(Mutex::new(body)), started: Arc::new(AtomicBool::new(false)) }
+        ReplayableBody {
+            inner: Arc::new(Mutex::new(body)),
+            started: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     fn clone_unstarted(&self) -> Self {
-        ReplayableBody { inner: self.inner.clone(), started: self.started.clone() }
+        ReplayableBody {
+            inner: self.inner.clone(),
+            started: self.started.clone(),
+        }
     }
 
     fn started(&self) -> bool {
@@ -396,7 +479,10 @@ impl Body for ReplayableBody {
     type Data = Bytes;
     type Error = Box<dyn std::error::Error + Send + Sync>;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         self.started.store(true, Ordering::Release);
         // Uncontended: only one attempt polls at a time.
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -404,11 +490,17 @@ impl Body for ReplayableBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).is_end_stream()
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).size_hint()
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .size_hint()
     }
 }
 
@@ -422,7 +514,9 @@ pub fn backend_tls_config() -> rustls::ClientConfig {
 }
 
 /// A client config that does not verify the server's chain, for the given versions.
-pub fn unverified_client_config(versions: &[&'static rustls::SupportedProtocolVersion]) -> rustls::ClientConfig {
+pub fn unverified_client_config(
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> rustls::ClientConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(NoChainVerification(provider.clone()));
     rustls::ClientConfig::builder_with_provider(provider)
@@ -454,7 +548,12 @@ impl rustls::client::danger::ServerCertVerifier for NoChainVerification {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -463,7 +562,12 @@ impl rustls::client::danger::ServerCertVerifier for NoChainVerification {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
@@ -502,7 +606,9 @@ pub async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
-        let Ok(stream) = stream.into_std() else { continue };
+        let Ok(stream) = stream.into_std() else {
+            continue;
+        };
         if workers.is_empty() {
             return;
         }
@@ -530,10 +636,16 @@ pub async fn serve_connections(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(proxy.config.limits.max_header_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(
+            u32::try_from(proxy.config.limits.max_header_bytes).unwrap_or(u32::MAX),
+        );
     let graceful = GracefulShutdown::new();
     let sweeper = {
-        let (pool, every, stop) = (proxy.pool.clone(), proxy.config.timeouts.backend_idle / 2, shutdown.clone());
+        let (pool, every, stop) = (
+            proxy.pool.clone(),
+            proxy.config.timeouts.backend_idle / 2,
+            shutdown.clone(),
+        );
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
             loop {
@@ -549,8 +661,14 @@ pub async fn serve_connections(
             _ = shutdown.cancelled() => break,
             a = incoming.recv() => match a { Some(a) => a, None => break },
         };
-        let Accepted { stream, peer, tls: is_tls } = accepted;
-        let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { continue };
+        let Accepted {
+            stream,
+            peer,
+            tls: is_tls,
+        } = accepted;
+        let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
+            continue;
+        };
         let acceptor = match (is_tls, &tls) {
             (false, _) => None,
             (true, Some(a)) => Some(a.clone()),
@@ -562,16 +680,32 @@ pub async fn serve_connections(
         let handshake_timeout = proxy.config.timeouts.header_read;
         tokio::spawn(async move {
             let client = Arc::new(Peer::new(peer, is_tls));
-            let service = hyper::service::service_fn(move |req| proxy.clone().handle(req, client.clone()));
+            let service =
+                hyper::service::service_fn(move |req| proxy.clone().handle(req, client.clone()));
             let result = match acceptor {
-                None => watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service)).await,
+                None => {
+                    watcher
+                        .watch(
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service),
+                        )
+                        .await
+                }
                 Some(acceptor) => {
-                    let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    let stream = match tokio::time::timeout(
+                        handshake_timeout,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
                         Ok(Ok(s)) => s,
                         Ok(Err(e)) => return debug!(%peer, error = %e, "tls handshake failed"),
                         Err(_) => return debug!(%peer, "tls handshake timed out"),
                     };
-                    watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service)).await
+                    watcher
+                        .watch(
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service),
+                        )
+                        .await
                 }
             };
             if let Err(e) = result {
@@ -579,7 +713,10 @@ pub async fn serve_connections(
             }
         });
     }
-    if tokio::time::timeout(proxy.config.timeouts.drain, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(proxy.config.timeouts.drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
         warn!("connections still open after the drain timeout; closing them");
     }
     sweeper.abort();

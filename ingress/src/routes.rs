@@ -69,14 +69,22 @@ pub struct Backend {
 
 impl Backend {
     pub fn new(name: impl Into<String>, endpoints: Vec<SocketAddr>) -> Self {
-        Backend { name: name.into(), endpoints, next: AtomicUsize::new(0) }
+        Backend {
+            name: name.into(),
+            endpoints,
+            next: AtomicUsize::new(0),
+        }
     }
 
     /// The endpoints in the order to try them for one request: round-robin start,
     /// then the others so a connect failure can move on to the next one.
     pub fn pick(&self) -> impl Iterator<Item = SocketAddr> + '_ {
         let n = self.endpoints.len();
-        let start = if n == 0 { 0 } else { self.next.fetch_add(1, Ordering::Relaxed) % n };
+        let start = if n == 0 {
+            0
+        } else {
+            self.next.fetch_add(1, Ordering::Relaxed) % n
+        };
         (0..n).map(move |i| self.endpoints[(start + i) % n])
     }
 }
@@ -153,7 +161,8 @@ impl PathRules {
 
 /// Element-wise prefix match of a normalised rule prefix (no trailing '/').
 fn prefix_matches(prefix: &str, path: &str) -> bool {
-    path.starts_with(prefix) && (path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/')
+    path.starts_with(prefix)
+        && (path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/')
 }
 
 /// An immutable routing table.
@@ -203,7 +212,8 @@ impl RouteTable {
             .flat_map(|p| p.exact.values().chain(p.prefixes.iter()))
             .chain(self.default_backend.iter());
         for r in all {
-            seen.entry(r.backend.name.clone()).or_insert_with(|| r.backend.clone());
+            seen.entry(r.backend.name.clone())
+                .or_insert_with(|| r.backend.clone());
         }
         seen.into_values().collect()
     }
@@ -217,7 +227,11 @@ pub fn normalize_host(raw: &str) -> String {
         rest.split(']').next().unwrap_or(rest)
     } else {
         raw.rsplit_once(':').map_or(raw, |(h, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) { h } else { raw }
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                raw
+            }
         })
     };
     host.trim_end_matches('.').to_ascii_lowercase()
@@ -228,20 +242,37 @@ pub fn is_ours(ing: &Ingress, classes: &[Arc<IngressClass>], sel: &ClassSelector
     let ours = |class: &IngressClass| {
         class.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(sel.controller.as_str())
     };
-    let named = |name: &str| classes.iter().find(|c| c.metadata.name.as_deref() == Some(name));
-    if let Some(name) = ing.spec.as_ref().and_then(|s| s.ingress_class_name.as_deref()) {
+    let named = |name: &str| {
+        classes
+            .iter()
+            .find(|c| c.metadata.name.as_deref() == Some(name))
+    };
+    if let Some(name) = ing
+        .spec
+        .as_ref()
+        .and_then(|s| s.ingress_class_name.as_deref())
+    {
         return match named(name) {
             Some(class) => ours(class),
             None => name == sel.class_name,
         };
     }
-    if let Some(name) = ing.metadata.annotations.as_ref().and_then(|a| a.get(LEGACY_CLASS_ANNOTATION)) {
+    if let Some(name) = ing
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(LEGACY_CLASS_ANNOTATION))
+    {
         return name == &sel.class_name || named(name).is_some_and(|c| ours(c));
     }
     let defaults: Vec<_> = classes
         .iter()
         .filter(|c| {
-            c.metadata.annotations.as_ref().and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION)).map(|v| v.as_str())
+            c.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION))
+                .map(|v| v.as_str())
                 == Some("true")
         })
         .collect();
@@ -251,7 +282,12 @@ pub fn is_ours(ing: &Ingress, classes: &[Arc<IngressClass>], sel: &ClassSelector
         // for existing ones the oldest default is the documented tie-break.
         many => many
             .iter()
-            .min_by_key(|c| (c.metadata.creation_timestamp.clone().map(|t| t.0), c.metadata.name.clone()))
+            .min_by_key(|c| {
+                (
+                    c.metadata.creation_timestamp.clone().map(|t| t.0),
+                    c.metadata.name.clone(),
+                )
+            })
             .is_some_and(|c| ours(c)),
     }
 }
@@ -297,25 +333,51 @@ impl<'a> Resolver<'a> {
         let services = inputs
             .services
             .iter()
-            .filter_map(|s| Some(((s.metadata.namespace.as_deref()?, s.metadata.name.as_deref()?), &**s)))
+            .filter_map(|s| {
+                Some((
+                    (
+                        s.metadata.namespace.as_deref()?,
+                        s.metadata.name.as_deref()?,
+                    ),
+                    &**s,
+                ))
+            })
             .collect();
         let mut slices: HashMap<_, Vec<_>> = HashMap::new();
         for s in &inputs.slices {
-            let svc = s.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL));
+            let svc = s
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL));
             if let (Some(ns), Some(svc)) = (s.metadata.namespace.as_deref(), svc) {
                 slices.entry((ns, svc.as_str())).or_default().push(&**s);
             }
         }
-        Resolver { services, slices, cache: HashMap::new() }
+        Resolver {
+            services,
+            slices,
+            cache: HashMap::new(),
+        }
     }
 
-    fn backend(&mut self, ns: &str, b: &IngressBackend, warnings: &mut Vec<String>) -> Option<Arc<Backend>> {
+    fn backend(
+        &mut self,
+        ns: &str,
+        b: &IngressBackend,
+        warnings: &mut Vec<String>,
+    ) -> Option<Arc<Backend>> {
         let Some(svc) = &b.service else {
-            warnings.push(format!("{ns}: resource backends are not supported; use a service backend"));
+            warnings.push(format!(
+                "{ns}: resource backends are not supported; use a service backend"
+            ));
             return None;
         };
         let port = svc.port.as_ref();
-        let port_label = match (port.and_then(|p| p.number), port.and_then(|p| p.name.as_deref())) {
+        let port_label = match (
+            port.and_then(|p| p.number),
+            port.and_then(|p| p.name.as_deref()),
+        ) {
             (Some(n), _) => n.to_string(),
             (None, Some(name)) => name.to_string(),
             (None, None) => {
@@ -327,7 +389,14 @@ impl<'a> Resolver<'a> {
         if let Some(b) = self.cache.get(&name) {
             return Some(b.clone());
         }
-        let endpoints = self.endpoints(ns, &svc.name, port.and_then(|p| p.number), port.and_then(|p| p.name.as_deref()), &name, warnings);
+        let endpoints = self.endpoints(
+            ns,
+            &svc.name,
+            port.and_then(|p| p.number),
+            port.and_then(|p| p.name.as_deref()),
+            &name,
+            warnings,
+        );
         let backend = Arc::new(Backend::new(name.clone(), endpoints));
         self.cache.insert(name, backend.clone());
         Some(backend)
@@ -373,7 +442,9 @@ impl<'a> Resolver<'a> {
             else {
                 continue;
             };
-            let Ok(port) = u16::try_from(port) else { continue };
+            let Ok(port) = u16::try_from(port) else {
+                continue;
+            };
             for ep in &slice.endpoints {
                 // A nil ready condition means ready (discovery/v1 API docs).
                 if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
@@ -395,7 +466,11 @@ fn rule_path(path: Option<&str>, path_type: &str) -> Result<(String, PathType), 
     let path_type = match path_type {
         "Exact" => PathType::Exact,
         "Prefix" | "ImplementationSpecific" => PathType::Prefix,
-        other => return Err(format!("unknown pathType {other:?}; use Exact, Prefix or ImplementationSpecific")),
+        other => {
+            return Err(format!(
+                "unknown pathType {other:?}; use Exact, Prefix or ImplementationSpecific"
+            ))
+        }
     };
     let path = path.unwrap_or("/");
     if !path.starts_with('/') {
@@ -409,7 +484,12 @@ fn rule_path(path: Option<&str>, path_type: &str) -> Result<(String, PathType), 
 
 /// The Ingresses this controller serves, oldest first.
 pub fn served(inputs: &Inputs, sel: &ClassSelector) -> Vec<Arc<Ingress>> {
-    let mut ingresses: Vec<_> = inputs.ingresses.iter().filter(|i| is_ours(i, &inputs.classes, sel)).cloned().collect();
+    let mut ingresses: Vec<_> = inputs
+        .ingresses
+        .iter()
+        .filter(|i| is_ours(i, &inputs.classes, sel))
+        .cloned()
+        .collect();
     sort_oldest_first(&mut ingresses);
     ingresses
 }
@@ -446,9 +526,12 @@ pub fn build(inputs: &Inputs, sel: &ClassSelector) -> RouteTable {
         if let Some(db) = &spec.default_backend {
             if let Some(backend) = resolver.backend(ns, db, &mut warnings) {
                 if table.default_backend.is_none() {
-                    table.default_backend = Some(make_route(backend, String::new(), PathType::Prefix, None));
+                    table.default_backend =
+                        Some(make_route(backend, String::new(), PathType::Prefix, None));
                 } else {
-                    warnings.push(format!("ingress {key}: defaultBackend ignored, an older ingress already sets one"));
+                    warnings.push(format!(
+                        "ingress {key}: defaultBackend ignored, an older ingress already sets one"
+                    ));
                 }
             }
         }
@@ -470,7 +553,9 @@ pub fn build(inputs: &Inputs, sel: &ClassSelector) -> RouteTable {
                         continue;
                     }
                 };
-                let Some(backend) = resolver.backend(ns, &p.backend, &mut warnings) else { continue };
+                let Some(backend) = resolver.backend(ns, &p.backend, &mut warnings) else {
+                    continue;
+                };
                 let taken = match path_type {
                     PathType::Exact => rules.exact.contains_key(&path),
                     PathType::Prefix => rules.prefixes.iter().any(|r| r.path == path),
@@ -492,9 +577,15 @@ pub fn build(inputs: &Inputs, sel: &ClassSelector) -> RouteTable {
             }
         }
     }
-    let tiers = table.exact_hosts.values_mut().chain(table.wildcard_hosts.values_mut()).chain(std::iter::once(&mut table.any_host));
+    let tiers = table
+        .exact_hosts
+        .values_mut()
+        .chain(table.wildcard_hosts.values_mut())
+        .chain(std::iter::once(&mut table.any_host));
     for rules in tiers {
-        rules.prefixes.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
+        rules
+            .prefixes
+            .sort_by_key(|r| std::cmp::Reverse(r.path.len()));
     }
     table.exact_hosts.retain(|_, r| !r.is_empty());
     table.wildcard_hosts.retain(|_, r| !r.is_empty());

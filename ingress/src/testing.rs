@@ -17,8 +17,10 @@ fn typed<T: serde::de::DeserializeOwned>(v: Value) -> Arc<T> {
 
 /// An Ingress with the given `spec` (as JSON) and annotations.
 pub fn ingress(ns: &str, name: &str, annotations: &[(&str, &str)], spec: Value) -> Arc<Ingress> {
-    let annotations: serde_json::Map<String, Value> =
-        annotations.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    let annotations: serde_json::Map<String, Value> = annotations
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
     typed(json!({
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
@@ -29,7 +31,12 @@ pub fn ingress(ns: &str, name: &str, annotations: &[(&str, &str)], spec: Value) 
 
 /// An Ingress with one rule: `host` (or none) with `paths` of `(path, pathType,
 /// service, port number)`.
-pub fn simple_ingress(ns: &str, name: &str, host: Option<&str>, paths: &[(&str, &str, &str, i32)]) -> Arc<Ingress> {
+pub fn simple_ingress(
+    ns: &str,
+    name: &str,
+    host: Option<&str>,
+    paths: &[(&str, &str, &str, i32)],
+) -> Arc<Ingress> {
     let paths: Vec<Value> = paths
         .iter()
         .map(|(path, ty, svc, port)| {
@@ -53,7 +60,8 @@ pub fn class(name: &str, controller: &str, default: bool) -> Arc<IngressClass> {
         "spec": {"controller": controller},
     });
     if default {
-        v["metadata"]["annotations"] = json!({"ingressclass.kubernetes.io/is-default-class": "true"});
+        v["metadata"]["annotations"] =
+            json!({"ingressclass.kubernetes.io/is-default-class": "true"});
     }
     typed(v)
 }
@@ -79,9 +87,17 @@ pub fn service(ns: &str, name: &str, ports: &[(&str, i32)]) -> Arc<Service> {
 
 /// An EndpointSlice for `svc` with one port (`port_name` "" for unnamed) and
 /// `(address, ready)` endpoints.
-pub fn slice(ns: &str, svc: &str, port_name: &str, port: u16, endpoints: &[(&str, bool)]) -> Arc<EndpointSlice> {
-    let eps: Vec<Value> =
-        endpoints.iter().map(|(a, ready)| json!({"addresses": [a], "conditions": {"ready": ready}})).collect();
+pub fn slice(
+    ns: &str,
+    svc: &str,
+    port_name: &str,
+    port: u16,
+    endpoints: &[(&str, bool)],
+) -> Arc<EndpointSlice> {
+    let eps: Vec<Value> = endpoints
+        .iter()
+        .map(|(a, ready)| json!({"addresses": [a], "conditions": {"ready": ready}}))
+        .collect();
     let mut p = json!({"port": port, "protocol": "TCP"});
     if !port_name.is_empty() {
         p["name"] = json!(port_name);
@@ -161,7 +177,11 @@ pub async fn echo_backend(
                             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
                         }
                         let h = |n: &str| {
-                            req.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or("-").to_string()
+                            req.headers()
+                                .get(n)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("-")
+                                .to_string()
                         };
                         let line = format!(
                             "backend={name} path={} host={} xff={} xfp={} xfh={}",
@@ -172,7 +192,10 @@ pub async fn echo_backend(
                             h("x-forwarded-host"),
                         );
                         let body = req.into_body().collect().await?.to_bytes();
-                        Ok(http::Response::new(Full::new(bytes::Bytes::from(format!("{line} body={} conn={conn_id}\n", body.len())))))
+                        Ok(http::Response::new(Full::new(bytes::Bytes::from(format!(
+                            "{line} body={} conn={conn_id}\n",
+                            body.len()
+                        )))))
                     }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()

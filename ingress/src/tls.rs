@@ -44,7 +44,11 @@ pub enum TlsError {
 
 /// Parses a PEM chain and key into a signing-ready certificate. `what` names the
 /// source in errors.
-pub fn certified_key_from_pem(what: &str, cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, TlsError> {
+pub fn certified_key_from_pem(
+    what: &str,
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<CertifiedKey, TlsError> {
     let certs = rustls_pemfile::certs(&mut &cert_pem[..])
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TlsError::Pem(what.into(), e))?;
@@ -54,7 +58,8 @@ pub fn certified_key_from_pem(what: &str, cert_pem: &[u8], key_pem: &[u8]) -> Re
     let key = rustls_pemfile::private_key(&mut &key_pem[..])
         .map_err(|e| TlsError::Pem(what.into(), e))?
         .ok_or_else(|| TlsError::NoKey(what.into()))?;
-    let key = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| TlsError::BadKey(what.into(), e.to_string()))?;
+    let key = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| TlsError::BadKey(what.into(), e.to_string()))?;
     Ok(CertifiedKey::new(certs, key))
 }
 
@@ -63,7 +68,8 @@ pub fn fallback_certificate() -> Result<Arc<CertifiedKey>, TlsError> {
     let generated = rcgen::generate_simple_self_signed(vec!["skiff-ingress.invalid".to_string()])
         .map_err(|e| TlsError::Fallback(e.to_string()))?;
     let key = generated.signing_key.serialize_pem();
-    certified_key_from_pem("fallback", generated.cert.pem().as_bytes(), key.as_bytes()).map(Arc::new)
+    certified_key_from_pem("fallback", generated.cert.pem().as_bytes(), key.as_bytes())
+        .map(Arc::new)
 }
 
 /// Parsed certificates, cached by Secret and resourceVersion so that rebuilding the
@@ -100,7 +106,9 @@ impl CertStore {
     pub fn lookup(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
         let found = sni.and_then(|name| {
             self.exact.get(name).or_else(|| {
-                name.split_once('.').filter(|(l, _)| !l.is_empty()).and_then(|(_, rest)| self.wildcard.get(rest))
+                name.split_once('.')
+                    .filter(|(l, _)| !l.is_empty())
+                    .and_then(|(_, rest)| self.wildcard.get(rest))
             })
         });
         found.or(self.default.as_ref()).cloned()
@@ -112,31 +120,54 @@ impl CertStore {
     }
 }
 
-fn secret_certificate(key: &str, secret: Option<&Secret>, cache: &CertCache) -> Result<Arc<CertifiedKey>, TlsError> {
+fn secret_certificate(
+    key: &str,
+    secret: Option<&Secret>,
+    cache: &CertCache,
+) -> Result<Arc<CertifiedKey>, TlsError> {
     let secret = secret.ok_or_else(|| TlsError::SecretMissing(key.into()))?;
     let rv = secret.metadata.resource_version.clone().unwrap_or_default();
     if let Some(parsed) = cache.parsed.get(&(key.to_string(), rv)) {
         return Ok(parsed.clone());
     }
     let data = secret.data.as_ref();
-    let crt = data.and_then(|d| d.get("tls.crt")).ok_or_else(|| TlsError::FieldMissing(key.into(), "tls.crt"))?;
-    let pkey = data.and_then(|d| d.get("tls.key")).ok_or_else(|| TlsError::FieldMissing(key.into(), "tls.key"))?;
+    let crt = data
+        .and_then(|d| d.get("tls.crt"))
+        .ok_or_else(|| TlsError::FieldMissing(key.into(), "tls.crt"))?;
+    let pkey = data
+        .and_then(|d| d.get("tls.key"))
+        .ok_or_else(|| TlsError::FieldMissing(key.into(), "tls.key"))?;
     certified_key_from_pem(key, &crt.0, &pkey.0).map(Arc::new)
 }
 
 /// Builds the store from the served Ingresses (oldest first: the oldest claim on a
 /// host wins) and the Secrets.
-pub fn build(ingresses: &[Arc<Ingress>], secrets: &[Arc<Secret>], cache: &mut CertCache) -> CertStore {
+pub fn build(
+    ingresses: &[Arc<Ingress>],
+    secrets: &[Arc<Secret>],
+    cache: &mut CertCache,
+) -> CertStore {
     let by_key: HashMap<String, &Secret> = secrets
         .iter()
-        .filter_map(|s| Some((format!("{}/{}", s.metadata.namespace.as_deref()?, s.metadata.name.as_deref()?), &**s)))
+        .filter_map(|s| {
+            Some((
+                format!(
+                    "{}/{}",
+                    s.metadata.namespace.as_deref()?,
+                    s.metadata.name.as_deref()?
+                ),
+                &**s,
+            ))
+        })
         .collect();
     let mut store = CertStore::default();
     let mut fresh = HashMap::new();
     for ing in ingresses {
         let ns = ing.metadata.namespace.as_deref().unwrap_or("default");
         for tls in ing.spec.iter().flat_map(|s| s.tls.iter().flatten()) {
-            let Some(name) = tls.secret_name.as_deref() else { continue };
+            let Some(name) = tls.secret_name.as_deref() else {
+                continue;
+            };
             let key = format!("{ns}/{name}");
             let secret = by_key.get(&key).copied();
             let cert = match secret_certificate(&key, secret, cache) {
@@ -150,7 +181,13 @@ pub fn build(ingresses: &[Arc<Ingress>], secrets: &[Arc<Secret>], cache: &mut Ce
                 }
             };
             if let Some(s) = secret {
-                fresh.insert((key.clone(), s.metadata.resource_version.clone().unwrap_or_default()), cert.clone());
+                fresh.insert(
+                    (
+                        key.clone(),
+                        s.metadata.resource_version.clone().unwrap_or_default(),
+                    ),
+                    cert.clone(),
+                );
             }
             let hosts = tls.hosts.as_deref().unwrap_or_default();
             if hosts.is_empty() && store.default.is_none() {
@@ -192,7 +229,12 @@ impl SniResolver {
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let sni = hello.server_name().map(|s| s.to_ascii_lowercase());
-        Some(self.store.load().lookup(sni.as_deref()).unwrap_or_else(|| self.fallback.clone()))
+        Some(
+            self.store
+                .load()
+                .lookup(sni.as_deref())
+                .unwrap_or_else(|| self.fallback.clone()),
+        )
     }
 }
 
@@ -214,7 +256,10 @@ mod tests {
     use serde_json::json;
 
     fn pem_for(names: &[&str]) -> (String, String) {
-        let c = rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let c = rcgen::generate_simple_self_signed(
+            names.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap();
         (c.cert.pem(), c.signing_key.serialize_pem())
     }
 
@@ -237,8 +282,11 @@ mod tests {
                 {"secretName": "d"}
             ]}),
         );
-        let secrets =
-            vec![tls_secret("default", "a", &a_crt, &a_key), tls_secret("default", "w", &w_crt, &w_key), tls_secret("default", "d", &d_crt, &d_key)];
+        let secrets = vec![
+            tls_secret("default", "a", &a_crt, &a_key),
+            tls_secret("default", "w", &w_crt, &w_key),
+            tls_secret("default", "d", &d_crt, &d_key),
+        ];
         let mut cache = CertCache::default();
         let store = build(&[ing], &secrets, &mut cache);
         assert!(store.warnings.is_empty(), "{:?}", store.warnings);
@@ -248,7 +296,11 @@ mod tests {
         assert_ne!(a, w);
         assert_ne!(a, d);
         assert_ne!(w, d);
-        assert_eq!(leaf(&store.lookup(Some("y.x.b.com")).unwrap()), d, "wildcard covers one label only");
+        assert_eq!(
+            leaf(&store.lookup(Some("y.x.b.com")).unwrap()),
+            d,
+            "wildcard covers one label only"
+        );
         assert_eq!(leaf(&store.lookup(None).unwrap()), d);
         assert_eq!(cache.parsed.len(), 3);
     }
@@ -268,10 +320,22 @@ mod tests {
                 {"hosts": ["ok.com"], "secretName": "ok"}
             ]}),
         );
-        let store = build(&[ing], &[Arc::new(broken), tls_secret("default", "ok", &crt, &key)], &mut CertCache::default());
+        let store = build(
+            &[ing],
+            &[Arc::new(broken), tls_secret("default", "ok", &crt, &key)],
+            &mut CertCache::default(),
+        );
         assert_eq!(store.warnings.len(), 2, "{:?}", store.warnings);
-        assert!(store.warnings[0].contains("not found"), "{}", store.warnings[0]);
-        assert!(store.warnings[1].contains("no PEM certificate"), "{}", store.warnings[1]);
+        assert!(
+            store.warnings[0].contains("not found"),
+            "{}",
+            store.warnings[0]
+        );
+        assert!(
+            store.warnings[1].contains("no PEM certificate"),
+            "{}",
+            store.warnings[1]
+        );
         assert!(store.lookup(Some("ok.com")).is_some());
         assert!(store.lookup(Some("broken.com")).is_none());
     }
@@ -279,8 +343,17 @@ mod tests {
     #[test]
     fn secrets_from_another_namespace_are_not_used() {
         let (crt, key) = pem_for(&["a.com"]);
-        let ing = ingress("team-a", "web", &[], json!({"tls": [{"hosts": ["a.com"], "secretName": "cert"}]}));
-        let store = build(&[ing], &[tls_secret("team-b", "cert", &crt, &key)], &mut CertCache::default());
+        let ing = ingress(
+            "team-a",
+            "web",
+            &[],
+            json!({"tls": [{"hosts": ["a.com"], "secretName": "cert"}]}),
+        );
+        let store = build(
+            &[ing],
+            &[tls_secret("team-b", "cert", &crt, &key)],
+            &mut CertCache::default(),
+        );
         assert!(store.lookup(Some("a.com")).is_none());
         assert_eq!(store.warnings.len(), 1);
     }

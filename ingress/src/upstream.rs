@@ -35,10 +35,16 @@ const MAX_IDLE_PER_ENDPOINT: usize = 256;
 pub enum UpstreamError {
     /// Nothing was sent: safe to try another endpoint.
     #[error("connecting to {endpoint} failed: {reason}")]
-    Connect { endpoint: SocketAddr, reason: String },
+    Connect {
+        endpoint: SocketAddr,
+        reason: String,
+    },
     /// The request may have reached the backend.
     #[error("request to {endpoint} failed: {source}")]
-    Request { endpoint: SocketAddr, source: hyper::Error },
+    Request {
+        endpoint: SocketAddr,
+        source: hyper::Error,
+    },
 }
 
 impl UpstreamError {
@@ -64,7 +70,9 @@ pub struct Pool<B> {
 
 impl<B> std::fmt::Debug for Pool<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool").field("connect_timeout", &self.connect_timeout).finish_non_exhaustive()
+        f.debug_struct("Pool")
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
     }
 }
 
@@ -91,7 +99,10 @@ impl<B> Pool<B> {
         let mut idle = self.lock();
         let list = idle.entry(key).or_default();
         if list.len() < MAX_IDLE_PER_ENDPOINT {
-            list.push(Idle { sender, since: Instant::now() });
+            list.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
         }
     }
 
@@ -110,7 +121,11 @@ where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    pub fn new(connect_timeout: Duration, idle_timeout: Duration, tls: rustls::ClientConfig) -> Arc<Self> {
+    pub fn new(
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+        tls: rustls::ClientConfig,
+    ) -> Arc<Self> {
         Arc::new(Pool {
             idle: Mutex::new(HashMap::new()),
             connect_timeout,
@@ -122,7 +137,12 @@ where
     /// Sends `req` to `endpoint` (over TLS when `tls`), on a pooled connection when
     /// one is idle. `req` must have an absolute-form or origin-form URI; only its path
     /// and query are written.
-    pub async fn send(self: &Arc<Self>, endpoint: SocketAddr, tls: bool, mut req: Request<B>) -> Result<Response<PooledBody<B>>, UpstreamError> {
+    pub async fn send(
+        self: &Arc<Self>,
+        endpoint: SocketAddr,
+        tls: bool,
+        mut req: Request<B>,
+    ) -> Result<Response<PooledBody<B>>, UpstreamError> {
         let key = (endpoint, tls);
         // Pooled connections first; one closed under us hands the request back.
         while let Some(mut sender) = self.checkout(key) {
@@ -136,7 +156,12 @@ where
                 Ok(resp) => return Ok(self.wrap(key, sender, resp)),
                 Err(mut e) => match e.take_message() {
                     Some(r) => req = r,
-                    None => return Err(UpstreamError::Request { endpoint, source: e.into_error() }),
+                    None => {
+                        return Err(UpstreamError::Request {
+                            endpoint,
+                            source: e.into_error(),
+                        })
+                    }
                 },
             }
         }
@@ -147,23 +172,33 @@ where
         }
     }
 
-    async fn connect(&self, endpoint: SocketAddr, tls: bool) -> Result<SendRequest<B>, UpstreamError> {
+    async fn connect(
+        &self,
+        endpoint: SocketAddr,
+        tls: bool,
+    ) -> Result<SendRequest<B>, UpstreamError> {
         let fail = |reason: String| UpstreamError::Connect { endpoint, reason };
-        let tcp = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(endpoint)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(fail(e.to_string())),
-            Err(_) => return Err(fail(format!("timed out after {:?}", self.connect_timeout))),
-        };
+        let tcp =
+            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(endpoint)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err(fail(e.to_string())),
+                Err(_) => return Err(fail(format!("timed out after {:?}", self.connect_timeout))),
+            };
         let _ = tcp.set_nodelay(true);
         let builder = http1::Builder::new();
         if tls {
             let name = rustls::pki_types::ServerName::IpAddress(endpoint.ip().into());
-            let stream = match tokio::time::timeout(self.connect_timeout, self.tls.connect(name, tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return Err(fail(format!("tls handshake: {e}"))),
-                Err(_) => return Err(fail("tls handshake timed out".into())),
-            };
-            let (sender, conn) = builder.handshake(TokioIo::new(stream)).await.map_err(|e| fail(e.to_string()))?;
+            let stream =
+                match tokio::time::timeout(self.connect_timeout, self.tls.connect(name, tcp)).await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return Err(fail(format!("tls handshake: {e}"))),
+                    Err(_) => return Err(fail("tls handshake timed out".into())),
+                };
+            let (sender, conn) = builder
+                .handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| fail(e.to_string()))?;
             tokio::spawn(async move {
                 if let Err(e) = conn.with_upgrades().await {
                     debug!(%endpoint, error = %e, "backend connection ended");
@@ -171,7 +206,10 @@ where
             });
             Ok(sender)
         } else {
-            let (sender, conn) = builder.handshake(TokioIo::new(tcp)).await.map_err(|e| fail(e.to_string()))?;
+            let (sender, conn) = builder
+                .handshake(TokioIo::new(tcp))
+                .await
+                .map_err(|e| fail(e.to_string()))?;
             tokio::spawn(async move {
                 if let Err(e) = conn.with_upgrades().await {
                     debug!(%endpoint, error = %e, "backend connection ended");
@@ -181,11 +219,21 @@ where
         }
     }
 
-    fn wrap(self: &Arc<Self>, key: Key, sender: SendRequest<B>, resp: Response<Incoming>) -> Response<PooledBody<B>> {
+    fn wrap(
+        self: &Arc<Self>,
+        key: Key,
+        sender: SendRequest<B>,
+        resp: Response<Incoming>,
+    ) -> Response<PooledBody<B>> {
         // A protocol switch consumes the connection: it is never pooled again.
         let sender = (resp.status() != http::StatusCode::SWITCHING_PROTOCOLS).then_some(sender);
         let pool = Arc::downgrade(self);
-        resp.map(|inner| PooledBody { inner, sender, pool, key })
+        resp.map(|inner| PooledBody {
+            inner,
+            sender,
+            pool,
+            key,
+        })
     }
 }
 
@@ -224,7 +272,10 @@ where
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(None) = polled {
             self.release();

@@ -63,9 +63,15 @@ pub fn load_balancer_entries(addresses: &[String]) -> Vec<IngressLoadBalancerIng
         .iter()
         .map(|a| {
             if a.parse::<std::net::IpAddr>().is_ok() {
-                IngressLoadBalancerIngress { ip: Some(a.clone()), ..Default::default() }
+                IngressLoadBalancerIngress {
+                    ip: Some(a.clone()),
+                    ..Default::default()
+                }
             } else {
-                IngressLoadBalancerIngress { hostname: Some(a.clone()), ..Default::default() }
+                IngressLoadBalancerIngress {
+                    hostname: Some(a.clone()),
+                    ..Default::default()
+                }
             }
         })
         .collect()
@@ -84,11 +90,20 @@ pub fn status_differs(ing: &Ingress, want: &[IngressLoadBalancerIngress]) -> boo
 
 fn watch_into<K>(client: &Client, changed: Arc<Notify>, shutdown: CancellationToken) -> Store<K>
 where
-    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
     let (reader, writer) = reflector::store();
     let api: Api<K> = Api::all(client.clone());
-    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default()).default_backoff(),
+    );
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         loop {
@@ -98,7 +113,9 @@ where
             };
             match event {
                 Some(Ok(_)) => changed.notify_one(),
-                Some(Err(e)) => warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying with backoff"),
+                Some(Err(e)) => {
+                    warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying with backoff")
+                }
                 None => return,
             }
         }
@@ -107,14 +124,22 @@ where
 }
 
 /// Runs the reflectors and the rebuild loop until `shutdown`.
-pub async fn run(client: Client, shared: Arc<Shared>, config: WatchConfig, shutdown: CancellationToken) {
+pub async fn run(
+    client: Client,
+    shared: Arc<Shared>,
+    config: WatchConfig,
+    shutdown: CancellationToken,
+) {
     let changed = Arc::new(Notify::new());
     let ingresses = watch_into::<Ingress>(&client, changed.clone(), shutdown.clone());
     let classes = watch_into::<IngressClass>(&client, changed.clone(), shutdown.clone());
     let services = watch_into::<Service>(&client, changed.clone(), shutdown.clone());
     let slices = watch_into::<EndpointSlice>(&client, changed.clone(), shutdown.clone());
     let secrets = watch_into::<Secret>(&client, changed.clone(), shutdown.clone());
-    let nodes = config.publish_addresses.is_empty().then(|| watch_into::<Node>(&client, changed.clone(), shutdown.clone()));
+    let nodes = config
+        .publish_addresses
+        .is_empty()
+        .then(|| watch_into::<Node>(&client, changed.clone(), shutdown.clone()));
 
     let ready = async {
         let _ = ingresses.wait_until_ready().await;
@@ -143,7 +168,12 @@ pub async fn run(client: Client, shared: Arc<Shared>, config: WatchConfig, shutd
         let table = routes::build(&inputs, &config.class);
         let served = routes::served(&inputs, &config.class);
         let certs = tls::build(&served, &secrets.state(), &mut cache);
-        let warnings: Vec<String> = table.warnings.iter().chain(certs.warnings.iter()).cloned().collect();
+        let warnings: Vec<String> = table
+            .warnings
+            .iter()
+            .chain(certs.warnings.iter())
+            .cloned()
+            .collect();
         if warnings != last_warnings {
             for w in &warnings {
                 warn!("{w}");
@@ -154,7 +184,10 @@ pub async fn run(client: Client, shared: Arc<Shared>, config: WatchConfig, shutd
         shared.routes.store(Arc::new(table));
         shared.certs.store(Arc::new(certs));
 
-        let addresses = publish_addresses(&config.publish_addresses, &nodes.as_ref().map(Store::state).unwrap_or_default());
+        let addresses = publish_addresses(
+            &config.publish_addresses,
+            &nodes.as_ref().map(Store::state).unwrap_or_default(),
+        );
         if !addresses.is_empty() {
             update_statuses(&client, &served, &load_balancer_entries(&addresses)).await;
         }
@@ -168,14 +201,28 @@ pub async fn run(client: Client, shared: Arc<Shared>, config: WatchConfig, shutd
     }
 }
 
-async fn update_statuses(client: &Client, served: &[Arc<Ingress>], want: &[IngressLoadBalancerIngress]) {
+async fn update_statuses(
+    client: &Client,
+    served: &[Arc<Ingress>],
+    want: &[IngressLoadBalancerIngress],
+) {
     for ing in served.iter().filter(|i| status_differs(i, want)) {
-        let (Some(ns), Some(name)) = (ing.metadata.namespace.as_deref(), ing.metadata.name.as_deref()) else { continue };
+        let (Some(ns), Some(name)) = (
+            ing.metadata.namespace.as_deref(),
+            ing.metadata.name.as_deref(),
+        ) else {
+            continue;
+        };
         let api: Api<Ingress> = Api::namespaced(client.clone(), ns);
         let patch = serde_json::json!({"status": {"loadBalancer": {"ingress": want}}});
-        match api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match api
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
             Ok(_) => debug!(ingress = %format!("{ns}/{name}"), "status.loadBalancer updated"),
-            Err(e) => warn!(ingress = %format!("{ns}/{name}"), error = %e, "updating status.loadBalancer failed; will retry on the next resync"),
+            Err(e) => {
+                warn!(ingress = %format!("{ns}/{name}"), error = %e, "updating status.loadBalancer failed; will retry on the next resync")
+            }
         }
     }
 }
@@ -186,8 +233,16 @@ mod tests {
     use serde_json::json;
 
     fn node(ips: &[(&str, &str)]) -> Arc<Node> {
-        let addrs: Vec<_> = ips.iter().map(|(t, a)| json!({"type": t, "address": a})).collect();
-        Arc::new(serde_json::from_value(json!({"metadata": {"name": "n"}, "status": {"addresses": addrs}})).unwrap())
+        let addrs: Vec<_> = ips
+            .iter()
+            .map(|(t, a)| json!({"type": t, "address": a}))
+            .collect();
+        Arc::new(
+            serde_json::from_value(
+                json!({"metadata": {"name": "n"}, "status": {"addresses": addrs}}),
+            )
+            .unwrap(),
+        )
     }
 
     #[test]
@@ -197,7 +252,10 @@ mod tests {
             node(&[("InternalIP", "10.0.0.1"), ("ExternalIP", "1.2.3.4")]),
         ];
         assert_eq!(publish_addresses(&[], &nodes), ["10.0.0.1", "10.0.0.2"]);
-        assert_eq!(publish_addresses(&["lb.example.com".into()], &nodes), ["lb.example.com"]);
+        assert_eq!(
+            publish_addresses(&["lb.example.com".into()], &nodes),
+            ["lb.example.com"]
+        );
         assert!(publish_addresses(&[], &[]).is_empty());
     }
 
@@ -208,9 +266,12 @@ mod tests {
         assert_eq!(want[1].hostname.as_deref(), Some("lb.example.com"));
         let mut ing: Ingress = serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap();
         assert!(status_differs(&ing, &want));
-        ing.status = Some(serde_json::from_value(json!({"loadBalancer": {"ingress": [
-            {"ip": "10.0.0.1"}, {"hostname": "lb.example.com"}
-        ]}})).unwrap());
+        ing.status = Some(
+            serde_json::from_value(json!({"loadBalancer": {"ingress": [
+                {"ip": "10.0.0.1"}, {"hostname": "lb.example.com"}
+            ]}}))
+            .unwrap(),
+        );
         assert!(!status_differs(&ing, &want));
         assert!(status_differs(&ing, &want[..1]));
     }

@@ -23,9 +23,14 @@ use tokio_util::sync::CancellationToken;
 
 async fn get(addr: SocketAddr, host: &str) -> Option<(StatusCode, String)> {
     let stream = TcpStream::connect(addr).await.ok()?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .ok()?;
     tokio::spawn(conn);
-    let req = Request::get("/").header("host", host).body(Full::new(Bytes::new())).ok()?;
+    let req = Request::get("/")
+        .header("host", host)
+        .body(Full::new(Bytes::new()))
+        .ok()?;
     let resp = sender.send_request(req).await.ok()?;
     let status = resp.status();
     let body = resp.into_body().collect().await.ok()?.to_bytes();
@@ -33,7 +38,11 @@ async fn get(addr: SocketAddr, host: &str) -> Option<(StatusCode, String)> {
 }
 
 /// Polls until `check` holds (bounded), returning the last observation on failure.
-async fn eventually<T: std::fmt::Debug, F, Fut>(what: &str, mut probe: F, check: impl Fn(&T) -> bool) -> T
+async fn eventually<T: std::fmt::Debug, F, Fut>(
+    what: &str,
+    mut probe: F,
+    check: impl Fn(&T) -> bool,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = T>,
@@ -52,7 +61,10 @@ where
 }
 
 fn slice_json(port: u16, ips: &[&str]) -> serde_json::Value {
-    let eps: Vec<_> = ips.iter().map(|ip| json!({"addresses": [ip], "conditions": {"ready": true}})).collect();
+    let eps: Vec<_> = ips
+        .iter()
+        .map(|ip| json!({"addresses": [ip], "conditions": {"ready": true}}))
+        .collect();
     json!({
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": "web-1", "namespace": "default", "labels": {"kubernetes.io/service-name": "web"}},
@@ -63,9 +75,16 @@ fn slice_json(port: u16, ips: &[&str]) -> serde_json::Value {
 }
 
 async fn leaf_for(addr: SocketAddr, sni: &str) -> Option<Vec<u8>> {
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(skiff_ingress::proxy::backend_tls_config()));
+    let connector =
+        tokio_rustls::TlsConnector::from(Arc::new(skiff_ingress::proxy::backend_tls_config()));
     let tcp = TcpStream::connect(addr).await.ok()?;
-    let stream = connector.connect(rustls::pki_types::ServerName::try_from(sni.to_string()).ok()?, tcp).await.ok()?;
+    let stream = connector
+        .connect(
+            rustls::pki_types::ServerName::try_from(sni.to_string()).ok()?,
+            tcp,
+        )
+        .await
+        .ok()?;
     Some(stream.get_ref().1.peer_certificates()?[0].to_vec())
 }
 
@@ -75,7 +94,9 @@ async fn serves_ingresses_created_through_the_api() {
     let client = server.client().await;
     let shutdown = CancellationToken::new();
     let _guard = shutdown.clone().drop_guard();
-    let backend = echo_backend("127.0.0.1:0".parse().unwrap(), "web", shutdown.clone()).await.unwrap();
+    let backend = echo_backend("127.0.0.1:0".parse().unwrap(), "web", shutdown.clone())
+        .await
+        .unwrap();
 
     let pp = PostParams::default();
     let classes: Api<IngressClass> = Api::all(client.clone());
@@ -89,22 +110,39 @@ async fn serves_ingresses_created_through_the_api() {
         .unwrap();
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     services
-        .create(&pp, &serde_json::from_value(json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": "web"},
-            "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}
-        })).unwrap())
+        .create(
+            &pp,
+            &serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "web"},
+                "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}
+            }))
+            .unwrap(),
+        )
         .await
         .unwrap();
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
-    slices.create(&pp, &serde_json::from_value(slice_json(backend.port(), &["127.0.0.1"])).unwrap()).await.unwrap();
+    slices
+        .create(
+            &pp,
+            &serde_json::from_value(slice_json(backend.port(), &["127.0.0.1"])).unwrap(),
+        )
+        .await
+        .unwrap();
     let make_cert = || {
         let c = rcgen::generate_simple_self_signed(vec!["web.test".to_string()]).unwrap();
-        (c.cert.pem(), c.signing_key.serialize_pem(), c.cert.der().to_vec())
+        (
+            c.cert.pem(),
+            c.signing_key.serialize_pem(),
+            c.cert.der().to_vec(),
+        )
     };
     let (crt, key, first_der) = make_cert();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
-    secrets.create(&pp, &tls_secret("default", "web-tls", &crt, &key)).await.unwrap();
+    secrets
+        .create(&pp, &tls_secret("default", "web-tls", &crt, &key))
+        .await
+        .unwrap();
     // no ingressClassName: picked up through the default IngressClass
     let ingresses: Api<Ingress> = Api::namespaced(client.clone(), "default");
     ingresses
@@ -124,16 +162,37 @@ async fn serves_ingresses_created_through_the_api() {
     let https = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (http_addr, https_addr) = (http.local_addr().unwrap(), https.local_addr().unwrap());
     let config = IngressConfig {
-        class: ClassSelector { class_name: "skiff".into(), controller: "skiff.dev/ingress-controller".into(), claim_classless: false },
+        class: ClassSelector {
+            class_name: "skiff".into(),
+            controller: "skiff.dev/ingress-controller".into(),
+            claim_classless: false,
+        },
         publish_addresses: vec!["192.0.2.10".into()],
         ..IngressConfig::default()
     };
-    let task = tokio::spawn(skiff_ingress::run_with_listeners(config, client.clone(), Some(http), Some(https), shutdown.clone()));
+    let task = tokio::spawn(skiff_ingress::run_with_listeners(
+        config,
+        client.clone(),
+        Some(http),
+        Some(https),
+        shutdown.clone(),
+    ));
 
     // the host is in spec.tls, so plain HTTP redirects
-    let (status, _) = eventually("routed", || get(http_addr, "web.test"), |r| r.as_ref().is_some_and(|(s, _)| *s != StatusCode::NOT_FOUND)).await.unwrap();
+    let (status, _) = eventually(
+        "routed",
+        || get(http_addr, "web.test"),
+        |r| r.as_ref().is_some_and(|(s, _)| *s != StatusCode::NOT_FOUND),
+    )
+    .await
+    .unwrap();
     assert_eq!(status, StatusCode::PERMANENT_REDIRECT);
-    let leaf = eventually("certificate from the secret", || leaf_for(https_addr, "web.test"), |l| l.as_deref() == Some(&first_der[..])).await;
+    let leaf = eventually(
+        "certificate from the secret",
+        || leaf_for(https_addr, "web.test"),
+        |l| l.as_deref() == Some(&first_der[..]),
+    )
+    .await;
     assert!(leaf.is_some());
 
     let ing = eventually(
@@ -143,7 +202,11 @@ async fn serves_ingresses_created_through_the_api() {
             async move { ingresses.get("web").await.ok() }
         },
         |i| {
-            i.as_ref().and_then(|i| i.status.as_ref()).and_then(|s| s.load_balancer.as_ref()).and_then(|l| l.ingress.as_ref()).is_some()
+            i.as_ref()
+                .and_then(|i| i.status.as_ref())
+                .and_then(|s| s.load_balancer.as_ref())
+                .and_then(|l| l.ingress.as_ref())
+                .is_some()
         },
     )
     .await
@@ -153,29 +216,65 @@ async fn serves_ingresses_created_through_the_api() {
 
     // turn the redirect off: requests now reach the backend
     let mut ing = ingresses.get("web").await.unwrap();
-    ing.metadata.annotations = Some([("ingress.skiff.dev/ssl-redirect".to_string(), "false".to_string())].into());
+    ing.metadata.annotations = Some(
+        [(
+            "ingress.skiff.dev/ssl-redirect".to_string(),
+            "false".to_string(),
+        )]
+        .into(),
+    );
     ingresses.replace("web", &pp, &ing).await.unwrap();
-    let (_, body) = eventually("proxied", || get(http_addr, "web.test"), |r| r.as_ref().is_some_and(|(s, _)| *s == StatusCode::OK)).await.unwrap();
+    let (_, body) = eventually(
+        "proxied",
+        || get(http_addr, "web.test"),
+        |r| r.as_ref().is_some_and(|(s, _)| *s == StatusCode::OK),
+    )
+    .await
+    .unwrap();
     assert!(body.starts_with("backend=web"), "{body}");
 
     // scale to zero: 503, and back
     let mut s = slices.get("web-1").await.unwrap();
     s.endpoints = vec![];
     slices.replace("web-1", &pp, &s).await.unwrap();
-    eventually("503 without endpoints", || get(http_addr, "web.test"), |r| r.as_ref().is_some_and(|(s, _)| *s == StatusCode::SERVICE_UNAVAILABLE)).await;
+    eventually(
+        "503 without endpoints",
+        || get(http_addr, "web.test"),
+        |r| {
+            r.as_ref()
+                .is_some_and(|(s, _)| *s == StatusCode::SERVICE_UNAVAILABLE)
+        },
+    )
+    .await;
     let mut s = slices.get("web-1").await.unwrap();
-    s.endpoints = serde_json::from_value(slice_json(backend.port(), &["127.0.0.1"])["endpoints"].clone()).unwrap();
+    s.endpoints =
+        serde_json::from_value(slice_json(backend.port(), &["127.0.0.1"])["endpoints"].clone())
+            .unwrap();
     slices.replace("web-1", &pp, &s).await.unwrap();
-    eventually("back to 200", || get(http_addr, "web.test"), |r| r.as_ref().is_some_and(|(s, _)| *s == StatusCode::OK)).await;
+    eventually(
+        "back to 200",
+        || get(http_addr, "web.test"),
+        |r| r.as_ref().is_some_and(|(s, _)| *s == StatusCode::OK),
+    )
+    .await;
 
     // rotate the certificate through the Secret
     let (crt, key, second_der) = make_cert();
     let mut secret = secrets.get("web-tls").await.unwrap();
     secret.data = tls_secret("default", "web-tls", &crt, &key).data.clone();
     secrets.replace("web-tls", &pp, &secret).await.unwrap();
-    eventually("rotated certificate", || leaf_for(https_addr, "web.test"), |l| l.as_deref() == Some(&second_der[..])).await;
+    eventually(
+        "rotated certificate",
+        || leaf_for(https_addr, "web.test"),
+        |l| l.as_deref() == Some(&second_der[..]),
+    )
+    .await;
 
     shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(15), task).await.expect("ingress stops on shutdown").unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(15), task)
+        .await
+        .expect("ingress stops on shutdown")
+        .unwrap()
+        .unwrap();
     server.shutdown().await;
 }

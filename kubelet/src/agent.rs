@@ -130,20 +130,30 @@ struct Ctx {
 /// Runs the kubelet until `shutdown` is cancelled. Pods keep running when it stops
 /// (as with upstream: a kubelet restart does not restart pods).
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), KubeletError> {
-    let version = config.runtime.version().await.map_err(KubeletError::Runtime)?;
+    let version = config
+        .runtime
+        .version()
+        .await
+        .map_err(KubeletError::Runtime)?;
     let (kernel_version, os_image) = node::host_os();
     let facts = NodeFacts {
         name: config.node_name.clone(),
         internal_ip: config.node_ip.clone(),
         pod_cidr: config.pod_cidr.clone(),
         capacity: config.capacity.clone().unwrap_or_else(node::host_capacity),
-        container_runtime_version: format!("{}://{}", version.runtime_name, version.runtime_version),
+        container_runtime_version: format!(
+            "{}://{}",
+            version.runtime_name, version.runtime_version
+        ),
         kernel_version,
         os_image,
         labels: config.labels.clone(),
     };
     let registered = node::register(&config.client, &facts).await?;
-    let pod_cidr = config.pod_cidr.clone().or_else(|| registered.spec.as_ref().and_then(|s| s.pod_cidr.clone()));
+    let pod_cidr = config
+        .pod_cidr
+        .clone()
+        .or_else(|| registered.spec.as_ref().and_then(|s| s.pod_cidr.clone()));
     match (&config.cni, &pod_cidr) {
         (Some(target), Some(cidr)) => {
             let mut net = crate::network::PodNetwork::new(cidr, &target.ipam_data_dir);
@@ -151,7 +161,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Kube
             let path = crate::network::write_config(&target.conf_dir, &net)?;
             tracing::info!(pod_cidr = %cidr, path = %path.display(), "wrote the pod network config");
         }
-        (Some(_), None) => tracing::warn!("the node has no podCIDR yet: pods cannot get addresses until one is assigned"),
+        (Some(_), None) => tracing::warn!(
+            "the node has no podCIDR yet: pods cannot get addresses until one is assigned"
+        ),
         _ => {}
     }
     node::renew_lease(&config.client, &facts.name, config.lease_duration_seconds).await?;
@@ -161,15 +173,28 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Kube
     let server_stop = shutdown.child_token();
     let _server_guard = server_stop.clone().drop_guard();
     if let Some(server) = &config.server {
-        let addr = crate::server::start(server.clone(), config.runtime.clone(), config.log_root.clone(), server_stop).await?;
+        let addr = crate::server::start(
+            server.clone(),
+            config.runtime.clone(),
+            config.log_root.clone(),
+            server_stop,
+        )
+        .await?;
         // The API server finds the kubelet here (upstream: status.daemonEndpoints).
         let patch = serde_json::json!({"status": {"daemonEndpoints": {"kubeletEndpoint": {"Port": addr.port()}}}});
         Api::<k8s_openapi::api::core::v1::Node>::all(config.client.clone())
             .patch_status(&facts.name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .map_err(|source| NodeError::Status { node: facts.name.clone(), source })?;
+            .map_err(|source| NodeError::Status {
+                node: facts.name.clone(),
+                source,
+            })?;
     }
-    let heartbeat = tokio::spawn(heartbeat_loop(config.clone(), facts.clone(), shutdown.clone()));
+    let heartbeat = tokio::spawn(heartbeat_loop(
+        config.clone(),
+        facts.clone(),
+        shutdown.clone(),
+    ));
 
     let ctx = Arc::new(Ctx {
         prober: crate::probes::Prober::new(),
@@ -188,7 +213,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Kube
     let pods: Api<Pod> = Api::all(config.client.clone());
     let selector = format!("spec.nodeName={}", config.node_name);
     let controller = Controller::new(pods.clone(), watcher::Config::default().fields(&selector));
-    let housekeeping = tokio::spawn(housekeeping_loop(pods, selector, config.runtime.clone(), config.resync, shutdown.clone()));
+    let housekeeping = tokio::spawn(housekeeping_loop(
+        pods,
+        selector,
+        config.runtime.clone(),
+        config.resync,
+        shutdown.clone(),
+    ));
     let stop = shutdown.clone();
     controller
         .graceful_shutdown_on(async move { stop.cancelled().await })
@@ -214,7 +245,9 @@ async fn heartbeat_loop(config: Config, facts: NodeFacts, shutdown: Cancellation
             _ = tokio::time::sleep(config.heartbeat) => {}
         }
         since_status += 1;
-        if let Err(e) = node::renew_lease(&config.client, &facts.name, config.lease_duration_seconds).await {
+        if let Err(e) =
+            node::renew_lease(&config.client, &facts.name, config.lease_duration_seconds).await
+        {
             tracing::warn!(error = %e, "lease renewal failed; retrying next heartbeat");
         }
         if since_status == 6 {
@@ -230,16 +263,28 @@ async fn heartbeat_loop(config: Config, facts: NodeFacts, shutdown: Cancellation
 /// down, or force-deleted). The pods come from a fresh list of this node's pods, not
 /// from the controller's cache: a cache not yet filled must not look like "no pods"
 /// (and kube's store readiness signal wakes only one waiter).
-async fn housekeeping_loop(pods: Api<Pod>, selector: String, runtime: Arc<dyn Runtime>, every: Duration, shutdown: CancellationToken) {
+async fn housekeeping_loop(
+    pods: Api<Pod>,
+    selector: String,
+    runtime: Arc<dyn Runtime>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
     loop {
         match pods.list(&ListParams::default().fields(&selector)).await {
             Ok(list) => {
-                let known: HashSet<String> = list.items.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+                let known: HashSet<String> = list
+                    .items
+                    .iter()
+                    .filter_map(|p| p.metadata.uid.clone())
+                    .collect();
                 if let Err(e) = remove_orphans(runtime.as_ref(), &known).await {
                     tracing::warn!(error = %e, "removing orphaned sandboxes failed; retrying later");
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "listing this node's pods for housekeeping failed; retrying later"),
+            Err(e) => {
+                tracing::warn!(error = %e, "listing this node's pods for housekeeping failed; retrying later")
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -249,10 +294,15 @@ async fn housekeeping_loop(pods: Api<Pod>, selector: String, runtime: Arc<dyn Ru
 }
 
 /// Stops and removes every sandbox labelled with a pod UID not in `known`.
-pub async fn remove_orphans(runtime: &dyn Runtime, known: &HashSet<String>) -> Result<usize, CriError> {
+pub async fn remove_orphans(
+    runtime: &dyn Runtime,
+    known: &HashSet<String>,
+) -> Result<usize, CriError> {
     let mut removed = 0;
     for sb in runtime.list_pod_sandboxes(None).await? {
-        let Some(uid) = sb.labels.get(LABEL_POD_UID) else { continue };
+        let Some(uid) = sb.labels.get(LABEL_POD_UID) else {
+            continue;
+        };
         if known.contains(uid) {
             continue;
         }
@@ -267,7 +317,11 @@ pub async fn remove_orphans(runtime: &dyn Runtime, known: &HashSet<String>) -> R
 }
 
 fn pod_key(pod: &Pod) -> String {
-    format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or(""), pod.metadata.name.as_deref().unwrap_or(""))
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or(""),
+        pod.metadata.name.as_deref().unwrap_or("")
+    )
 }
 
 async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, KubeletError> {
@@ -277,33 +331,58 @@ async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, KubeletError>
 }
 
 async fn sync(pod: Arc<Pod>, ctx: Arc<Ctx>, key: String) -> Result<Action, KubeletError> {
-    let sync_err = |source: SyncError| KubeletError::Sync { pod: key.clone(), source };
-    let Some(uid) = pod.metadata.uid.clone() else { return Ok(Action::await_change()) };
+    let sync_err = |source: SyncError| KubeletError::Sync {
+        pod: key.clone(),
+        source,
+    };
+    let Some(uid) = pod.metadata.uid.clone() else {
+        return Ok(Action::await_change());
+    };
     let runtime = ctx.runtime.as_ref();
-    let observed = pod_sync::observe(runtime, &uid).await.map_err(|e| sync_err(e.into()))?;
+    let observed = pod_sync::observe(runtime, &uid)
+        .await
+        .map_err(|e| sync_err(e.into()))?;
 
     if pod.metadata.deletion_timestamp.is_some() {
         let grace = pod
             .metadata
             .deletion_grace_period_seconds
-            .or(pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+            .or(pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds))
             .unwrap_or(30)
             .max(0);
-        pod_sync::kill_pod(runtime, &observed, Duration::from_secs(grace as u64)).await.map_err(|e| sync_err(e.into()))?;
-        let observed = pod_sync::observe(runtime, &uid).await.map_err(|e| sync_err(e.into()))?;
-        pod_sync::remove_pod(runtime, &observed).await.map_err(|e| sync_err(e.into()))?;
+        pod_sync::kill_pod(runtime, &observed, Duration::from_secs(grace as u64))
+            .await
+            .map_err(|e| sync_err(e.into()))?;
+        let observed = pod_sync::observe(runtime, &uid)
+            .await
+            .map_err(|e| sync_err(e.into()))?;
+        pod_sync::remove_pod(runtime, &observed)
+            .await
+            .map_err(|e| sync_err(e.into()))?;
         ctx.prober.forget_pod(&uid);
         if let Err(e) = crate::volumes::cleanup(&ctx.node.root_dir, &uid) {
             tracing::warn!(error = %e, "removing the pod's volumes failed; they stay on disk");
         }
         // Everything is stopped: finish the graceful deletion (grace 0, this UID only).
-        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+        let pods: Api<Pod> = Api::namespaced(
+            ctx.client.clone(),
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+        );
         let params = DeleteParams {
             grace_period_seconds: Some(0),
-            preconditions: Some(Preconditions { uid: Some(uid.clone()), resource_version: None }),
+            preconditions: Some(Preconditions {
+                uid: Some(uid.clone()),
+                resource_version: None,
+            }),
             ..Default::default()
         };
-        match pods.delete(pod.metadata.name.as_deref().unwrap_or_default(), &params).await {
+        match pods
+            .delete(pod.metadata.name.as_deref().unwrap_or_default(), &params)
+            .await
+        {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
             Err(source) => return Err(KubeletError::PodDelete { pod: key, source }),
@@ -320,41 +399,82 @@ async fn sync(pod: Arc<Pod>, ctx: Arc<Ctx>, key: String) -> Result<Action, Kubel
     let observed = if probed.kill.is_empty() {
         observed
     } else {
-        let grace = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30).max(0) as u64;
+        let grace = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30)
+            .max(0) as u64;
         for k in &probed.kill {
-            runtime.stop_container(&k.container_id, Duration::from_secs(grace)).await.map_err(|e| sync_err(e.into()))?;
+            runtime
+                .stop_container(&k.container_id, Duration::from_secs(grace))
+                .await
+                .map_err(|e| sync_err(e.into()))?;
         }
-        pod_sync::observe(runtime, &uid).await.map_err(|e| sync_err(e.into()))?
+        pod_sync::observe(runtime, &uid)
+            .await
+            .map_err(|e| sync_err(e.into()))?
     };
-    let objects = crate::volumes::fetch(&ctx.client, &pod).await.map_err(|e| sync_err(e.into()))?;
+    let objects = crate::volumes::fetch(&ctx.client, &pod)
+        .await
+        .map_err(|e| sync_err(e.into()))?;
     let plan = pod_sync::plan(&pod, &observed, now);
     let steps = plan.steps;
     if !steps.is_empty() {
         tracing::debug!(?steps, "syncing");
     }
-    let mut waiting = pod_sync::execute(runtime, &pod, &ctx.node, &observed, &steps, &objects).await.map_err(sync_err)?;
+    let mut waiting = pod_sync::execute(runtime, &pod, &ctx.node, &observed, &steps, &objects)
+        .await
+        .map_err(sync_err)?;
     for (name, left) in &plan.backoff {
-        let message = format!("back-off: restarting failed container {name} of pod {key} in {}s", left.as_secs().max(1));
+        let message = format!(
+            "back-off: restarting failed container {name} of pod {key} in {}s",
+            left.as_secs().max(1)
+        );
         waiting.insert(name.clone(), ("CrashLoopBackOff".into(), message));
     }
     if steps.iter().any(|s| matches!(s, pod_sync::Step::KillPod)) && pod_sync::is_terminal(&pod) {
         // A finished pod keeps its last status; only the runtime side was cleaned up.
         return Ok(Action::await_change());
     }
-    let observed = pod_sync::observe(runtime, &uid).await.map_err(|e| sync_err(e.into()))?;
-    let status = pod_sync::pod_status(&pod, &observed, &waiting, &ctx.node, Timestamp::now(), &probed.health);
+    let observed = pod_sync::observe(runtime, &uid)
+        .await
+        .map_err(|e| sync_err(e.into()))?;
+    let status = pod_sync::pod_status(
+        &pod,
+        &observed,
+        &waiting,
+        &ctx.node,
+        Timestamp::now(),
+        &probed.health,
+    );
     let old = serde_json::to_value(&pod.status).unwrap_or_default();
     let new = serde_json::to_value(&status).unwrap_or_default();
     if old != new {
-        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+        let pods: Api<Pod> = Api::namespaced(
+            ctx.client.clone(),
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+        );
         let patch = serde_json::json!({ "status": new });
-        pods.patch_status(pod.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(|source| KubeletError::PodStatus { pod: key.clone(), source })?;
+        pods.patch_status(
+            pod.metadata.name.as_deref().unwrap_or_default(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(|source| KubeletError::PodStatus {
+            pod: key.clone(),
+            source,
+        })?;
         tracing::debug!(phase = ?status.phase, pod_ip = ?status.pod_ip, "pod status written");
     }
     // Come back when the shortest back-off ends, or at the next resync.
-    let mut next = plan.backoff.values().copied().min().map_or(ctx.resync, |b| b.min(ctx.resync));
+    let mut next = plan
+        .backoff
+        .values()
+        .copied()
+        .min()
+        .map_or(ctx.resync, |b| b.min(ctx.resync));
     if let Some(probe) = probed.next {
         next = next.min(probe);
     }
@@ -378,7 +498,12 @@ mod tests {
     async fn orphans_are_removed_and_known_pods_kept() {
         let rt = FakeRuntime::new();
         let config = |uid: &str| api::PodSandboxConfig {
-            metadata: Some(api::PodSandboxMetadata { name: uid.into(), uid: uid.into(), namespace: "d".into(), attempt: 0 }),
+            metadata: Some(api::PodSandboxMetadata {
+                name: uid.into(),
+                uid: uid.into(),
+                namespace: "d".into(),
+                attempt: 0,
+            }),
             labels: std::collections::HashMap::from([(LABEL_POD_UID.to_string(), uid.to_string())]),
             ..Default::default()
         };

@@ -33,7 +33,11 @@ pub enum ContainerdError {
     #[error("containerd exited during startup; see {log}")]
     Exited { log: PathBuf },
     #[error("containerd did not answer CRI Version within {waited:?} ({last}); see {log}")]
-    NotReady { waited: Duration, last: String, log: PathBuf },
+    NotReady {
+        waited: Duration,
+        last: String,
+        log: PathBuf,
+    },
 }
 
 /// Everything one node's containerd needs. [`ContainerdConfig::new`] derives every path
@@ -223,7 +227,9 @@ impl Containerd {
         let mut last = String::from("socket not created yet");
         while started.elapsed() < timeout {
             if !self.daemon.is_running() {
-                return Err(ContainerdError::Exited { log: self.config.log_file() });
+                return Err(ContainerdError::Exited {
+                    log: self.config.log_file(),
+                });
             }
             if self.config.socket().exists() {
                 match self.runtime().await {
@@ -236,7 +242,11 @@ impl Containerd {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Err(ContainerdError::NotReady { waited: timeout, last, log: self.config.log_file() })
+        Err(ContainerdError::NotReady {
+            waited: timeout,
+            last,
+            log: self.config.log_file(),
+        })
     }
 
     /// A CRI client on this containerd.
@@ -268,7 +278,8 @@ impl Drop for Containerd {
         // Shims carry this containerd's socket path in their arguments, which is unique
         // per node; their children are the containers. Only reached when a caller did
         // not tear the node down through CRI (a failed test, a crash).
-        let killed = process::kill_process_trees_mentioning(&self.config.socket().display().to_string());
+        let killed =
+            process::kill_process_trees_mentioning(&self.config.socket().display().to_string());
         if !killed.is_empty() {
             tracing::warn!(pids = ?killed, "killed leftover containerd shims and containers");
         }
@@ -319,10 +330,19 @@ mod tests {
     #[test]
     fn hosts_toml_points_server_and_host_at_the_mirror() {
         let text = hosts_toml("127.0.0.1:5000");
-        assert!(text.contains(r#"server = "http://127.0.0.1:5000""#), "{text}");
+        assert!(
+            text.contains(r#"server = "http://127.0.0.1:5000""#),
+            "{text}"
+        );
         assert!(text.contains(r#"[host."http://127.0.0.1:5000"]"#), "{text}");
-        assert!(text.contains(r#"capabilities = ["pull", "resolve"]"#), "{text}");
-        assert!(!text.contains("docker.io"), "never falls back to the internet");
+        assert!(
+            text.contains(r#"capabilities = ["pull", "resolve"]"#),
+            "{text}"
+        );
+        assert!(
+            !text.contains("docker.io"),
+            "never falls back to the internet"
+        );
     }
 
     #[test]
@@ -339,6 +359,9 @@ mod tests {
         assert!(c.cni_conf_dir.is_dir());
 
         let long = ContainerdConfig::new(&tmp.path().join("x".repeat(120)));
-        assert!(matches!(write_files(&long), Err(ContainerdError::SocketPathTooLong(_))));
+        assert!(matches!(
+            write_files(&long),
+            Err(ContainerdError::SocketPathTooLong(_))
+        ));
     }
 }

@@ -35,7 +35,11 @@ pub enum ConfigError {
     #[error("container {container:?}: {field} is not supported by skiff yet")]
     Unsupported { container: String, field: String },
     #[error("container {container:?}: invalid {field}: {why}")]
-    Invalid { container: String, field: String, why: String },
+    Invalid {
+        container: String,
+        field: String,
+        why: String,
+    },
 }
 
 /// What the node knows that the pod spec does not.
@@ -54,9 +58,17 @@ pub struct NodeContext {
 
 /// Name, namespace and UID of a pod, checked present.
 pub fn pod_identity(pod: &Pod) -> Result<(&str, &str, &str), ConfigError> {
-    let name = pod.metadata.name.as_deref().ok_or(ConfigError::MissingField("metadata.name"))?;
+    let name = pod
+        .metadata
+        .name
+        .as_deref()
+        .ok_or(ConfigError::MissingField("metadata.name"))?;
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let uid = pod.metadata.uid.as_deref().ok_or(ConfigError::MissingField("metadata.uid"))?;
+    let uid = pod
+        .metadata
+        .uid
+        .as_deref()
+        .ok_or(ConfigError::MissingField("metadata.uid"))?;
     Ok((name, namespace, uid))
 }
 
@@ -118,7 +130,11 @@ pub fn dns_config(pod: &Pod, node: &NodeContext) -> Option<api::DnsConfig> {
         let d = &node.cluster_domain;
         api::DnsConfig {
             servers: node.cluster_dns.clone(),
-            searches: vec![format!("{namespace}.svc.{d}"), format!("svc.{d}"), d.clone()],
+            searches: vec![
+                format!("{namespace}.svc.{d}"),
+                format!("svc.{d}"),
+                d.clone(),
+            ],
             options: vec!["ndots:5".into()],
         }
     } else if policy == "None" {
@@ -131,7 +147,9 @@ pub fn dns_config(pod: &Pod, node: &NodeContext) -> Option<api::DnsConfig> {
         config.searches.extend(extra.searches.unwrap_or_default());
         for o in extra.options.unwrap_or_default() {
             let Some(name) = o.name else { continue };
-            config.options.retain(|existing| existing.split(':').next() != Some(name.as_str()));
+            config
+                .options
+                .retain(|existing| existing.split(':').next() != Some(name.as_str()));
             config.options.push(match o.value {
                 Some(v) => format!("{name}:{v}"),
                 None => name,
@@ -142,13 +160,19 @@ pub fn dns_config(pod: &Pod, node: &NodeContext) -> Option<api::DnsConfig> {
 }
 
 /// The sandbox config for `attempt` (0 for the first sandbox of a pod).
-pub fn sandbox_config(pod: &Pod, node: &NodeContext, attempt: u32) -> Result<api::PodSandboxConfig, ConfigError> {
+pub fn sandbox_config(
+    pod: &Pod,
+    node: &NodeContext,
+    attempt: u32,
+) -> Result<api::PodSandboxConfig, ConfigError> {
     let (name, namespace, uid) = pod_identity(pod)?;
     let spec = pod.spec.clone().ok_or(ConfigError::MissingField("spec"))?;
     let mut port_mappings = Vec::new();
     for c in &spec.containers {
         for p in c.ports.iter().flatten() {
-            let Some(host_port) = p.host_port.filter(|h| *h > 0) else { continue };
+            let Some(host_port) = p.host_port.filter(|h| *h > 0) else {
+                continue;
+            };
             let protocol = match p.protocol.as_deref().unwrap_or("TCP") {
                 "UDP" => api::Protocol::Udp,
                 "SCTP" => api::Protocol::Sctp,
@@ -183,12 +207,25 @@ pub fn sandbox_config(pod: &Pod, node: &NodeContext, attempt: u32) -> Result<api
             attempt,
         }),
         // A hostname is a DNS label: at most 63 characters.
-        hostname: hostname.chars().take(63).collect::<String>().trim_end_matches(['-', '.']).to_string(),
-        log_directory: pod_log_dir(&node.log_root, namespace, name, uid).display().to_string(),
+        hostname: hostname
+            .chars()
+            .take(63)
+            .collect::<String>()
+            .trim_end_matches(['-', '.'])
+            .to_string(),
+        log_directory: pod_log_dir(&node.log_root, namespace, name, uid)
+            .display()
+            .to_string(),
         dns_config: dns_config(pod, node),
         port_mappings,
         labels,
-        annotations: pod.metadata.annotations.clone().unwrap_or_default().into_iter().collect(),
+        annotations: pod
+            .metadata
+            .annotations
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
         linux: Some(api::LinuxPodSandboxConfig {
             security_context: Some(api::LinuxSandboxSecurityContext {
                 namespace_options: Some(namespace_options(pod)),
@@ -242,7 +279,12 @@ fn field_value(pod: &Pod, path: &str, pod_ip: &str, node: &NodeContext) -> Optio
     let spec = pod.spec.clone().unwrap_or_default();
     let keyed = |map: &Option<BTreeMap<String, String>>, prefix: &str| -> Option<String> {
         let key = path.strip_prefix(prefix)?.strip_suffix("']")?;
-        Some(map.as_ref().and_then(|m| m.get(key)).cloned().unwrap_or_default())
+        Some(
+            map.as_ref()
+                .and_then(|m| m.get(key))
+                .cloned()
+                .unwrap_or_default(),
+        )
     };
     match path {
         "metadata.name" => meta.name.clone(),
@@ -254,13 +296,19 @@ fn field_value(pod: &Pod, path: &str, pod_ip: &str, node: &NodeContext) -> Optio
         "status.podIPs" => Some(pod_ip.to_string()),
         "status.hostIP" | "status.hostIPs" => Some(node.node_ip.clone()),
         p if p.starts_with("metadata.labels['") => keyed(&meta.labels, "metadata.labels['"),
-        p if p.starts_with("metadata.annotations['") => keyed(&meta.annotations, "metadata.annotations['"),
+        p if p.starts_with("metadata.annotations['") => {
+            keyed(&meta.annotations, "metadata.annotations['")
+        }
         _ => None,
     }
 }
 
 fn is_env_name(key: &str) -> bool {
-    !key.is_empty() && !key.starts_with(|c: char| c.is_ascii_digit()) && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    !key.is_empty()
+        && !key.starts_with(|c: char| c.is_ascii_digit())
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 /// The container's environment in order: `envFrom` sources first, then `env`, each
@@ -273,11 +321,21 @@ pub fn environment(
     node: &NodeContext,
     objects: &PodObjects,
 ) -> Result<Vec<(String, String)>, ConfigError> {
-    let unsupported = |field: String| ConfigError::Unsupported { container: container.name.clone(), field };
-    let invalid = |field: String, why: String| ConfigError::Invalid { container: container.name.clone(), field, why };
+    let unsupported = |field: String| ConfigError::Unsupported {
+        container: container.name.clone(),
+        field,
+    };
+    let invalid = |field: String, why: String| ConfigError::Invalid {
+        container: container.name.clone(),
+        field,
+        why,
+    };
     let mut vars = BTreeMap::new();
     let mut out: Vec<(String, String)> = Vec::new();
-    let set = |out: &mut Vec<(String, String)>, vars: &mut BTreeMap<String, String>, name: String, value: String| {
+    let set = |out: &mut Vec<(String, String)>,
+               vars: &mut BTreeMap<String, String>,
+               name: String,
+               value: String| {
         vars.insert(name.clone(), value.clone());
         match out.iter_mut().find(|(k, _)| *k == name) {
             Some(slot) => slot.1 = value,
@@ -287,9 +345,19 @@ pub fn environment(
     for src in container.env_from.iter().flatten() {
         let prefix = src.prefix.clone().unwrap_or_default();
         let (kind, name, optional, data) = if let Some(r) = &src.config_map_ref {
-            ("configmap", r.name.clone(), r.optional == Some(true), objects.config_maps.get(&r.name).map(config_map_data))
+            (
+                "configmap",
+                r.name.clone(),
+                r.optional == Some(true),
+                objects.config_maps.get(&r.name).map(config_map_data),
+            )
         } else if let Some(r) = &src.secret_ref {
-            ("secret", r.name.clone(), r.optional == Some(true), objects.secrets.get(&r.name).map(secret_data))
+            (
+                "secret",
+                r.name.clone(),
+                r.optional == Some(true),
+                objects.secrets.get(&r.name).map(secret_data),
+            )
         } else {
             continue;
         };
@@ -297,13 +365,21 @@ pub fn environment(
             if optional {
                 continue;
             }
-            return Err(invalid("envFrom".into(), format!("{kind} {name:?} not found")));
+            return Err(invalid(
+                "envFrom".into(),
+                format!("{kind} {name:?} not found"),
+            ));
         };
         for (k, v) in data {
             let key = format!("{prefix}{k}");
             // Upstream skips keys that are not valid variable names (with an event).
             if is_env_name(&key) {
-                set(&mut out, &mut vars, key, String::from_utf8_lossy(&v).into_owned());
+                set(
+                    &mut out,
+                    &mut vars,
+                    key,
+                    String::from_utf8_lossy(&v).into_owned(),
+                );
             }
         }
     }
@@ -312,27 +388,51 @@ pub fn environment(
             (Some(v), _) => expand(v, &vars),
             (None, None) => String::new(),
             (None, Some(src)) => {
-                let keyed = |kind: &str, name: &str, key: &str, optional: Option<bool>, data: Option<BTreeMap<String, Vec<u8>>>| {
+                let keyed = |kind: &str,
+                             name: &str,
+                             key: &str,
+                             optional: Option<bool>,
+                             data: Option<BTreeMap<String, Vec<u8>>>| {
                     match data.as_ref().map(|d| d.get(key)) {
                         Some(Some(v)) => Ok(Some(String::from_utf8_lossy(v).into_owned())),
                         _ if optional == Some(true) => Ok(None),
-                        Some(None) => Err(invalid(format!("env {}", e.name), format!("key {key:?} not found in {kind} {name:?}"))),
-                        None => Err(invalid(format!("env {}", e.name), format!("{kind} {name:?} not found"))),
+                        Some(None) => Err(invalid(
+                            format!("env {}", e.name),
+                            format!("key {key:?} not found in {kind} {name:?}"),
+                        )),
+                        None => Err(invalid(
+                            format!("env {}", e.name),
+                            format!("{kind} {name:?} not found"),
+                        )),
                     }
                 };
                 if let Some(f) = &src.field_ref {
-                    field_value(pod, &f.field_path, pod_ip, node).ok_or_else(|| ConfigError::Invalid {
-                        container: container.name.clone(),
-                        field: format!("env {}: fieldRef", e.name),
-                        why: format!("unknown field path {:?}", f.field_path),
+                    field_value(pod, &f.field_path, pod_ip, node).ok_or_else(|| {
+                        ConfigError::Invalid {
+                            container: container.name.clone(),
+                            field: format!("env {}: fieldRef", e.name),
+                            why: format!("unknown field path {:?}", f.field_path),
+                        }
                     })?
                 } else if let Some(r) = &src.secret_key_ref {
-                    match keyed("secret", &r.name, &r.key, r.optional, objects.secrets.get(&r.name).map(secret_data))? {
+                    match keyed(
+                        "secret",
+                        &r.name,
+                        &r.key,
+                        r.optional,
+                        objects.secrets.get(&r.name).map(secret_data),
+                    )? {
                         Some(v) => v,
                         None => continue,
                     }
                 } else if let Some(r) = &src.config_map_key_ref {
-                    match keyed("configmap", &r.name, &r.key, r.optional, objects.config_maps.get(&r.name).map(config_map_data))? {
+                    match keyed(
+                        "configmap",
+                        &r.name,
+                        &r.key,
+                        r.optional,
+                        objects.config_maps.get(&r.name).map(config_map_data),
+                    )? {
                         Some(v) => v,
                         None => continue,
                     }
@@ -350,11 +450,21 @@ pub fn environment(
 /// request, a CFS quota from the CPU limit, the memory limit in bytes.
 pub fn linux_resources(container: &Container) -> Result<api::LinuxContainerResources, ConfigError> {
     let res = container.resources.clone().unwrap_or_default();
-    let invalid = |field: &str, why: String| ConfigError::Invalid { container: container.name.clone(), field: field.into(), why };
-    let millis = |map: &Option<BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, key: &str| {
+    let invalid = |field: &str, why: String| ConfigError::Invalid {
+        container: container.name.clone(),
+        field: field.into(),
+        why,
+    };
+    let millis = |map: &Option<
+        BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    >,
+                  key: &str| {
         map.as_ref()
             .and_then(|m| m.get(key))
-            .map(|q| skiff_api::validation::parse_quantity(&q.0).map_err(|e| invalid(&format!("resources {key}"), e)))
+            .map(|q| {
+                skiff_api::validation::parse_quantity(&q.0)
+                    .map_err(|e| invalid(&format!("resources {key}"), e))
+            })
             .transpose()
     };
     let cpu_limit = millis(&res.limits, "cpu")?;
@@ -362,7 +472,9 @@ pub fn linux_resources(container: &Container) -> Result<api::LinuxContainerResou
     let cpu_request = millis(&res.requests, "cpu")?.or(cpu_limit);
     let memory_limit = millis(&res.limits, "memory")?;
     let mut out = api::LinuxContainerResources {
-        cpu_shares: cpu_request.map(|m| ((m * 1024 / 1000) as i64).max(MIN_CPU_SHARES)).unwrap_or(MIN_CPU_SHARES),
+        cpu_shares: cpu_request
+            .map(|m| ((m * 1024 / 1000) as i64).max(MIN_CPU_SHARES))
+            .unwrap_or(MIN_CPU_SHARES),
         ..Default::default()
     };
     if let Some(m) = cpu_limit {
@@ -389,35 +501,63 @@ pub fn container_config(
     volumes: &VolumePaths,
 ) -> Result<api::ContainerConfig, ConfigError> {
     let (name, namespace, uid) = pod_identity(pod)?;
-    let image = container.image.clone().filter(|i| !i.is_empty()).ok_or_else(|| ConfigError::Invalid {
+    let image = container
+        .image
+        .clone()
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| ConfigError::Invalid {
+            container: container.name.clone(),
+            field: "image".into(),
+            why: "must not be empty".into(),
+        })?;
+    let mounts = crate::volumes::mounts(container, volumes).map_err(|e| ConfigError::Invalid {
         container: container.name.clone(),
-        field: "image".into(),
-        why: "must not be empty".into(),
+        field: "volumeMounts".into(),
+        why: e.to_string(),
     })?;
-    let mounts = crate::volumes::mounts(container, volumes)
-        .map_err(|e| ConfigError::Invalid { container: container.name.clone(), field: "volumeMounts".into(), why: e.to_string() })?;
     let env = environment(pod, container, pod_ip, node, objects)?;
     let vars: BTreeMap<String, String> = env.iter().cloned().collect();
-    let expand_all = |v: &Option<Vec<String>>| v.iter().flatten().map(|s| expand(s, &vars)).collect::<Vec<_>>();
+    let expand_all = |v: &Option<Vec<String>>| {
+        v.iter()
+            .flatten()
+            .map(|s| expand(s, &vars))
+            .collect::<Vec<_>>()
+    };
     let mut labels = pod_labels(name, namespace, uid);
     labels.insert(LABEL_CONTAINER_NAME.into(), container.name.clone());
     let sc = container.security_context.clone().unwrap_or_default();
-    let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.clone()).unwrap_or_default();
+    let pod_sc = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.clone())
+        .unwrap_or_default();
     let capabilities = sc.capabilities.clone().map(|c| api::Capability {
         add_capabilities: c.add.unwrap_or_default(),
         drop_capabilities: c.drop.unwrap_or_default(),
         ..Default::default()
     });
     Ok(api::ContainerConfig {
-        metadata: Some(api::ContainerMetadata { name: container.name.clone(), attempt: restart_count }),
-        image: Some(api::ImageSpec { image, ..Default::default() }),
+        metadata: Some(api::ContainerMetadata {
+            name: container.name.clone(),
+            attempt: restart_count,
+        }),
+        image: Some(api::ImageSpec {
+            image,
+            ..Default::default()
+        }),
         command: expand_all(&container.command),
         args: expand_all(&container.args),
         working_dir: container.working_dir.clone().unwrap_or_default(),
-        envs: env.into_iter().map(|(key, value)| api::KeyValue { key, value }).collect(),
+        envs: env
+            .into_iter()
+            .map(|(key, value)| api::KeyValue { key, value })
+            .collect(),
         mounts,
         labels,
-        annotations: HashMap::from([(ANNOTATION_RESTART_COUNT.to_string(), restart_count.to_string())]),
+        annotations: HashMap::from([(
+            ANNOTATION_RESTART_COUNT.to_string(),
+            restart_count.to_string(),
+        )]),
         log_path: container_log_path(&container.name, restart_count),
         stdin: container.stdin.unwrap_or(false),
         stdin_once: container.stdin_once.unwrap_or(false),
@@ -428,8 +568,14 @@ pub fn container_config(
                 namespace_options: Some(namespace_options(pod)),
                 privileged: sc.privileged.unwrap_or(false),
                 readonly_rootfs: sc.read_only_root_filesystem.unwrap_or(false),
-                run_as_user: sc.run_as_user.or(pod_sc.run_as_user).map(|value| api::Int64Value { value }),
-                run_as_group: sc.run_as_group.or(pod_sc.run_as_group).map(|value| api::Int64Value { value }),
+                run_as_user: sc
+                    .run_as_user
+                    .or(pod_sc.run_as_user)
+                    .map(|value| api::Int64Value { value }),
+                run_as_group: sc
+                    .run_as_group
+                    .or(pod_sc.run_as_group)
+                    .map(|value| api::Int64Value { value }),
                 capabilities,
                 ..Default::default()
             }),
@@ -483,15 +629,39 @@ mod tests {
     fn sandbox_config_carries_identity_logs_ports_and_labels() {
         let c = sandbox_config(&simple(), &node(), 2).unwrap();
         let m = c.metadata.unwrap();
-        assert_eq!((m.name.as_str(), m.namespace.as_str(), m.uid.as_str(), m.attempt), ("web-1", "shop", "u-1", 2));
+        assert_eq!(
+            (
+                m.name.as_str(),
+                m.namespace.as_str(),
+                m.uid.as_str(),
+                m.attempt
+            ),
+            ("web-1", "shop", "u-1", 2)
+        );
         assert_eq!(c.hostname, "web-1");
         assert_eq!(c.log_directory, "/var/log/pods/shop_web-1_u-1");
-        assert_eq!(c.port_mappings.len(), 1, "only ports with a hostPort are mapped");
-        assert_eq!((c.port_mappings[0].container_port, c.port_mappings[0].host_port), (80, 8080));
+        assert_eq!(
+            c.port_mappings.len(),
+            1,
+            "only ports with a hostPort are mapped"
+        );
+        assert_eq!(
+            (
+                c.port_mappings[0].container_port,
+                c.port_mappings[0].host_port
+            ),
+            (80, 8080)
+        );
         assert_eq!(c.labels[LABEL_POD_UID], "u-1");
         assert_eq!(c.labels["app"], "web");
         assert_eq!(c.annotations["note"], "x");
-        let ns = c.linux.unwrap().security_context.unwrap().namespace_options.unwrap();
+        let ns = c
+            .linux
+            .unwrap()
+            .security_context
+            .unwrap()
+            .namespace_options
+            .unwrap();
         assert_eq!((ns.network, ns.pid, ns.ipc), (0, 1, 0));
     }
 
@@ -499,7 +669,10 @@ mod tests {
     fn missing_uid_is_an_error() {
         let mut p = simple();
         p.metadata.uid = None;
-        assert_eq!(sandbox_config(&p, &node(), 0).unwrap_err(), ConfigError::MissingField("metadata.uid"));
+        assert_eq!(
+            sandbox_config(&p, &node(), 0).unwrap_err(),
+            ConfigError::MissingField("metadata.uid")
+        );
     }
 
     #[test]
@@ -512,7 +685,9 @@ mod tests {
         ];
         for (extra, want) in cases {
             let mut spec = json!({"containers": [{"name": "a", "image": "i"}]});
-            spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            spec.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
             let ns = namespace_options(&pod(spec.clone()));
             assert_eq!((ns.network, ns.pid, ns.ipc), want, "{spec}");
         }
@@ -522,26 +697,43 @@ mod tests {
     fn dns_follows_the_policy() {
         let with = |extra: serde_json::Value| {
             let mut spec = json!({"containers": [{"name": "a", "image": "i"}]});
-            spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            spec.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
             dns_config(&pod(spec), &node())
         };
         let cluster = with(json!({})).unwrap();
         assert_eq!(cluster.servers, vec!["10.96.0.10"]);
-        assert_eq!(cluster.searches, vec!["shop.svc.cluster.local", "svc.cluster.local", "cluster.local"]);
+        assert_eq!(
+            cluster.searches,
+            vec![
+                "shop.svc.cluster.local",
+                "svc.cluster.local",
+                "cluster.local"
+            ]
+        );
         assert_eq!(cluster.options, vec!["ndots:5"]);
         assert!(with(json!({"dnsPolicy": "Default"})).is_none());
         assert!(with(json!({"hostNetwork": true})).is_none());
-        assert!(with(json!({"hostNetwork": true, "dnsPolicy": "ClusterFirstWithHostNet"})).is_some());
+        assert!(
+            with(json!({"hostNetwork": true, "dnsPolicy": "ClusterFirstWithHostNet"})).is_some()
+        );
         let custom = with(json!({"dnsPolicy": "None", "dnsConfig": {"nameservers": ["1.2.3.4"], "options": [{"name": "ndots", "value": "2"}]}})).unwrap();
         assert_eq!(custom.servers, vec!["1.2.3.4"]);
         assert_eq!(custom.options, vec!["ndots:2"]);
-        let merged = with(json!({"dnsConfig": {"options": [{"name": "ndots", "value": "1"}, {"name": "edns0"}]}})).unwrap();
+        let merged = with(
+            json!({"dnsConfig": {"options": [{"name": "ndots", "value": "1"}, {"name": "edns0"}]}}),
+        )
+        .unwrap();
         assert_eq!(merged.options, vec!["ndots:1", "edns0"]);
     }
 
     #[test]
     fn expansion_follows_kubernetes_rules() {
-        let vars = BTreeMap::from([("A".to_string(), "x".to_string()), ("B".to_string(), "$(A)".to_string())]);
+        let vars = BTreeMap::from([
+            ("A".to_string(), "x".to_string()),
+            ("B".to_string(), "$(A)".to_string()),
+        ]);
         let cases = [
             ("$(A)", "x"),
             ("pre-$(A)-post", "pre-x-post"),
@@ -560,14 +752,16 @@ mod tests {
 
     #[test]
     fn environment_resolves_references_and_the_downward_api() {
-        let p = pod(json!({"nodeName": "node-a", "containers": [{"name": "app", "image": "busybox", "env": [
-            {"name": "GREETING", "value": "hi"},
-            {"name": "MSG", "value": "$(GREETING) from $(POD)"},
-            {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-            {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-            {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
-            {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
-        ]}]}));
+        let p = pod(
+            json!({"nodeName": "node-a", "containers": [{"name": "app", "image": "busybox", "env": [
+                {"name": "GREETING", "value": "hi"},
+                {"name": "MSG", "value": "$(GREETING) from $(POD)"},
+                {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+                {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+            ]}]}),
+        );
         let c = &p.spec.as_ref().unwrap().containers[0];
         let env = environment(&p, c, "10.244.0.7", &node(), &PodObjects::default()).unwrap();
         let got: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -589,7 +783,13 @@ mod tests {
     fn env_from_config_maps_and_secrets() {
         let env_of = |container: serde_json::Value| {
             let p = pod(json!({"containers": [container]}));
-            environment(&p, &p.spec.as_ref().unwrap().containers[0], "", &node(), &objects())
+            environment(
+                &p,
+                &p.spec.as_ref().unwrap().containers[0],
+                "",
+                &node(),
+                &objects(),
+            )
         };
         let got = env_of(json!({"name": "a", "image": "i",
             "envFrom": [{"configMapRef": {"name": "cm"}}, {"secretRef": {"name": "sec"}, "prefix": "S_"}],
@@ -612,9 +812,18 @@ mod tests {
             ]
         );
         let cases = [
-            (json!({"name": "a", "image": "i", "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "gone", "key": "k"}}}]}), "secret \"gone\" not found"),
-            (json!({"name": "a", "image": "i", "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "nope"}}}]}), "key \"nope\""),
-            (json!({"name": "a", "image": "i", "envFrom": [{"configMapRef": {"name": "gone"}}]}), "configmap \"gone\" not found"),
+            (
+                json!({"name": "a", "image": "i", "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "gone", "key": "k"}}}]}),
+                "secret \"gone\" not found",
+            ),
+            (
+                json!({"name": "a", "image": "i", "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "nope"}}}]}),
+                "key \"nope\"",
+            ),
+            (
+                json!({"name": "a", "image": "i", "envFrom": [{"configMapRef": {"name": "gone"}}]}),
+                "configmap \"gone\" not found",
+            ),
         ];
         for (container, want) in cases {
             let err = env_of(container.clone()).unwrap_err().to_string();
@@ -628,15 +837,35 @@ mod tests {
         let cases = [
             (json!({}), (2, 0, 0, 0)),
             (json!({"requests": {"cpu": "250m"}}), (256, 0, 0, 0)),
-            (json!({"limits": {"cpu": "500m", "memory": "64Mi"}}), (512, 100_000, 50_000, 64 << 20)),
-            (json!({"requests": {"cpu": "1m"}, "limits": {"cpu": "1m"}}), (2, 100_000, 1000, 0)),
+            (
+                json!({"limits": {"cpu": "500m", "memory": "64Mi"}}),
+                (512, 100_000, 50_000, 64 << 20),
+            ),
+            (
+                json!({"requests": {"cpu": "1m"}, "limits": {"cpu": "1m"}}),
+                (2, 100_000, 1000, 0),
+            ),
         ];
         for (resources, (shares, period, quota, memory)) in cases {
-            let c: Container = serde_json::from_value(json!({"name": "a", "image": "i", "resources": resources})).unwrap();
+            let c: Container =
+                serde_json::from_value(json!({"name": "a", "image": "i", "resources": resources}))
+                    .unwrap();
             let r = linux_resources(&c).unwrap();
-            assert_eq!((r.cpu_shares, r.cpu_period, r.cpu_quota, r.memory_limit_in_bytes), (shares, period, quota, memory), "{resources}");
+            assert_eq!(
+                (
+                    r.cpu_shares,
+                    r.cpu_period,
+                    r.cpu_quota,
+                    r.memory_limit_in_bytes
+                ),
+                (shares, period, quota, memory),
+                "{resources}"
+            );
         }
-        let bad: Container = serde_json::from_value(json!({"name": "a", "image": "i", "resources": {"limits": {"cpu": "lots"}}})).unwrap();
+        let bad: Container = serde_json::from_value(
+            json!({"name": "a", "image": "i", "resources": {"limits": {"cpu": "lots"}}}),
+        )
+        .unwrap();
         assert!(linux_resources(&bad).is_err());
     }
 
@@ -645,7 +874,16 @@ mod tests {
         let p = pod(json!({"containers": [{"name": "app", "image": "busybox",
             "command": ["sh", "-c"], "args": ["echo $(WHO)"], "env": [{"name": "WHO", "value": "me"}],
             "workingDir": "/tmp", "securityContext": {"runAsUser": 1000}}]}));
-        let c = container_config(&p, &p.spec.as_ref().unwrap().containers[0], 3, "10.1.1.1", &node(), &PodObjects::default(), &VolumePaths::new()).unwrap();
+        let c = container_config(
+            &p,
+            &p.spec.as_ref().unwrap().containers[0],
+            3,
+            "10.1.1.1",
+            &node(),
+            &PodObjects::default(),
+            &VolumePaths::new(),
+        )
+        .unwrap();
         assert_eq!(c.command, vec!["sh", "-c"]);
         assert_eq!(c.args, vec!["echo me"]);
         assert_eq!(c.log_path, "app/3.log");
@@ -661,13 +899,48 @@ mod tests {
     fn volume_mounts_become_cri_mounts() {
         let p = pod(json!({"containers": [{"name": "app", "image": "busybox",
             "volumeMounts": [{"name": "v", "mountPath": "/data", "readOnly": true}, {"name": "missing", "mountPath": "/m"}]}]}));
-        let vols = VolumePaths::from([("v".to_string(), crate::volumes::VolumeHost { path: "/k/v".into(), read_only: false })]);
-        let err = container_config(&p, &p.spec.as_ref().unwrap().containers[0], 0, "", &node(), &PodObjects::default(), &vols).unwrap_err();
+        let vols = VolumePaths::from([(
+            "v".to_string(),
+            crate::volumes::VolumeHost {
+                path: "/k/v".into(),
+                read_only: false,
+            },
+        )]);
+        let err = container_config(
+            &p,
+            &p.spec.as_ref().unwrap().containers[0],
+            0,
+            "",
+            &node(),
+            &PodObjects::default(),
+            &vols,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("missing"), "{err}");
         let mut p = p;
-        p.spec.as_mut().unwrap().containers[0].volume_mounts.as_mut().unwrap().pop();
-        let c = container_config(&p, &p.spec.as_ref().unwrap().containers[0], 0, "", &node(), &PodObjects::default(), &vols).unwrap();
+        p.spec.as_mut().unwrap().containers[0]
+            .volume_mounts
+            .as_mut()
+            .unwrap()
+            .pop();
+        let c = container_config(
+            &p,
+            &p.spec.as_ref().unwrap().containers[0],
+            0,
+            "",
+            &node(),
+            &PodObjects::default(),
+            &vols,
+        )
+        .unwrap();
         assert_eq!(c.mounts.len(), 1);
-        assert_eq!((c.mounts[0].container_path.as_str(), c.mounts[0].host_path.as_str(), c.mounts[0].readonly), ("/data", "/k/v", true));
+        assert_eq!(
+            (
+                c.mounts[0].container_path.as_str(),
+                c.mounts[0].host_path.as_str(),
+                c.mounts[0].readonly
+            ),
+            ("/data", "/k/v", true)
+        );
     }
 }

@@ -63,10 +63,18 @@ impl PodNetwork {
 /// Checks the podCIDR: an IPv4 network, given by its network address, with room for a
 /// gateway and at least one pod.
 pub fn parse_pod_cidr(cidr: &str) -> Result<Ipv4Net, NetworkError> {
-    let bad = |why: &str| NetworkError::BadCidr { cidr: cidr.into(), why: why.into() };
-    let net: Ipv4Net = cidr.parse().map_err(|_| bad("not an IPv4 CIDR like 10.244.1.0/24"))?;
+    let bad = |why: &str| NetworkError::BadCidr {
+        cidr: cidr.into(),
+        why: why.into(),
+    };
+    let net: Ipv4Net = cidr
+        .parse()
+        .map_err(|_| bad("not an IPv4 CIDR like 10.244.1.0/24"))?;
     if net.network() != net.addr() {
-        return Err(bad(&format!("host bits are set; did you mean {}?", net.trunc())));
+        return Err(bad(&format!(
+            "host bits are set; did you mean {}?",
+            net.trunc()
+        )));
     }
     if net.prefix_len() > 29 {
         return Err(bad("too small: use a /29 or larger (gateway + pods)"));
@@ -128,7 +136,10 @@ pub fn write_config(conf_dir: &Path, net: &PodNetwork) -> Result<PathBuf, Networ
     };
     std::fs::create_dir_all(conf_dir).map_err(werr(conf_dir))?;
     std::fs::create_dir_all(&net.ipam_data_dir).map_err(werr(&net.ipam_data_dir))?;
-    for (name, value) in [(CONFLIST_FILE, &conflist), (LOOPBACK_FILE, &loopback_conf())] {
+    for (name, value) in [
+        (CONFLIST_FILE, &conflist),
+        (LOOPBACK_FILE, &loopback_conf()),
+    ] {
         let path = conf_dir.join(name);
         let tmp = conf_dir.join(format!(".{name}.tmp"));
         let text = serde_json::to_string_pretty(value).expect("a json! value always serialises");
@@ -148,7 +159,10 @@ mod tests {
             ("10.244.1.0/24", Ok("10.244.1.1")),
             ("10.88.0.0/16", Ok("10.88.0.1")),
             ("192.168.5.8/29", Ok("192.168.5.9")),
-            ("10.244.1.5/24", Err("host bits are set; did you mean 10.244.1.0/24?")),
+            (
+                "10.244.1.5/24",
+                Err("host bits are set; did you mean 10.244.1.0/24?"),
+            ),
             ("10.244.1.0/30", Err("too small")),
             ("fd00::/64", Err("not an IPv4 CIDR")),
             ("banana", Err("not an IPv4 CIDR")),
@@ -190,15 +204,22 @@ mod tests {
         let conf_dir = tmp.path().join("net.d");
         let net = PodNetwork::new("10.244.9.0/24", &tmp.path().join("ipam"));
         let path = write_config(&conf_dir, &net).unwrap();
-        let back: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let back: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(back, conflist(&net).unwrap());
         assert!(conf_dir.join(LOOPBACK_FILE).is_file());
         assert!(tmp.path().join("ipam").is_dir());
-        let names: Vec<_> = std::fs::read_dir(&conf_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(&conf_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 2, "no temporary files left: {names:?}");
 
         let bad = PodNetwork::new("10.244.9.0/31", &tmp.path().join("ipam"));
         assert!(write_config(&tmp.path().join("other"), &bad).is_err());
-        assert!(!tmp.path().join("other").exists(), "nothing written for a bad config");
+        assert!(
+            !tmp.path().join("other").exists(),
+            "nothing written for a bad config"
+        );
     }
 }

@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus, NodeSystemInfo};
+use k8s_openapi::api::core::v1::{
+    Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus, NodeSystemInfo,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -82,33 +84,60 @@ pub fn parse_os_release(text: &str) -> Option<String> {
 
 /// This machine's capacity: all CPUs and all memory (skiff reserves nothing yet).
 pub fn host_capacity() -> Capacity {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as u64;
-    let memory = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| parse_meminfo_total(&t)).unwrap_or(0);
-    Capacity { cpu_millis: cpus * 1000, memory_bytes: memory, pods: DEFAULT_MAX_PODS }
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1) as u64;
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| parse_meminfo_total(&t))
+        .unwrap_or(0);
+    Capacity {
+        cpu_millis: cpus * 1000,
+        memory_bytes: memory,
+        pods: DEFAULT_MAX_PODS,
+    }
 }
 
 /// Kernel release and OS name of this machine, for `nodeInfo`.
 pub fn host_os() -> (String, String) {
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default();
-    let os = std::fs::read_to_string("/etc/os-release").ok().and_then(|t| parse_os_release(&t)).unwrap_or_else(|| "Linux".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| parse_os_release(&t))
+        .unwrap_or_else(|| "Linux".into());
     (kernel, os)
 }
 
 fn quantity_cpu(millis: u64) -> Quantity {
     let (whole, fraction) = (millis / 1000, millis % 1000);
-    Quantity(if fraction == 0 { whole.to_string() } else { format!("{millis}m") })
+    Quantity(if fraction == 0 {
+        whole.to_string()
+    } else {
+        format!("{millis}m")
+    })
 }
 
 fn resources(c: &Capacity) -> BTreeMap<String, Quantity> {
     BTreeMap::from([
         ("cpu".to_string(), quantity_cpu(c.cpu_millis)),
-        ("memory".to_string(), Quantity(format!("{}Ki", c.memory_bytes / 1024))),
+        (
+            "memory".to_string(),
+            Quantity(format!("{}Ki", c.memory_bytes / 1024)),
+        ),
         ("pods".to_string(), Quantity(c.pods.to_string())),
         ("ephemeral-storage".to_string(), Quantity("10Gi".into())),
     ])
 }
 
-fn node_condition(type_: &str, status: &str, reason: &str, message: &str, now: &Time) -> NodeCondition {
+fn node_condition(
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    now: &Time,
+) -> NodeCondition {
     NodeCondition {
         type_: type_.into(),
         status: status.into(),
@@ -125,16 +154,46 @@ pub fn node_status(facts: &NodeFacts, now: Timestamp) -> NodeStatus {
     let arch = crate::images::oci::oci_arch();
     NodeStatus {
         addresses: Some(vec![
-            NodeAddress { type_: "InternalIP".into(), address: facts.internal_ip.clone() },
-            NodeAddress { type_: "Hostname".into(), address: facts.name.clone() },
+            NodeAddress {
+                type_: "InternalIP".into(),
+                address: facts.internal_ip.clone(),
+            },
+            NodeAddress {
+                type_: "Hostname".into(),
+                address: facts.name.clone(),
+            },
         ]),
         capacity: Some(resources(&facts.capacity)),
         allocatable: Some(resources(&facts.capacity)),
         conditions: Some(vec![
-            node_condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available", &now),
-            node_condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure", &now),
-            node_condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available", &now),
-            node_condition("Ready", "True", "KubeletReady", "kubelet is posting ready status", &now),
+            node_condition(
+                "MemoryPressure",
+                "False",
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+                &now,
+            ),
+            node_condition(
+                "DiskPressure",
+                "False",
+                "KubeletHasNoDiskPressure",
+                "kubelet has no disk pressure",
+                &now,
+            ),
+            node_condition(
+                "PIDPressure",
+                "False",
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available",
+                &now,
+            ),
+            node_condition(
+                "Ready",
+                "True",
+                "KubeletReady",
+                "kubelet is posting ready status",
+                &now,
+            ),
         ]),
         node_info: Some(NodeSystemInfo {
             architecture: arch.into(),
@@ -159,9 +218,16 @@ pub fn node_object(facts: &NodeFacts, now: Timestamp) -> Node {
     let mut labels = facts.labels.clone();
     labels.insert("kubernetes.io/hostname".into(), facts.name.clone());
     labels.insert("kubernetes.io/os".into(), "linux".into());
-    labels.insert("kubernetes.io/arch".into(), crate::images::oci::oci_arch().into());
+    labels.insert(
+        "kubernetes.io/arch".into(),
+        crate::images::oci::oci_arch().into(),
+    );
     Node {
-        metadata: ObjectMeta { name: Some(facts.name.clone()), labels: Some(labels), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(facts.name.clone()),
+            labels: Some(labels),
+            ..Default::default()
+        },
         spec: Some(NodeSpec {
             pod_cidr: facts.pod_cidr.clone(),
             pod_cidrs: facts.pod_cidr.clone().map(|c| vec![c]),
@@ -176,15 +242,25 @@ pub fn node_object(facts: &NodeFacts, now: Timestamp) -> Node {
 pub async fn register(client: &kube::Client, facts: &NodeFacts) -> Result<Node, NodeError> {
     let nodes: Api<Node> = Api::all(client.clone());
     let node = node_object(facts, Timestamp::now());
-    let err = |source| NodeError::Register { node: facts.name.clone(), source };
+    let err = |source| NodeError::Register {
+        node: facts.name.clone(),
+        source,
+    };
     let stored = match nodes.create(&PostParams::default(), &node).await {
         Ok(n) => n,
         Err(kube::Error::Api(s)) if s.code == 409 => {
             let existing = nodes.get(&facts.name).await.map_err(err)?;
-            let has_cidr = existing.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_some();
+            let has_cidr = existing
+                .spec
+                .as_ref()
+                .and_then(|s| s.pod_cidr.as_ref())
+                .is_some();
             if facts.pod_cidr.is_some() && !has_cidr {
                 let patch = serde_json::json!({"spec": {"podCIDR": facts.pod_cidr, "podCIDRs": [facts.pod_cidr]}});
-                nodes.patch(&facts.name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(err)?
+                nodes
+                    .patch(&facts.name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(err)?
             } else {
                 existing
             }
@@ -204,14 +280,24 @@ pub async fn update_status(client: &kube::Client, facts: &NodeFacts) -> Result<(
     nodes
         .patch_status(&facts.name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
-        .map_err(|source| NodeError::Status { node: facts.name.clone(), source })?;
+        .map_err(|source| NodeError::Status {
+            node: facts.name.clone(),
+            source,
+        })?;
     Ok(())
 }
 
 /// Creates or renews the node's Lease (holder = node name).
-pub async fn renew_lease(client: &kube::Client, node: &str, duration_seconds: i32) -> Result<Lease, NodeError> {
+pub async fn renew_lease(
+    client: &kube::Client,
+    node: &str,
+    duration_seconds: i32,
+) -> Result<Lease, NodeError> {
     let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
-    let err = |source| NodeError::Lease { node: node.to_string(), source };
+    let err = |source| NodeError::Lease {
+        node: node.to_string(),
+        source,
+    };
     let now = MicroTime(Timestamp::now());
     match leases.get_opt(node).await.map_err(err)? {
         Some(mut lease) => {
@@ -219,11 +305,18 @@ pub async fn renew_lease(client: &kube::Client, node: &str, duration_seconds: i3
             spec.holder_identity = Some(node.to_string());
             spec.lease_duration_seconds = Some(duration_seconds);
             spec.renew_time = Some(now);
-            leases.replace(node, &PostParams::default(), &lease).await.map_err(err)
+            leases
+                .replace(node, &PostParams::default(), &lease)
+                .await
+                .map_err(err)
         }
         None => {
             let lease = Lease {
-                metadata: ObjectMeta { name: Some(node.to_string()), namespace: Some(LEASE_NAMESPACE.into()), ..Default::default() },
+                metadata: ObjectMeta {
+                    name: Some(node.to_string()),
+                    namespace: Some(LEASE_NAMESPACE.into()),
+                    ..Default::default()
+                },
                 spec: Some(LeaseSpec {
                     holder_identity: Some(node.to_string()),
                     lease_duration_seconds: Some(duration_seconds),
@@ -232,7 +325,10 @@ pub async fn renew_lease(client: &kube::Client, node: &str, duration_seconds: i3
                     ..Default::default()
                 }),
             };
-            leases.create(&PostParams::default(), &lease).await.map_err(err)
+            leases
+                .create(&PostParams::default(), &lease)
+                .await
+                .map_err(err)
         }
     }
 }
@@ -246,7 +342,11 @@ mod tests {
             name: "node-a".into(),
             internal_ip: "192.168.77.2".into(),
             pod_cidr: Some("10.244.1.0/24".into()),
-            capacity: Capacity { cpu_millis: 2500, memory_bytes: 4 << 30, pods: 110 },
+            capacity: Capacity {
+                cpu_millis: 2500,
+                memory_bytes: 4 << 30,
+                pods: 110,
+            },
             container_runtime_version: "containerd://1.6.20".into(),
             kernel_version: "6.1.0".into(),
             os_image: "Debian GNU/Linux 12 (bookworm)".into(),
@@ -256,10 +356,17 @@ mod tests {
 
     #[test]
     fn meminfo_and_os_release_parse() {
-        assert_eq!(parse_meminfo_total("MemTotal:       24555812 kB\nMemFree: 1 kB\n"), Some(24555812 * 1024));
+        assert_eq!(
+            parse_meminfo_total("MemTotal:       24555812 kB\nMemFree: 1 kB\n"),
+            Some(24555812 * 1024)
+        );
         assert_eq!(parse_meminfo_total("MemFree: 1 kB\n"), None);
         assert_eq!(parse_meminfo_total("MemTotal: x kB\n"), None);
-        assert_eq!(parse_os_release("NAME=\"Debian\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n").as_deref(), Some("Debian GNU/Linux 12 (bookworm)"));
+        assert_eq!(
+            parse_os_release("NAME=\"Debian\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n")
+                .as_deref(),
+            Some("Debian GNU/Linux 12 (bookworm)")
+        );
     }
 
     #[test]
@@ -269,16 +376,30 @@ mod tests {
         assert_eq!(labels["kubernetes.io/hostname"], "node-a");
         assert_eq!(labels["kubernetes.io/os"], "linux");
         assert_eq!(labels["tier"], "lab");
-        assert_eq!(n.spec.unwrap().pod_cidrs, Some(vec!["10.244.1.0/24".to_string()]));
+        assert_eq!(
+            n.spec.unwrap().pod_cidrs,
+            Some(vec!["10.244.1.0/24".to_string()])
+        );
         let st = n.status.unwrap();
         let cap = st.capacity.unwrap();
         assert_eq!(cap["cpu"].0, "2500m");
         assert_eq!(cap["memory"].0, "4194304Ki");
         assert_eq!(cap["pods"].0, "110");
-        let ready = st.conditions.unwrap().into_iter().find(|c| c.type_ == "Ready").unwrap();
-        assert_eq!((ready.status.as_str(), ready.reason.as_deref()), ("True", Some("KubeletReady")));
+        let ready = st
+            .conditions
+            .unwrap()
+            .into_iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_deref()),
+            ("True", Some("KubeletReady"))
+        );
         assert_eq!(st.addresses.unwrap()[0].address, "192.168.77.2");
-        assert_eq!(st.node_info.unwrap().container_runtime_version, "containerd://1.6.20");
+        assert_eq!(
+            st.node_info.unwrap().container_runtime_version,
+            "containerd://1.6.20"
+        );
         assert_eq!(quantity_cpu(2000).0, "2");
     }
 

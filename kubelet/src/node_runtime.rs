@@ -89,7 +89,10 @@ impl NodeRuntime {
         net.bridge = config.bridge.clone();
         network::write_config(&cfg.cni_conf_dir, &net)?;
         let containerd = Containerd::start(cfg).await?;
-        Ok(NodeRuntime { containerd, registry })
+        Ok(NodeRuntime {
+            containerd,
+            registry,
+        })
     }
 
     /// A CRI client on this node's containerd.

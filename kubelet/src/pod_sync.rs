@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, HostIP,
-    Pod, PodCondition, PodIP, PodStatus,
+    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+    ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -60,17 +60,27 @@ pub struct Observed {
 impl Observed {
     /// The newest sandbox (highest attempt, then latest creation).
     pub fn latest_sandbox(&self) -> Option<&SandboxInfo> {
-        self.sandboxes.iter().max_by_key(|s| (s.attempt, s.created_at))
+        self.sandboxes
+            .iter()
+            .max_by_key(|s| (s.attempt, s.created_at))
     }
 
     /// The newest container of a name, in any sandbox.
     pub fn latest_container(&self, name: &str) -> Option<&ContainerInfo> {
-        self.containers.iter().filter(|c| c.name == name).max_by_key(|c| (c.attempt, c.created_at))
+        self.containers
+            .iter()
+            .filter(|c| c.name == name)
+            .max_by_key(|c| (c.attempt, c.created_at))
     }
 
     fn has_live_parts(&self) -> bool {
         self.sandboxes.iter().any(|s| s.ready)
-            || self.containers.iter().any(|c| matches!(c.state, api::ContainerState::ContainerRunning | api::ContainerState::ContainerCreated))
+            || self.containers.iter().any(|c| {
+                matches!(
+                    c.state,
+                    api::ContainerState::ContainerRunning | api::ContainerState::ContainerCreated
+                )
+            })
     }
 }
 
@@ -90,14 +100,20 @@ pub enum Step {
 }
 
 fn restart_policy(pod: &Pod) -> &str {
-    pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()).unwrap_or("Always")
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+        .unwrap_or("Always")
 }
 
 /// Whether the kubelet should stop everything of this pod: it is being deleted or has
 /// finished for good.
 pub fn is_terminal(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_some()
-        || matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
+        || matches!(
+            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        )
 }
 
 fn should_restart(policy: &str, exit_code: i32) -> bool {
@@ -120,7 +136,10 @@ pub fn restart_backoff(restarts: u32) -> Duration {
         return Duration::ZERO;
     }
     let factor = 1u64.checked_shl(restarts - 1).unwrap_or(u64::MAX);
-    INITIAL_BACKOFF.checked_mul(factor.min(u32::MAX as u64) as u32).unwrap_or(MAX_BACKOFF).min(MAX_BACKOFF)
+    INITIAL_BACKOFF
+        .checked_mul(factor.min(u32::MAX as u64) as u32)
+        .unwrap_or(MAX_BACKOFF)
+        .min(MAX_BACKOFF)
 }
 
 /// What a sync should do, and which containers wait in crash-loop back-off (with the
@@ -140,7 +159,11 @@ pub fn plan(pod: &Pod, observed: &Observed, now: i64) -> Plan {
     let mut backoff = BTreeMap::new();
     let mut poll = false;
     let steps = plan_steps(pod, observed, now, &mut backoff, &mut poll);
-    Plan { steps, backoff, poll }
+    Plan {
+        steps,
+        backoff,
+        poll,
+    }
 }
 
 /// Init containers still to run in sandbox `sb`: `None` once all of them exited 0,
@@ -155,26 +178,48 @@ fn plan_init(
     backoff: &mut BTreeMap<String, Duration>,
     poll: &mut bool,
 ) -> Option<Vec<Step>> {
-    let inits = pod.spec.as_ref().and_then(|s| s.init_containers.as_deref()).unwrap_or_default();
+    let inits = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.init_containers.as_deref())
+        .unwrap_or_default();
     let policy = restart_policy(pod);
     for ic in inits {
-        let current = observed.containers.iter().filter(|k| k.sandbox_id == sb.id && k.name == ic.name).max_by_key(|k| (k.attempt, k.created_at));
-        let next_attempt = observed.latest_container(&ic.name).map(|c| c.attempt + 1).unwrap_or(0);
+        let current = observed
+            .containers
+            .iter()
+            .filter(|k| k.sandbox_id == sb.id && k.name == ic.name)
+            .max_by_key(|k| (k.attempt, k.created_at));
+        let next_attempt = observed
+            .latest_container(&ic.name)
+            .map(|c| c.attempt + 1)
+            .unwrap_or(0);
         match current {
             None => {
                 *poll = true;
-                return Some(vec![Step::StartContainer { name: ic.name.clone(), attempt: next_attempt }]);
+                return Some(vec![Step::StartContainer {
+                    name: ic.name.clone(),
+                    attempt: next_attempt,
+                }]);
             }
             Some(k) => match k.state {
                 api::ContainerState::ContainerExited if k.exit_code == 0 => continue,
                 api::ContainerState::ContainerExited if policy == "Never" => return Some(vec![]),
                 api::ContainerState::ContainerExited => {
-                    let ready_at = k.finished_at.saturating_add(restart_backoff(k.attempt).as_nanos() as i64);
+                    let ready_at = k
+                        .finished_at
+                        .saturating_add(restart_backoff(k.attempt).as_nanos() as i64);
                     if now >= ready_at {
                         *poll = true;
-                        return Some(vec![Step::StartContainer { name: ic.name.clone(), attempt: k.attempt + 1 }]);
+                        return Some(vec![Step::StartContainer {
+                            name: ic.name.clone(),
+                            attempt: k.attempt + 1,
+                        }]);
                     }
-                    backoff.insert(ic.name.clone(), Duration::from_nanos((ready_at - now) as u64));
+                    backoff.insert(
+                        ic.name.clone(),
+                        Duration::from_nanos((ready_at - now) as u64),
+                    );
                     return Some(vec![]);
                 }
                 api::ContainerState::ContainerCreated => {
@@ -191,15 +236,34 @@ fn plan_init(
     None
 }
 
-fn plan_steps(pod: &Pod, observed: &Observed, now: i64, backoff: &mut BTreeMap<String, Duration>, poll: &mut bool) -> Vec<Step> {
+fn plan_steps(
+    pod: &Pod,
+    observed: &Observed,
+    now: i64,
+    backoff: &mut BTreeMap<String, Duration>,
+    poll: &mut bool,
+) -> Vec<Step> {
     if is_terminal(pod) {
-        return if observed.has_live_parts() { vec![Step::KillPod] } else { vec![] };
+        return if observed.has_live_parts() {
+            vec![Step::KillPod]
+        } else {
+            vec![]
+        };
     }
-    let containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
+    let containers = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default();
     let policy = restart_policy(pod);
     let mut steps = Vec::new();
 
-    let next_attempt = |name: &str| observed.latest_container(name).map(|c| c.attempt + 1).unwrap_or(0);
+    let next_attempt = |name: &str| {
+        observed
+            .latest_container(name)
+            .map(|c| c.attempt + 1)
+            .unwrap_or(0)
+    };
     let sandbox = observed.latest_sandbox();
     match sandbox {
         Some(sb) if sb.ready => {
@@ -207,18 +271,35 @@ fn plan_steps(pod: &Pod, observed: &Observed, now: i64, backoff: &mut BTreeMap<S
             let app_containers = if init.is_some() { &[][..] } else { containers };
             steps.extend(init.unwrap_or_default());
             for c in app_containers {
-                let current = observed.containers.iter().filter(|k| k.sandbox_id == sb.id && k.name == c.name).max_by_key(|k| (k.attempt, k.created_at));
+                let current = observed
+                    .containers
+                    .iter()
+                    .filter(|k| k.sandbox_id == sb.id && k.name == c.name)
+                    .max_by_key(|k| (k.attempt, k.created_at));
                 match current {
-                    None => steps.push(Step::StartContainer { name: c.name.clone(), attempt: next_attempt(&c.name) }),
+                    None => steps.push(Step::StartContainer {
+                        name: c.name.clone(),
+                        attempt: next_attempt(&c.name),
+                    }),
                     Some(k) => match k.state {
-                        api::ContainerState::ContainerCreated => steps.push(Step::StartCreated { id: k.id.clone() }),
-                        api::ContainerState::ContainerExited if should_restart(policy, k.exit_code) => {
+                        api::ContainerState::ContainerCreated => {
+                            steps.push(Step::StartCreated { id: k.id.clone() })
+                        }
+                        api::ContainerState::ContainerExited
+                            if should_restart(policy, k.exit_code) =>
+                        {
                             let wait = restart_backoff(k.attempt).as_nanos() as i64;
                             let ready_at = k.finished_at.saturating_add(wait);
                             if now >= ready_at {
-                                steps.push(Step::StartContainer { name: c.name.clone(), attempt: k.attempt + 1 })
+                                steps.push(Step::StartContainer {
+                                    name: c.name.clone(),
+                                    attempt: k.attempt + 1,
+                                })
                             } else {
-                                backoff.insert(c.name.clone(), Duration::from_nanos((ready_at - now) as u64));
+                                backoff.insert(
+                                    c.name.clone(),
+                                    Duration::from_nanos((ready_at - now) as u64),
+                                );
                             }
                         }
                         _ => {}
@@ -232,23 +313,41 @@ fn plan_steps(pod: &Pod, observed: &Observed, now: i64, backoff: &mut BTreeMap<S
             let all_done = !containers.is_empty()
                 && containers.iter().all(|c| {
                     observed.latest_container(&c.name).is_some_and(|k| {
-                        k.state == api::ContainerState::ContainerExited && !should_restart(policy, k.exit_code)
+                        k.state == api::ContainerState::ContainerExited
+                            && !should_restart(policy, k.exit_code)
                     })
                 });
             if all_done {
-                return if observed.has_live_parts() { vec![Step::KillPod] } else { vec![] };
+                return if observed.has_live_parts() {
+                    vec![Step::KillPod]
+                } else {
+                    vec![]
+                };
             }
             if observed.has_live_parts() {
                 steps.push(Step::KillPod);
             }
-            steps.push(Step::RunSandbox { attempt: sandbox.map(|s| s.attempt + 1).unwrap_or(0) });
-            if let Some(first) = pod.spec.as_ref().and_then(|s| s.init_containers.as_ref()).and_then(|i| i.first()) {
+            steps.push(Step::RunSandbox {
+                attempt: sandbox.map(|s| s.attempt + 1).unwrap_or(0),
+            });
+            if let Some(first) = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.init_containers.as_ref())
+                .and_then(|i| i.first())
+            {
                 // Init containers run again in a new sandbox, the first one now.
                 *poll = true;
-                steps.push(Step::StartContainer { name: first.name.clone(), attempt: next_attempt(&first.name) });
+                steps.push(Step::StartContainer {
+                    name: first.name.clone(),
+                    attempt: next_attempt(&first.name),
+                });
             } else {
                 for c in containers {
-                    steps.push(Step::StartContainer { name: c.name.clone(), attempt: next_attempt(&c.name) });
+                    steps.push(Step::StartContainer {
+                        name: c.name.clone(),
+                        attempt: next_attempt(&c.name),
+                    });
                 }
             }
         }
@@ -256,7 +355,9 @@ fn plan_steps(pod: &Pod, observed: &Observed, now: i64, backoff: &mut BTreeMap<S
     // Old attempts are kept only until a newer one exists (the newest dead one stays
     // for `kubectl logs --previous`).
     for k in &observed.containers {
-        let superseded = observed.latest_container(&k.name).is_some_and(|n| n.id != k.id);
+        let superseded = observed
+            .latest_container(&k.name)
+            .is_some_and(|n| n.id != k.id);
         if k.state == api::ContainerState::ContainerExited && superseded {
             steps.push(Step::RemoveContainer { id: k.id.clone() });
         }
@@ -275,7 +376,9 @@ pub enum SyncError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Volume(#[from] crate::volumes::VolumeError),
-    #[error("cannot create the pod log directory {path}: {source}; check that the log root is writable")]
+    #[error(
+        "cannot create the pod log directory {path}: {source}; check that the log root is writable"
+    )]
     LogDir {
         path: String,
         #[source]
@@ -287,7 +390,10 @@ pub enum SyncError {
 pub async fn observe(runtime: &dyn Runtime, uid: &str) -> Result<Observed, CriError> {
     let selector = std::collections::HashMap::from([(LABEL_POD_UID.to_string(), uid.to_string())]);
     let sandboxes = runtime
-        .list_pod_sandboxes(Some(api::PodSandboxFilter { label_selector: selector.clone(), ..Default::default() }))
+        .list_pod_sandboxes(Some(api::PodSandboxFilter {
+            label_selector: selector.clone(),
+            ..Default::default()
+        }))
         .await?;
     let mut observed = Observed::default();
     for sb in sandboxes {
@@ -306,7 +412,10 @@ pub async fn observe(runtime: &dyn Runtime, uid: &str) -> Result<Observed, CriEr
         }
     }
     let containers = runtime
-        .list_containers(Some(api::ContainerFilter { label_selector: selector, ..Default::default() }))
+        .list_containers(Some(api::ContainerFilter {
+            label_selector: selector,
+            ..Default::default()
+        }))
         .await?;
     for c in containers {
         // ListContainers has no exit code or times: ask for each (pods are small).
@@ -318,7 +427,12 @@ pub async fn observe(runtime: &dyn Runtime, uid: &str) -> Result<Observed, CriEr
         observed.containers.push(ContainerInfo {
             id: c.id.clone(),
             sandbox_id: c.pod_sandbox_id.clone(),
-            name: c.labels.get(LABEL_CONTAINER_NAME).cloned().or(c.metadata.as_ref().map(|m| m.name.clone())).unwrap_or_default(),
+            name: c
+                .labels
+                .get(LABEL_CONTAINER_NAME)
+                .cloned()
+                .or(c.metadata.as_ref().map(|m| m.name.clone()))
+                .unwrap_or_default(),
             attempt: c.metadata.map(|m| m.attempt).unwrap_or(0),
             state: cri::container_state(st.state),
             exit_code: st.exit_code,
@@ -334,8 +448,16 @@ pub async fn observe(runtime: &dyn Runtime, uid: &str) -> Result<Observed, CriEr
 }
 
 /// Stops and removes every sandbox of the pod (containers go with them).
-pub async fn kill_pod(runtime: &dyn Runtime, observed: &Observed, grace: Duration) -> Result<(), CriError> {
-    for c in observed.containers.iter().filter(|c| c.state == api::ContainerState::ContainerRunning) {
+pub async fn kill_pod(
+    runtime: &dyn Runtime,
+    observed: &Observed,
+    grace: Duration,
+) -> Result<(), CriError> {
+    for c in observed
+        .containers
+        .iter()
+        .filter(|c| c.state == api::ContainerState::ContainerRunning)
+    {
         match runtime.stop_container(&c.id, grace).await {
             Err(e) if !e.is_not_found() => return Err(e),
             _ => {}
@@ -358,21 +480,38 @@ pub async fn remove_pod(runtime: &dyn Runtime, observed: &Observed) -> Result<()
     Ok(())
 }
 
-async fn ensure_image(runtime: &dyn Runtime, image: &str, policy: Option<&str>, sandbox: &api::PodSandboxConfig) -> Result<(), (String, String)> {
-    let tag_is_latest = !image.rsplit('/').next().unwrap_or(image).contains(':') || image.ends_with(":latest");
+async fn ensure_image(
+    runtime: &dyn Runtime,
+    image: &str,
+    policy: Option<&str>,
+    sandbox: &api::PodSandboxConfig,
+) -> Result<(), (String, String)> {
+    let tag_is_latest =
+        !image.rsplit('/').next().unwrap_or(image).contains(':') || image.ends_with(":latest");
     // Kubernetes' default: Always for :latest (or no tag), IfNotPresent otherwise.
-    let policy = policy.unwrap_or(if tag_is_latest { "Always" } else { "IfNotPresent" });
+    let policy = policy.unwrap_or(if tag_is_latest {
+        "Always"
+    } else {
+        "IfNotPresent"
+    });
     if policy != "Always" {
         match runtime.image_status(image).await {
             Ok(Some(_)) => return Ok(()),
             Ok(None) if policy == "Never" => {
-                return Err(("ErrImageNeverPull".into(), format!("image {image:?} is not present and the pull policy is Never")))
+                return Err((
+                    "ErrImageNeverPull".into(),
+                    format!("image {image:?} is not present and the pull policy is Never"),
+                ))
             }
             Ok(None) => {}
             Err(e) => return Err(("ErrImagePull".into(), e.to_string())),
         }
     }
-    runtime.pull_image(image, Some(sandbox.clone())).await.map(|_| ()).map_err(|e| ("ErrImagePull".into(), e.to_string()))
+    runtime
+        .pull_image(image, Some(sandbox.clone()))
+        .await
+        .map(|_| ())
+        .map_err(|e| ("ErrImagePull".into(), e.to_string()))
 }
 
 /// Carries out `steps`. Container-level failures become waiting reasons (the pod keeps
@@ -388,8 +527,17 @@ pub async fn execute(
     let mut waiting = WaitingReasons::new();
     // Written once per sync, before the first container of it starts.
     let mut volumes: Option<Result<VolumePaths, String>> = None;
-    let grace = Duration::from_secs(pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30).max(0) as u64);
-    let mut sandbox = observed.latest_sandbox().filter(|s| s.ready).map(|s| (s.id.clone(), s.attempt));
+    let grace = Duration::from_secs(
+        pod.spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30)
+            .max(0) as u64,
+    );
+    let mut sandbox = observed
+        .latest_sandbox()
+        .filter(|s| s.ready)
+        .map(|s| (s.id.clone(), s.attempt));
     let mut pod_ip = observed.pod_ip.clone();
     for step in steps {
         match step {
@@ -399,38 +547,68 @@ pub async fn execute(
             }
             Step::RunSandbox { attempt } => {
                 let config = cri_config::sandbox_config(pod, node, *attempt)?;
-                std::fs::create_dir_all(&config.log_directory)
-                    .map_err(|source| SyncError::LogDir { path: config.log_directory.clone(), source })?;
+                std::fs::create_dir_all(&config.log_directory).map_err(|source| {
+                    SyncError::LogDir {
+                        path: config.log_directory.clone(),
+                        source,
+                    }
+                })?;
                 let id = runtime.run_pod_sandbox(config).await?;
-                pod_ip = runtime.pod_sandbox_status(&id).await?.network.map(|n| n.ip).unwrap_or_default();
+                pod_ip = runtime
+                    .pod_sandbox_status(&id)
+                    .await?
+                    .network
+                    .map(|n| n.ip)
+                    .unwrap_or_default();
                 sandbox = Some((id, *attempt));
             }
             Step::StartContainer { name, attempt } => {
-                let Some((sandbox_id, sandbox_attempt)) = sandbox.clone() else { continue };
-                let Some(spec) = pod
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.init_containers.iter().flatten().chain(s.containers.iter()).find(|c| &c.name == name))
-                else {
+                let Some((sandbox_id, sandbox_attempt)) = sandbox.clone() else {
+                    continue;
+                };
+                let Some(spec) = pod.spec.as_ref().and_then(|s| {
+                    s.init_containers
+                        .iter()
+                        .flatten()
+                        .chain(s.containers.iter())
+                        .find(|c| &c.name == name)
+                }) else {
                     continue;
                 };
                 let sandbox_config = cri_config::sandbox_config(pod, node, sandbox_attempt)?;
-                let paths = match volumes.get_or_insert_with(|| crate::volumes::prepare(&node.root_dir, pod, objects).map_err(|e| e.to_string())) {
+                let paths = match volumes.get_or_insert_with(|| {
+                    crate::volumes::prepare(&node.root_dir, pod, objects).map_err(|e| e.to_string())
+                }) {
                     Ok(p) => p,
                     Err(e) => {
-                        waiting.insert(name.clone(), ("CreateContainerConfigError".into(), e.clone()));
+                        waiting.insert(
+                            name.clone(),
+                            ("CreateContainerConfigError".into(), e.clone()),
+                        );
                         continue;
                     }
                 };
-                let config = match cri_config::container_config(pod, spec, *attempt, &pod_ip, node, objects, paths) {
+                let config = match cri_config::container_config(
+                    pod, spec, *attempt, &pod_ip, node, objects, paths,
+                ) {
                     Ok(c) => c,
                     Err(e) => {
-                        waiting.insert(name.clone(), ("CreateContainerConfigError".into(), e.to_string()));
+                        waiting.insert(
+                            name.clone(),
+                            ("CreateContainerConfigError".into(), e.to_string()),
+                        );
                         continue;
                     }
                 };
                 let image = spec.image.clone().unwrap_or_default();
-                if let Err(reason) = ensure_image(runtime, &image, spec.image_pull_policy.as_deref(), &sandbox_config).await {
+                if let Err(reason) = ensure_image(
+                    runtime,
+                    &image,
+                    spec.image_pull_policy.as_deref(),
+                    &sandbox_config,
+                )
+                .await
+                {
                     waiting.insert(name.clone(), reason);
                     continue;
                 }
@@ -440,10 +618,14 @@ pub async fn execute(
                 for m in &config.mounts {
                     let _ = std::fs::create_dir_all(&m.host_path);
                 }
-                let id = match runtime.create_container(&sandbox_id, config, sandbox_config).await {
+                let id = match runtime
+                    .create_container(&sandbox_id, config, sandbox_config)
+                    .await
+                {
                     Ok(id) => id,
                     Err(e) => {
-                        waiting.insert(name.clone(), ("CreateContainerError".into(), e.to_string()));
+                        waiting
+                            .insert(name.clone(), ("CreateContainerError".into(), e.to_string()));
                         continue;
                     }
                 };
@@ -453,7 +635,12 @@ pub async fn execute(
             }
             Step::StartCreated { id } => {
                 if let Err(e) = runtime.start_container(id).await {
-                    let name = observed.containers.iter().find(|c| &c.id == id).map(|c| c.name.clone()).unwrap_or_default();
+                    let name = observed
+                        .containers
+                        .iter()
+                        .find(|c| &c.id == id)
+                        .map(|c| c.name.clone())
+                        .unwrap_or_default();
                     waiting.insert(name, ("RunContainerError".into(), e.to_string()));
                 }
             }
@@ -472,7 +659,13 @@ fn time_from_nanos(nanos: i64) -> Option<Time> {
     Timestamp::from_nanosecond(nanos as i128).ok().map(Time)
 }
 
-fn condition(type_: &str, ok: bool, reason: Option<&str>, old: Option<&PodStatus>, now: &Time) -> PodCondition {
+fn condition(
+    type_: &str,
+    ok: bool,
+    reason: Option<&str>,
+    old: Option<&PodStatus>,
+    now: &Time,
+) -> PodCondition {
     let status = if ok { "True" } else { "False" }.to_string();
     // The transition time moves only when the status changes.
     let previous = old
@@ -513,12 +706,37 @@ fn container_status(
             // prober's results decide (no result yet: not started / not ready).
             let started = c.startup_probe.is_none() || health.started(&k.id);
             let ready = started && (c.readiness_probe.is_none() || health.ready(&k.id));
-            let running = ContainerStateRunning { started_at: time_from_nanos(k.started_at) };
-            (ContainerState { running: Some(running), ..Default::default() }, ready, started, Counted::Running)
+            let running = ContainerStateRunning {
+                started_at: time_from_nanos(k.started_at),
+            };
+            (
+                ContainerState {
+                    running: Some(running),
+                    ..Default::default()
+                },
+                ready,
+                started,
+                Counted::Running,
+            )
         }
-        Some(k) if k.state == api::ContainerState::ContainerExited && !waiting.contains_key(&c.name) => {
-            let counted = if k.exit_code == 0 { Counted::Succeeded } else { Counted::Failed };
-            let reason = if k.reason.is_empty() { if k.exit_code == 0 { "Completed" } else { "Error" } } else { &k.reason };
+        Some(k)
+            if k.state == api::ContainerState::ContainerExited
+                && !waiting.contains_key(&c.name) =>
+        {
+            let counted = if k.exit_code == 0 {
+                Counted::Succeeded
+            } else {
+                Counted::Failed
+            };
+            let reason = if k.reason.is_empty() {
+                if k.exit_code == 0 {
+                    "Completed"
+                } else {
+                    "Error"
+                }
+            } else {
+                &k.reason
+            };
             let terminated = ContainerStateTerminated {
                 container_id: Some(format!("containerd://{}", k.id)),
                 exit_code: k.exit_code,
@@ -528,14 +746,41 @@ fn container_status(
                 finished_at: time_from_nanos(k.finished_at),
                 ..Default::default()
             };
-            (ContainerState { terminated: Some(terminated), ..Default::default() }, false, false, counted)
+            (
+                ContainerState {
+                    terminated: Some(terminated),
+                    ..Default::default()
+                },
+                false,
+                false,
+                counted,
+            )
         }
         _ => {
             // Ran before: waiting to restart.
-            let ran = latest.is_some_and(|k| k.attempt > 0 || k.state == api::ContainerState::ContainerExited);
-            let (reason, message) = waiting.get(&c.name).cloned().unwrap_or((default_wait.into(), String::new()));
-            let w = ContainerStateWaiting { reason: Some(reason), message: Some(message).filter(|m| !m.is_empty()) };
-            (ContainerState { waiting: Some(w), ..Default::default() }, false, false, if ran { Counted::Failed } else { Counted::Waiting })
+            let ran = latest
+                .is_some_and(|k| k.attempt > 0 || k.state == api::ContainerState::ContainerExited);
+            let (reason, message) = waiting
+                .get(&c.name)
+                .cloned()
+                .unwrap_or((default_wait.into(), String::new()));
+            let w = ContainerStateWaiting {
+                reason: Some(reason),
+                message: Some(message).filter(|m| !m.is_empty()),
+            };
+            (
+                ContainerState {
+                    waiting: Some(w),
+                    ..Default::default()
+                },
+                false,
+                false,
+                if ran {
+                    Counted::Failed
+                } else {
+                    Counted::Waiting
+                },
+            )
         }
     };
     let status = ContainerStatus {
@@ -554,18 +799,39 @@ fn container_status(
 
 /// The pod's status from what the runtime has and what the prober found. Pure (`now`
 /// is passed in).
-pub fn pod_status(pod: &Pod, observed: &Observed, waiting: &WaitingReasons, node: &NodeContext, now: Timestamp, health: &Health) -> PodStatus {
+pub fn pod_status(
+    pod: &Pod,
+    observed: &Observed,
+    waiting: &WaitingReasons,
+    node: &NodeContext,
+    now: Timestamp,
+    health: &Health,
+) -> PodStatus {
     let now = Time(now);
     let old = pod.status.as_ref();
-    let containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
-    let inits = pod.spec.as_ref().and_then(|s| s.init_containers.as_deref()).unwrap_or_default();
+    let containers = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default();
+    let inits = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.init_containers.as_deref())
+        .unwrap_or_default();
     let policy = restart_policy(pod);
     let sandbox_ready = observed.latest_sandbox().is_some_and(|s| s.ready);
 
     let mut init_statuses = Vec::new();
     let mut init_failed = false;
     for c in inits {
-        let (mut st, counted) = container_status(c, observed.latest_container(&c.name), waiting, health, "PodInitializing");
+        let (mut st, counted) = container_status(
+            c,
+            observed.latest_container(&c.name),
+            waiting,
+            health,
+            "PodInitializing",
+        );
         // An init container is ready once it has completed.
         st.ready = counted == Counted::Succeeded;
         init_failed |= counted == Counted::Failed;
@@ -575,9 +841,19 @@ pub fn pod_status(pod: &Pod, observed: &Observed, waiting: &WaitingReasons, node
 
     let mut statuses = Vec::new();
     let (mut running, mut waiting_n, mut succeeded, mut failed) = (0, 0, 0, 0);
-    let default_wait = if initialized { "ContainerCreating" } else { "PodInitializing" };
+    let default_wait = if initialized {
+        "ContainerCreating"
+    } else {
+        "PodInitializing"
+    };
     for c in containers {
-        let (st, counted) = container_status(c, observed.latest_container(&c.name), waiting, health, default_wait);
+        let (st, counted) = container_status(
+            c,
+            observed.latest_container(&c.name),
+            waiting,
+            health,
+            default_wait,
+        );
         match counted {
             Counted::Running => running += 1,
             Counted::Waiting => waiting_n += 1,
@@ -591,12 +867,21 @@ pub fn pod_status(pod: &Pod, observed: &Observed, waiting: &WaitingReasons, node
     // have run, the restart policy decides between Running, Succeeded and Failed. Until
     // the init containers are done the pod is Pending, or Failed when one failed and
     // will not be restarted.
-    let finished_before = old.and_then(|s| s.phase.as_deref()).filter(|p| *p == "Succeeded" || *p == "Failed");
+    let finished_before = old
+        .and_then(|s| s.phase.as_deref())
+        .filter(|p| *p == "Succeeded" || *p == "Failed");
     let phase = if let Some(p) = finished_before {
         p
     } else if !initialized {
-        if init_failed && policy == "Never" { "Failed" } else { "Pending" }
-    } else if waiting_n > 0 || total == 0 || !sandbox_ready && running == 0 && succeeded + failed == 0 {
+        if init_failed && policy == "Never" {
+            "Failed"
+        } else {
+            "Pending"
+        }
+    } else if waiting_n > 0
+        || total == 0
+        || !sandbox_ready && running == 0 && succeeded + failed == 0
+    {
         "Pending"
     } else if running > 0 {
         "Running"
@@ -612,12 +897,27 @@ pub fn pod_status(pod: &Pod, observed: &Observed, waiting: &WaitingReasons, node
     let all_ready = initialized && total > 0 && statuses.iter().all(|s| s.ready);
     let mut conditions = vec![
         condition("PodReadyToStartContainers", sandbox_ready, None, old, &now),
-        condition("Initialized", initialized, Some("ContainersNotInitialized"), old, &now),
-        condition("ContainersReady", all_ready, Some("ContainersNotReady"), old, &now),
+        condition(
+            "Initialized",
+            initialized,
+            Some("ContainersNotInitialized"),
+            old,
+            &now,
+        ),
+        condition(
+            "ContainersReady",
+            all_ready,
+            Some("ContainersNotReady"),
+            old,
+            &now,
+        ),
         condition("Ready", all_ready, Some("ContainersNotReady"), old, &now),
     ];
     // PodScheduled is the scheduler's; keep what it wrote.
-    if let Some(scheduled) = old.and_then(|s| s.conditions.as_ref()).and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled")) {
+    if let Some(scheduled) = old
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"))
+    {
         conditions.push(scheduled.clone());
     }
     let pod_ip = Some(observed.pod_ip.clone()).filter(|ip| !ip.is_empty() && sandbox_ready);
@@ -629,7 +929,10 @@ pub fn pod_status(pod: &Pod, observed: &Observed, waiting: &WaitingReasons, node
         pod_ips: pod_ip.clone().map(|ip| vec![PodIP { ip }]),
         pod_ip,
         host_ip: Some(node.node_ip.clone()).filter(|ip| !ip.is_empty()),
-        host_ips: Some(vec![HostIP { ip: node.node_ip.clone() }]).filter(|_| !node.node_ip.is_empty()),
+        host_ips: Some(vec![HostIP {
+            ip: node.node_ip.clone(),
+        }])
+        .filter(|_| !node.node_ip.is_empty()),
         start_time: old.and_then(|s| s.start_time.clone()).or(Some(now)),
         qos_class: old.and_then(|s| s.qos_class.clone()),
         ..Default::default()
@@ -642,7 +945,10 @@ mod tests {
     use serde_json::json;
 
     fn pod(policy: &str, names: &[&str]) -> Pod {
-        let containers: Vec<_> = names.iter().map(|n| json!({"name": n, "image": "busybox:1.36"})).collect();
+        let containers: Vec<_> = names
+            .iter()
+            .map(|n| json!({"name": n, "image": "busybox:1.36"}))
+            .collect();
         serde_json::from_value(json!({
             "metadata": {"name": "p", "namespace": "default", "uid": "u1"},
             "spec": {"restartPolicy": policy, "containers": containers, "nodeName": "n"},
@@ -651,10 +957,22 @@ mod tests {
     }
 
     fn sb(id: &str, attempt: u32, ready: bool) -> SandboxInfo {
-        SandboxInfo { id: id.into(), attempt, ready, created_at: attempt as i64 }
+        SandboxInfo {
+            id: id.into(),
+            attempt,
+            ready,
+            created_at: attempt as i64,
+        }
     }
 
-    fn ctr(id: &str, sandbox: &str, name: &str, attempt: u32, state: api::ContainerState, exit: i32) -> ContainerInfo {
+    fn ctr(
+        id: &str,
+        sandbox: &str,
+        name: &str,
+        attempt: u32,
+        state: api::ContainerState,
+        exit: i32,
+    ) -> ContainerInfo {
         ContainerInfo {
             id: id.into(),
             sandbox_id: sandbox.into(),
@@ -671,16 +989,31 @@ mod tests {
         }
     }
 
-    use api::ContainerState::{ContainerCreated as Created, ContainerExited as Exited, ContainerRunning as Running};
+    use api::ContainerState::{
+        ContainerCreated as Created, ContainerExited as Exited, ContainerRunning as Running,
+    };
 
     /// A `now` after every back-off has expired.
     const FAR_FUTURE: i64 = i64::MAX;
 
     #[test]
     fn backoff_doubles_from_ten_seconds_to_five_minutes() {
-        let cases = [(0, 0), (1, 10), (2, 20), (3, 40), (5, 160), (6, 300), (40, 300), (u32::MAX, 300)];
+        let cases = [
+            (0, 0),
+            (1, 10),
+            (2, 20),
+            (3, 40),
+            (5, 160),
+            (6, 300),
+            (40, 300),
+            (u32::MAX, 300),
+        ];
         for (restarts, secs) in cases {
-            assert_eq!(restart_backoff(restarts), Duration::from_secs(secs), "{restarts}");
+            assert_eq!(
+                restart_backoff(restarts),
+                Duration::from_secs(secs),
+                "{restarts}"
+            );
         }
     }
 
@@ -689,7 +1022,11 @@ mod tests {
         let finished = 1_000_000_000_000i64;
         let mut crashed = ctr("c", "s", "a", 2, Exited, 1);
         crashed.finished_at = finished;
-        let observed = Observed { sandboxes: vec![sb("s", 0, true)], containers: vec![crashed], pod_ip: String::new() };
+        let observed = Observed {
+            sandboxes: vec![sb("s", 0, true)],
+            containers: vec![crashed],
+            pod_ip: String::new(),
+        };
         let p = pod("Always", &["a"]);
         // Two restarts so far: 20 s back-off.
         let early = plan(&p, &observed, finished + 5_000_000_000);
@@ -701,37 +1038,121 @@ mod tests {
     }
 
     fn start(name: &str, attempt: u32) -> Step {
-        Step::StartContainer { name: name.into(), attempt }
+        Step::StartContainer {
+            name: name.into(),
+            attempt,
+        }
     }
 
     #[test]
     fn plan_table() {
-        let o = |sandboxes: Vec<SandboxInfo>, containers: Vec<ContainerInfo>| Observed { sandboxes, containers, pod_ip: "10.1.0.2".into() };
+        let o = |sandboxes: Vec<SandboxInfo>, containers: Vec<ContainerInfo>| Observed {
+            sandboxes,
+            containers,
+            pod_ip: "10.1.0.2".into(),
+        };
         let cases: Vec<(&str, Pod, Observed, Vec<Step>)> = vec![
-            ("new pod", pod("Always", &["a", "b"]), o(vec![], vec![]), vec![Step::RunSandbox { attempt: 0 }, start("a", 0), start("b", 0)]),
-            ("steady", pod("Always", &["a"]), o(vec![sb("s", 0, true)], vec![ctr("c", "s", "a", 0, Running, 0)]), vec![]),
-            ("missing container", pod("Always", &["a", "b"]), o(vec![sb("s", 0, true)], vec![ctr("c", "s", "a", 0, Running, 0)]), vec![start("b", 0)]),
-            ("created only", pod("Always", &["a"]), o(vec![sb("s", 0, true)], vec![ctr("c", "s", "a", 0, Created, 0)]), vec![Step::StartCreated { id: "c".into() }]),
-            ("always restarts", pod("Always", &["a"]), o(vec![sb("s", 0, true)], vec![ctr("c", "s", "a", 0, Exited, 0)]), vec![start("a", 1)]),
+            (
+                "new pod",
+                pod("Always", &["a", "b"]),
+                o(vec![], vec![]),
+                vec![
+                    Step::RunSandbox { attempt: 0 },
+                    start("a", 0),
+                    start("b", 0),
+                ],
+            ),
+            (
+                "steady",
+                pod("Always", &["a"]),
+                o(
+                    vec![sb("s", 0, true)],
+                    vec![ctr("c", "s", "a", 0, Running, 0)],
+                ),
+                vec![],
+            ),
+            (
+                "missing container",
+                pod("Always", &["a", "b"]),
+                o(
+                    vec![sb("s", 0, true)],
+                    vec![ctr("c", "s", "a", 0, Running, 0)],
+                ),
+                vec![start("b", 0)],
+            ),
+            (
+                "created only",
+                pod("Always", &["a"]),
+                o(
+                    vec![sb("s", 0, true)],
+                    vec![ctr("c", "s", "a", 0, Created, 0)],
+                ),
+                vec![Step::StartCreated { id: "c".into() }],
+            ),
+            (
+                "always restarts",
+                pod("Always", &["a"]),
+                o(
+                    vec![sb("s", 0, true)],
+                    vec![ctr("c", "s", "a", 0, Exited, 0)],
+                ),
+                vec![start("a", 1)],
+            ),
             (
                 "restart removes the older dead attempt",
                 pod("Always", &["a"]),
-                o(vec![sb("s", 0, true)], vec![ctr("c0", "s", "a", 0, Exited, 1), ctr("c1", "s", "a", 1, Exited, 1)]),
+                o(
+                    vec![sb("s", 0, true)],
+                    vec![
+                        ctr("c0", "s", "a", 0, Exited, 1),
+                        ctr("c1", "s", "a", 1, Exited, 1),
+                    ],
+                ),
                 vec![start("a", 2), Step::RemoveContainer { id: "c0".into() }],
             ),
-            ("on-failure keeps success", pod("OnFailure", &["a"]), o(vec![sb("s", 0, true)], vec![ctr("c", "s", "a", 0, Exited, 0)]), vec![]),
-            ("on-failure restarts failure", pod("OnFailure", &["a"]), o(vec![sb("s", 0, true)], vec![ctr("c", "s", "a", 0, Exited, 2)]), vec![start("a", 1)]),
-            ("never", pod("Never", &["a"]), o(vec![sb("s", 0, true)], vec![ctr("c", "s", "a", 0, Exited, 2)]), vec![]),
+            (
+                "on-failure keeps success",
+                pod("OnFailure", &["a"]),
+                o(
+                    vec![sb("s", 0, true)],
+                    vec![ctr("c", "s", "a", 0, Exited, 0)],
+                ),
+                vec![],
+            ),
+            (
+                "on-failure restarts failure",
+                pod("OnFailure", &["a"]),
+                o(
+                    vec![sb("s", 0, true)],
+                    vec![ctr("c", "s", "a", 0, Exited, 2)],
+                ),
+                vec![start("a", 1)],
+            ),
+            (
+                "never",
+                pod("Never", &["a"]),
+                o(
+                    vec![sb("s", 0, true)],
+                    vec![ctr("c", "s", "a", 0, Exited, 2)],
+                ),
+                vec![],
+            ),
             (
                 "dead sandbox is replaced, restart counts continue",
                 pod("Always", &["a"]),
-                o(vec![sb("s", 0, false)], vec![ctr("c", "s", "a", 0, Exited, 137)]),
+                o(
+                    vec![sb("s", 0, false)],
+                    vec![ctr("c", "s", "a", 0, Exited, 137)],
+                ),
                 vec![Step::RunSandbox { attempt: 1 }, start("a", 1)],
             ),
             (
                 "dead sandbox of a finished never-pod stays dead",
                 pod("Never", &["a"]),
-                o(vec![sb("s", 0, false)], vec![ctr("c", "s", "a", 0, Exited, 0)]),
+                o(
+                    vec![sb("s", 0, false)],
+                    vec![ctr("c", "s", "a", 0, Exited, 0)],
+                ),
                 vec![],
             ),
         ];
@@ -744,43 +1165,126 @@ mod tests {
     fn terminal_pods_are_killed_once() {
         let mut p = pod("Always", &["a"]);
         p.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
-        let live = Observed { sandboxes: vec![sb("s", 0, true)], containers: vec![ctr("c", "s", "a", 0, Running, 0)], pod_ip: String::new() };
+        let live = Observed {
+            sandboxes: vec![sb("s", 0, true)],
+            containers: vec![ctr("c", "s", "a", 0, Running, 0)],
+            pod_ip: String::new(),
+        };
         assert_eq!(plan(&p, &live, FAR_FUTURE).steps, vec![Step::KillPod]);
-        let dead = Observed { sandboxes: vec![sb("s", 0, false)], containers: vec![ctr("c", "s", "a", 0, Exited, 0)], pod_ip: String::new() };
+        let dead = Observed {
+            sandboxes: vec![sb("s", 0, false)],
+            containers: vec![ctr("c", "s", "a", 0, Exited, 0)],
+            pod_ip: String::new(),
+        };
         assert_eq!(plan(&p, &dead, FAR_FUTURE).steps, vec![]);
     }
 
     fn node() -> NodeContext {
-        NodeContext { node_name: "n".into(), node_ip: "192.168.77.2".into(), ..Default::default() }
+        NodeContext {
+            node_name: "n".into(),
+            node_ip: "192.168.77.2".into(),
+            ..Default::default()
+        }
     }
 
     fn phase_of(policy: &str, observed: &Observed, waiting: &WaitingReasons) -> (String, bool) {
-        let st = pod_status(&pod(policy, &["a"]), observed, waiting, &node(), Timestamp::now(), &Health::default());
-        let ready = st.conditions.unwrap().iter().find(|c| c.type_ == "Ready").unwrap().status == "True";
+        let st = pod_status(
+            &pod(policy, &["a"]),
+            observed,
+            waiting,
+            &node(),
+            Timestamp::now(),
+            &Health::default(),
+        );
+        let ready = st
+            .conditions
+            .unwrap()
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap()
+            .status
+            == "True";
         (st.phase.unwrap(), ready)
     }
 
     #[test]
     fn phases_and_readiness() {
-        let o = |sandboxes: Vec<SandboxInfo>, containers: Vec<ContainerInfo>| Observed { sandboxes, containers, pod_ip: "10.1.0.2".into() };
+        let o = |sandboxes: Vec<SandboxInfo>, containers: Vec<ContainerInfo>| Observed {
+            sandboxes,
+            containers,
+            pod_ip: "10.1.0.2".into(),
+        };
         let none = WaitingReasons::new();
         let cases = [
             ("Always", o(vec![], vec![]), ("Pending", false)),
-            ("Always", o(vec![sb("s", 0, true)], vec![ctr("c", "s", "a", 0, Running, 0)]), ("Running", true)),
-            ("Never", o(vec![sb("s", 0, true)], vec![ctr("c", "s", "a", 0, Exited, 0)]), ("Succeeded", false)),
-            ("Never", o(vec![sb("s", 0, true)], vec![ctr("c", "s", "a", 0, Exited, 1)]), ("Failed", false)),
-            ("OnFailure", o(vec![sb("s", 0, true)], vec![ctr("c", "s", "a", 0, Exited, 1)]), ("Running", false)),
-            ("Always", o(vec![sb("s", 0, true)], vec![ctr("c", "s", "a", 0, Exited, 0)]), ("Running", false)),
+            (
+                "Always",
+                o(
+                    vec![sb("s", 0, true)],
+                    vec![ctr("c", "s", "a", 0, Running, 0)],
+                ),
+                ("Running", true),
+            ),
+            (
+                "Never",
+                o(
+                    vec![sb("s", 0, true)],
+                    vec![ctr("c", "s", "a", 0, Exited, 0)],
+                ),
+                ("Succeeded", false),
+            ),
+            (
+                "Never",
+                o(
+                    vec![sb("s", 0, true)],
+                    vec![ctr("c", "s", "a", 0, Exited, 1)],
+                ),
+                ("Failed", false),
+            ),
+            (
+                "OnFailure",
+                o(
+                    vec![sb("s", 0, true)],
+                    vec![ctr("c", "s", "a", 0, Exited, 1)],
+                ),
+                ("Running", false),
+            ),
+            (
+                "Always",
+                o(
+                    vec![sb("s", 0, true)],
+                    vec![ctr("c", "s", "a", 0, Exited, 0)],
+                ),
+                ("Running", false),
+            ),
         ];
         for (policy, observed, (phase, ready)) in cases {
-            assert_eq!(phase_of(policy, &observed, &none), (phase.to_string(), ready), "{policy} {observed:?}");
+            assert_eq!(
+                phase_of(policy, &observed, &none),
+                (phase.to_string(), ready),
+                "{policy} {observed:?}"
+            );
         }
     }
 
     #[test]
     fn status_reports_ips_container_states_and_waiting_reasons() {
-        let observed = Observed { sandboxes: vec![sb("s", 0, true)], containers: vec![ctr("c", "s", "a", 2, Running, 0)], pod_ip: "10.1.0.2".into() };
-        let st = pod_status(&pod("Always", &["a", "b"]), &observed, &WaitingReasons::from([("b".to_string(), ("ErrImagePull".to_string(), "not found".to_string()))]), &node(), Timestamp::now(), &Health::default());
+        let observed = Observed {
+            sandboxes: vec![sb("s", 0, true)],
+            containers: vec![ctr("c", "s", "a", 2, Running, 0)],
+            pod_ip: "10.1.0.2".into(),
+        };
+        let st = pod_status(
+            &pod("Always", &["a", "b"]),
+            &observed,
+            &WaitingReasons::from([(
+                "b".to_string(),
+                ("ErrImagePull".to_string(), "not found".to_string()),
+            )]),
+            &node(),
+            Timestamp::now(),
+            &Health::default(),
+        );
         assert_eq!(st.pod_ip.as_deref(), Some("10.1.0.2"));
         assert_eq!(st.host_ip.as_deref(), Some("192.168.77.2"));
         assert_eq!(st.phase.as_deref(), Some("Pending"), "b never ran");
@@ -789,19 +1293,53 @@ mod tests {
         assert_eq!(cs[0].restart_count, 2);
         assert!(cs[0].state.as_ref().unwrap().running.is_some());
         let w = cs[1].state.as_ref().unwrap().waiting.as_ref().unwrap();
-        assert_eq!((w.reason.as_deref(), w.message.as_deref()), (Some("ErrImagePull"), Some("not found")));
-        let ready = st.conditions.unwrap().into_iter().find(|c| c.type_ == "Ready").unwrap();
-        assert_eq!((ready.status.as_str(), ready.reason.as_deref()), ("False", Some("ContainersNotReady")));
+        assert_eq!(
+            (w.reason.as_deref(), w.message.as_deref()),
+            (Some("ErrImagePull"), Some("not found"))
+        );
+        let ready = st
+            .conditions
+            .unwrap()
+            .into_iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_deref()),
+            ("False", Some("ContainersNotReady"))
+        );
     }
 
     #[test]
     fn transition_times_stay_while_the_status_stays() {
-        let observed = Observed { sandboxes: vec![sb("s", 0, true)], containers: vec![ctr("c", "s", "a", 0, Running, 0)], pod_ip: "10.1.0.2".into() };
+        let observed = Observed {
+            sandboxes: vec![sb("s", 0, true)],
+            containers: vec![ctr("c", "s", "a", 0, Running, 0)],
+            pod_ip: "10.1.0.2".into(),
+        };
         let mut p = pod("Always", &["a"]);
         let t0 = Timestamp::from_second(1_700_000_000).unwrap();
-        p.status = Some(pod_status(&p, &observed, &WaitingReasons::new(), &node(), t0, &Health::default()));
-        let later = pod_status(&p, &observed, &WaitingReasons::new(), &node(), Timestamp::from_second(1_700_000_100).unwrap(), &Health::default());
-        let ready = later.conditions.unwrap().into_iter().find(|c| c.type_ == "Ready").unwrap();
+        p.status = Some(pod_status(
+            &p,
+            &observed,
+            &WaitingReasons::new(),
+            &node(),
+            t0,
+            &Health::default(),
+        ));
+        let later = pod_status(
+            &p,
+            &observed,
+            &WaitingReasons::new(),
+            &node(),
+            Timestamp::from_second(1_700_000_100).unwrap(),
+            &Health::default(),
+        );
+        let ready = later
+            .conditions
+            .unwrap()
+            .into_iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
         assert_eq!(ready.last_transition_time, Some(Time(t0)));
         assert_eq!(later.start_time, Some(Time(t0)));
     }
@@ -810,14 +1348,31 @@ mod tests {
     async fn execute_runs_a_pod_on_the_fake_and_reports_image_errors() {
         let rt = crate::cri::FakeRuntime::new().with_pullable(&["busybox:1.36"]);
         let tmp = tempfile::tempdir().unwrap();
-        let node = NodeContext { node_name: "n".into(), node_ip: "192.168.77.2".into(), log_root: tmp.path().into(), ..Default::default() };
+        let node = NodeContext {
+            node_name: "n".into(),
+            node_ip: "192.168.77.2".into(),
+            log_root: tmp.path().into(),
+            ..Default::default()
+        };
         let mut p = pod("Always", &["a", "b"]);
         p.spec.as_mut().unwrap().containers[1].image = Some("nope:1".into());
 
         let observed = observe(&rt, "u1").await.unwrap();
-        let waiting = execute(&rt, &p, &node, &observed, &plan(&p, &observed, FAR_FUTURE).steps, &PodObjects::default()).await.unwrap();
+        let waiting = execute(
+            &rt,
+            &p,
+            &node,
+            &observed,
+            &plan(&p, &observed, FAR_FUTURE).steps,
+            &PodObjects::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(waiting["b"].0, "ErrImagePull");
-        assert!(tmp.path().join("default_p_u1/a").is_dir(), "log directory created");
+        assert!(
+            tmp.path().join("default_p_u1/a").is_dir(),
+            "log directory created"
+        );
 
         let observed = observe(&rt, "u1").await.unwrap();
         assert_eq!(observed.sandboxes.len(), 1);
@@ -827,7 +1382,16 @@ mod tests {
         assert_eq!(plan(&p, &observed, FAR_FUTURE).steps, vec![start("b", 0)]);
 
         p.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
-        execute(&rt, &p, &node, &observed, &plan(&p, &observed, FAR_FUTURE).steps, &PodObjects::default()).await.unwrap();
+        execute(
+            &rt,
+            &p,
+            &node,
+            &observed,
+            &plan(&p, &observed, FAR_FUTURE).steps,
+            &PodObjects::default(),
+        )
+        .await
+        .unwrap();
         let observed = observe(&rt, "u1").await.unwrap();
         assert!(!observed.has_live_parts());
         remove_pod(&rt, &observed).await.unwrap();
@@ -837,28 +1401,67 @@ mod tests {
     #[tokio::test]
     async fn image_pull_policies() {
         let tmp = tempfile::tempdir().unwrap();
-        let node = NodeContext { log_root: tmp.path().into(), ..Default::default() };
+        let node = NodeContext {
+            log_root: tmp.path().into(),
+            ..Default::default()
+        };
         // (image, policy, present on node, pullable) -> waiting reason, pulled?
         let cases = [
-            ("busybox:1.36", Some("IfNotPresent"), true, false, None, false),
+            (
+                "busybox:1.36",
+                Some("IfNotPresent"),
+                true,
+                false,
+                None,
+                false,
+            ),
             ("busybox:1.36", Some("Always"), true, true, None, true),
-            ("busybox:1.36", Some("Never"), false, true, Some("ErrImageNeverPull"), false),
+            (
+                "busybox:1.36",
+                Some("Never"),
+                false,
+                true,
+                Some("ErrImageNeverPull"),
+                false,
+            ),
             ("busybox:1.36", None, false, true, None, true),
             // No tag means :latest, which defaults to Always.
             ("busybox", None, true, true, None, true),
-            ("busybox:1.36", Some("IfNotPresent"), false, false, Some("ErrImagePull"), true),
+            (
+                "busybox:1.36",
+                Some("IfNotPresent"),
+                false,
+                false,
+                Some("ErrImagePull"),
+                true,
+            ),
         ];
         for (image, policy, present, pullable, want_reason, want_pull) in cases {
             let only_if = |yes: bool| if yes { vec![image] } else { vec![] };
-            let rt = crate::cri::FakeRuntime::new().with_images(&only_if(present)).with_pullable(&only_if(pullable));
+            let rt = crate::cri::FakeRuntime::new()
+                .with_images(&only_if(present))
+                .with_pullable(&only_if(pullable));
             let mut p = pod("Always", &["a"]);
             let c = &mut p.spec.as_mut().unwrap().containers[0];
             c.image = Some(image.into());
             c.image_pull_policy = policy.map(String::from);
             let observed = observe(&rt, "u1").await.unwrap();
-            let waiting = execute(&rt, &p, &node, &observed, &plan(&p, &observed, FAR_FUTURE).steps, &PodObjects::default()).await.unwrap();
+            let waiting = execute(
+                &rt,
+                &p,
+                &node,
+                &observed,
+                &plan(&p, &observed, FAR_FUTURE).steps,
+                &PodObjects::default(),
+            )
+            .await
+            .unwrap();
             let case = format!("{image} {policy:?} present={present} pullable={pullable}");
-            assert_eq!(waiting.get("a").map(|w| w.0.as_str()), want_reason, "{case}");
+            assert_eq!(
+                waiting.get("a").map(|w| w.0.as_str()),
+                want_reason,
+                "{case}"
+            );
             let pulled = rt.calls().iter().any(|c| c.starts_with("PullImage"));
             assert_eq!(pulled, want_pull, "{case}");
         }
@@ -866,33 +1469,77 @@ mod tests {
 
     fn with_inits(policy: &str, inits: &[&str], names: &[&str]) -> Pod {
         let mut p = pod(policy, names);
-        let inits: Vec<_> = inits.iter().map(|n| json!({"name": n, "image": "busybox:1.36"})).collect();
-        p.spec.as_mut().unwrap().init_containers = Some(serde_json::from_value(json!(inits)).unwrap());
+        let inits: Vec<_> = inits
+            .iter()
+            .map(|n| json!({"name": n, "image": "busybox:1.36"}))
+            .collect();
+        p.spec.as_mut().unwrap().init_containers =
+            Some(serde_json::from_value(json!(inits)).unwrap());
         p
     }
 
     #[test]
     fn init_containers_run_one_at_a_time_before_the_app() {
-        let o = |containers: Vec<ContainerInfo>| Observed { sandboxes: vec![sb("s", 0, true)], containers, pod_ip: "10.1.0.2".into() };
+        let o = |containers: Vec<ContainerInfo>| Observed {
+            sandboxes: vec![sb("s", 0, true)],
+            containers,
+            pod_ip: "10.1.0.2".into(),
+        };
         let cases: Vec<(&str, &str, Observed, Vec<Step>, bool)> = vec![
-            ("new pod starts the first init only", "Always", Observed::default(), vec![Step::RunSandbox { attempt: 0 }, start("i1", 0)], true),
-            ("first init running: wait", "Always", o(vec![ctr("c1", "s", "i1", 0, Running, 0)]), vec![], true),
-            ("first done: second starts", "Always", o(vec![ctr("c1", "s", "i1", 0, Exited, 0)]), vec![start("i2", 0)], true),
+            (
+                "new pod starts the first init only",
+                "Always",
+                Observed::default(),
+                vec![Step::RunSandbox { attempt: 0 }, start("i1", 0)],
+                true,
+            ),
+            (
+                "first init running: wait",
+                "Always",
+                o(vec![ctr("c1", "s", "i1", 0, Running, 0)]),
+                vec![],
+                true,
+            ),
+            (
+                "first done: second starts",
+                "Always",
+                o(vec![ctr("c1", "s", "i1", 0, Exited, 0)]),
+                vec![start("i2", 0)],
+                true,
+            ),
             (
                 "all done: app starts",
                 "Always",
-                o(vec![ctr("c1", "s", "i1", 0, Exited, 0), ctr("c2", "s", "i2", 0, Exited, 0)]),
+                o(vec![
+                    ctr("c1", "s", "i1", 0, Exited, 0),
+                    ctr("c2", "s", "i2", 0, Exited, 0),
+                ]),
                 vec![start("a", 0)],
                 false,
             ),
-            ("failed init restarts", "OnFailure", o(vec![ctr("c1", "s", "i1", 0, Exited, 1)]), vec![start("i1", 1)], true),
-            ("failed init under Never stops", "Never", o(vec![ctr("c1", "s", "i1", 0, Exited, 1)]), vec![], false),
+            (
+                "failed init restarts",
+                "OnFailure",
+                o(vec![ctr("c1", "s", "i1", 0, Exited, 1)]),
+                vec![start("i1", 1)],
+                true,
+            ),
+            (
+                "failed init under Never stops",
+                "Never",
+                o(vec![ctr("c1", "s", "i1", 0, Exited, 1)]),
+                vec![],
+                false,
+            ),
             (
                 "inits of an old sandbox do not count in a new one",
                 "Always",
                 Observed {
                     sandboxes: vec![sb("s", 0, false), sb("t", 1, true)],
-                    containers: vec![ctr("c1", "s", "i1", 0, Exited, 0), ctr("c2", "s", "i2", 0, Exited, 0)],
+                    containers: vec![
+                        ctr("c1", "s", "i1", 0, Exited, 0),
+                        ctr("c2", "s", "i2", 0, Exited, 0),
+                    ],
                     pod_ip: String::new(),
                 },
                 vec![start("i1", 1)],
@@ -900,7 +1547,11 @@ mod tests {
             ),
         ];
         for (name, policy, observed, want, poll) in cases {
-            let got = plan(&with_inits(policy, &["i1", "i2"], &["a"]), &observed, FAR_FUTURE);
+            let got = plan(
+                &with_inits(policy, &["i1", "i2"], &["a"]),
+                &observed,
+                FAR_FUTURE,
+            );
             assert_eq!((got.steps, got.poll), (want, poll), "{name}");
         }
     }
@@ -908,48 +1559,136 @@ mod tests {
     #[test]
     fn init_status_phase_and_conditions() {
         let status = |policy: &str, containers: Vec<ContainerInfo>| {
-            let observed = Observed { sandboxes: vec![sb("s", 0, true)], containers, pod_ip: "10.1.0.2".into() };
-            pod_status(&with_inits(policy, &["i1", "i2"], &["a"]), &observed, &WaitingReasons::new(), &node(), Timestamp::now(), &Health::default())
+            let observed = Observed {
+                sandboxes: vec![sb("s", 0, true)],
+                containers,
+                pod_ip: "10.1.0.2".into(),
+            };
+            pod_status(
+                &with_inits(policy, &["i1", "i2"], &["a"]),
+                &observed,
+                &WaitingReasons::new(),
+                &node(),
+                Timestamp::now(),
+                &Health::default(),
+            )
         };
-        let cond = |st: &PodStatus, t: &str| st.conditions.as_ref().unwrap().iter().find(|c| c.type_ == t).unwrap().status.clone();
+        let cond = |st: &PodStatus, t: &str| {
+            st.conditions
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|c| c.type_ == t)
+                .unwrap()
+                .status
+                .clone()
+        };
 
-        let st = status("Always", vec![ctr("c1", "s", "i1", 0, Exited, 0), ctr("c2", "s", "i2", 0, Running, 0)]);
+        let st = status(
+            "Always",
+            vec![
+                ctr("c1", "s", "i1", 0, Exited, 0),
+                ctr("c2", "s", "i2", 0, Running, 0),
+            ],
+        );
         assert_eq!(st.phase.as_deref(), Some("Pending"));
         assert_eq!(cond(&st, "Initialized"), "False");
         let inits = st.init_container_statuses.as_ref().unwrap();
-        assert_eq!(inits.iter().map(|s| s.ready).collect::<Vec<_>>(), [true, false]);
+        assert_eq!(
+            inits.iter().map(|s| s.ready).collect::<Vec<_>>(),
+            [true, false]
+        );
         assert!(inits[1].state.as_ref().unwrap().running.is_some());
         let app = &st.container_statuses.as_ref().unwrap()[0];
-        assert_eq!(app.state.as_ref().unwrap().waiting.as_ref().unwrap().reason.as_deref(), Some("PodInitializing"));
+        assert_eq!(
+            app.state
+                .as_ref()
+                .unwrap()
+                .waiting
+                .as_ref()
+                .unwrap()
+                .reason
+                .as_deref(),
+            Some("PodInitializing")
+        );
 
         let st = status("Never", vec![ctr("c1", "s", "i1", 0, Exited, 1)]);
         assert_eq!(st.phase.as_deref(), Some("Failed"));
         let st = status("OnFailure", vec![ctr("c1", "s", "i1", 0, Exited, 1)]);
         assert_eq!(st.phase.as_deref(), Some("Pending"));
-        assert_eq!(st.init_container_statuses.unwrap()[0].state.as_ref().unwrap().terminated.as_ref().unwrap().exit_code, 1);
+        assert_eq!(
+            st.init_container_statuses.unwrap()[0]
+                .state
+                .as_ref()
+                .unwrap()
+                .terminated
+                .as_ref()
+                .unwrap()
+                .exit_code,
+            1
+        );
 
-        let st = status("Always", vec![ctr("c1", "s", "i1", 0, Exited, 0), ctr("c2", "s", "i2", 0, Exited, 0), ctr("c3", "s", "a", 0, Running, 0)]);
-        assert_eq!((st.phase.as_deref(), cond(&st, "Initialized"), cond(&st, "Ready")), (Some("Running"), "True".to_string(), "True".to_string()));
+        let st = status(
+            "Always",
+            vec![
+                ctr("c1", "s", "i1", 0, Exited, 0),
+                ctr("c2", "s", "i2", 0, Exited, 0),
+                ctr("c3", "s", "a", 0, Running, 0),
+            ],
+        );
+        assert_eq!(
+            (
+                st.phase.as_deref(),
+                cond(&st, "Initialized"),
+                cond(&st, "Ready")
+            ),
+            (Some("Running"), "True".to_string(), "True".to_string())
+        );
     }
 
     #[test]
     fn probes_decide_ready_and_started() {
         let mut p = pod("Always", &["a"]);
         let c = &mut p.spec.as_mut().unwrap().containers[0];
-        c.readiness_probe = Some(serde_json::from_value(json!({"exec": {"command": ["true"]}})).unwrap());
-        c.startup_probe = Some(serde_json::from_value(json!({"exec": {"command": ["true"]}})).unwrap());
-        let observed = Observed { sandboxes: vec![sb("s", 0, true)], containers: vec![ctr("c", "s", "a", 0, Running, 0)], pod_ip: "10.1.0.2".into() };
+        c.readiness_probe =
+            Some(serde_json::from_value(json!({"exec": {"command": ["true"]}})).unwrap());
+        c.startup_probe =
+            Some(serde_json::from_value(json!({"exec": {"command": ["true"]}})).unwrap());
+        let observed = Observed {
+            sandboxes: vec![sb("s", 0, true)],
+            containers: vec![ctr("c", "s", "a", 0, Running, 0)],
+            pod_ip: "10.1.0.2".into(),
+        };
         let health = |started: bool, ready: bool| Health {
             started: std::collections::HashMap::from([("c".to_string(), started)]),
             ready: std::collections::HashMap::from([("c".to_string(), ready)]),
         };
         // (health) -> (started, ready, pod Ready)
-        let cases = [(Health::default(), (false, false)), (health(true, false), (true, false)), (health(false, true), (false, false)), (health(true, true), (true, true))];
+        let cases = [
+            (Health::default(), (false, false)),
+            (health(true, false), (true, false)),
+            (health(false, true), (false, false)),
+            (health(true, true), (true, true)),
+        ];
         for (h, (started, ready)) in cases {
-            let st = pod_status(&p, &observed, &WaitingReasons::new(), &node(), Timestamp::now(), &h);
+            let st = pod_status(
+                &p,
+                &observed,
+                &WaitingReasons::new(),
+                &node(),
+                Timestamp::now(),
+                &h,
+            );
             let cs = &st.container_statuses.as_ref().unwrap()[0];
             assert_eq!((cs.started, cs.ready), (Some(started), ready), "{h:?}");
-            let pod_ready = st.conditions.unwrap().iter().find(|c| c.type_ == "Ready").unwrap().status == "True";
+            let pod_ready = st
+                .conditions
+                .unwrap()
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .unwrap()
+                .status
+                == "True";
             assert_eq!(pod_ready, ready, "{h:?}");
             assert_eq!(st.phase.as_deref(), Some("Running"));
         }
@@ -959,16 +1698,36 @@ mod tests {
     async fn execute_writes_volumes_and_mounts_them() {
         let rt = crate::cri::FakeRuntime::new().with_pullable(&["busybox:1.36"]);
         let tmp = tempfile::tempdir().unwrap();
-        let node = NodeContext { log_root: tmp.path().join("logs"), root_dir: tmp.path().join("root"), ..Default::default() };
+        let node = NodeContext {
+            log_root: tmp.path().join("logs"),
+            root_dir: tmp.path().join("root"),
+            ..Default::default()
+        };
         let mut p = pod("Always", &["a", "b"]);
         let spec = p.spec.as_mut().unwrap();
         spec.volumes = Some(serde_json::from_value(json!([{"name": "conf", "configMap": {"name": "cm"}}, {"name": "scratch", "emptyDir": {}}])).unwrap());
         spec.containers[0].volume_mounts = Some(serde_json::from_value(json!([{"name": "conf", "mountPath": "/etc/c"}, {"name": "scratch", "mountPath": "/s", "subPath": "x"}])).unwrap());
-        spec.containers[1].volume_mounts = Some(serde_json::from_value(json!([{"name": "undefined", "mountPath": "/u"}])).unwrap());
-        let cm: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({"metadata": {"name": "cm"}, "data": {"k": "v"}})).unwrap();
-        let objects = PodObjects { config_maps: BTreeMap::from([("cm".to_string(), cm)]), ..Default::default() };
+        spec.containers[1].volume_mounts = Some(
+            serde_json::from_value(json!([{"name": "undefined", "mountPath": "/u"}])).unwrap(),
+        );
+        let cm: k8s_openapi::api::core::v1::ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": "cm"}, "data": {"k": "v"}}))
+                .unwrap();
+        let objects = PodObjects {
+            config_maps: BTreeMap::from([("cm".to_string(), cm)]),
+            ..Default::default()
+        };
         let observed = observe(&rt, "u1").await.unwrap();
-        let waiting = execute(&rt, &p, &node, &observed, &plan(&p, &observed, FAR_FUTURE).steps, &objects).await.unwrap();
+        let waiting = execute(
+            &rt,
+            &p,
+            &node,
+            &observed,
+            &plan(&p, &observed, FAR_FUTURE).steps,
+            &objects,
+        )
+        .await
+        .unwrap();
         assert_eq!(waiting["b"].0, "CreateContainerConfigError");
         assert!(waiting["b"].1.contains("undefined"), "{}", waiting["b"].1);
         assert!(!waiting.contains_key("a"), "{waiting:?}");
@@ -976,9 +1735,22 @@ mod tests {
         assert_eq!(std::fs::read_to_string(vols.join("conf/k")).unwrap(), "v");
         assert!(vols.join("scratch/x").is_dir(), "subPath created");
         // A missing configMap blocks the containers that need it.
-        let p2 = { let mut q = p.clone(); q.metadata.uid = Some("u2".into()); q };
+        let p2 = {
+            let mut q = p.clone();
+            q.metadata.uid = Some("u2".into());
+            q
+        };
         let observed = observe(&rt, "u2").await.unwrap();
-        let waiting = execute(&rt, &p2, &node, &observed, &plan(&p2, &observed, FAR_FUTURE).steps, &PodObjects::default()).await.unwrap();
+        let waiting = execute(
+            &rt,
+            &p2,
+            &node,
+            &observed,
+            &plan(&p2, &observed, FAR_FUTURE).steps,
+            &PodObjects::default(),
+        )
+        .await
+        .unwrap();
         assert!(waiting["a"].1.contains("not found"), "{waiting:?}");
     }
 }

@@ -59,7 +59,11 @@ impl Params {
     /// startup probes must use a success threshold of 1.
     pub fn of(probe: &Probe, kind: Kind) -> Params {
         let positive = |v: Option<i32>, default: i32| v.filter(|v| *v > 0).unwrap_or(default);
-        let success = if kind == Kind::Readiness { positive(probe.success_threshold, 1) } else { 1 };
+        let success = if kind == Kind::Readiness {
+            positive(probe.success_threshold, 1)
+        } else {
+            1
+        };
         Params {
             initial_delay: probe.initial_delay_seconds.unwrap_or(0).max(0) as i64 * SECOND,
             period: positive(probe.period_seconds, 10) as i64 * SECOND,
@@ -198,38 +202,89 @@ impl Prober {
     }
 
     /// Runs the due probes of the pod's running app containers at `now`.
-    pub async fn probe_pod(&self, runtime: &dyn Runtime, pod: &Pod, observed: &Observed, now: i64) -> Report {
+    pub async fn probe_pod(
+        &self,
+        runtime: &dyn Runtime,
+        pod: &Pod,
+        observed: &Observed,
+        now: i64,
+    ) -> Report {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
-        let sandbox = observed.latest_sandbox().filter(|s| s.ready).map(|s| s.id.clone());
+        let containers = pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.as_slice())
+            .unwrap_or_default();
+        let sandbox = observed
+            .latest_sandbox()
+            .filter(|s| s.ready)
+            .map(|s| s.id.clone());
         let mut report = Report::default();
         let mut live_ids = HashSet::new();
         let mut next_at: Option<i64> = None;
         for c in containers {
-            let Some(k) = observed.latest_container(&c.name) else { continue };
-            if k.state != api::ContainerState::ContainerRunning || Some(&k.sandbox_id) != sandbox.as_ref() {
+            let Some(k) = observed.latest_container(&c.name) else {
+                continue;
+            };
+            if k.state != api::ContainerState::ContainerRunning
+                || Some(&k.sandbox_id) != sandbox.as_ref()
+            {
                 continue;
             }
             live_ids.insert(k.id.clone());
-            let mut started = c.startup_probe.is_none() || self.result(&uid, &k.id, Kind::Startup) == Some(true);
+            let mut started =
+                c.startup_probe.is_none() || self.result(&uid, &k.id, Kind::Startup) == Some(true);
             for (kind, probe) in active_kinds(c, started) {
                 let params = Params::of(probe, kind);
                 let key = (uid.clone(), k.id.clone(), kind);
-                let state = self.states.lock().unwrap().get(&key).cloned().unwrap_or_default();
+                let state = self
+                    .states
+                    .lock()
+                    .unwrap()
+                    .get(&key)
+                    .cloned()
+                    .unwrap_or_default();
                 let state = if due(&params, &state, k.started_at, now) {
-                    let outcome = check(runtime, pod, c, &k.id, &observed.pod_ip, probe, params.timeout).await;
+                    let outcome = check(
+                        runtime,
+                        pod,
+                        c,
+                        &k.id,
+                        &observed.pod_ip,
+                        probe,
+                        params.timeout,
+                    )
+                    .await;
                     if let Err(why) = &outcome {
                         let message = format!("{} probe failed: {why}", kind.name());
                         tracing::info!(reason = "Unhealthy", container = %c.name, "{message}");
-                        report.events.push(ProbeEvent { container: c.name.clone(), type_: "Warning", reason: "Unhealthy", message });
+                        report.events.push(ProbeEvent {
+                            container: c.name.clone(),
+                            type_: "Warning",
+                            reason: "Unhealthy",
+                            message,
+                        });
                     }
                     let next = record(&params, &state, outcome.is_ok(), now);
                     self.states.lock().unwrap().insert(key, next.clone());
                     if next.result == Some(false) && kind != Kind::Readiness {
-                        let message = format!("container {} failed {} probe, will be restarted", c.name, kind.name().to_lowercase());
+                        let message = format!(
+                            "container {} failed {} probe, will be restarted",
+                            c.name,
+                            kind.name().to_lowercase()
+                        );
                         tracing::info!(reason = "Killing", container = %c.name, "{message}");
-                        report.events.push(ProbeEvent { container: c.name.clone(), type_: "Normal", reason: "Killing", message: message.clone() });
-                        report.kill.push(Kill { container_id: k.id.clone(), container: c.name.clone(), message });
+                        report.events.push(ProbeEvent {
+                            container: c.name.clone(),
+                            type_: "Normal",
+                            reason: "Killing",
+                            message: message.clone(),
+                        });
+                        report.kill.push(Kill {
+                            container_id: k.id.clone(),
+                            container: c.name.clone(),
+                            message,
+                        });
                     }
                     if kind == Kind::Startup && next.result == Some(true) {
                         started = true;
@@ -241,24 +296,39 @@ impl Prober {
                 let at = next_due(&params, &state, k.started_at);
                 next_at = Some(next_at.map_or(at, |n| n.min(at)));
                 if kind == Kind::Readiness {
-                    report.health.ready.insert(k.id.clone(), state.result == Some(true));
+                    report
+                        .health
+                        .ready
+                        .insert(k.id.clone(), state.result == Some(true));
                 }
             }
             report.health.started.insert(k.id.clone(), started);
         }
         // Containers that are gone (restarted, removed) take their state with them.
-        self.states.lock().unwrap().retain(|k, _| k.0 != uid || live_ids.contains(&k.1));
+        self.states
+            .lock()
+            .unwrap()
+            .retain(|k, _| k.0 != uid || live_ids.contains(&k.1));
         report.next = next_at.map(|at| Duration::from_nanos(at.saturating_sub(now).max(0) as u64));
         report
     }
 
     fn result(&self, uid: &str, id: &str, kind: Kind) -> Option<bool> {
-        self.states.lock().unwrap().get(&(uid.to_string(), id.to_string(), kind)).and_then(|s| s.result)
+        self.states
+            .lock()
+            .unwrap()
+            .get(&(uid.to_string(), id.to_string(), kind))
+            .and_then(|s| s.result)
     }
 }
 
 /// The core/v1 Event for a probe event on `pod`, reported by `node`'s kubelet at `now`.
-pub fn event_object(pod: &Pod, node: &str, ev: &ProbeEvent, now: k8s_openapi::jiff::Timestamp) -> serde_json::Value {
+pub fn event_object(
+    pod: &Pod,
+    node: &str,
+    ev: &ProbeEvent,
+    now: k8s_openapi::jiff::Timestamp,
+) -> serde_json::Value {
     let name = pod.metadata.name.clone().unwrap_or_default();
     let time = now.to_string();
     serde_json::json!({
@@ -287,10 +357,14 @@ pub fn event_object(pod: &Pod, node: &str, ev: &ProbeEvent, now: k8s_openapi::ji
 /// Posts a probe event; best effort (a lost event is logged, never fails a sync).
 pub async fn post_event(client: &kube::Client, pod: &Pod, node: &str, ev: &ProbeEvent) {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let events: kube::Api<k8s_openapi::api::core::v1::Event> = kube::Api::namespaced(client.clone(), namespace);
+    let events: kube::Api<k8s_openapi::api::core::v1::Event> =
+        kube::Api::namespaced(client.clone(), namespace);
     let object = event_object(pod, node, ev, k8s_openapi::jiff::Timestamp::now());
     let result = match serde_json::from_value(object) {
-        Ok(e) => events.create(&kube::api::PostParams::default(), &e).await.map(|_| ()),
+        Ok(e) => events
+            .create(&kube::api::PostParams::default(), &e)
+            .await
+            .map(|_| ()),
         Err(e) => Err(kube::Error::SerdeError(e)),
     };
     if let Err(e) = result {
@@ -301,7 +375,10 @@ pub async fn post_event(client: &kube::Client, pod: &Pod, node: &str, ev: &Probe
 /// A probe's port: a number, or the name of one of the container's ports.
 pub fn resolve_port(port: &IntOrString, container: &Container) -> Result<u16, String> {
     match port {
-        IntOrString::Int(n) => u16::try_from(*n).ok().filter(|p| *p > 0).ok_or_else(|| format!("invalid port {n}")),
+        IntOrString::Int(n) => u16::try_from(*n)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("invalid port {n}")),
         IntOrString::String(name) => {
             if let Ok(n) = name.parse::<u16>() {
                 return Ok(n);
@@ -331,7 +408,11 @@ pub fn http_request(host: &str, port: u16, path: &str, headers: &[(String, Strin
 /// Whether an HTTP response's status line is a probe success (200 to 399).
 pub fn http_success(response_head: &str) -> Result<u16, String> {
     let line = response_head.lines().next().unwrap_or_default();
-    let code = line.split_whitespace().nth(1).and_then(|c| c.parse::<u16>().ok()).ok_or_else(|| format!("malformed HTTP response {line:?}"))?;
+    let code = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .ok_or_else(|| format!("malformed HTTP response {line:?}"))?;
     if (200..400).contains(&code) {
         Ok(code)
     } else {
@@ -339,24 +420,46 @@ pub fn http_success(response_head: &str) -> Result<u16, String> {
     }
 }
 
-async fn check(runtime: &dyn Runtime, pod: &Pod, c: &Container, id: &str, pod_ip: &str, probe: &Probe, timeout: Duration) -> Result<(), String> {
+async fn check(
+    runtime: &dyn Runtime,
+    pod: &Pod,
+    c: &Container,
+    id: &str,
+    pod_ip: &str,
+    probe: &Probe,
+    timeout: Duration,
+) -> Result<(), String> {
     if let Some(e) = &probe.exec {
         let cmd = e.command.clone().unwrap_or_default();
-        let out = runtime.exec_sync(id, cmd, timeout).await.map_err(|e| e.to_string())?;
+        let out = runtime
+            .exec_sync(id, cmd, timeout)
+            .await
+            .map_err(|e| e.to_string())?;
         return if out.exit_code == 0 {
             Ok(())
         } else {
-            Err(format!("command exited with {}: {}", out.exit_code, String::from_utf8_lossy(&out.stdout).trim()))
+            Err(format!(
+                "command exited with {}: {}",
+                out.exit_code,
+                String::from_utf8_lossy(&out.stdout).trim()
+            ))
         };
     }
     let connect = |host: String, port: u16| async move {
-        tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host.as_str(), port)))
-            .await
-            .map_err(|_| format!("dial tcp {host}:{port}: timeout"))?
-            .map_err(|e| format!("dial tcp {host}:{port}: {e}"))
+        tokio::time::timeout(
+            timeout,
+            tokio::net::TcpStream::connect((host.as_str(), port)),
+        )
+        .await
+        .map_err(|_| format!("dial tcp {host}:{port}: timeout"))?
+        .map_err(|e| format!("dial tcp {host}:{port}: {e}"))
     };
     if let Some(t) = &probe.tcp_socket {
-        let host = t.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| pod_ip.to_string());
+        let host = t
+            .host
+            .clone()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| pod_ip.to_string());
         connect(host, resolve_port(&t.port, c)?).await?;
         return Ok(());
     }
@@ -364,18 +467,33 @@ async fn check(runtime: &dyn Runtime, pod: &Pod, c: &Container, id: &str, pod_ip
         if h.scheme.as_deref() == Some("HTTPS") {
             return Err("HTTPS probes are not supported by skiff yet".into());
         }
-        let host = h.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| pod_ip.to_string());
+        let host = h
+            .host
+            .clone()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| pod_ip.to_string());
         let port = resolve_port(&h.port, c)?;
-        let headers: Vec<(String, String)> = h.http_headers.iter().flatten().map(|x| (x.name.clone(), x.value.clone())).collect();
+        let headers: Vec<(String, String)> = h
+            .http_headers
+            .iter()
+            .flatten()
+            .map(|x| (x.name.clone(), x.value.clone()))
+            .collect();
         let request = http_request(&host, port, h.path.as_deref().unwrap_or("/"), &headers);
         let exchange = async {
             let mut stream = connect(host.clone(), port).await?;
-            stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+            stream
+                .write_all(request.as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
             // The status line is all that matters; read a bounded prefix.
             let mut buf = vec![0u8; 1024];
             let mut n = 0;
             while n < buf.len() && !buf[..n].contains(&b'\n') {
-                let got = stream.read(&mut buf[n..]).await.map_err(|e| e.to_string())?;
+                let got = stream
+                    .read(&mut buf[n..])
+                    .await
+                    .map_err(|e| e.to_string())?;
                 if got == 0 {
                     break;
                 }
@@ -383,7 +501,9 @@ async fn check(runtime: &dyn Runtime, pod: &Pod, c: &Container, id: &str, pod_ip
             }
             http_success(&String::from_utf8_lossy(&buf[..n])).map(|_| ())
         };
-        return tokio::time::timeout(timeout, exchange).await.map_err(|_| format!("GET http://{host}:{port}: timeout"))?;
+        return tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| format!("GET http://{host}:{port}: timeout"))?;
     }
     // gRPC probes (and probes without a handler) are not run: they count as passing
     // rather than killing containers skiff cannot judge.
@@ -399,18 +519,42 @@ mod tests {
     use serde_json::json;
 
     fn params(success: u32, failure: u32) -> Params {
-        Params { initial_delay: 5 * SECOND, period: 10 * SECOND, timeout: Duration::from_secs(1), success_threshold: success, failure_threshold: failure }
+        Params {
+            initial_delay: 5 * SECOND,
+            period: 10 * SECOND,
+            timeout: Duration::from_secs(1),
+            success_threshold: success,
+            failure_threshold: failure,
+        }
     }
 
     #[test]
     fn defaults_follow_the_api() {
-        let p: Probe = serde_json::from_value(json!({"exec": {"command": ["true"]}, "successThreshold": 3})).unwrap();
+        let p: Probe =
+            serde_json::from_value(json!({"exec": {"command": ["true"]}, "successThreshold": 3}))
+                .unwrap();
         let r = Params::of(&p, Kind::Readiness);
-        assert_eq!((r.initial_delay, r.period, r.timeout, r.success_threshold, r.failure_threshold), (0, 10 * SECOND, Duration::from_secs(1), 3, 3));
-        assert_eq!(Params::of(&p, Kind::Liveness).success_threshold, 1, "liveness success threshold is always 1");
+        assert_eq!(
+            (
+                r.initial_delay,
+                r.period,
+                r.timeout,
+                r.success_threshold,
+                r.failure_threshold
+            ),
+            (0, 10 * SECOND, Duration::from_secs(1), 3, 3)
+        );
+        assert_eq!(
+            Params::of(&p, Kind::Liveness).success_threshold,
+            1,
+            "liveness success threshold is always 1"
+        );
         let p: Probe = serde_json::from_value(json!({"initialDelaySeconds": 4, "periodSeconds": 2, "timeoutSeconds": 7, "failureThreshold": 1})).unwrap();
         let l = Params::of(&p, Kind::Liveness);
-        assert_eq!((l.initial_delay, l.period, l.timeout, l.failure_threshold), (4 * SECOND, 2 * SECOND, Duration::from_secs(7), 1));
+        assert_eq!(
+            (l.initial_delay, l.period, l.timeout, l.failure_threshold),
+            (4 * SECOND, 2 * SECOND, Duration::from_secs(7), 1)
+        );
     }
 
     #[test]
@@ -423,9 +567,16 @@ mod tests {
             (&fresh, 100 * SECOND, 104 * SECOND, false),
         ];
         for (state, started, now, want) in cases {
-            assert_eq!(due(&p, state, started, now), want, "started={started} now={now}");
+            assert_eq!(
+                due(&p, state, started, now),
+                want,
+                "started={started} now={now}"
+            );
         }
-        let ran = ProbeState { last_run: Some(20 * SECOND), ..Default::default() };
+        let ran = ProbeState {
+            last_run: Some(20 * SECOND),
+            ..Default::default()
+        };
         assert!(!due(&p, &ran, 0, 29 * SECOND));
         assert!(due(&p, &ran, 0, 30 * SECOND));
     }
@@ -437,9 +588,24 @@ mod tests {
         let cases: [Case; 5] = [
             (1, 3, &[true], &[Some(true)]),
             (1, 3, &[false, false, false], &[None, None, Some(false)]),
-            (1, 3, &[false, false, true, false, false], &[None, None, Some(true), Some(true), Some(true)]),
-            (2, 1, &[true, false, true, true], &[None, Some(false), Some(false), Some(true)]),
-            (1, 2, &[true, false, false, true], &[Some(true), Some(true), Some(false), Some(true)]),
+            (
+                1,
+                3,
+                &[false, false, true, false, false],
+                &[None, None, Some(true), Some(true), Some(true)],
+            ),
+            (
+                2,
+                1,
+                &[true, false, true, true],
+                &[None, Some(false), Some(false), Some(true)],
+            ),
+            (
+                1,
+                2,
+                &[true, false, false, true],
+                &[Some(true), Some(true), Some(false), Some(true)],
+            ),
         ];
         for (success, failure, outcomes, want) in cases {
             let p = params(success, failure);
@@ -449,7 +615,10 @@ mod tests {
                 state = record(&p, &state, *ok, i as i64);
                 got.push(state.result);
             }
-            assert_eq!(got, want, "success={success} failure={failure} outcomes={outcomes:?}");
+            assert_eq!(
+                got, want,
+                "success={success} failure={failure} outcomes={outcomes:?}"
+            );
         }
     }
 
@@ -458,22 +627,50 @@ mod tests {
         let c: Container = serde_json::from_value(json!({"name": "a", "image": "x",
             "startupProbe": {"exec": {"command": ["s"]}}, "livenessProbe": {"exec": {"command": ["l"]}},
             "readinessProbe": {"exec": {"command": ["r"]}}})).unwrap();
-        let kinds = |started| active_kinds(&c, started).into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+        let kinds = |started| {
+            active_kinds(&c, started)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(kinds(false), vec![Kind::Startup]);
         assert_eq!(kinds(true), vec![Kind::Liveness, Kind::Readiness]);
     }
 
     #[test]
     fn ports_http_requests_and_status_codes() {
-        let c: Container = serde_json::from_value(json!({"name": "a", "image": "x", "ports": [{"name": "http", "containerPort": 8080}]})).unwrap();
+        let c: Container = serde_json::from_value(
+            json!({"name": "a", "image": "x", "ports": [{"name": "http", "containerPort": 8080}]}),
+        )
+        .unwrap();
         assert_eq!(resolve_port(&IntOrString::Int(80), &c), Ok(80));
-        assert_eq!(resolve_port(&IntOrString::String("http".into()), &c), Ok(8080));
+        assert_eq!(
+            resolve_port(&IntOrString::String("http".into()), &c),
+            Ok(8080)
+        );
         assert!(resolve_port(&IntOrString::String("nope".into()), &c).is_err());
         assert!(resolve_port(&IntOrString::Int(0), &c).is_err());
-        let req = http_request("10.1.0.2", 8080, "/healthz", &[("X-Probe".into(), "1".into())]);
-        assert!(req.starts_with("GET /healthz HTTP/1.1\r\nHost: 10.1.0.2:8080\r\n"), "{req}");
-        assert!(req.contains("X-Probe: 1\r\n") && req.ends_with("\r\n\r\n"), "{req}");
-        let cases = [("HTTP/1.1 200 OK\r\n", true), ("HTTP/1.0 302 Found\r\n", true), ("HTTP/1.1 404 Not Found\r\n", false), ("HTTP/1.1 500 x", false), ("garbage", false)];
+        let req = http_request(
+            "10.1.0.2",
+            8080,
+            "/healthz",
+            &[("X-Probe".into(), "1".into())],
+        );
+        assert!(
+            req.starts_with("GET /healthz HTTP/1.1\r\nHost: 10.1.0.2:8080\r\n"),
+            "{req}"
+        );
+        assert!(
+            req.contains("X-Probe: 1\r\n") && req.ends_with("\r\n\r\n"),
+            "{req}"
+        );
+        let cases = [
+            ("HTTP/1.1 200 OK\r\n", true),
+            ("HTTP/1.0 302 Found\r\n", true),
+            ("HTTP/1.1 404 Not Found\r\n", false),
+            ("HTTP/1.1 500 x", false),
+            ("garbage", false),
+        ];
         for (head, ok) in cases {
             assert_eq!(http_success(head).is_ok(), ok, "{head}");
         }
@@ -506,7 +703,12 @@ mod tests {
             {"name": "web", "image": "x", "readinessProbe": {"tcpSocket": {"port": port}, "periodSeconds": 1}},
             {"name": "worker", "image": "x", "livenessProbe": {"tcpSocket": {"port": 1}, "periodSeconds": 1, "failureThreshold": 2}}]}})).unwrap();
         let observed = Observed {
-            sandboxes: vec![SandboxInfo { id: "s".into(), attempt: 0, ready: true, created_at: 0 }],
+            sandboxes: vec![SandboxInfo {
+                id: "s".into(),
+                attempt: 0,
+                ready: true,
+                created_at: 0,
+            }],
             containers: vec![running("c-web", "web"), running("c-worker", "worker")],
             pod_ip: "127.0.0.1".into(),
         };
@@ -514,16 +716,39 @@ mod tests {
         let prober = Prober::new();
         let first = prober.probe_pod(&rt, &pod, &observed, 10 * SECOND).await;
         assert!(first.health.ready("c-web"));
-        assert!(first.kill.is_empty(), "one liveness failure is below the threshold");
+        assert!(
+            first.kill.is_empty(),
+            "one liveness failure is below the threshold"
+        );
         assert_eq!(first.next, Some(Duration::from_secs(1)));
         // Not due again yet: nothing changes.
-        let early = prober.probe_pod(&rt, &pod, &observed, 10 * SECOND + 1).await;
+        let early = prober
+            .probe_pod(&rt, &pod, &observed, 10 * SECOND + 1)
+            .await;
         assert!(early.kill.is_empty());
         drop(listener);
         let second = prober.probe_pod(&rt, &pod, &observed, 11 * SECOND).await;
-        assert_eq!(second.kill.iter().map(|k| k.container.as_str()).collect::<Vec<_>>(), ["worker"]);
-        let reasons: Vec<_> = second.events.iter().map(|e| (e.container.as_str(), e.reason)).collect();
-        assert_eq!(reasons, [("web", "Unhealthy"), ("worker", "Unhealthy"), ("worker", "Killing")]);
+        assert_eq!(
+            second
+                .kill
+                .iter()
+                .map(|k| k.container.as_str())
+                .collect::<Vec<_>>(),
+            ["worker"]
+        );
+        let reasons: Vec<_> = second
+            .events
+            .iter()
+            .map(|e| (e.container.as_str(), e.reason))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                ("web", "Unhealthy"),
+                ("worker", "Unhealthy"),
+                ("worker", "Killing")
+            ]
+        );
         // Readiness needs 3 failures (the default) to flip.
         assert!(second.health.ready("c-web"));
         prober.probe_pod(&rt, &pod, &observed, 12 * SECOND).await;
@@ -539,7 +764,12 @@ mod tests {
             {"name": "a", "image": "x", "startupProbe": {"exec": {"command": ["check"]}, "periodSeconds": 1, "failureThreshold": 1},
              "readinessProbe": {"exec": {"command": ["ready"]}}}]}})).unwrap();
         let observed = Observed {
-            sandboxes: vec![SandboxInfo { id: "s".into(), attempt: 0, ready: true, created_at: 0 }],
+            sandboxes: vec![SandboxInfo {
+                id: "s".into(),
+                attempt: 0,
+                ready: true,
+                created_at: 0,
+            }],
             containers: vec![running("c", "a")],
             pod_ip: String::new(),
         };
@@ -551,18 +781,37 @@ mod tests {
         assert!(!report.health.started("c"));
         assert!(!report.health.ready.contains_key("c"));
         assert_eq!(report.kill.len(), 1);
-        assert!(report.kill[0].message.contains("startup"), "{}", report.kill[0].message);
+        assert!(
+            report.kill[0].message.contains("startup"),
+            "{}",
+            report.kill[0].message
+        );
     }
 
     #[test]
     fn events_name_the_container_and_parse_as_events() {
-        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u"}})).unwrap();
-        let ev = ProbeEvent { container: "web".into(), type_: "Warning", reason: "Unhealthy", message: "Readiness probe failed: x".into() };
+        let pod: Pod = serde_json::from_value(
+            json!({"metadata": {"name": "p", "namespace": "ns", "uid": "u"}}),
+        )
+        .unwrap();
+        let ev = ProbeEvent {
+            container: "web".into(),
+            type_: "Warning",
+            reason: "Unhealthy",
+            message: "Readiness probe failed: x".into(),
+        };
         let now = k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap();
-        let parsed: k8s_openapi::api::core::v1::Event = serde_json::from_value(event_object(&pod, "node-a", &ev, now)).unwrap();
-        assert_eq!(parsed.involved_object.field_path.as_deref(), Some("spec.containers{web}"));
+        let parsed: k8s_openapi::api::core::v1::Event =
+            serde_json::from_value(event_object(&pod, "node-a", &ev, now)).unwrap();
+        assert_eq!(
+            parsed.involved_object.field_path.as_deref(),
+            Some("spec.containers{web}")
+        );
         assert_eq!(parsed.involved_object.uid.as_deref(), Some("u"));
-        assert_eq!((parsed.reason.as_deref(), parsed.type_.as_deref()), (Some("Unhealthy"), Some("Warning")));
+        assert_eq!(
+            (parsed.reason.as_deref(), parsed.type_.as_deref()),
+            (Some("Unhealthy"), Some("Warning"))
+        );
         assert_eq!(parsed.metadata.namespace.as_deref(), Some("ns"));
         assert!(parsed.metadata.name.unwrap().starts_with("p."));
         assert_eq!(parsed.source.unwrap().host.as_deref(), Some("node-a"));

@@ -35,7 +35,10 @@ pub fn netns_path(name: &str) -> PathBuf {
 /// A command that runs `program` inside the named network namespace (or here, when
 /// `netns` is `None`). `nsenter --net` is used rather than `ip netns exec` because it
 /// keeps the host mount namespace: containerd's mounts must be visible to everyone.
-pub fn command_in(netns: Option<&str>, program: &str) -> Result<tokio::process::Command, ProcessError> {
+pub fn command_in(
+    netns: Option<&str>,
+    program: &str,
+) -> Result<tokio::process::Command, ProcessError> {
     match netns {
         None => Ok(tokio::process::Command::new(program)),
         Some(ns) => {
@@ -44,7 +47,9 @@ pub fn command_in(netns: Option<&str>, program: &str) -> Result<tokio::process::
                 return Err(ProcessError::NoNetns(ns.to_string()));
             }
             let mut cmd = tokio::process::Command::new("nsenter");
-            cmd.arg(format!("--net={}", path.display())).arg("--").arg(program);
+            cmd.arg(format!("--net={}", path.display()))
+                .arg("--")
+                .arg(program);
             Ok(cmd)
         }
     }
@@ -60,14 +65,34 @@ pub struct Daemon {
 
 impl Daemon {
     /// Spawns `cmd` with stdout and stderr appended to `log`.
-    pub fn spawn(name: &str, mut cmd: tokio::process::Command, log: &Path) -> Result<Daemon, ProcessError> {
-        let log_err = |source| ProcessError::Log { path: log.to_path_buf(), source };
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(log_err)?;
+    pub fn spawn(
+        name: &str,
+        mut cmd: tokio::process::Command,
+        log: &Path,
+    ) -> Result<Daemon, ProcessError> {
+        let log_err = |source| ProcessError::Log {
+            path: log.to_path_buf(),
+            source,
+        };
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(log_err)?;
         let err = out.try_clone().map_err(log_err)?;
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err).kill_on_drop(true);
-        let child = cmd.spawn().map_err(|source| ProcessError::Spawn { program: name.into(), source })?;
+        cmd.stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .kill_on_drop(true);
+        let child = cmd.spawn().map_err(|source| ProcessError::Spawn {
+            program: name.into(),
+            source,
+        })?;
         tracing::debug!(name, pid = child.id(), "started");
-        Ok(Daemon { name: name.into(), child: Some(child) })
+        Ok(Daemon {
+            name: name.into(),
+            child: Some(child),
+        })
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -84,7 +109,9 @@ impl Daemon {
 
     /// SIGTERM, then SIGKILL after `grace`. Idempotent.
     pub async fn stop(&mut self, grace: Duration) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         if let Some(pid) = child.id() {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
             match tokio::time::timeout(grace, child.wait()).await {
@@ -147,7 +174,9 @@ struct ProcEntry {
 }
 
 fn process_table() -> Vec<ProcEntry> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     dir.flatten()
         .filter_map(|entry| {
             let pid = entry.file_name().to_string_lossy().parse::<u32>().ok()?;
@@ -158,7 +187,11 @@ fn process_table() -> Vec<ProcEntry> {
                 .find_map(|l| l.strip_prefix("PPid:"))
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(0);
-            Some(ProcEntry { pid, ppid, cmdline: String::from_utf8_lossy(&cmdline).replace('\0', " ") })
+            Some(ProcEntry {
+                pid,
+                ppid,
+                cmdline: String::from_utf8_lossy(&cmdline).replace('\0', " "),
+            })
         })
         .collect()
 }
@@ -170,7 +203,10 @@ mod tests {
     #[test]
     fn missing_netns_is_a_clear_error() {
         let err = command_in(Some("skk-does-not-exist"), "true").unwrap_err();
-        assert!(err.to_string().contains("ip netns add skk-does-not-exist"), "{err}");
+        assert!(
+            err.to_string().contains("ip netns add skk-does-not-exist"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
@@ -197,7 +233,10 @@ mod tests {
         // Wait for the child to exist.
         let mut child = None;
         for _ in 0..50 {
-            child = process_table().into_iter().find(|p| p.ppid == parent).map(|p| p.pid);
+            child = process_table()
+                .into_iter()
+                .find(|p| p.ppid == parent)
+                .map(|p| p.pid);
             if child.is_some() {
                 break;
             }
@@ -205,7 +244,10 @@ mod tests {
         }
         let child = child.expect("the sleep child started");
         let killed = kill_process_trees_mentioning(&marker);
-        assert!(killed.contains(&parent) && killed.contains(&child), "{killed:?}");
+        assert!(
+            killed.contains(&parent) && killed.contains(&child),
+            "{killed:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(!d.is_running());
         assert!(kill_process_trees_mentioning(&marker).is_empty());

@@ -24,7 +24,11 @@ pub enum RegistryError {
         source: std::io::Error,
     },
     #[error("the registry did not come up on {addr}: {reason}; see {log}")]
-    NotReady { addr: SocketAddr, log: PathBuf, reason: String },
+    NotReady {
+        addr: SocketAddr,
+        log: PathBuf,
+        reason: String,
+    },
     #[error("image reference {0:?} is not fully qualified (want HOST/PATH:TAG)")]
     BadReference(String),
     #[error("pushing {reference} with skopeo failed: {stderr}")]
@@ -79,7 +83,10 @@ impl Registry {
     /// Writes the config, starts `docker-registry serve` and waits until it accepts
     /// connections.
     pub async fn start(config: RegistryConfig) -> Result<Registry, RegistryError> {
-        let io = |source| RegistryError::Io { path: config.dir.clone(), source };
+        let io = |source| RegistryError::Io {
+            path: config.dir.clone(),
+            source,
+        };
         let data = config.dir.join("data");
         std::fs::create_dir_all(&data).map_err(io)?;
         let config_file = config.dir.join("config.yml");
@@ -90,9 +97,17 @@ impl Registry {
         cmd.arg("serve").arg(&config_file);
         let daemon = Daemon::spawn("docker-registry", cmd, &log)?;
         let registry = Registry { config, daemon };
-        netns::wait_for_tcp(registry.config.netns.as_deref(), registry.config.addr, Duration::from_secs(15))
-            .await
-            .map_err(|e| RegistryError::NotReady { addr: registry.config.addr, log, reason: e.to_string() })?;
+        netns::wait_for_tcp(
+            registry.config.netns.as_deref(),
+            registry.config.addr,
+            Duration::from_secs(15),
+        )
+        .await
+        .map_err(|e| RegistryError::NotReady {
+            addr: registry.config.addr,
+            log,
+            reason: e.to_string(),
+        })?;
         tracing::info!(addr = %registry.config.addr, netns = ?registry.config.netns, "registry ready");
         Ok(registry)
     }
@@ -114,7 +129,11 @@ impl Registry {
             // --insecure-policy: these are images this process just built, there is no
             // signature to check; it also avoids depending on /etc/containers/policy.json.
             cmd.args(["--insecure-policy", "copy", "--dest-tls-verify=false"])
-                .arg(format!("oci:{}:{}", image.layout.dir.display(), image.layout.tag))
+                .arg(format!(
+                    "oci:{}:{}",
+                    image.layout.dir.display(),
+                    image.layout.tag
+                ))
                 .arg(format!("docker://{}/{}", self.config.addr, path));
             let out = cmd.output().await.map_err(|source| ProcessError::Spawn {
                 program: "skopeo".into(),
@@ -157,8 +176,14 @@ mod tests {
     #[test]
     fn mirror_path_strips_the_host() {
         let cases: &[(&str, Option<(&str, &str)>)] = &[
-            ("docker.io/library/busybox:latest", Some(("docker.io", "library/busybox:latest"))),
-            ("registry.k8s.io/pause:3.9", Some(("registry.k8s.io", "pause:3.9"))),
+            (
+                "docker.io/library/busybox:latest",
+                Some(("docker.io", "library/busybox:latest")),
+            ),
+            (
+                "registry.k8s.io/pause:3.9",
+                Some(("registry.k8s.io", "pause:3.9")),
+            ),
             ("localhost:5000/a/b:1", Some(("localhost:5000", "a/b:1"))),
             ("busybox:latest", None),
             ("library/busybox:latest", None),

@@ -51,7 +51,10 @@ pub struct ServerConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot listen on {addr} for the kubelet server: {source}; is the port taken?")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("generating the kubelet serving certificate failed: {0}")]
     Cert(#[from] rcgen::Error),
     #[error("the kubelet tls configuration is invalid: {0}")]
@@ -61,10 +64,25 @@ pub enum ServerError {
 /// One parsed request path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    ContainerLogs { namespace: String, pod: String, container: String },
-    Exec { namespace: String, pod: String, container: String },
-    Attach { namespace: String, pod: String, container: String },
-    PortForward { namespace: String, pod: String },
+    ContainerLogs {
+        namespace: String,
+        pod: String,
+        container: String,
+    },
+    Exec {
+        namespace: String,
+        pod: String,
+        container: String,
+    },
+    Attach {
+        namespace: String,
+        pod: String,
+        container: String,
+    },
+    PortForward {
+        namespace: String,
+        pod: String,
+    },
 }
 
 /// Maps a request path to a [`Route`] (`None`: 404).
@@ -75,10 +93,25 @@ pub fn parse_route(path: &str) -> Option<Route> {
         return None;
     }
     match parts.as_slice() {
-        ["containerLogs", _, _, _] => Some(Route::ContainerLogs { namespace: s(1), pod: s(2), container: s(3) }),
-        ["exec", _, _, _] => Some(Route::Exec { namespace: s(1), pod: s(2), container: s(3) }),
-        ["attach", _, _, _] => Some(Route::Attach { namespace: s(1), pod: s(2), container: s(3) }),
-        ["portForward", _, _] => Some(Route::PortForward { namespace: s(1), pod: s(2) }),
+        ["containerLogs", _, _, _] => Some(Route::ContainerLogs {
+            namespace: s(1),
+            pod: s(2),
+            container: s(3),
+        }),
+        ["exec", _, _, _] => Some(Route::Exec {
+            namespace: s(1),
+            pod: s(2),
+            container: s(3),
+        }),
+        ["attach", _, _, _] => Some(Route::Attach {
+            namespace: s(1),
+            pod: s(2),
+            container: s(3),
+        }),
+        ["portForward", _, _] => Some(Route::PortForward {
+            namespace: s(1),
+            pod: s(2),
+        }),
         _ => None,
     }
 }
@@ -96,22 +129,31 @@ pub struct LogOptions {
 
 /// The query parameters of a request; repeated keys (exec's `command`) keep order.
 pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(query.unwrap_or("").as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+    url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }
 
 fn flag(q: &[(String, String)], key: &str) -> bool {
-    q.iter().any(|(k, v)| k == key && (v == "true" || v == "1" || v.is_empty()))
+    q.iter()
+        .any(|(k, v)| k == key && (v == "true" || v == "1" || v.is_empty()))
 }
 
 fn value<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    q.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    q.iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Parses log options; a malformed number is an error naming the parameter.
 pub fn parse_log_options(q: &[(String, String)]) -> Result<LogOptions, String> {
     let num = |key: &str| -> Result<Option<i64>, String> {
         value(q, key)
-            .map(|v| v.parse::<i64>().map_err(|_| format!("{key} must be an integer, got {v:?}")))
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| format!("{key} must be an integer, got {v:?}"))
+            })
             .transpose()
     };
     let non_negative = |key: &str| -> Result<Option<usize>, String> {
@@ -134,7 +176,11 @@ pub fn parse_log_options(q: &[(String, String)]) -> Result<LogOptions, String> {
 /// records older than `since` (RFC 3339 cut-off) dropped, the last `tail_lines` kept,
 /// each prefixed with its time when `timestamps` is set. Both streams are merged in
 /// file order, as upstream does.
-pub fn render_log(text: &str, opts: &LogOptions, since: Option<&chrono::DateTime<chrono::Utc>>) -> String {
+pub fn render_log(
+    text: &str,
+    opts: &LogOptions,
+    since: Option<&chrono::DateTime<chrono::Utc>>,
+) -> String {
     let mut out: Vec<String> = Vec::new();
     let mut pending: [(String, Option<String>); 2] = Default::default();
     for record in text.lines().filter_map(|l| logs::parse_record(l).ok()) {
@@ -152,12 +198,17 @@ pub fn render_log(text: &str, opts: &LogOptions, since: Option<&chrono::DateTime
         let line = std::mem::take(&mut slot.0);
         let time = slot.1.take().unwrap_or_default();
         if let Some(cut) = since {
-            let t = chrono::DateTime::parse_from_rfc3339(&time).map(|t| t.with_timezone(&chrono::Utc));
+            let t =
+                chrono::DateTime::parse_from_rfc3339(&time).map(|t| t.with_timezone(&chrono::Utc));
             if t.is_ok_and(|t| t < *cut) {
                 continue;
             }
         }
-        out.push(if opts.timestamps { format!("{time} {line}\n") } else { format!("{line}\n") });
+        out.push(if opts.timestamps {
+            format!("{time} {line}\n")
+        } else {
+            format!("{line}\n")
+        });
     }
     let skip = opts.tail_lines.map_or(0, |n| out.len().saturating_sub(n));
     let mut text: String = out.into_iter().skip(skip).collect();
@@ -190,10 +241,21 @@ pub async fn start(
     let tls = tls_config(&config.cert_names)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
-    let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        .map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: config.listen,
+        source,
+    })?;
     tracing::info!(%addr, "kubelet server listening");
-    let shared = Arc::new(Shared { runtime, log_root, config, shutdown: shutdown.clone() });
+    let shared = Arc::new(Shared {
+        runtime,
+        log_root,
+        config,
+        shutdown: shutdown.clone(),
+    });
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     tokio::spawn(async move {
         loop {
@@ -219,7 +281,9 @@ pub async fn start(
                     let shared = shared.clone();
                     async move { Ok::<_, std::convert::Infallible>(handle(shared, req).await) }
                 });
-                let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), svc).with_upgrades();
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .with_upgrades();
                 if let Err(e) = conn.await {
                     tracing::debug!(%peer, error = %e, "kubelet connection ended with an error");
                 }
@@ -248,25 +312,39 @@ fn tls_config(names: &[String]) -> Result<Arc<rustls::ServerConfig>, ServerError
 }
 
 fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 fn text(code: StatusCode, s: impl Into<String>) -> Response<Body> {
     let mut r = Response::new(full(s.into()));
     *r.status_mut() = code;
-    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     if let Some(token) = &shared.config.token {
-        let got = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let got = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
         if got != Some(format!("Bearer {token}").as_str()) {
-            return text(StatusCode::UNAUTHORIZED, "unauthorized: the kubelet needs the bearer token it was configured with");
+            return text(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized: the kubelet needs the bearer token it was configured with",
+            );
         }
     }
     let Some(route) = parse_route(req.uri().path()) else {
-        return text(StatusCode::NOT_FOUND, format!("no kubelet endpoint at {}", req.uri().path()));
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("no kubelet endpoint at {}", req.uri().path()),
+        );
     };
     let span = tracing::info_span!("kubelet request", route = ?route);
     tracing::Instrument::instrument(serve_route(shared, route, req), span).await
@@ -275,15 +353,33 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
 async fn serve_route(shared: Arc<Shared>, route: Route, req: Request<Incoming>) -> Response<Body> {
     let q = query_pairs(req.uri().query());
     let result = match route {
-        Route::ContainerLogs { namespace, pod, container } => container_logs(&shared, &namespace, &pod, &container, &q).await,
-        Route::Exec { namespace, pod, container } => {
-            let id = match find_container(shared.runtime.as_ref(), &namespace, &pod, &container, false).await {
-                Ok(id) => id,
-                Err(r) => return r,
-            };
-            let command: Vec<String> = q.iter().filter(|(k, _)| k == "command").map(|(_, v)| v.clone()).collect();
+        Route::ContainerLogs {
+            namespace,
+            pod,
+            container,
+        } => container_logs(&shared, &namespace, &pod, &container, &q).await,
+        Route::Exec {
+            namespace,
+            pod,
+            container,
+        } => {
+            let id =
+                match find_container(shared.runtime.as_ref(), &namespace, &pod, &container, false)
+                    .await
+                {
+                    Ok(id) => id,
+                    Err(r) => return r,
+                };
+            let command: Vec<String> = q
+                .iter()
+                .filter(|(k, _)| k == "command")
+                .map(|(_, v)| v.clone())
+                .collect();
             if command.is_empty() {
-                return text(StatusCode::BAD_REQUEST, "exec needs at least one command parameter");
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "exec needs at least one command parameter",
+                );
             }
             let request = api::ExecRequest {
                 container_id: id,
@@ -298,11 +394,18 @@ async fn serve_route(shared: Arc<Shared>, route: Route, req: Request<Incoming>) 
                 Err(e) => Err(runtime_error("exec", e)),
             }
         }
-        Route::Attach { namespace, pod, container } => {
-            let id = match find_container(shared.runtime.as_ref(), &namespace, &pod, &container, false).await {
-                Ok(id) => id,
-                Err(r) => return r,
-            };
+        Route::Attach {
+            namespace,
+            pod,
+            container,
+        } => {
+            let id =
+                match find_container(shared.runtime.as_ref(), &namespace, &pod, &container, false)
+                    .await
+                {
+                    Ok(id) => id,
+                    Err(r) => return r,
+                };
             let request = api::AttachRequest {
                 container_id: id,
                 stdin: flag(&q, "stdin") || flag(&q, "input"),
@@ -320,15 +423,30 @@ async fn serve_route(shared: Arc<Shared>, route: Route, req: Request<Incoming>) 
                 (LABEL_POD_NAMESPACE.to_string(), namespace.clone()),
                 (LABEL_POD_NAME.to_string(), pod.clone()),
             ]);
-            let filter = api::PodSandboxFilter { label_selector: labels, ..Default::default() };
+            let filter = api::PodSandboxFilter {
+                label_selector: labels,
+                ..Default::default()
+            };
             match shared.runtime.list_pod_sandboxes(Some(filter)).await {
                 Ok(sandboxes) => {
-                    let ready = sandboxes.into_iter().find(|s| s.state == api::PodSandboxState::SandboxReady as i32);
+                    let ready = sandboxes
+                        .into_iter()
+                        .find(|s| s.state == api::PodSandboxState::SandboxReady as i32);
                     match ready {
-                        None => Ok(text(StatusCode::NOT_FOUND, format!("pod {namespace}/{pod} has no running sandbox on this node"))),
+                        None => Ok(text(
+                            StatusCode::NOT_FOUND,
+                            format!("pod {namespace}/{pod} has no running sandbox on this node"),
+                        )),
                         Some(sb) => {
-                            let ports = q.iter().filter(|(k, _)| k == "port").filter_map(|(_, v)| v.parse().ok()).collect();
-                            let request = api::PortForwardRequest { pod_sandbox_id: sb.id, port: ports };
+                            let ports = q
+                                .iter()
+                                .filter(|(k, _)| k == "port")
+                                .filter_map(|(_, v)| v.parse().ok())
+                                .collect();
+                            let request = api::PortForwardRequest {
+                                pod_sandbox_id: sb.id,
+                                port: ports,
+                            };
                             match shared.runtime.port_forward(request).await {
                                 Ok(url) => Ok(proxy_upgrade(&shared, req, &url).await),
                                 Err(e) => Err(runtime_error("port-forward", e)),
@@ -344,13 +462,24 @@ async fn serve_route(shared: Arc<Shared>, route: Route, req: Request<Incoming>) 
 }
 
 fn runtime_error(what: &str, e: CriError) -> Response<Body> {
-    text(StatusCode::INTERNAL_SERVER_ERROR, format!("{what} failed in the container runtime: {e}"))
+    text(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("{what} failed in the container runtime: {e}"),
+    )
 }
 
 /// The id of the container `name` of a pod: the newest attempt, or with `previous` the
 /// one before it.
-async fn find_container(runtime: &dyn Runtime, ns: &str, pod: &str, name: &str, previous: bool) -> Result<String, Response<Body>> {
-    find_container_labels(runtime, ns, pod, name, previous).await.map(|(id, _)| id)
+async fn find_container(
+    runtime: &dyn Runtime,
+    ns: &str,
+    pod: &str,
+    name: &str,
+    previous: bool,
+) -> Result<String, Response<Body>> {
+    find_container_labels(runtime, ns, pod, name, previous)
+        .await
+        .map(|(id, _)| id)
 }
 
 async fn find_container_labels(
@@ -365,9 +494,17 @@ async fn find_container_labels(
         (LABEL_POD_NAME.to_string(), pod.to_string()),
         (LABEL_CONTAINER_NAME.to_string(), name.to_string()),
     ]);
-    let filter = api::ContainerFilter { label_selector: labels, ..Default::default() };
-    let mut found = runtime.list_containers(Some(filter)).await.map_err(|e| runtime_error("listing containers", e))?;
-    found.sort_by_key(|c| std::cmp::Reverse((c.metadata.as_ref().map_or(0, |m| m.attempt), c.created_at)));
+    let filter = api::ContainerFilter {
+        label_selector: labels,
+        ..Default::default()
+    };
+    let mut found = runtime
+        .list_containers(Some(filter))
+        .await
+        .map_err(|e| runtime_error("listing containers", e))?;
+    found.sort_by_key(|c| {
+        std::cmp::Reverse((c.metadata.as_ref().map_or(0, |m| m.attempt), c.created_at))
+    });
     let index = usize::from(previous);
     match found.get(index) {
         Some(c) => Ok((c.id.clone(), c.labels.clone())),
@@ -375,33 +512,65 @@ async fn find_container_labels(
             StatusCode::BAD_REQUEST,
             format!("previous terminated container \"{name}\" in pod \"{pod}\" not found"),
         )),
-        None => Err(text(StatusCode::NOT_FOUND, format!("container \"{name}\" of pod {ns}/{pod} is not on this node (yet)"))),
+        None => Err(text(
+            StatusCode::NOT_FOUND,
+            format!("container \"{name}\" of pod {ns}/{pod} is not on this node (yet)"),
+        )),
     }
 }
 
-async fn container_logs(shared: &Shared, ns: &str, pod: &str, container: &str, q: &[(String, String)]) -> Result<Response<Body>, Response<Body>> {
+async fn container_logs(
+    shared: &Shared,
+    ns: &str,
+    pod: &str,
+    container: &str,
+    q: &[(String, String)],
+) -> Result<Response<Body>, Response<Body>> {
     let opts = parse_log_options(q).map_err(|e| text(StatusCode::BAD_REQUEST, e))?;
-    let (id, labels) = find_container_labels(shared.runtime.as_ref(), ns, pod, container, opts.previous).await?;
-    let status = shared.runtime.container_status(&id).await.map_err(|e| runtime_error("container status", e))?;
+    let (id, labels) =
+        find_container_labels(shared.runtime.as_ref(), ns, pod, container, opts.previous).await?;
+    let status = shared
+        .runtime
+        .container_status(&id)
+        .await
+        .map_err(|e| runtime_error("container status", e))?;
     let mut path = std::path::PathBuf::from(&status.log_path);
     if path.is_relative() {
-        let uid = labels.get(crate::cri_config::LABEL_POD_UID).map_or("", String::as_str);
+        let uid = labels
+            .get(crate::cri_config::LABEL_POD_UID)
+            .map_or("", String::as_str);
         path = crate::cri_config::pod_log_dir(&shared.log_root, ns, pod, uid).join(path);
     }
     let content = tokio::fs::read(&path).await.unwrap_or_default();
     // Only whole records are rendered now; a follower starts from the last newline.
-    let complete = content.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    let since = opts.since_seconds.map(|s| chrono::Utc::now() - chrono::Duration::seconds(s));
-    let first = render_log(&String::from_utf8_lossy(&content[..complete]), &opts, since.as_ref());
+    let complete = content
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i + 1);
+    let since = opts
+        .since_seconds
+        .map(|s| chrono::Utc::now() - chrono::Duration::seconds(s));
+    let first = render_log(
+        &String::from_utf8_lossy(&content[..complete]),
+        &opts,
+        since.as_ref(),
+    );
     let mut resp = Response::new(full(first.clone()));
-    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
     if !opts.follow || opts.previous {
         return Ok(resp);
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(16);
     let runtime = shared.runtime.clone();
     let shutdown = shared.shutdown.clone();
-    let render_opts = LogOptions { tail_lines: None, limit_bytes: None, ..opts };
+    let render_opts = LogOptions {
+        tail_lines: None,
+        limit_bytes: None,
+        ..opts
+    };
     tokio::spawn(async move {
         if !first.is_empty() && tx.send(Ok(Frame::data(Bytes::from(first)))).await.is_err() {
             return;
@@ -418,8 +587,13 @@ async fn container_logs(shared: &Shared, ns: &str, pod: &str, container: &str, q
             let complete = grown.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
             if complete > 0 {
                 offset += complete as u64;
-                let chunk = render_log(&String::from_utf8_lossy(&grown[..complete]), &render_opts, None);
-                if !chunk.is_empty() && tx.send(Ok(Frame::data(Bytes::from(chunk)))).await.is_err() {
+                let chunk = render_log(
+                    &String::from_utf8_lossy(&grown[..complete]),
+                    &render_opts,
+                    None,
+                );
+                if !chunk.is_empty() && tx.send(Ok(Frame::data(Bytes::from(chunk)))).await.is_err()
+                {
                     return;
                 }
                 continue;
@@ -427,24 +601,27 @@ async fn container_logs(shared: &Shared, ns: &str, pod: &str, container: &str, q
             // Nothing new: end the stream once the container has stopped.
             idle_checks += 1;
             if idle_checks.is_multiple_of(5) {
-                let running = runtime
-                    .container_status(&id)
-                    .await
-                    .is_ok_and(|s| container_state(s.state) == api::ContainerState::ContainerRunning);
+                let running = runtime.container_status(&id).await.is_ok_and(|s| {
+                    container_state(s.state) == api::ContainerState::ContainerRunning
+                });
                 if !running {
                     return;
                 }
             }
         }
     });
-    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
     *resp.body_mut() = StreamBody::new(stream).boxed();
     Ok(resp)
 }
 
 async fn read_from(path: &std::path::Path, offset: u64) -> Vec<u8> {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let Ok(mut f) = tokio::fs::File::open(path).await else { return Vec::new() };
+    let Ok(mut f) = tokio::fs::File::open(path).await else {
+        return Vec::new();
+    };
     if f.seek(std::io::SeekFrom::Start(offset)).await.is_err() {
         return Vec::new();
     }
@@ -456,11 +633,14 @@ async fn read_from(path: &std::path::Path, offset: u64) -> Vec<u8> {
 /// Connects to `addr`, from inside `netns` when given: the socket is created on a
 /// thread of its own that entered the namespace, and keeps that namespace afterwards.
 async fn connect(addr: SocketAddr, netns: Option<&str>) -> std::io::Result<tokio::net::TcpStream> {
-    let Some(netns) = netns else { return tokio::net::TcpStream::connect(addr).await };
+    let Some(netns) = netns else {
+        return tokio::net::TcpStream::connect(addr).await;
+    };
     let path = crate::process::netns_path(netns);
     let handle = std::thread::spawn(move || -> std::io::Result<std::net::TcpStream> {
         let file = std::fs::File::open(&path)?;
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(std::io::Error::from)?;
         let s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
         s.set_nonblocking(true)?;
         Ok(s)
@@ -476,20 +656,35 @@ async fn connect(addr: SocketAddr, netns: Option<&str>) -> std::io::Result<tokio
 /// switches protocols, joins the two upgraded connections.
 async fn proxy_upgrade(shared: &Shared, mut req: Request<Incoming>, url: &str) -> Response<Body> {
     let bad_gateway = |why: String| text(StatusCode::BAD_GATEWAY, why);
-    let Ok(target) = url.parse::<http::Uri>() else { return bad_gateway(format!("the runtime returned a bad streaming url {url:?}")) };
-    let host = target.host().unwrap_or("127.0.0.1").trim_matches(['[', ']']);
+    let Ok(target) = url.parse::<http::Uri>() else {
+        return bad_gateway(format!("the runtime returned a bad streaming url {url:?}"));
+    };
+    let host = target
+        .host()
+        .unwrap_or("127.0.0.1")
+        .trim_matches(['[', ']']);
     let port = target.port_u16().unwrap_or(80);
     let Ok(ip) = host.parse::<std::net::IpAddr>() else {
-        return bad_gateway(format!("the runtime's streaming url {url:?} does not name an ip address"));
+        return bad_gateway(format!(
+            "the runtime's streaming url {url:?} does not name an ip address"
+        ));
     };
     let addr = SocketAddr::new(ip, port);
     let tcp = match connect(addr, shared.config.streaming_netns.as_deref()).await {
         Ok(t) => t,
-        Err(e) => return bad_gateway(format!("cannot reach the runtime's streaming server at {addr}: {e}")),
+        Err(e) => {
+            return bad_gateway(format!(
+                "cannot reach the runtime's streaming server at {addr}: {e}"
+            ))
+        }
     };
     let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await {
         Ok(x) => x,
-        Err(e) => return bad_gateway(format!("http handshake with the streaming server failed: {e}")),
+        Err(e) => {
+            return bad_gateway(format!(
+                "http handshake with the streaming server failed: {e}"
+            ))
+        }
     };
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
@@ -508,7 +703,9 @@ async fn proxy_upgrade(shared: &Shared, mut req: Request<Incoming>, url: &str) -
         out = out.header(k, v);
     }
     out = out.header(http::header::HOST, addr.to_string());
-    let Ok(out) = out.body(Full::new(Bytes::new())) else { return bad_gateway("cannot build the streaming request".into()) };
+    let Ok(out) = out.body(Full::new(Bytes::new())) else {
+        return bad_gateway("cannot build the streaming request".into());
+    };
     let mut resp = match sender.send_request(out).await {
         Ok(r) => r,
         Err(e) => return bad_gateway(format!("the streaming server did not answer: {e}")),
@@ -532,10 +729,13 @@ async fn proxy_upgrade(shared: &Shared, mut req: Request<Incoming>, url: &str) -
                 Err(e) => tracing::warn!(error = %e, "upgrading the streaming connection failed"),
             }
         });
-        return back.body(full(Bytes::new())).unwrap_or_else(|_| bad_gateway("bad upgrade response".into()));
+        return back
+            .body(full(Bytes::new()))
+            .unwrap_or_else(|_| bad_gateway("bad upgrade response".into()));
     }
     let body = resp.into_body().map_err(std::io::Error::other).boxed();
-    back.body(body).unwrap_or_else(|_| bad_gateway("bad streaming response".into()))
+    back.body(body)
+        .unwrap_or_else(|_| bad_gateway("bad streaming response".into()))
 }
 
 #[cfg(test)]
@@ -546,10 +746,37 @@ mod tests {
     fn routes_parse() {
         let s = String::from;
         let cases = [
-            ("/containerLogs/default/web/app", Some(Route::ContainerLogs { namespace: s("default"), pod: s("web"), container: s("app") })),
-            ("/exec/ns/p/c", Some(Route::Exec { namespace: s("ns"), pod: s("p"), container: s("c") })),
-            ("/attach/ns/p/c", Some(Route::Attach { namespace: s("ns"), pod: s("p"), container: s("c") })),
-            ("/portForward/ns/p", Some(Route::PortForward { namespace: s("ns"), pod: s("p") })),
+            (
+                "/containerLogs/default/web/app",
+                Some(Route::ContainerLogs {
+                    namespace: s("default"),
+                    pod: s("web"),
+                    container: s("app"),
+                }),
+            ),
+            (
+                "/exec/ns/p/c",
+                Some(Route::Exec {
+                    namespace: s("ns"),
+                    pod: s("p"),
+                    container: s("c"),
+                }),
+            ),
+            (
+                "/attach/ns/p/c",
+                Some(Route::Attach {
+                    namespace: s("ns"),
+                    pod: s("p"),
+                    container: s("c"),
+                }),
+            ),
+            (
+                "/portForward/ns/p",
+                Some(Route::PortForward {
+                    namespace: s("ns"),
+                    pod: s("p"),
+                }),
+            ),
             ("/portForward/ns/p/extra", None),
             ("/containerLogs/default//app", None),
             ("/healthz", None),
@@ -561,14 +788,23 @@ mod tests {
 
     #[test]
     fn log_options_parse_and_reject_bad_numbers() {
-        let q = query_pairs(Some("follow=true&tailLines=3&sinceSeconds=60&timestamps=true"));
+        let q = query_pairs(Some(
+            "follow=true&tailLines=3&sinceSeconds=60&timestamps=true",
+        ));
         let o = parse_log_options(&q).unwrap();
         assert!(o.follow && o.timestamps && !o.previous);
         assert_eq!((o.tail_lines, o.since_seconds), (Some(3), Some(60)));
-        assert!(parse_log_options(&query_pairs(Some("tailLines=x"))).unwrap_err().contains("tailLines"));
-        assert!(parse_log_options(&query_pairs(Some("tailLines=-1"))).unwrap_err().contains("0 or more"));
+        assert!(parse_log_options(&query_pairs(Some("tailLines=x")))
+            .unwrap_err()
+            .contains("tailLines"));
+        assert!(parse_log_options(&query_pairs(Some("tailLines=-1")))
+            .unwrap_err()
+            .contains("0 or more"));
         let cmd = query_pairs(Some("command=sh&command=-c&command=echo+hi"));
-        assert_eq!(cmd.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>(), ["sh", "-c", "echo hi"]);
+        assert_eq!(
+            cmd.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>(),
+            ["sh", "-c", "echo hi"]
+        );
     }
 
     #[test]
@@ -582,16 +818,29 @@ mod tests {
 ";
         let plain = LogOptions::default();
         assert_eq!(render_log(text, &plain, None), "one\nerr\ntwo\nthree\n");
-        let tail = LogOptions { tail_lines: Some(2), ..Default::default() };
+        let tail = LogOptions {
+            tail_lines: Some(2),
+            ..Default::default()
+        };
         assert_eq!(render_log(text, &tail, None), "two\nthree\n");
-        let zero = LogOptions { tail_lines: Some(0), ..Default::default() };
+        let zero = LogOptions {
+            tail_lines: Some(0),
+            ..Default::default()
+        };
         assert_eq!(render_log(text, &zero, None), "");
-        let ts = LogOptions { timestamps: true, tail_lines: Some(1), ..Default::default() };
+        let ts = LogOptions {
+            timestamps: true,
+            tail_lines: Some(1),
+            ..Default::default()
+        };
         assert_eq!(render_log(text, &ts, None), "2024-01-01T00:00:20Z three\n");
         // A joined line carries the time of its first record.
         let cut: chrono::DateTime<chrono::Utc> = "2024-01-01T00:00:10Z".parse().unwrap();
         assert_eq!(render_log(text, &plain, Some(&cut)), "err\ntwo\nthree\n");
-        let limit = LogOptions { limit_bytes: Some(6), ..Default::default() };
+        let limit = LogOptions {
+            limit_bytes: Some(6),
+            ..Default::default()
+        };
         assert_eq!(render_log(text, &limit, None), "one\ner");
     }
 }

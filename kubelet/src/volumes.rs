@@ -12,7 +12,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Component, Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, DownwardAPIVolumeFile, KeyToPath, Pod, Secret, Volume};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, DownwardAPIVolumeFile, KeyToPath, Pod, Secret, Volume,
+};
 use kube::Api;
 
 use crate::cri::api;
@@ -32,10 +34,21 @@ pub enum VolumeError {
         source: Box<kube::Error>,
     },
     #[error("volume {volume:?}: {kind} {name:?} not found; create it or mark the volume optional")]
-    Missing { volume: String, kind: &'static str, name: String },
+    Missing {
+        volume: String,
+        kind: &'static str,
+        name: String,
+    },
     #[error("volume {volume:?}: key {key:?} is not in {kind} {name:?}; fix the items list or mark it optional")]
-    MissingKey { volume: String, kind: &'static str, name: String, key: String },
-    #[error("volume {volume:?}: invalid path {path:?}: it must be relative and must not contain '..'")]
+    MissingKey {
+        volume: String,
+        kind: &'static str,
+        name: String,
+        key: String,
+    },
+    #[error(
+        "volume {volume:?}: invalid path {path:?}: it must be relative and must not contain '..'"
+    )]
     BadPath { volume: String, path: String },
     #[error("volume {volume:?}: unknown downward API field {field:?}")]
     BadField { volume: String, field: String },
@@ -61,47 +74,78 @@ pub struct PodObjects {
 /// Where the API objects come from: the kube client, or a map in unit tests.
 #[async_trait::async_trait]
 pub trait ObjectSource: Send + Sync {
-    async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<ConfigMap>, VolumeError>;
+    async fn config_map(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<ConfigMap>, VolumeError>;
     async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, VolumeError>;
 }
 
 #[async_trait::async_trait]
 impl ObjectSource for kube::Client {
-    async fn config_map(&self, namespace: &str, name: &str) -> Result<Option<ConfigMap>, VolumeError> {
-        Api::<ConfigMap>::namespaced(self.clone(), namespace).get_opt(name).await.map_err(|source| VolumeError::Api {
-            kind: "configmap",
-            namespace: namespace.into(),
-            name: name.into(),
-            source: Box::new(source),
-        })
+    async fn config_map(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<ConfigMap>, VolumeError> {
+        Api::<ConfigMap>::namespaced(self.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(|source| VolumeError::Api {
+                kind: "configmap",
+                namespace: namespace.into(),
+                name: name.into(),
+                source: Box::new(source),
+            })
     }
 
     async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, VolumeError> {
-        Api::<Secret>::namespaced(self.clone(), namespace).get_opt(name).await.map_err(|source| VolumeError::Api {
-            kind: "secret",
-            namespace: namespace.into(),
-            name: name.into(),
-            source: Box::new(source),
-        })
+        Api::<Secret>::namespaced(self.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(|source| VolumeError::Api {
+                kind: "secret",
+                namespace: namespace.into(),
+                name: name.into(),
+                source: Box::new(source),
+            })
     }
 }
 
 fn all_containers(pod: &Pod) -> impl Iterator<Item = &Container> {
     let spec = pod.spec.as_ref();
-    spec.into_iter().flat_map(|s| s.init_containers.iter().flatten().chain(s.containers.iter()))
+    spec.into_iter().flat_map(|s| {
+        s.init_containers
+            .iter()
+            .flatten()
+            .chain(s.containers.iter())
+    })
 }
 
 /// Names of the ConfigMaps and Secrets the pod uses (volumes, env, envFrom). Pure.
 pub fn referenced(pod: &Pod) -> (BTreeSet<String>, BTreeSet<String>) {
     let (mut cms, mut secrets) = (BTreeSet::new(), BTreeSet::new());
-    for v in pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
+    for v in pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .into_iter()
+        .flatten()
+    {
         if let Some(c) = &v.config_map {
             cms.insert(c.name.clone());
         }
         if let Some(s) = v.secret.as_ref().and_then(|s| s.secret_name.clone()) {
             secrets.insert(s);
         }
-        for src in v.projected.as_ref().and_then(|p| p.sources.as_ref()).into_iter().flatten() {
+        for src in v
+            .projected
+            .as_ref()
+            .and_then(|p| p.sources.as_ref())
+            .into_iter()
+            .flatten()
+        {
             if let Some(c) = &src.config_map {
                 cms.insert(c.name.clone());
             }
@@ -153,7 +197,13 @@ pub async fn fetch(source: &dyn ObjectSource, pod: &Pod) -> Result<PodObjects, V
 
 /// A ConfigMap's keys and values (`data` and `binaryData`).
 pub fn config_map_data(cm: &ConfigMap) -> BTreeMap<String, Vec<u8>> {
-    let mut out: BTreeMap<String, Vec<u8>> = cm.data.clone().unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+    let mut out: BTreeMap<String, Vec<u8>> = cm
+        .data
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.into_bytes()))
+        .collect();
     for (k, v) in cm.binary_data.clone().unwrap_or_default() {
         out.insert(k, v.0);
     }
@@ -162,7 +212,13 @@ pub fn config_map_data(cm: &ConfigMap) -> BTreeMap<String, Vec<u8>> {
 
 /// A Secret's keys and values (`stringData` wins over `data`, as on write).
 pub fn secret_data(s: &Secret) -> BTreeMap<String, Vec<u8>> {
-    let mut out: BTreeMap<String, Vec<u8>> = s.data.clone().unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+    let mut out: BTreeMap<String, Vec<u8>> = s
+        .data
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
     for (k, v) in s.string_data.clone().unwrap_or_default() {
         out.insert(k, v.into_bytes());
     }
@@ -183,7 +239,10 @@ fn check_path(volume: &str, path: &str) -> Result<(), VolumeError> {
     if ok {
         Ok(())
     } else {
-        Err(VolumeError::BadPath { volume: volume.into(), path: path.into() })
+        Err(VolumeError::BadPath {
+            volume: volume.into(),
+            path: path.into(),
+        })
     }
 }
 
@@ -202,24 +261,45 @@ fn project_keys(
     default_mode: i32,
 ) -> Result<Vec<VolumeFile>, VolumeError> {
     let Some(data) = data else {
-        return if optional { Ok(vec![]) } else { Err(VolumeError::Missing { volume: volume.into(), kind, name: name.into() }) };
+        return if optional {
+            Ok(vec![])
+        } else {
+            Err(VolumeError::Missing {
+                volume: volume.into(),
+                kind,
+                name: name.into(),
+            })
+        };
     };
     let mut out = Vec::new();
     match items.filter(|i| !i.is_empty()) {
         None => {
             for (k, v) in data {
                 check_path(volume, &k)?;
-                out.push(VolumeFile { path: k, data: v, mode: mode(None, default_mode) });
+                out.push(VolumeFile {
+                    path: k,
+                    data: v,
+                    mode: mode(None, default_mode),
+                });
             }
         }
         Some(items) => {
             for item in items {
                 check_path(volume, &item.path)?;
                 match data.get(&item.key) {
-                    Some(v) => out.push(VolumeFile { path: item.path.clone(), data: v.clone(), mode: mode(item.mode, default_mode) }),
+                    Some(v) => out.push(VolumeFile {
+                        path: item.path.clone(),
+                        data: v.clone(),
+                        mode: mode(item.mode, default_mode),
+                    }),
                     None if optional => {}
                     None => {
-                        return Err(VolumeError::MissingKey { volume: volume.into(), kind, name: name.into(), key: item.key.clone() })
+                        return Err(VolumeError::MissingKey {
+                            volume: volume.into(),
+                            kind,
+                            name: name.into(),
+                            key: item.key.clone(),
+                        })
                     }
                 }
             }
@@ -230,10 +310,18 @@ fn project_keys(
 
 /// `key="value"` lines, sorted by key, as the downward API writes maps.
 fn render_map(map: &Option<BTreeMap<String, String>>) -> String {
-    map.iter().flatten().map(|(k, v)| format!("{k}={v:?}\n")).collect()
+    map.iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v:?}\n"))
+        .collect()
 }
 
-fn downward_files(volume: &str, pod: &Pod, items: &[DownwardAPIVolumeFile], default_mode: i32) -> Result<Vec<VolumeFile>, VolumeError> {
+fn downward_files(
+    volume: &str,
+    pod: &Pod,
+    items: &[DownwardAPIVolumeFile],
+    default_mode: i32,
+) -> Result<Vec<VolumeFile>, VolumeError> {
     let meta = &pod.metadata;
     let mut out = Vec::new();
     for item in items {
@@ -242,7 +330,10 @@ fn downward_files(volume: &str, pod: &Pod, items: &[DownwardAPIVolumeFile], defa
             // resourceFieldRef needs node allocatable: not supported, skipped.
             continue;
         };
-        let bad = || VolumeError::BadField { volume: volume.into(), field: field.field_path.clone() };
+        let bad = || VolumeError::BadField {
+            volume: volume.into(),
+            field: field.field_path.clone(),
+        };
         let text = match field.field_path.as_str() {
             "metadata.name" => meta.name.clone().unwrap_or_default(),
             "metadata.namespace" => meta.namespace.clone().unwrap_or_default(),
@@ -251,33 +342,74 @@ fn downward_files(volume: &str, pod: &Pod, items: &[DownwardAPIVolumeFile], defa
             "metadata.annotations" => render_map(&meta.annotations),
             p => {
                 let keyed = |prefix: &str, map: &Option<BTreeMap<String, String>>| {
-                    p.strip_prefix(prefix).and_then(|r| r.strip_suffix("']")).map(|k| map.as_ref().and_then(|m| m.get(k)).cloned().unwrap_or_default())
+                    p.strip_prefix(prefix)
+                        .and_then(|r| r.strip_suffix("']"))
+                        .map(|k| {
+                            map.as_ref()
+                                .and_then(|m| m.get(k))
+                                .cloned()
+                                .unwrap_or_default()
+                        })
                 };
-                keyed("metadata.labels['", &meta.labels).or_else(|| keyed("metadata.annotations['", &meta.annotations)).ok_or_else(bad)?
+                keyed("metadata.labels['", &meta.labels)
+                    .or_else(|| keyed("metadata.annotations['", &meta.annotations))
+                    .ok_or_else(bad)?
             }
         };
-        out.push(VolumeFile { path: item.path.clone(), data: text.into_bytes(), mode: mode(item.mode, default_mode) });
+        out.push(VolumeFile {
+            path: item.path.clone(),
+            data: text.into_bytes(),
+            mode: mode(item.mode, default_mode),
+        });
     }
     Ok(out)
 }
 
 /// The files of a volume, or `None` for a directory-backed volume (emptyDir, hostPath)
 /// or a kind skiff does not support. Pure.
-pub fn render(pod: &Pod, volume: &Volume, objects: &PodObjects) -> Result<Option<Vec<VolumeFile>>, VolumeError> {
+pub fn render(
+    pod: &Pod,
+    volume: &Volume,
+    objects: &PodObjects,
+) -> Result<Option<Vec<VolumeFile>>, VolumeError> {
     let v = volume.name.as_str();
     if let Some(c) = &volume.config_map {
         let data = objects.config_maps.get(&c.name).map(config_map_data);
         let dm = c.default_mode.unwrap_or(DEFAULT_MODE);
-        return project_keys(v, "configmap", &c.name, data, c.items.as_deref(), c.optional == Some(true), dm).map(Some);
+        return project_keys(
+            v,
+            "configmap",
+            &c.name,
+            data,
+            c.items.as_deref(),
+            c.optional == Some(true),
+            dm,
+        )
+        .map(Some);
     }
     if let Some(s) = &volume.secret {
         let name = s.secret_name.clone().unwrap_or_default();
         let data = objects.secrets.get(&name).map(secret_data);
         let dm = s.default_mode.unwrap_or(DEFAULT_MODE);
-        return project_keys(v, "secret", &name, data, s.items.as_deref(), s.optional == Some(true), dm).map(Some);
+        return project_keys(
+            v,
+            "secret",
+            &name,
+            data,
+            s.items.as_deref(),
+            s.optional == Some(true),
+            dm,
+        )
+        .map(Some);
     }
     if let Some(d) = &volume.downward_api {
-        return downward_files(v, pod, d.items.as_deref().unwrap_or_default(), d.default_mode.unwrap_or(DEFAULT_MODE)).map(Some);
+        return downward_files(
+            v,
+            pod,
+            d.items.as_deref().unwrap_or_default(),
+            d.default_mode.unwrap_or(DEFAULT_MODE),
+        )
+        .map(Some);
     }
     if let Some(p) = &volume.projected {
         let dm = p.default_mode.unwrap_or(DEFAULT_MODE);
@@ -285,14 +417,35 @@ pub fn render(pod: &Pod, volume: &Volume, objects: &PodObjects) -> Result<Option
         for src in p.sources.iter().flatten() {
             if let Some(c) = &src.config_map {
                 let data = objects.config_maps.get(&c.name).map(config_map_data);
-                out.extend(project_keys(v, "configmap", &c.name, data, c.items.as_deref(), c.optional == Some(true), dm)?);
+                out.extend(project_keys(
+                    v,
+                    "configmap",
+                    &c.name,
+                    data,
+                    c.items.as_deref(),
+                    c.optional == Some(true),
+                    dm,
+                )?);
             }
             if let Some(s) = &src.secret {
                 let data = objects.secrets.get(&s.name).map(secret_data);
-                out.extend(project_keys(v, "secret", &s.name, data, s.items.as_deref(), s.optional == Some(true), dm)?);
+                out.extend(project_keys(
+                    v,
+                    "secret",
+                    &s.name,
+                    data,
+                    s.items.as_deref(),
+                    s.optional == Some(true),
+                    dm,
+                )?);
             }
             if let Some(d) = &src.downward_api {
-                out.extend(downward_files(v, pod, d.items.as_deref().unwrap_or_default(), dm)?);
+                out.extend(downward_files(
+                    v,
+                    pod,
+                    d.items.as_deref().unwrap_or_default(),
+                    dm,
+                )?);
             }
         }
         return Ok(Some(out));
@@ -317,7 +470,10 @@ pub fn pod_dir(root: &Path, uid: &str) -> PathBuf {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> VolumeError + '_ {
-    move |source| VolumeError::Io { path: path.display().to_string(), source }
+    move |source| VolumeError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// Creates the pod's volumes under `<root>/pods/<uid>/volumes/<name>` and writes their
@@ -326,29 +482,56 @@ pub fn prepare(root: &Path, pod: &Pod, objects: &PodObjects) -> Result<VolumePat
     let uid = pod.metadata.uid.as_deref().unwrap_or("unknown");
     let base = pod_dir(root, uid).join("volumes");
     let mut out = VolumePaths::new();
-    for v in pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
+    for v in pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .into_iter()
+        .flatten()
+    {
         if let Some(h) = &v.host_path {
             let path = PathBuf::from(&h.path);
             if matches!(h.type_.as_deref(), Some("DirectoryOrCreate")) {
                 std::fs::create_dir_all(&path).map_err(io_err(&path))?;
             }
-            out.insert(v.name.clone(), VolumeHost { path, read_only: false });
+            out.insert(
+                v.name.clone(),
+                VolumeHost {
+                    path,
+                    read_only: false,
+                },
+            );
             continue;
         }
         let dir = base.join(&v.name);
         match render(pod, v, objects)? {
             Some(files) => {
                 write_files(&dir, &files)?;
-                out.insert(v.name.clone(), VolumeHost { path: dir, read_only: true });
+                out.insert(
+                    v.name.clone(),
+                    VolumeHost {
+                        path: dir,
+                        read_only: true,
+                    },
+                );
             }
             None if v.empty_dir.is_some() => {
                 std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
                 // World-writable like upstream, so non-root containers can use it.
                 use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).map_err(io_err(&dir))?;
-                out.insert(v.name.clone(), VolumeHost { path: dir, read_only: false });
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
+                    .map_err(io_err(&dir))?;
+                out.insert(
+                    v.name.clone(),
+                    VolumeHost {
+                        path: dir,
+                        read_only: false,
+                    },
+                );
             }
-            None => tracing::warn!(volume = %v.name, "volume type not supported by skiff; containers mounting it will not start"),
+            None => {
+                tracing::warn!(volume = %v.name, "volume type not supported by skiff; containers mounting it will not start")
+            }
         }
     }
     Ok(out)
@@ -367,9 +550,13 @@ fn write_files(dir: &Path, files: &[VolumeFile]) -> Result<(), VolumeError> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io_err(parent))?;
         }
-        let tmp = path.with_file_name(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("file")));
+        let tmp = path.with_file_name(format!(
+            ".{}.tmp",
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+        ));
         std::fs::write(&tmp, &f.data).map_err(io_err(&tmp))?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(f.mode)).map_err(io_err(&tmp))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(f.mode))
+            .map_err(io_err(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
     }
     Ok(())
@@ -401,11 +588,17 @@ pub fn cleanup(root: &Path, uid: &str) -> Result<(), VolumeError> {
 }
 
 /// The CRI mounts of one container from its `volumeMounts`. Pure.
-pub fn mounts(container: &Container, volumes: &VolumePaths) -> Result<Vec<api::Mount>, VolumeError> {
+pub fn mounts(
+    container: &Container,
+    volumes: &VolumePaths,
+) -> Result<Vec<api::Mount>, VolumeError> {
     let mut out = Vec::new();
     for m in container.volume_mounts.iter().flatten() {
         let Some(host) = volumes.get(&m.name) else {
-            return Err(VolumeError::UnknownVolume { container: container.name.clone(), volume: m.name.clone() });
+            return Err(VolumeError::UnknownVolume {
+                container: container.name.clone(),
+                volume: m.name.clone(),
+            });
         };
         let mut host_path = host.path.clone();
         if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
@@ -444,9 +637,16 @@ mod tests {
 
     fn objects() -> PodObjects {
         let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "conf"},
-            "data": {"app.conf": "port=80", "other": "o"}, "binaryData": {"bin": "AAE="}})).unwrap();
-        let s: Secret = serde_json::from_value(json!({"metadata": {"name": "creds"}, "data": {"pw": "aHVudGVyMg=="}})).unwrap();
-        PodObjects { config_maps: BTreeMap::from([("conf".into(), cm)]), secrets: BTreeMap::from([("creds".into(), s)]) }
+            "data": {"app.conf": "port=80", "other": "o"}, "binaryData": {"bin": "AAE="}}))
+        .unwrap();
+        let s: Secret = serde_json::from_value(
+            json!({"metadata": {"name": "creds"}, "data": {"pw": "aHVudGVyMg=="}}),
+        )
+        .unwrap();
+        PodObjects {
+            config_maps: BTreeMap::from([("conf".into(), cm)]),
+            secrets: BTreeMap::from([("creds".into(), s)]),
+        }
     }
 
     /// (path, contents, mode) of each file.
@@ -455,7 +655,19 @@ mod tests {
     fn files(volume: serde_json::Value) -> Result<Option<Files>, VolumeError> {
         let p = pod(json!({"containers": [], "volumes": [volume.clone()]}));
         let v: Volume = serde_json::from_value(volume).unwrap();
-        render(&p, &v, &objects()).map(|o| o.map(|fs| fs.into_iter().map(|f| (f.path, String::from_utf8_lossy(&f.data).into_owned(), f.mode)).collect()))
+        render(&p, &v, &objects()).map(|o| {
+            o.map(|fs| {
+                fs.into_iter()
+                    .map(|f| {
+                        (
+                            f.path,
+                            String::from_utf8_lossy(&f.data).into_owned(),
+                            f.mode,
+                        )
+                    })
+                    .collect()
+            })
+        })
     }
 
     fn f(path: &str, data: &str, mode: u32) -> (String, String, u32) {
@@ -468,7 +680,11 @@ mod tests {
             (
                 "configMap, all keys, binary data included",
                 json!({"name": "v", "configMap": {"name": "conf"}}),
-                vec![f("app.conf", "port=80", 0o644), f("bin", "\u{0}\u{1}", 0o644), f("other", "o", 0o644)],
+                vec![
+                    f("app.conf", "port=80", 0o644),
+                    f("bin", "\u{0}\u{1}", 0o644),
+                    f("other", "o", 0o644),
+                ],
             ),
             (
                 "configMap items with their own path and mode",
@@ -476,8 +692,16 @@ mod tests {
                     "items": [{"key": "app.conf", "path": "etc/app.conf"}, {"key": "other", "path": "o", "mode": 0o400}]}}),
                 vec![f("etc/app.conf", "port=80", 0o600), f("o", "o", 0o400)],
             ),
-            ("secret is decoded", json!({"name": "v", "secret": {"secretName": "creds"}}), vec![f("pw", "hunter2", 0o644)]),
-            ("optional missing configMap is empty", json!({"name": "v", "configMap": {"name": "nope", "optional": true}}), vec![]),
+            (
+                "secret is decoded",
+                json!({"name": "v", "secret": {"secretName": "creds"}}),
+                vec![f("pw", "hunter2", 0o644)],
+            ),
+            (
+                "optional missing configMap is empty",
+                json!({"name": "v", "configMap": {"name": "nope", "optional": true}}),
+                vec![],
+            ),
             (
                 "downwardAPI",
                 json!({"name": "v", "downwardAPI": {"items": [
@@ -486,7 +710,13 @@ mod tests {
                     {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}},
                     {"path": "ns", "fieldRef": {"fieldPath": "metadata.namespace"}},
                     {"path": "a", "fieldRef": {"fieldPath": "metadata.labels['a']"}}]}}),
-                vec![f("labels", "a=\"1\"\nb=\"2\"\n", 0o644), f("annotations", "note=\"x\\\"y\"\n", 0o644), f("name", "web", 0o644), f("ns", "shop", 0o644), f("a", "1", 0o644)],
+                vec![
+                    f("labels", "a=\"1\"\nb=\"2\"\n", 0o644),
+                    f("annotations", "note=\"x\\\"y\"\n", 0o644),
+                    f("name", "web", 0o644),
+                    f("ns", "shop", 0o644),
+                    f("a", "1", 0o644),
+                ],
             ),
             (
                 "projected mixes sources with one default mode",
@@ -495,7 +725,11 @@ mod tests {
                     {"secret": {"name": "creds"}},
                     {"downwardAPI": {"items": [{"path": "n", "fieldRef": {"fieldPath": "metadata.name"}}]}},
                     {"serviceAccountToken": {"path": "token"}}]}}),
-                vec![f("o", "o", 0o440), f("pw", "hunter2", 0o440), f("n", "web", 0o440)],
+                vec![
+                    f("o", "o", 0o440),
+                    f("pw", "hunter2", 0o440),
+                    f("n", "web", 0o440),
+                ],
             ),
         ];
         for (name, volume, want) in cases {
@@ -507,11 +741,26 @@ mod tests {
     #[test]
     fn volume_errors_table() {
         let cases = [
-            (json!({"name": "v", "configMap": {"name": "nope"}}), "not found"),
-            (json!({"name": "v", "secret": {"secretName": "creds", "items": [{"key": "user", "path": "u"}]}}), "key \"user\""),
-            (json!({"name": "v", "configMap": {"name": "conf", "items": [{"key": "other", "path": "../escape"}]}}), "invalid path"),
-            (json!({"name": "v", "configMap": {"name": "conf", "items": [{"key": "other", "path": "/abs"}]}}), "invalid path"),
-            (json!({"name": "v", "downwardAPI": {"items": [{"path": "x", "fieldRef": {"fieldPath": "spec.nope"}}]}}), "spec.nope"),
+            (
+                json!({"name": "v", "configMap": {"name": "nope"}}),
+                "not found",
+            ),
+            (
+                json!({"name": "v", "secret": {"secretName": "creds", "items": [{"key": "user", "path": "u"}]}}),
+                "key \"user\"",
+            ),
+            (
+                json!({"name": "v", "configMap": {"name": "conf", "items": [{"key": "other", "path": "../escape"}]}}),
+                "invalid path",
+            ),
+            (
+                json!({"name": "v", "configMap": {"name": "conf", "items": [{"key": "other", "path": "/abs"}]}}),
+                "invalid path",
+            ),
+            (
+                json!({"name": "v", "downwardAPI": {"items": [{"path": "x", "fieldRef": {"fieldPath": "spec.nope"}}]}}),
+                "spec.nope",
+            ),
         ];
         for (volume, want) in cases {
             let err = files(volume.clone()).unwrap_err().to_string();
@@ -530,21 +779,45 @@ mod tests {
             "volumes": [{"name": "v1", "configMap": {"name": "cm-vol"}}, {"name": "v2", "secret": {"secretName": "s-vol"}},
                         {"name": "v3", "projected": {"sources": [{"configMap": {"name": "cm-proj"}}, {"secret": {"name": "s-proj"}}]}}]}));
         let (cms, secrets) = referenced(&p);
-        assert_eq!(cms.into_iter().collect::<Vec<_>>(), ["cm-env", "cm-from", "cm-proj", "cm-vol"]);
-        assert_eq!(secrets.into_iter().collect::<Vec<_>>(), ["s-env", "s-init", "s-proj", "s-vol"]);
+        assert_eq!(
+            cms.into_iter().collect::<Vec<_>>(),
+            ["cm-env", "cm-from", "cm-proj", "cm-vol"]
+        );
+        assert_eq!(
+            secrets.into_iter().collect::<Vec<_>>(),
+            ["s-env", "s-init", "s-proj", "s-vol"]
+        );
     }
 
     #[test]
     fn mounts_apply_sub_path_and_read_only() {
-        let c: Container = serde_json::from_value(json!({"name": "a", "image": "x", "volumeMounts": [
+        let c: Container =
+            serde_json::from_value(json!({"name": "a", "image": "x", "volumeMounts": [
             {"name": "data", "mountPath": "/data"},
             {"name": "data", "mountPath": "/logs", "subPath": "logs", "readOnly": true},
-            {"name": "conf", "mountPath": "/etc/app"}]})).unwrap();
+            {"name": "conf", "mountPath": "/etc/app"}]}))
+            .unwrap();
         let vols = VolumePaths::from([
-            ("data".to_string(), VolumeHost { path: "/k/v/data".into(), read_only: false }),
-            ("conf".to_string(), VolumeHost { path: "/k/v/conf".into(), read_only: true }),
+            (
+                "data".to_string(),
+                VolumeHost {
+                    path: "/k/v/data".into(),
+                    read_only: false,
+                },
+            ),
+            (
+                "conf".to_string(),
+                VolumeHost {
+                    path: "/k/v/conf".into(),
+                    read_only: true,
+                },
+            ),
         ]);
-        let got: Vec<_> = mounts(&c, &vols).unwrap().into_iter().map(|m| (m.container_path, m.host_path, m.readonly)).collect();
+        let got: Vec<_> = mounts(&c, &vols)
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.container_path, m.host_path, m.readonly))
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -554,9 +827,15 @@ mod tests {
             ]
         );
         let bad: Container = serde_json::from_value(json!({"name": "a", "image": "x", "volumeMounts": [{"name": "zzz", "mountPath": "/z"}]})).unwrap();
-        assert!(matches!(mounts(&bad, &vols), Err(VolumeError::UnknownVolume { .. })));
+        assert!(matches!(
+            mounts(&bad, &vols),
+            Err(VolumeError::UnknownVolume { .. })
+        ));
         let escape: Container = serde_json::from_value(json!({"name": "a", "image": "x", "volumeMounts": [{"name": "data", "mountPath": "/z", "subPath": "../.."}]})).unwrap();
-        assert!(matches!(mounts(&escape, &vols), Err(VolumeError::BadPath { .. })));
+        assert!(matches!(
+            mounts(&escape, &vols),
+            Err(VolumeError::BadPath { .. })
+        ));
     }
 
     #[test]
@@ -571,10 +850,23 @@ mod tests {
         let paths = prepare(tmp.path(), &p, &objects()).unwrap();
         let conf = &paths["conf"];
         assert!(conf.read_only);
-        assert_eq!(std::fs::read_to_string(conf.path.join("app.conf")).unwrap(), "port=80");
-        assert_eq!(std::fs::metadata(conf.path.join("app.conf")).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::read_to_string(conf.path.join("app.conf")).unwrap(),
+            "port=80"
+        );
+        assert_eq!(
+            std::fs::metadata(conf.path.join("app.conf"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
         assert!(paths["scratch"].path.is_dir() && !paths["scratch"].read_only);
-        assert_eq!(paths["scratch"].path, tmp.path().join("pods/u-9/volumes/scratch"));
+        assert_eq!(
+            paths["scratch"].path,
+            tmp.path().join("pods/u-9/volumes/scratch")
+        );
         assert!(host.is_dir(), "DirectoryOrCreate creates the host path");
         // Rewriting with other data keeps the directory (it may be mounted) and drops
         // files no longer wanted.
@@ -586,7 +878,10 @@ mod tests {
         let again = prepare(tmp.path(), &p2, &objects()).unwrap();
         assert_eq!(std::fs::metadata(&again["conf"].path).unwrap().ino(), inode);
         assert!(!conf.path.join("app.conf").exists(), "stale key removed");
-        assert_eq!(std::fs::read_to_string(conf.path.join("sub/o")).unwrap(), "o");
+        assert_eq!(
+            std::fs::read_to_string(conf.path.join("sub/o")).unwrap(),
+            "o"
+        );
         cleanup(tmp.path(), "u-9").unwrap();
         assert!(!tmp.path().join("pods/u-9").exists());
         cleanup(tmp.path(), "u-9").unwrap();

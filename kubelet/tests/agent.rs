@@ -25,7 +25,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -59,7 +62,11 @@ async fn kubelet_registers_runs_reports_and_deletes_pods() {
     let mut config = skiff_kubelet::Config::new("node-a", client.clone(), fake.clone());
     config.node_ip = "192.168.200.2".into();
     config.pod_cidr = Some("10.244.1.0/24".into());
-    config.capacity = Some(Capacity { cpu_millis: 4000, memory_bytes: 8 << 30, pods: 110 });
+    config.capacity = Some(Capacity {
+        cpu_millis: 4000,
+        memory_bytes: 8 << 30,
+        pods: 110,
+    });
     config.log_root = logs.path().to_path_buf();
     config.resync = Duration::from_millis(300);
     config.heartbeat = Duration::from_millis(200);
@@ -77,13 +84,25 @@ async fn kubelet_registers_runs_reports_and_deletes_pods() {
         let nodes = nodes.clone();
         async move {
             let n = nodes.get_opt("node-a").await.unwrap()?;
-            let ready = n.status.as_ref()?.conditions.as_ref()?.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+            let ready = n
+                .status
+                .as_ref()?
+                .conditions
+                .as_ref()?
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
             ready.then_some(n)
         }
     })
     .await;
-    assert_eq!(node.spec.unwrap().pod_cidr.as_deref(), Some("10.244.1.0/24"));
-    let conflist_path = logs.path().join("net.d").join(skiff_kubelet::network::CONFLIST_FILE);
+    assert_eq!(
+        node.spec.unwrap().pod_cidr.as_deref(),
+        Some("10.244.1.0/24")
+    );
+    let conflist_path = logs
+        .path()
+        .join("net.d")
+        .join(skiff_kubelet::network::CONFLIST_FILE);
     let conflist = eventually("conflist", Duration::from_secs(5), || {
         let path = conflist_path.clone();
         async move { std::fs::read_to_string(path).ok() }
@@ -106,7 +125,10 @@ async fn kubelet_registers_runs_reports_and_deletes_pods() {
 
     // A pod bound to the node runs and reports Running with an IP.
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let created = pods.create(&PostParams::default(), &pod("web", "busybox:1.36")).await.unwrap();
+    let created = pods
+        .create(&PostParams::default(), &pod("web", "busybox:1.36"))
+        .await
+        .unwrap();
     let uid = created.metadata.uid.clone().unwrap();
     let running = eventually("pod Running", Duration::from_secs(10), || {
         let pods = pods.clone();
@@ -117,25 +139,39 @@ async fn kubelet_registers_runs_reports_and_deletes_pods() {
     })
     .await;
     let status = running.status.unwrap();
-    assert!(status.pod_ip.as_deref().is_some_and(|ip| ip.starts_with("10.")), "{:?}", status.pod_ip);
+    assert!(
+        status
+            .pod_ip
+            .as_deref()
+            .is_some_and(|ip| ip.starts_with("10.")),
+        "{:?}",
+        status.pod_ip
+    );
     assert_eq!(status.host_ip.as_deref(), Some("192.168.200.2"));
     let cs = &status.container_statuses.unwrap()[0];
     assert!(cs.ready && cs.state.as_ref().unwrap().running.is_some());
-    assert!(cs.container_id.as_deref().unwrap().starts_with("containerd://"));
+    assert!(cs
+        .container_id
+        .as_deref()
+        .unwrap()
+        .starts_with("containerd://"));
     let sandboxes = fake.list_pod_sandboxes(None).await.unwrap();
     assert_eq!(sandboxes.len(), 1);
     assert_eq!(sandboxes[0].metadata.as_ref().unwrap().uid, uid);
     assert!(logs.path().join(format!("default_web_{uid}/app")).is_dir());
 
     // An image the registry does not have: Pending, waiting with ErrImagePull.
-    pods.create(&PostParams::default(), &pod("broken", "nope:1")).await.unwrap();
+    pods.create(&PostParams::default(), &pod("broken", "nope:1"))
+        .await
+        .unwrap();
     let message = eventually("ErrImagePull", Duration::from_secs(10), || {
         let pods = pods.clone();
         async move {
             let p = pods.get("broken").await.ok()?;
             let st = p.status?;
             let w = st.container_statuses?.first()?.state.clone()?.waiting?;
-            (w.reason.as_deref() == Some("ErrImagePull") && st.phase.as_deref() == Some("Pending")).then_some(w.message)
+            (w.reason.as_deref() == Some("ErrImagePull") && st.phase.as_deref() == Some("Pending"))
+                .then_some(w.message)
         }
     })
     .await;
@@ -144,8 +180,16 @@ async fn kubelet_registers_runs_reports_and_deletes_pods() {
     // A sandbox nobody asked for is collected.
     let orphan = fake
         .run_pod_sandbox(api::PodSandboxConfig {
-            metadata: Some(api::PodSandboxMetadata { name: "ghost".into(), uid: "ghost-uid".into(), namespace: "default".into(), attempt: 0 }),
-            labels: std::collections::HashMap::from([(skiff_kubelet::cri_config::LABEL_POD_UID.to_string(), "ghost-uid".to_string())]),
+            metadata: Some(api::PodSandboxMetadata {
+                name: "ghost".into(),
+                uid: "ghost-uid".into(),
+                namespace: "default".into(),
+                attempt: 0,
+            }),
+            labels: std::collections::HashMap::from([(
+                skiff_kubelet::cri_config::LABEL_POD_UID.to_string(),
+                "ghost-uid".to_string(),
+            )]),
             ..Default::default()
         })
         .await
@@ -153,7 +197,14 @@ async fn kubelet_registers_runs_reports_and_deletes_pods() {
     eventually("orphan removal", Duration::from_secs(5), || {
         let fake = fake.clone();
         let orphan = orphan.clone();
-        async move { fake.list_pod_sandboxes(None).await.ok()?.iter().all(|s| s.id != orphan).then_some(()) }
+        async move {
+            fake.list_pod_sandboxes(None)
+                .await
+                .ok()?
+                .iter()
+                .all(|s| s.id != orphan)
+                .then_some(())
+        }
     })
     .await;
 
@@ -171,11 +222,18 @@ async fn kubelet_registers_runs_reports_and_deletes_pods() {
         .into_iter()
         .filter(|s| s.metadata.as_ref().unwrap().uid == uid)
         .collect();
-    assert!(left.is_empty(), "the runtime still has the deleted pod: {left:?}");
+    assert!(
+        left.is_empty(),
+        "the runtime still has the deleted pod: {left:?}"
+    );
     assert!(fake.calls().iter().any(|c| c.starts_with("StopPodSandbox")));
 
     shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), kubelet).await.expect("kubelet stops on shutdown").unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), kubelet)
+        .await
+        .expect("kubelet stops on shutdown")
+        .unwrap()
+        .unwrap();
     server.shutdown().await;
 }
 
@@ -195,8 +253,13 @@ async fn kubelet_takes_the_pod_cidr_assigned_on_the_node() {
     nodes.create(&PostParams::default(), &node).await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let mut config = skiff_kubelet::Config::new("node-b", client.clone(), Arc::new(FakeRuntime::new()));
-    config.capacity = Some(Capacity { cpu_millis: 1000, memory_bytes: 1 << 30, pods: 10 });
+    let mut config =
+        skiff_kubelet::Config::new("node-b", client.clone(), Arc::new(FakeRuntime::new()));
+    config.capacity = Some(Capacity {
+        cpu_millis: 1000,
+        memory_bytes: 1 << 30,
+        pods: 10,
+    });
     config.log_root = dir.path().join("pods");
     config.cni = Some(skiff_kubelet::CniTarget {
         conf_dir: dir.path().join("net.d"),
@@ -205,7 +268,10 @@ async fn kubelet_takes_the_pod_cidr_assigned_on_the_node() {
     });
     let shutdown = CancellationToken::new();
     let kubelet = tokio::spawn(skiff_kubelet::run(config, shutdown.clone()));
-    let path = dir.path().join("net.d").join(skiff_kubelet::network::CONFLIST_FILE);
+    let path = dir
+        .path()
+        .join("net.d")
+        .join(skiff_kubelet::network::CONFLIST_FILE);
     let conflist = eventually("conflist", Duration::from_secs(10), || {
         let path = path.clone();
         async move { std::fs::read_to_string(path).ok() }
@@ -214,10 +280,20 @@ async fn kubelet_takes_the_pod_cidr_assigned_on_the_node() {
     assert!(conflist.contains("10.244.7.0/24"), "{conflist}");
     // Registration took over the existing Node and made it Ready.
     let n = nodes.get("node-b").await.unwrap();
-    assert!(n.status.unwrap().conditions.unwrap().iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    assert!(n
+        .status
+        .unwrap()
+        .conditions
+        .unwrap()
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True"));
 
     shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), kubelet).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), kubelet)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     server.shutdown().await;
 }
 
@@ -230,26 +306,41 @@ async fn crashing_containers_restart_then_back_off() {
     let fake = Arc::new(FakeRuntime::new().with_pullable(&["busybox:1.36"]));
     let dir = tempfile::tempdir().unwrap();
     let mut config = skiff_kubelet::Config::new("node-a", client.clone(), fake.clone());
-    config.capacity = Some(Capacity { cpu_millis: 1000, memory_bytes: 1 << 30, pods: 10 });
+    config.capacity = Some(Capacity {
+        cpu_millis: 1000,
+        memory_bytes: 1 << 30,
+        pods: 10,
+    });
     config.log_root = dir.path().to_path_buf();
     config.resync = Duration::from_millis(200);
     let shutdown = CancellationToken::new();
     let kubelet = tokio::spawn(skiff_kubelet::run(config, shutdown.clone()));
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    pods.create(&PostParams::default(), &pod("crash", "busybox:1.36")).await.unwrap();
+    pods.create(&PostParams::default(), &pod("crash", "busybox:1.36"))
+        .await
+        .unwrap();
     let running_attempt = |attempt: u32| {
         let fake = fake.clone();
         async move {
             let cs = fake.list_containers(None).await.ok()?;
             cs.into_iter()
-                .find(|c| c.metadata.as_ref().unwrap().attempt == attempt && c.state == api::ContainerState::ContainerRunning as i32)
+                .find(|c| {
+                    c.metadata.as_ref().unwrap().attempt == attempt
+                        && c.state == api::ContainerState::ContainerRunning as i32
+                })
                 .map(|c| c.id)
         }
     };
-    let first = eventually("first container", Duration::from_secs(10), || running_attempt(0)).await;
+    let first = eventually("first container", Duration::from_secs(10), || {
+        running_attempt(0)
+    })
+    .await;
     assert!(fake.exit_container(&first, 1));
-    let second = eventually("immediate restart", Duration::from_secs(5), || running_attempt(1)).await;
+    let second = eventually("immediate restart", Duration::from_secs(5), || {
+        running_attempt(1)
+    })
+    .await;
     assert!(fake.exit_container(&second, 1));
     let waiting = eventually("CrashLoopBackOff", Duration::from_secs(5), || {
         let pods = pods.clone();
@@ -257,7 +348,8 @@ async fn crashing_containers_restart_then_back_off() {
             let st = pods.get("crash").await.ok()?.status?;
             let cs = st.container_statuses?.into_iter().next()?;
             let w = cs.state?.waiting?;
-            (w.reason.as_deref() == Some("CrashLoopBackOff")).then_some((cs.restart_count, w.message.unwrap_or_default()))
+            (w.reason.as_deref() == Some("CrashLoopBackOff"))
+                .then_some((cs.restart_count, w.message.unwrap_or_default()))
         }
     })
     .await;
@@ -268,6 +360,10 @@ async fn crashing_containers_restart_then_back_off() {
     assert!(running_attempt(2).await.is_none());
 
     shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), kubelet).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), kubelet)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     server.shutdown().await;
 }

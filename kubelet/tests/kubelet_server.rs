@@ -30,7 +30,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -49,7 +52,11 @@ fn pod(name: &str, node: Option<&str>) -> Pod {
 }
 
 fn append(path: &Path, text: &str) {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     f.write_all(text.as_bytes()).unwrap();
 }
 
@@ -76,7 +83,11 @@ async fn logs_reach_kubectl_through_the_api_server_and_the_kubelet() {
 
     let mut config = skiff_kubelet::Config::new("node-a", client.clone(), fake.clone());
     config.node_ip = "127.0.0.1".into();
-    config.capacity = Some(Capacity { cpu_millis: 1000, memory_bytes: 1 << 30, pods: 10 });
+    config.capacity = Some(Capacity {
+        cpu_millis: 1000,
+        memory_bytes: 1 << 30,
+        pods: 10,
+    });
     config.log_root = logs.path().to_path_buf();
     config.resync = Duration::from_millis(300);
     config.server = Some(ServerConfig {
@@ -90,19 +101,38 @@ async fn logs_reach_kubectl_through_the_api_server_and_the_kubelet() {
 
     // The node says where its kubelet listens.
     let nodes: Api<Node> = Api::all(client.clone());
-    let port = eventually("kubelet endpoint on the node", Duration::from_secs(10), || {
-        let nodes = nodes.clone();
-        async move { nodes.get_opt("node-a").await.ok()??.status?.daemon_endpoints?.kubelet_endpoint?.port.into() }
-    })
+    let port = eventually(
+        "kubelet endpoint on the node",
+        Duration::from_secs(10),
+        || {
+            let nodes = nodes.clone();
+            async move {
+                nodes
+                    .get_opt("node-a")
+                    .await
+                    .ok()??
+                    .status?
+                    .daemon_endpoints?
+                    .kubelet_endpoint?
+                    .port
+                    .into()
+            }
+        },
+    )
     .await;
     assert_ne!(port, 0);
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let created = pods.create(&PostParams::default(), &pod("web", Some("node-a"))).await.unwrap();
+    let created = pods
+        .create(&PostParams::default(), &pod("web", Some("node-a")))
+        .await
+        .unwrap();
     let uid = created.metadata.uid.unwrap();
     eventually("pod Running", Duration::from_secs(10), || {
         let pods = pods.clone();
-        async move { (pods.get("web").await.ok()?.status?.phase.as_deref() == Some("Running")).then_some(()) }
+        async move {
+            (pods.get("web").await.ok()?.status?.phase.as_deref() == Some("Running")).then_some(())
+        }
     })
     .await;
     let dir: PathBuf = logs.path().join(format!("default_web_{uid}/app"));
@@ -119,13 +149,28 @@ async fn logs_reach_kubectl_through_the_api_server_and_the_kubelet() {
     // The kube client (GET pods/web/log) sees the joined lines of both streams.
     let text = pods.logs("web", &LogParams::default()).await.unwrap();
     assert_eq!(text, "hello from web\na warning\nsplit line\n");
-    let tail = pods.logs("web", &LogParams { tail_lines: Some(1), timestamps: true, ..Default::default() }).await.unwrap();
+    let tail = pods
+        .logs(
+            "web",
+            &LogParams {
+                tail_lines: Some(1),
+                timestamps: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(tail, "2024-01-01T00:00:02.000000001Z split line\n");
 
     // A pod that is not scheduled: 400 saying so; a missing pod: 404.
-    pods.create(&PostParams::default(), &pod("pending", None)).await.unwrap();
+    pods.create(&PostParams::default(), &pod("pending", None))
+        .await
+        .unwrap();
     match pods.logs("pending", &LogParams::default()).await {
-        Err(kube::Error::Api(s)) => assert!(s.code == 400 && s.message.contains("not scheduled"), "{s:?}"),
+        Err(kube::Error::Api(s)) => assert!(
+            s.code == 400 && s.message.contains("not scheduled"),
+            "{s:?}"
+        ),
         other => panic!("expected 400, got {other:?}"),
     }
     match pods.logs("nope", &LogParams::default()).await {
@@ -140,9 +185,21 @@ async fn logs_reach_kubectl_through_the_api_server_and_the_kubelet() {
         println!("skipped: kubectl part of the test, {KUBECTL} is not installed");
     } else {
         let kubeconfig = server.kubeconfig_path().to_path_buf();
-        let out = Command::new(KUBECTL).arg("--kubeconfig").arg(&kubeconfig).args(["logs", "web"]).output().unwrap();
-        assert!(out.status.success(), "kubectl logs failed: {}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from web\na warning\nsplit line\n");
+        let out = Command::new(KUBECTL)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["logs", "web"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl logs failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "hello from web\na warning\nsplit line\n"
+        );
 
         // `kubectl logs -f` prints what is appended while it runs.
         let child = Command::new(KUBECTL)
@@ -163,16 +220,27 @@ async fn logs_reach_kubectl_through_the_api_server_and_the_kubelet() {
                 }
             }
         });
-        let first = rx.recv_timeout(Duration::from_secs(10)).expect("kubectl logs -f prints the tail");
+        let first = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("kubectl logs -f prints the tail");
         assert_eq!(first, "split line");
-        append(&file, "2024-01-01T00:00:03.000000001Z stdout F appended later\n");
-        let next = rx.recv_timeout(Duration::from_secs(10)).expect("kubectl logs -f streams new lines");
+        append(
+            &file,
+            "2024-01-01T00:00:03.000000001Z stdout F appended later\n",
+        );
+        let next = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("kubectl logs -f streams new lines");
         assert_eq!(next, "appended later");
         drop(guard);
     }
 
     shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), kubelet).await.expect("kubelet stops").unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), kubelet)
+        .await
+        .expect("kubelet stops")
+        .unwrap()
+        .unwrap();
     server.shutdown().await;
 }
 
@@ -199,10 +267,18 @@ impl Runtime for StreamingFake {
     async fn pod_sandbox_status(&self, id: &str) -> Result<api::PodSandboxStatus, CriError> {
         self.inner.pod_sandbox_status(id).await
     }
-    async fn list_pod_sandboxes(&self, f: Option<api::PodSandboxFilter>) -> Result<Vec<api::PodSandbox>, CriError> {
+    async fn list_pod_sandboxes(
+        &self,
+        f: Option<api::PodSandboxFilter>,
+    ) -> Result<Vec<api::PodSandbox>, CriError> {
         self.inner.list_pod_sandboxes(f).await
     }
-    async fn create_container(&self, sb: &str, c: api::ContainerConfig, s: api::PodSandboxConfig) -> Result<String, CriError> {
+    async fn create_container(
+        &self,
+        sb: &str,
+        c: api::ContainerConfig,
+        s: api::PodSandboxConfig,
+    ) -> Result<String, CriError> {
         self.inner.create_container(sb, c, s).await
     }
     async fn start_container(&self, id: &str) -> Result<(), CriError> {
@@ -217,28 +293,48 @@ impl Runtime for StreamingFake {
     async fn container_status(&self, id: &str) -> Result<api::ContainerStatus, CriError> {
         self.inner.container_status(id).await
     }
-    async fn list_containers(&self, f: Option<api::ContainerFilter>) -> Result<Vec<api::Container>, CriError> {
+    async fn list_containers(
+        &self,
+        f: Option<api::ContainerFilter>,
+    ) -> Result<Vec<api::Container>, CriError> {
         self.inner.list_containers(f).await
     }
-    async fn pull_image(&self, i: &str, s: Option<api::PodSandboxConfig>) -> Result<String, CriError> {
+    async fn pull_image(
+        &self,
+        i: &str,
+        s: Option<api::PodSandboxConfig>,
+    ) -> Result<String, CriError> {
         self.inner.pull_image(i, s).await
     }
     async fn image_status(&self, i: &str) -> Result<Option<api::Image>, CriError> {
         self.inner.image_status(i).await
     }
-    async fn exec_sync(&self, id: &str, cmd: Vec<String>, t: Duration) -> Result<ExecOutput, CriError> {
+    async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        t: Duration,
+    ) -> Result<ExecOutput, CriError> {
         self.inner.exec_sync(id, cmd, t).await
     }
     async fn exec(&self, r: api::ExecRequest) -> Result<String, CriError> {
         self.inner.exec(r.clone()).await?;
-        Ok(format!("{}/exec/{}?cmd={}", self.stream_url, r.container_id, r.cmd.join("+")))
+        Ok(format!(
+            "{}/exec/{}?cmd={}",
+            self.stream_url,
+            r.container_id,
+            r.cmd.join("+")
+        ))
     }
     async fn attach(&self, r: api::AttachRequest) -> Result<String, CriError> {
         self.inner.attach(r).await
     }
     async fn port_forward(&self, r: api::PortForwardRequest) -> Result<String, CriError> {
         self.inner.port_forward(r.clone()).await?;
-        Ok(format!("{}/portforward/{}", self.stream_url, r.pod_sandbox_id))
+        Ok(format!(
+            "{}/portforward/{}",
+            self.stream_url, r.pod_sandbox_id
+        ))
     }
 }
 
@@ -317,11 +413,18 @@ async fn exec_upgrades_pass_through_the_kubelet_to_the_streaming_server() {
     let client = server.client().await;
     let (stream_addr, echo) = echo_streaming_server().await;
     let inner = FakeRuntime::new().with_pullable(&["busybox:1.36"]);
-    let runtime = Arc::new(StreamingFake { inner, stream_url: format!("http://{stream_addr}") });
+    let runtime = Arc::new(StreamingFake {
+        inner,
+        stream_url: format!("http://{stream_addr}"),
+    });
     let logs = tempfile::tempdir().unwrap();
     let mut config = skiff_kubelet::Config::new("node-x", client.clone(), runtime);
     config.node_ip = "127.0.0.1".into();
-    config.capacity = Some(Capacity { cpu_millis: 1000, memory_bytes: 1 << 30, pods: 10 });
+    config.capacity = Some(Capacity {
+        cpu_millis: 1000,
+        memory_bytes: 1 << 30,
+        pods: 10,
+    });
     config.log_root = logs.path().to_path_buf();
     config.resync = Duration::from_millis(300);
     config.server = Some(ServerConfig {
@@ -335,14 +438,28 @@ async fn exec_upgrades_pass_through_the_kubelet_to_the_streaming_server() {
     let nodes: Api<Node> = Api::all(client.clone());
     let port: i32 = eventually("kubelet endpoint", Duration::from_secs(10), || {
         let nodes = nodes.clone();
-        async move { nodes.get_opt("node-x").await.ok()??.status?.daemon_endpoints?.kubelet_endpoint?.port.into() }
+        async move {
+            nodes
+                .get_opt("node-x")
+                .await
+                .ok()??
+                .status?
+                .daemon_endpoints?
+                .kubelet_endpoint?
+                .port
+                .into()
+        }
     })
     .await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    pods.create(&PostParams::default(), &pod("sh", Some("node-x"))).await.unwrap();
+    pods.create(&PostParams::default(), &pod("sh", Some("node-x")))
+        .await
+        .unwrap();
     eventually("pod Running", Duration::from_secs(10), || {
         let pods = pods.clone();
-        async move { (pods.get("sh").await.ok()?.status?.phase.as_deref() == Some("Running")).then_some(()) }
+        async move {
+            (pods.get("sh").await.ok()?.status?.phase.as_deref() == Some("Running")).then_some(())
+        }
     })
     .await;
 
@@ -354,9 +471,14 @@ async fn exec_upgrades_pass_through_the_kubelet_to_the_streaming_server() {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
             .with_no_client_auth();
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port as u16)).await.unwrap();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port as u16))
+            .await
+            .unwrap();
         let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-        tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await.unwrap()
+        tokio_rustls::TlsConnector::from(Arc::new(cfg))
+            .connect(name, tcp)
+            .await
+            .unwrap()
     };
     let read_head = |buf: &[u8]| buf.windows(4).position(|w| w == b"\r\n\r\n");
 
@@ -365,7 +487,11 @@ async fn exec_upgrades_pass_through_the_kubelet_to_the_streaming_server() {
     tls.write_all(b"GET /exec/default/sh/app?command=hostname HTTP/1.1\r\nHost: k\r\nConnection: close\r\n\r\n").await.unwrap();
     let mut answer = Vec::new();
     tls.read_to_end(&mut answer).await.unwrap();
-    assert!(answer.starts_with(b"HTTP/1.1 401"), "{}", String::from_utf8_lossy(&answer));
+    assert!(
+        answer.starts_with(b"HTTP/1.1 401"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
 
     let mut tls = connect().await;
     tls.write_all(
@@ -378,26 +504,53 @@ async fn exec_upgrades_pass_through_the_kubelet_to_the_streaming_server() {
     let mut chunk = [0u8; 1024];
     let deadline = Instant::now() + Duration::from_secs(10);
     while !String::from_utf8_lossy(&buf).contains("test-echo\n") {
-        assert!(Instant::now() < deadline, "no upgrade answer: {}", String::from_utf8_lossy(&buf));
-        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut chunk)).await.unwrap().unwrap();
-        assert!(n > 0, "connection closed: {}", String::from_utf8_lossy(&buf));
+        assert!(
+            Instant::now() < deadline,
+            "no upgrade answer: {}",
+            String::from_utf8_lossy(&buf)
+        );
+        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            n > 0,
+            "connection closed: {}",
+            String::from_utf8_lossy(&buf)
+        );
         buf.extend_from_slice(&chunk[..n]);
     }
     let text = String::from_utf8_lossy(&buf).to_string();
     assert!(text.starts_with("HTTP/1.1 101"), "{text}");
     let head_end = read_head(&buf).unwrap();
     let first = &text[head_end + 4..];
-    assert!(first.starts_with("GET /exec/"), "the streaming server got the CRI url: {first}");
-    assert!(first.contains("cmd=sh+-c+hostname"), "the command reached CRI in order: {first}");
-    assert!(first.to_ascii_lowercase().contains("upgrade: test-echo"), "{first}");
+    assert!(
+        first.starts_with("GET /exec/"),
+        "the streaming server got the CRI url: {first}"
+    );
+    assert!(
+        first.contains("cmd=sh+-c+hostname"),
+        "the command reached CRI in order: {first}"
+    );
+    assert!(
+        first.to_ascii_lowercase().contains("upgrade: test-echo"),
+        "{first}"
+    );
     tls.write_all(b"ping through the kubelet").await.unwrap();
     let mut echoed = vec![0u8; 24];
-    tokio::time::timeout(Duration::from_secs(10), tls.read_exact(&mut echoed)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), tls.read_exact(&mut echoed))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(&echoed, b"ping through the kubelet");
     drop(tls);
 
     echo.abort();
     shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), kubelet).await.expect("kubelet stops").unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), kubelet)
+        .await
+        .expect("kubelet stops")
+        .unwrap()
+        .unwrap();
     server.shutdown().await;
 }

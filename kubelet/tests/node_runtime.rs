@@ -44,12 +44,19 @@ fn missing_prerequisite() -> Option<String> {
             .map(|paths| std::env::split_paths(&paths).any(|p| p.join(tool).is_file()))
             .unwrap_or(false);
         if !found {
-            return Some(format!("{tool} not found (Debian: apt-get install {package})"));
+            return Some(format!(
+                "{tool} not found (Debian: apt-get install {package})"
+            ));
         }
     }
-    for (file, package) in [("/bin/busybox", "busybox-static"), ("/usr/lib/cni/bridge", "containernetworking-plugins")] {
+    for (file, package) in [
+        ("/bin/busybox", "busybox-static"),
+        ("/usr/lib/cni/bridge", "containernetworking-plugins"),
+    ] {
         if !Path::new(file).exists() {
-            return Some(format!("{file} not found (Debian: apt-get install {package})"));
+            return Some(format!(
+                "{file} not found (Debian: apt-get install {package})"
+            ));
         }
     }
     None
@@ -69,13 +76,22 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("ip").args(["netns", "delete", &self.0]).status();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .status();
     }
 }
 
 fn run(program: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(program).args(args).output().unwrap();
-    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -151,7 +167,10 @@ fn httpd_container(pod_name: &str) -> api::ContainerConfig {
 async fn timed<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
     let start = Instant::now();
     let out = f.await;
-    println!("latency {what}: {:.1} ms", start.elapsed().as_secs_f64() * 1000.0);
+    println!(
+        "latency {what}: {:.1} ms",
+        start.elapsed().as_secs_f64() * 1000.0
+    );
     out
 }
 
@@ -163,36 +182,83 @@ async fn pod_scenario(rt: &ContainerdRuntime, netns: &str, work: &Path) {
     assert_eq!(version.runtime_api_version, "v1");
 
     // Pulls through the mirror: the sandbox image (registry.k8s.io) and busybox (docker.io).
-    timed("PullImage pause", rt.pull_image(images::PAUSE_IMAGE, None)).await.unwrap();
-    let busybox_ref = timed("PullImage busybox", rt.pull_image("busybox", None)).await.unwrap();
-    let status = rt.image_status("docker.io/library/busybox:latest").await.unwrap().expect("busybox present after pull");
+    timed("PullImage pause", rt.pull_image(images::PAUSE_IMAGE, None))
+        .await
+        .unwrap();
+    let busybox_ref = timed("PullImage busybox", rt.pull_image("busybox", None))
+        .await
+        .unwrap();
+    let status = rt
+        .image_status("docker.io/library/busybox:latest")
+        .await
+        .unwrap()
+        .expect("busybox present after pull");
     assert_eq!(status.id, busybox_ref);
-    assert!(rt.pull_image(images::BUSYBOX_PINNED_IMAGE, None).await.is_ok(), "pinned tag is in the mirror too");
+    assert!(
+        rt.pull_image(images::BUSYBOX_PINNED_IMAGE, None)
+            .await
+            .is_ok(),
+        "pinned tag is in the mirror too"
+    );
 
-    let missing = rt.pull_image("docker.io/library/skiff-no-such-image:0", None).await.unwrap_err();
+    let missing = rt
+        .pull_image("docker.io/library/skiff-no-such-image:0", None)
+        .await
+        .unwrap_err();
     println!("missing image error: {missing}");
     let text = missing.to_string();
-    assert!(text.contains("PullImage") && text.contains("skiff-no-such-image") && text.contains("not found"), "{text}");
-    assert!(rt.image_status("docker.io/library/skiff-no-such-image:0").await.unwrap().is_none());
+    assert!(
+        text.contains("PullImage")
+            && text.contains("skiff-no-such-image")
+            && text.contains("not found"),
+        "{text}"
+    );
+    assert!(rt
+        .image_status("docker.io/library/skiff-no-such-image:0")
+        .await
+        .unwrap()
+        .is_none());
 
     let pod_name = format!("web-{}", std::process::id());
     let log_dir = work.join("pods").join(format!("default_{pod_name}"));
     std::fs::create_dir_all(log_dir.join("web")).unwrap();
     let sb_config = sandbox_config(&pod_name, &format!("uid-{pod_name}"), &log_dir);
-    let sandbox = timed("RunPodSandbox", rt.run_pod_sandbox(sb_config.clone())).await.unwrap();
+    let sandbox = timed("RunPodSandbox", rt.run_pod_sandbox(sb_config.clone()))
+        .await
+        .unwrap();
 
     let sb_status = rt.pod_sandbox_status(&sandbox).await.unwrap();
-    assert_eq!(cri::sandbox_state(sb_status.state), api::PodSandboxState::SandboxReady);
-    let ip: std::net::Ipv4Addr = sb_status.network.expect("sandbox network status").ip.parse().expect("an IPv4 pod IP");
+    assert_eq!(
+        cri::sandbox_state(sb_status.state),
+        api::PodSandboxState::SandboxReady
+    );
+    let ip: std::net::Ipv4Addr = sb_status
+        .network
+        .expect("sandbox network status")
+        .ip
+        .parse()
+        .expect("an IPv4 pod IP");
     let cidr: ipnet::Ipv4Net = POD_CIDR.parse().unwrap();
-    assert!(cidr.contains(&ip), "pod IP {ip} is not in the node's podCIDR {POD_CIDR}");
+    assert!(
+        cidr.contains(&ip),
+        "pod IP {ip} is not in the node's podCIDR {POD_CIDR}"
+    );
     println!("pod IP {ip}");
 
-    let container =
-        timed("CreateContainer", rt.create_container(&sandbox, httpd_container(&pod_name), sb_config.clone())).await.unwrap();
-    timed("StartContainer", rt.start_container(&container)).await.unwrap();
+    let container = timed(
+        "CreateContainer",
+        rt.create_container(&sandbox, httpd_container(&pod_name), sb_config.clone()),
+    )
+    .await
+    .unwrap();
+    timed("StartContainer", rt.start_container(&container))
+        .await
+        .unwrap();
     let st = rt.container_status(&container).await.unwrap();
-    assert_eq!(cri::container_state(st.state), api::ContainerState::ContainerRunning);
+    assert_eq!(
+        cri::container_state(st.state),
+        api::ContainerState::ContainerRunning
+    );
 
     // httpd answers from the pod IP, seen from the node's namespace.
     let url = format!("http://{ip}:8080/");
@@ -223,36 +289,85 @@ async fn pod_scenario(rt: &ContainerdRuntime, netns: &str, work: &Path) {
         "log {log_path:?} has {lines:?}"
     );
 
-    let exec = rt.exec_sync(&container, vec!["hostname".into()], Duration::from_secs(10)).await.unwrap();
-    assert_eq!((exec.exit_code, String::from_utf8_lossy(&exec.stdout).trim()), (0, pod_name.as_str()));
-    let failing = rt.exec_sync(&container, vec!["sh".into(), "-c".into(), "exit 7".into()], Duration::from_secs(10)).await.unwrap();
+    let exec = rt
+        .exec_sync(&container, vec!["hostname".into()], Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        (exec.exit_code, String::from_utf8_lossy(&exec.stdout).trim()),
+        (0, pod_name.as_str())
+    );
+    let failing = rt
+        .exec_sync(
+            &container,
+            vec!["sh".into(), "-c".into(), "exit 7".into()],
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
     assert_eq!(failing.exit_code, 7);
 
-    let listed = rt.list_containers(Some(api::ContainerFilter { pod_sandbox_id: sandbox.clone(), ..Default::default() })).await.unwrap();
-    assert_eq!(listed.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), vec![container.as_str()]);
+    let listed = rt
+        .list_containers(Some(api::ContainerFilter {
+            pod_sandbox_id: sandbox.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        vec![container.as_str()]
+    );
 
     // Streaming exec is served by containerd's own streaming server: CRI hands out a
     // one-time URL on the loopback of the node namespace.
     let exec_url = rt
-        .exec(api::ExecRequest { container_id: container.clone(), cmd: vec!["sh".into()], stdout: true, ..Default::default() })
+        .exec(api::ExecRequest {
+            container_id: container.clone(),
+            cmd: vec!["sh".into()],
+            stdout: true,
+            ..Default::default()
+        })
         .await
         .unwrap();
-    assert!(exec_url.starts_with("http://127.0.0.1:") && exec_url.contains("/exec/"), "{exec_url}");
+    assert!(
+        exec_url.starts_with("http://127.0.0.1:") && exec_url.contains("/exec/"),
+        "{exec_url}"
+    );
 
     // Orderly teardown, as the kubelet does it. httpd runs as the container's PID 1 and
     // has no SIGTERM handler, so the kernel ignores SIGTERM: the runtime must wait the
     // grace period and SIGKILL it.
     let grace = Duration::from_secs(2);
     let started = Instant::now();
-    timed("StopContainer", rt.stop_container(&container, grace)).await.unwrap();
-    assert!(started.elapsed() >= grace, "the grace period was not honoured");
+    timed("StopContainer", rt.stop_container(&container, grace))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= grace,
+        "the grace period was not honoured"
+    );
     let st = rt.container_status(&container).await.unwrap();
-    assert_eq!(cri::container_state(st.state), api::ContainerState::ContainerExited);
-    assert_eq!(st.exit_code, 137, "killed by SIGKILL after the grace period");
+    assert_eq!(
+        cri::container_state(st.state),
+        api::ContainerState::ContainerExited
+    );
+    assert_eq!(
+        st.exit_code, 137,
+        "killed by SIGKILL after the grace period"
+    );
     rt.remove_container(&container).await.unwrap();
-    assert!(rt.container_status(&container).await.unwrap_err().is_not_found());
-    timed("StopPodSandbox", rt.stop_pod_sandbox(&sandbox)).await.unwrap();
-    timed("RemovePodSandbox", rt.remove_pod_sandbox(&sandbox)).await.unwrap();
+    assert!(rt
+        .container_status(&container)
+        .await
+        .unwrap_err()
+        .is_not_found());
+    timed("StopPodSandbox", rt.stop_pod_sandbox(&sandbox))
+        .await
+        .unwrap();
+    timed("RemovePodSandbox", rt.remove_pod_sandbox(&sandbox))
+        .await
+        .unwrap();
     assert!(rt.list_pod_sandboxes(None).await.unwrap().is_empty());
     assert!(wget_in(netns, &url).is_err(), "the pod must be gone");
 }
@@ -275,14 +390,33 @@ impl LabNode {
         let netns = Netns::create(&name);
         let tmp = tempfile::Builder::new().prefix("skk").tempdir().unwrap();
         let work = tmp.path().to_path_buf();
-        let built = timed("build images", async { images::build_all(&work.join("images")) }).await.unwrap();
+        let built = timed("build images", async {
+            images::build_all(&work.join("images"))
+        })
+        .await
+        .unwrap();
         let mut config = NodeRuntimeConfig::new(&work, pod_cidr);
         config.netns = Some(name.clone());
         config.bridge = format!("skk{suffix}0");
         config.images = Some(built);
-        let runtime = timed("start registry + push + containerd", NodeRuntime::start(config)).await.unwrap();
-        println!("node {name}: containerd pid {:?}, registry pid {:?}", runtime.containerd.pid(), runtime.registry.pid());
-        LabNode { name, work, runtime, _tmp: tmp, _netns: netns }
+        let runtime = timed(
+            "start registry + push + containerd",
+            NodeRuntime::start(config),
+        )
+        .await
+        .unwrap();
+        println!(
+            "node {name}: containerd pid {:?}, registry pid {:?}",
+            runtime.containerd.pid(),
+            runtime.registry.pid()
+        );
+        LabNode {
+            name,
+            work,
+            runtime,
+            _tmp: tmp,
+            _netns: netns,
+        }
     }
 
     /// Removes every pod through CRI, then stops containerd and the registry. Returns

@@ -38,14 +38,22 @@ fn missing_prerequisite() -> Option<String> {
         ("iptables", "iptables"),
     ];
     for (tool, package) in tools {
-        let found = std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(tool).is_file()));
+        let found = std::env::var_os("PATH")
+            .is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(tool).is_file()));
         if !found {
-            return Some(format!("{tool} not found (Debian: apt-get install {package})"));
+            return Some(format!(
+                "{tool} not found (Debian: apt-get install {package})"
+            ));
         }
     }
-    for (file, package) in [("/bin/busybox", "busybox-static"), ("/usr/lib/cni/bridge", "containernetworking-plugins")] {
+    for (file, package) in [
+        ("/bin/busybox", "busybox-static"),
+        ("/usr/lib/cni/bridge", "containernetworking-plugins"),
+    ] {
         if !Path::new(file).exists() {
-            return Some(format!("{file} not found (Debian: apt-get install {package})"));
+            return Some(format!(
+                "{file} not found (Debian: apt-get install {package})"
+            ));
         }
     }
     None
@@ -65,13 +73,22 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("ip").args(["netns", "delete", &self.0]).status();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .status();
     }
 }
 
 fn run(program: &str, args: &[&str]) {
-    let out = std::process::Command::new(program).args(args).output().unwrap();
-    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// containerd and the registry mirror in the namespace; fields drop in order, so the
@@ -95,7 +112,12 @@ impl LabNode {
         config.bridge = "skv0".into();
         config.images = Some(built);
         let runtime = NodeRuntime::start(config).await.unwrap();
-        LabNode { work, runtime, _tmp: tmp, _netns: netns }
+        LabNode {
+            work,
+            runtime,
+            _tmp: tmp,
+            _netns: netns,
+        }
     }
 }
 
@@ -110,7 +132,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -123,7 +148,9 @@ fn pod(name: &str, spec: serde_json::Value) -> Pod {
     let mut spec = spec;
     spec["nodeName"] = "skv-node".into();
     spec["terminationGracePeriodSeconds"] = 1.into();
-    obj(serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"}, "spec": spec}))
+    obj(
+        serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"}, "spec": spec}),
+    )
 }
 
 fn ready(p: &Pod) -> Option<bool> {
@@ -131,14 +158,28 @@ fn ready(p: &Pod) -> Option<bool> {
     if st.phase.as_deref() != Some("Running") {
         return None;
     }
-    Some(st.conditions.as_ref()?.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    Some(
+        st.conditions
+            .as_ref()?
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True"),
+    )
 }
 
 /// The stdout lines of a container's first attempt.
 fn stdout_of(work: &Path, p: &Pod, container: &str) -> Vec<String> {
-    let dir = format!("default_{}_{}", p.metadata.name.as_deref().unwrap(), p.metadata.uid.as_deref().unwrap());
-    let text = std::fs::read_to_string(work.join("pods").join(dir).join(container).join("0.log")).unwrap_or_default();
-    logs::lines(&text).into_iter().filter(|(s, _)| *s == logs::Stream::Stdout).map(|(_, l)| l).collect()
+    let dir = format!(
+        "default_{}_{}",
+        p.metadata.name.as_deref().unwrap(),
+        p.metadata.uid.as_deref().unwrap()
+    );
+    let text = std::fs::read_to_string(work.join("pods").join(dir).join(container).join("0.log"))
+        .unwrap_or_default();
+    logs::lines(&text)
+        .into_iter()
+        .filter(|(s, _)| *s == logs::Stream::Stdout)
+        .map(|(_, l)| l)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,11 +188,16 @@ async fn probes_volumes_env_and_init_containers_on_containerd() {
         println!("skipped: {why}");
         return;
     }
-    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let node = LabNode::start().await;
     let runtime = Arc::new(node.runtime.runtime().await.unwrap());
     let work = node.work.clone();
-    let outcome = std::panic::AssertUnwindSafe(scenario(runtime, work)).catch_unwind().await;
+    let outcome = std::panic::AssertUnwindSafe(scenario(runtime, work))
+        .catch_unwind()
+        .await;
     let left = node.runtime.shutdown().await.unwrap();
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
@@ -188,27 +234,39 @@ async fn scenario(runtime: Arc<skiff_kubelet::cri::ContainerdRuntime>, work: Pat
     let busybox = "busybox:1.36";
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let specs = [
-        pod("readiness", serde_json::json!({
+        pod(
+            "readiness",
+            serde_json::json!({
             "volumes": [{"name": "flags", "hostPath": {"path": flag_dir.display().to_string()}}],
             "containers": [{"name": "app", "image": busybox, "command": ["sleep", "3600"],
                 "volumeMounts": [{"name": "flags", "mountPath": "/flags", "readOnly": true}],
-                "readinessProbe": {"exec": {"command": ["cat", "/flags/ready"]}, "periodSeconds": 1, "failureThreshold": 1}}]})),
-        pod("liveness", serde_json::json!({
+                "readinessProbe": {"exec": {"command": ["cat", "/flags/ready"]}, "periodSeconds": 1, "failureThreshold": 1}}]}),
+        ),
+        pod(
+            "liveness",
+            serde_json::json!({
             "containers": [{"name": "app", "image": busybox, "command": ["sleep", "3600"],
-                "livenessProbe": {"exec": {"command": ["sh", "-c", "exit 1"]}, "periodSeconds": 1, "failureThreshold": 1}}]})),
-        pod("config", serde_json::json!({
+                "livenessProbe": {"exec": {"command": ["sh", "-c", "exit 1"]}, "periodSeconds": 1, "failureThreshold": 1}}]}),
+        ),
+        pod(
+            "config",
+            serde_json::json!({
             "volumes": [{"name": "conf", "configMap": {"name": "app-conf", "items": [{"key": "greeting", "path": "greeting.txt"}]}}],
             "containers": [{"name": "app", "image": busybox,
                 "command": ["sh", "-c", "cat /etc/conf/greeting.txt; echo; echo pw=$PW; echo mode=$MODE; sleep 3600"],
                 "env": [{"name": "PW", "valueFrom": {"secretKeyRef": {"name": "app-secret", "key": "password"}}}],
                 "envFrom": [{"configMapRef": {"name": "app-conf"}}],
-                "volumeMounts": [{"name": "conf", "mountPath": "/etc/conf"}]}]})),
-        pod("init", serde_json::json!({
+                "volumeMounts": [{"name": "conf", "mountPath": "/etc/conf"}]}]}),
+        ),
+        pod(
+            "init",
+            serde_json::json!({
             "volumes": [{"name": "shared", "emptyDir": {}}],
             "initContainers": [{"name": "prepare", "image": busybox, "command": ["sh", "-c", "echo written-by-init > /work/msg"],
                 "volumeMounts": [{"name": "shared", "mountPath": "/work"}]}],
             "containers": [{"name": "app", "image": busybox, "command": ["sh", "-c", "cat /work/msg; sleep 3600"],
-                "volumeMounts": [{"name": "shared", "mountPath": "/work"}]}]})),
+                "volumeMounts": [{"name": "shared", "mountPath": "/work"}]}]}),
+        ),
     ];
     for p in &specs {
         pods.create(&PostParams::default(), p).await.unwrap();
@@ -220,15 +278,27 @@ async fn scenario(runtime: Arc<skiff_kubelet::cri::ContainerdRuntime>, work: Pat
 
     // Readiness: Running but not Ready until the probe passes, then Ready, then not
     // Ready again when it fails.
-    eventually("readiness pod Running and not Ready", Duration::from_secs(60), || async {
-        let p = get("readiness").await?;
-        (!ready(&p)? && !p.status?.container_statuses?[0].ready).then_some(())
-    })
+    eventually(
+        "readiness pod Running and not Ready",
+        Duration::from_secs(60),
+        || async {
+            let p = get("readiness").await?;
+            (!ready(&p)? && !p.status?.container_statuses?[0].ready).then_some(())
+        },
+    )
     .await;
     std::fs::write(flag_dir.join("ready"), "ok").unwrap();
-    eventually("readiness pod Ready", Duration::from_secs(20), || async { ready(&get("readiness").await?)?.then_some(()) }).await;
+    eventually("readiness pod Ready", Duration::from_secs(20), || async {
+        ready(&get("readiness").await?)?.then_some(())
+    })
+    .await;
     std::fs::remove_file(flag_dir.join("ready")).unwrap();
-    eventually("readiness pod not Ready again", Duration::from_secs(20), || async { (!ready(&get("readiness").await?)?).then_some(()) }).await;
+    eventually(
+        "readiness pod not Ready again",
+        Duration::from_secs(20),
+        || async { (!ready(&get("readiness").await?)?).then_some(()) },
+    )
+    .await;
 
     // Liveness: the failing probe gets the container killed and restarted.
     let restarts = eventually("liveness restarts", Duration::from_secs(60), || async {
@@ -248,7 +318,10 @@ async fn scenario(runtime: Arc<skiff_kubelet::cri::ContainerdRuntime>, work: Pat
         .filter(|e| e.involved_object.name.as_deref() == Some("liveness"))
         .filter_map(|e| e.reason)
         .collect();
-    assert!(reasons.iter().any(|r| r == "Unhealthy") && reasons.iter().any(|r| r == "Killing"), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r == "Unhealthy") && reasons.iter().any(|r| r == "Killing"),
+        "{reasons:?}"
+    );
 
     // configMap volume, secretKeyRef and envFrom are visible in the container.
     let config_pod = eventually("config pod Running", Duration::from_secs(60), || async {
@@ -261,7 +334,11 @@ async fn scenario(runtime: Arc<skiff_kubelet::cri::ContainerdRuntime>, work: Pat
         async move { (lines.len() >= 3).then_some(lines) }
     })
     .await;
-    assert_eq!(lines[..3], ["hello-from-cm", "pw=s3cret", "mode=fast"], "{lines:?}");
+    assert_eq!(
+        lines[..3],
+        ["hello-from-cm", "pw=s3cret", "mode=fast"],
+        "{lines:?}"
+    );
 
     // The init container ran first, wrote into the emptyDir, and the app read it.
     let init_pod = eventually("init pod Running", Duration::from_secs(60), || async {
@@ -270,10 +347,23 @@ async fn scenario(runtime: Arc<skiff_kubelet::cri::ContainerdRuntime>, work: Pat
     })
     .await;
     let st = init_pod.status.clone().unwrap();
-    let init = &st.init_container_statuses.as_ref().expect("initContainerStatuses")[0];
-    let done = init.state.as_ref().unwrap().terminated.as_ref().expect("the init container terminated");
+    let init = &st
+        .init_container_statuses
+        .as_ref()
+        .expect("initContainerStatuses")[0];
+    let done = init
+        .state
+        .as_ref()
+        .unwrap()
+        .terminated
+        .as_ref()
+        .expect("the init container terminated");
     assert_eq!((done.exit_code, init.ready), (0, true));
-    assert!(st.conditions.unwrap().iter().any(|c| c.type_ == "Initialized" && c.status == "True"));
+    assert!(st
+        .conditions
+        .unwrap()
+        .iter()
+        .any(|c| c.type_ == "Initialized" && c.status == "True"));
     let lines = eventually("init pod output", Duration::from_secs(20), || {
         let lines = stdout_of(&work, &init_pod, "app");
         async move { (!lines.is_empty()).then_some(lines) }
@@ -282,6 +372,10 @@ async fn scenario(runtime: Arc<skiff_kubelet::cri::ContainerdRuntime>, work: Pat
     assert_eq!(lines[0], "written-by-init");
 
     shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), kubelet).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), kubelet)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     server.shutdown().await;
 }

@@ -17,9 +17,16 @@ use crate::rules::{is_owned_chain, Table};
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error("cannot run {command}: {source} (is the iptables package installed?)")]
-    Spawn { command: String, source: std::io::Error },
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
     #[error("{command} failed ({status}): {stderr}")]
-    Failed { command: String, status: String, stderr: String },
+    Failed {
+        command: String,
+        status: String,
+        stderr: String,
+    },
     #[error("restore rejected: {0}")]
     Rejected(String),
 }
@@ -60,12 +67,24 @@ impl IptablesBackend {
         (cmd, parts.join(" "))
     }
 
-    fn run(&self, tool: &str, args: &[&str], stdin: Option<&str>) -> Result<std::process::Output, BackendError> {
+    fn run(
+        &self,
+        tool: &str,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Result<std::process::Output, BackendError> {
         let (mut cmd, label) = self.command(tool, args);
-        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let spawn_err = |source| BackendError::Spawn { command: label.clone(), source };
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let spawn_err = |source| BackendError::Spawn {
+            command: label.clone(),
+            source,
+        };
         let mut child = cmd.spawn().map_err(spawn_err)?;
         if let Some(text) = stdin {
             let mut pipe = child.stdin.take().expect("stdin was piped");
@@ -107,7 +126,12 @@ impl RuleBackend for IptablesBackend {
         let out = self.run("iptables", &["-w", "-t", table.name(), "-S", chain], None)?;
         if out.status.success() {
             let text = String::from_utf8_lossy(&out.stdout);
-            return Ok(Some(text.lines().filter(|l| l.starts_with("-A ")).map(str::to_string).collect()));
+            return Ok(Some(
+                text.lines()
+                    .filter(|l| l.starts_with("-A "))
+                    .map(str::to_string)
+                    .collect(),
+            ));
         }
         let stderr = String::from_utf8_lossy(&out.stderr);
         // iptables-nft says "chain `X' in table `nat' is incompatible" for foreign
@@ -115,16 +139,30 @@ impl RuleBackend for IptablesBackend {
         if stderr.contains("No chain") || stderr.contains("does not exist") {
             return Ok(None);
         }
-        Err(failed(format!("iptables -t {} -S {chain}", table.name()), &out))
+        Err(failed(
+            format!("iptables -t {} -S {chain}", table.name()),
+            &out,
+        ))
     }
 }
 
 const BUILTIN: [(Table, &[&str]); 2] = [
-    (Table::Nat, &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"]),
+    (
+        Table::Nat,
+        &["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"],
+    ),
     (Table::Filter, &["INPUT", "FORWARD", "OUTPUT"]),
 ];
 
-const TARGETS: [&str; 7] = ["ACCEPT", "DROP", "RETURN", "REJECT", "MARK", "DNAT", "MASQUERADE"];
+const TARGETS: [&str; 7] = [
+    "ACCEPT",
+    "DROP",
+    "RETURN",
+    "REJECT",
+    "MARK",
+    "DNAT",
+    "MASQUERADE",
+];
 
 type Tables = BTreeMap<Table, BTreeMap<String, Vec<String>>>;
 
@@ -155,9 +193,19 @@ impl FakeBackend {
     pub fn new() -> Self {
         let mut tables = Tables::new();
         for (t, chains) in BUILTIN {
-            tables.insert(t, chains.iter().map(|c| (c.to_string(), Vec::new())).collect());
+            tables.insert(
+                t,
+                chains.iter().map(|c| (c.to_string(), Vec::new())).collect(),
+            );
         }
-        FakeBackend { state: Arc::new(Mutex::new(FakeState { tables, restores: Vec::new(), fail_next: false, fail_saves: false })) }
+        FakeBackend {
+            state: Arc::new(Mutex::new(FakeState {
+                tables,
+                restores: Vec::new(),
+                fail_next: false,
+                fail_saves: false,
+            })),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FakeState> {
@@ -189,7 +237,11 @@ impl FakeBackend {
     /// `iptables -t <table> -F; -X`: empties the built-in chains, deletes the rest.
     pub fn wipe_table(&self, table: Table) {
         if let Some(t) = self.lock().tables.get_mut(&table) {
-            let builtin = BUILTIN.iter().find(|(bt, _)| *bt == table).map(|(_, c)| *c).unwrap_or(&[]);
+            let builtin = BUILTIN
+                .iter()
+                .find(|(bt, _)| *bt == table)
+                .map(|(_, c)| *c)
+                .unwrap_or(&[]);
             t.retain(|name, _| builtin.contains(&name.as_str()));
             t.values_mut().for_each(Vec::clear);
         }
@@ -237,7 +289,10 @@ fn apply(tables: &mut Tables, text: &str) -> Result<(), String> {
             continue;
         }
         if let Some(rest) = line.strip_prefix(':') {
-            let name = rest.split_whitespace().next().ok_or_else(|| err("no chain name"))?;
+            let name = rest
+                .split_whitespace()
+                .next()
+                .ok_or_else(|| err("no chain name"))?;
             chains.entry(name.to_string()).or_default().clear();
             continue;
         }
@@ -259,7 +314,10 @@ fn apply(tables: &mut Tables, text: &str) -> Result<(), String> {
                 rules.insert(at, spec);
             }
             "-D" => {
-                let pos = rules.iter().position(|r| *r == spec).ok_or_else(|| err("rule does not exist"))?;
+                let pos = rules
+                    .iter()
+                    .position(|r| *r == spec)
+                    .ok_or_else(|| err("rule does not exist"))?;
                 rules.remove(pos);
             }
             "-F" => rules.clear(),
@@ -282,7 +340,10 @@ fn check_references(chains: &BTreeMap<String, Vec<String>>) -> Result<(), String
     for (name, rules) in chains {
         for rule in rules {
             if let Some(pos) = rule.rfind("-j ") {
-                let target = rule[pos + 3..].split_whitespace().next().unwrap_or_default();
+                let target = rule[pos + 3..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default();
                 if !TARGETS.contains(&target) && !chains.contains_key(target) {
                     return Err(format!("{name} jumps to missing chain {target}"));
                 }
@@ -308,13 +369,23 @@ impl RuleBackend for FakeBackend {
     fn save(&self, table: Table) -> Result<String, BackendError> {
         let st = self.lock();
         if st.fail_saves {
-            return Err(BackendError::Rejected("injected iptables-save failure".into()));
+            return Err(BackendError::Rejected(
+                "injected iptables-save failure".into(),
+            ));
         }
         let mut out = format!("*{}\n", table.name());
-        let builtin = BUILTIN.iter().find(|(t, _)| *t == table).map(|(_, c)| *c).unwrap_or(&[]);
+        let builtin = BUILTIN
+            .iter()
+            .find(|(t, _)| *t == table)
+            .map(|(_, c)| *c)
+            .unwrap_or(&[]);
         let chains = st.tables.get(&table).cloned().unwrap_or_default();
         for name in chains.keys() {
-            let policy = if builtin.contains(&name.as_str()) { "ACCEPT" } else { "-" };
+            let policy = if builtin.contains(&name.as_str()) {
+                "ACCEPT"
+            } else {
+                "-"
+            };
             out.push_str(&format!(":{name} {policy} [0:0]\n"));
         }
         for (name, rules) in &chains {
@@ -327,7 +398,12 @@ impl RuleBackend for FakeBackend {
     }
 
     fn chain(&self, table: Table, chain: &str) -> Result<Option<Vec<String>>, BackendError> {
-        Ok(FakeBackend::chain(self, table, chain).map(|rules| rules.into_iter().map(|r| format!("-A {chain} {r}")).collect()))
+        Ok(FakeBackend::chain(self, table, chain).map(|rules| {
+            rules
+                .into_iter()
+                .map(|r| format!("-A {chain} {r}"))
+                .collect()
+        }))
     }
 }
 
@@ -338,41 +414,72 @@ mod tests {
     #[test]
     fn fake_applies_all_or_nothing() {
         let fake = FakeBackend::new();
-        fake.restore("*nat\n:KUBE-A - [0:0]\n-A KUBE-A -j RETURN\n-A PREROUTING -j KUBE-A\nCOMMIT\n").unwrap();
+        fake.restore(
+            "*nat\n:KUBE-A - [0:0]\n-A KUBE-A -j RETURN\n-A PREROUTING -j KUBE-A\nCOMMIT\n",
+        )
+        .unwrap();
         // The second restore fails half-way: nothing of it may stick.
         let bad = "*nat\n:KUBE-B - [0:0]\n-A KUBE-B -j RETURN\n-D KUBE-A -j ACCEPT\nCOMMIT\n";
         assert!(fake.restore(bad).is_err());
         assert_eq!(FakeBackend::chain(&fake, Table::Nat, "KUBE-B"), None);
-        assert_eq!(FakeBackend::chain(&fake, Table::Nat, "KUBE-A"), Some(vec!["-j RETURN".to_string()]));
+        assert_eq!(
+            FakeBackend::chain(&fake, Table::Nat, "KUBE-A"),
+            Some(vec!["-j RETURN".to_string()])
+        );
     }
 
     #[test]
     fn fake_rejects_what_iptables_rejects() {
         let cases = [
-            ("jump to a missing chain", "*nat\n-A PREROUTING -j KUBE-NOPE\nCOMMIT\n"),
-            ("append to a missing chain", "*nat\n-A KUBE-NOPE -j RETURN\nCOMMIT\n"),
-            ("delete a non-empty chain", "*nat\n:KUBE-A - [0:0]\n-A KUBE-A -j RETURN\n-X KUBE-A\nCOMMIT\n"),
-            ("delete a referenced chain", "*nat\n:KUBE-A - [0:0]\n-A PREROUTING -j KUBE-A\n-X KUBE-A\nCOMMIT\n"),
+            (
+                "jump to a missing chain",
+                "*nat\n-A PREROUTING -j KUBE-NOPE\nCOMMIT\n",
+            ),
+            (
+                "append to a missing chain",
+                "*nat\n-A KUBE-NOPE -j RETURN\nCOMMIT\n",
+            ),
+            (
+                "delete a non-empty chain",
+                "*nat\n:KUBE-A - [0:0]\n-A KUBE-A -j RETURN\n-X KUBE-A\nCOMMIT\n",
+            ),
+            (
+                "delete a referenced chain",
+                "*nat\n:KUBE-A - [0:0]\n-A PREROUTING -j KUBE-A\n-X KUBE-A\nCOMMIT\n",
+            ),
             ("missing commit", "*nat\n:KUBE-A - [0:0]\n"),
         ];
         for (name, text) in cases {
-            assert!(FakeBackend::new().restore(text).is_err(), "{name} was accepted");
+            assert!(
+                FakeBackend::new().restore(text).is_err(),
+                "{name} was accepted"
+            );
         }
     }
 
     #[test]
     fn fake_insert_goes_first_and_declare_flushes() {
         let fake = FakeBackend::new();
-        fake.restore("*filter\n:KUBE-A - [0:0]\n-A KUBE-A -j ACCEPT\n-I KUBE-A -j DROP\nCOMMIT\n").unwrap();
-        assert_eq!(FakeBackend::chain(&fake, Table::Filter, "KUBE-A").unwrap(), vec!["-j DROP", "-j ACCEPT"]);
+        fake.restore("*filter\n:KUBE-A - [0:0]\n-A KUBE-A -j ACCEPT\n-I KUBE-A -j DROP\nCOMMIT\n")
+            .unwrap();
+        assert_eq!(
+            FakeBackend::chain(&fake, Table::Filter, "KUBE-A").unwrap(),
+            vec!["-j DROP", "-j ACCEPT"]
+        );
         fake.restore("*filter\n:KUBE-A - [0:0]\nCOMMIT\n").unwrap();
-        assert_eq!(FakeBackend::chain(&fake, Table::Filter, "KUBE-A").unwrap(), Vec::<String>::new());
+        assert_eq!(
+            FakeBackend::chain(&fake, Table::Filter, "KUBE-A").unwrap(),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
     fn real_backend_reports_a_missing_tool_clearly() {
         let b = IptablesBackend::with_prefix(vec!["/nonexistent/skiff-test-prefix".into()]);
         let err = b.save(Table::Nat).unwrap_err().to_string();
-        assert!(err.contains("cannot run /nonexistent/skiff-test-prefix iptables-save -t nat"), "{err}");
+        assert!(
+            err.contains("cannot run /nonexistent/skiff-test-prefix iptables-save -t nat"),
+            "{err}"
+        );
     }
 }

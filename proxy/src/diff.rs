@@ -41,13 +41,17 @@ pub fn parse_save(text: &str) -> TableState {
                 state.chains.insert(name.to_string());
             }
         } else if let Some(rest) = line.strip_prefix("-A ") {
-            let Some(chain) = rest.split_whitespace().next() else { continue };
+            let Some(chain) = rest.split_whitespace().next() else {
+                continue;
+            };
             if is_owned_chain(chain) {
                 continue;
             }
             if let Some(target) = rest.rsplit(" -j ").next().filter(|_| rest.contains(" -j ")) {
                 let target = target.split_whitespace().next().unwrap_or_default();
-                state.builtin_jumps.insert((chain.to_string(), target.to_string()));
+                state
+                    .builtin_jumps
+                    .insert((chain.to_string(), target.to_string()));
             }
         }
     }
@@ -68,7 +72,11 @@ pub fn full(desired: &RuleSet, existing: &BTreeMap<Table, TableState>) -> String
     for table in Table::ALL {
         let want = desired.table(table);
         let have = existing.get(&table).unwrap_or(&empty);
-        let stale: Vec<&String> = have.chains.iter().filter(|c| is_owned_chain(c) && !want.contains_key(*c)).collect();
+        let stale: Vec<&String> = have
+            .chains
+            .iter()
+            .filter(|c| is_owned_chain(c) && !want.contains_key(*c))
+            .collect();
         let _ = writeln!(out, "*{}", table.name());
         for name in want.keys().chain(stale.iter().copied()) {
             let _ = writeln!(out, ":{name} - [0:0]");
@@ -79,7 +87,10 @@ pub fn full(desired: &RuleSet, existing: &BTreeMap<Table, TableState>) -> String
         // `-I` without a position puts the rule first; going backwards keeps the list's
         // order among several jumps in one chain.
         for jump in builtin_jumps().iter().rev().filter(|j| j.table == table) {
-            if !have.builtin_jumps.contains(&(jump.chain.to_string(), jump.target.to_string())) {
+            if !have
+                .builtin_jumps
+                .contains(&(jump.chain.to_string(), jump.target.to_string()))
+            {
                 let _ = writeln!(out, "-I {} {}", jump.chain, jump.rule);
             }
         }
@@ -183,7 +194,10 @@ pub fn fragments(changes: &[(Option<Fragment>, Option<Fragment>)]) -> String {
             .filter(|(t, _, _)| *t == table)
             .map(|(_, c, r)| format!("-D {c} {r}"))
             .collect();
-        let inserts = new_shared.difference(&old_shared).filter(|(t, _, _)| *t == table).map(|(_, c, r)| format!("-I {c} {r}"));
+        let inserts = new_shared
+            .difference(&old_shared)
+            .filter(|(t, _, _)| *t == table)
+            .map(|(_, c, r)| format!("-I {c} {r}"));
         lines.extend(inserts);
         if declare.is_empty() && deletes.is_empty() && lines.is_empty() {
             continue;
@@ -203,7 +217,10 @@ pub fn fragments(changes: &[(Option<Fragment>, Option<Fragment>)]) -> String {
 
 /// For an order-free chain with an unchanged tail: the rules to delete and to insert,
 /// or `None` when the chain should be rewritten instead.
-fn rule_edits<'a>(before: &'a Chain, after: &'a Chain) -> Option<(Vec<&'a String>, Vec<&'a String>)> {
+fn rule_edits<'a>(
+    before: &'a Chain,
+    after: &'a Chain,
+) -> Option<(Vec<&'a String>, Vec<&'a String>)> {
     if !(before.order_free && after.order_free) || before.tail != after.tail {
         return None;
     }
@@ -216,7 +233,9 @@ fn rule_edits<'a>(before: &'a Chain, after: &'a Chain) -> Option<(Vec<&'a String
     }
     let del: Vec<&String> = old.difference(&new).copied().collect();
     let ins: Vec<&String> = new.difference(&old).copied().collect();
-    if (del.len() + ins.len()) * EDIT_LIMIT_DIVISOR > after.rules.len().max(before.rules.len()) + EDIT_LIMIT_DIVISOR * 8 {
+    if (del.len() + ins.len()) * EDIT_LIMIT_DIVISOR
+        > after.rules.len().max(before.rules.len()) + EDIT_LIMIT_DIVISOR * 8
+    {
         return None;
     }
     Some((del, ins))
@@ -231,7 +250,11 @@ mod tests {
     use crate::rules::{compute, NodeInfo, KUBE_SERVICES};
 
     fn node() -> NodeInfo {
-        NodeInfo { name: "n1".into(), node_port_addresses: vec![], cluster_cidr: Some("10.244.0.0/16".parse().unwrap()) }
+        NodeInfo {
+            name: "n1".into(),
+            node_port_addresses: vec![],
+            cluster_cidr: Some("10.244.0.0/16".parse().unwrap()),
+        }
     }
 
     /// The rule set of `many_model`.
@@ -245,10 +268,29 @@ mod tests {
         let mut slices = Vec::new();
         for i in 0..n {
             let name = format!("s{i}");
-            svcs.push(with_node_ports(service("d", &name, &format!("10.96.{}.{}", i / 250, i % 250 + 1), &[("", 80, "TCP")]), &[30000 + i as i32]));
-            let ips: Vec<String> = (0..eps).map(|e| format!("10.244.{}.{}", e, i % 250 + 1)).collect();
-            let list: Vec<(&str, bool, bool, bool, &str)> = ips.iter().map(|ip| (ip.as_str(), true, true, false, "n1")).collect();
-            slices.push(slice("d", &format!("{name}-a"), &name, &[("", 8080, "TCP")], &list));
+            svcs.push(with_node_ports(
+                service(
+                    "d",
+                    &name,
+                    &format!("10.96.{}.{}", i / 250, i % 250 + 1),
+                    &[("", 80, "TCP")],
+                ),
+                &[30000 + i as i32],
+            ));
+            let ips: Vec<String> = (0..eps)
+                .map(|e| format!("10.244.{}.{}", e, i % 250 + 1))
+                .collect();
+            let list: Vec<(&str, bool, bool, bool, &str)> = ips
+                .iter()
+                .map(|ip| (ip.as_str(), true, true, false, "n1"))
+                .collect();
+            slices.push(slice(
+                "d",
+                &format!("{name}-a"),
+                &name,
+                &[("", 8080, "TCP")],
+                &list,
+            ));
         }
         build_model(&svcs, &slices)
     }
@@ -272,7 +314,11 @@ mod tests {
     fn assert_equivalent(fake: &FakeBackend, set: &RuleSet) {
         let got = owned_view(fake);
         let want = expected_view(set);
-        assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "chain names differ");
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>(),
+            "chain names differ"
+        );
         for ((t, name), rules) in &want {
             let have = &got[&(*t, name.clone())];
             let chain = &set.table(*t)[name];
@@ -282,7 +328,11 @@ mod tests {
                 a.sort();
                 b.sort();
                 assert_eq!(a, b, "{name} rules differ");
-                assert_eq!(&have[have.len() - chain.tail.len()..], &chain.tail[..], "{name} tail moved");
+                assert_eq!(
+                    &have[have.len() - chain.tail.len()..],
+                    &chain.tail[..],
+                    "{name} tail moved"
+                );
             } else {
                 assert_eq!(have, rules, "{name} differs");
             }
@@ -295,11 +345,17 @@ mod tests {
             -A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n-A PREROUTING -j DOCKER\n\
             -A KUBE-SERVICES -d 10.0.0.1/32 -j KUBE-SVC-X\nCOMMIT\n";
         let st = parse_save(text);
-        assert_eq!(st.chains.iter().map(String::as_str).collect::<Vec<_>>(), vec!["DOCKER", "KUBE-SERVICES", "OUTPUT", "PREROUTING"]);
+        assert_eq!(
+            st.chains.iter().map(String::as_str).collect::<Vec<_>>(),
+            vec!["DOCKER", "KUBE-SERVICES", "OUTPUT", "PREROUTING"]
+        );
         let jumps: Vec<(String, String)> = st.builtin_jumps.into_iter().collect();
         assert_eq!(
             jumps,
-            vec![("PREROUTING".into(), "DOCKER".into()), ("PREROUTING".into(), "KUBE-SERVICES".into())]
+            vec![
+                ("PREROUTING".into(), "DOCKER".into()),
+                ("PREROUTING".into(), "KUBE-SERVICES".into())
+            ]
         );
     }
 
@@ -312,7 +368,11 @@ mod tests {
         let nat = parse_save(&fake.save(Table::Nat).unwrap());
         for j in builtin_jumps() {
             let st = parse_save(&fake.save(j.table).unwrap());
-            assert!(st.builtin_jumps.contains(&(j.chain.to_string(), j.target.to_string())), "{j:?}");
+            assert!(
+                st.builtin_jumps
+                    .contains(&(j.chain.to_string(), j.target.to_string())),
+                "{j:?}"
+            );
         }
         assert!(nat.chains.contains(KUBE_SERVICES));
     }
@@ -322,14 +382,23 @@ mod tests {
         let fake = FakeBackend::new();
         fake.restore(&full(&many(3, 2), &BTreeMap::new())).unwrap();
         // Someone else's chain and rule must survive.
-        fake.restore("*nat\n:DOCKER - [0:0]\n-A PREROUTING -j DOCKER\nCOMMIT\n").unwrap();
+        fake.restore("*nat\n:DOCKER - [0:0]\n-A PREROUTING -j DOCKER\nCOMMIT\n")
+            .unwrap();
         let smaller = many(1, 1);
-        let existing: BTreeMap<Table, TableState> =
-            Table::ALL.iter().map(|t| (*t, parse_save(&fake.save(*t).unwrap()))).collect();
+        let existing: BTreeMap<Table, TableState> = Table::ALL
+            .iter()
+            .map(|t| (*t, parse_save(&fake.save(*t).unwrap())))
+            .collect();
         fake.restore(&full(&smaller, &existing)).unwrap();
         assert_equivalent(&fake, &smaller);
         let prerouting = fake.chain(Table::Nat, "PREROUTING").unwrap();
-        assert_eq!(prerouting.iter().filter(|r| r.ends_with("-j KUBE-SERVICES")).count(), 1);
+        assert_eq!(
+            prerouting
+                .iter()
+                .filter(|r| r.ends_with("-j KUBE-SERVICES"))
+                .count(),
+            1
+        );
         assert!(prerouting.iter().any(|r| r == "-j DOCKER"));
         assert!(fake.chain(Table::Nat, "DOCKER").is_some());
     }
@@ -358,7 +427,8 @@ mod tests {
                 assert!(text.is_empty(), "{name}: expected no restore, got {text}");
             }
             if !text.is_empty() {
-                fake.restore(&text).unwrap_or_else(|e| panic!("{name}: {e}\n{text}"));
+                fake.restore(&text)
+                    .unwrap_or_else(|e| panic!("{name}: {e}\n{text}"));
             }
             assert_equivalent(&fake, &after);
         }
@@ -371,7 +441,16 @@ mod tests {
         let base = many_model(30, 2);
         let mut one_endpoint_more = base.clone();
         let ep = one_endpoint_more.ports.values().next().unwrap().endpoints[0].clone();
-        one_endpoint_more.ports.values_mut().nth(3).unwrap().endpoints.push(crate::model::Endpoint { ip: "10.250.0.1".parse().unwrap(), ..ep });
+        one_endpoint_more
+            .ports
+            .values_mut()
+            .nth(3)
+            .unwrap()
+            .endpoints
+            .push(crate::model::Endpoint {
+                ip: "10.250.0.1".parse().unwrap(),
+                ..ep
+            });
         let cases: Vec<(&str, crate::model::ProxyModel, crate::model::ProxyModel)> = vec![
             ("no change", base.clone(), base.clone()),
             ("one endpoint more", base.clone(), one_endpoint_more.clone()),
@@ -386,17 +465,24 @@ mod tests {
         let n = node();
         for (name, before, after) in cases {
             let fake = FakeBackend::new();
-            fake.restore(&full(&compute(&before, &n), &BTreeMap::new())).unwrap();
+            fake.restore(&full(&compute(&before, &n), &BTreeMap::new()))
+                .unwrap();
             let changes: Vec<(Option<Fragment>, Option<Fragment>)> = before
                 .changes(&after)
                 .into_iter()
-                .map(|(b, a)| (b.map(|p| crate::rules::port_fragment(p, &n)), a.map(|p| crate::rules::port_fragment(p, &n))))
+                .map(|(b, a)| {
+                    (
+                        b.map(|p| crate::rules::port_fragment(p, &n)),
+                        a.map(|p| crate::rules::port_fragment(p, &n)),
+                    )
+                })
                 .collect();
             let text = fragments(&changes);
             if before == after {
                 assert!(text.is_empty(), "{name}: {text}");
             } else {
-                fake.restore(&text).unwrap_or_else(|e| panic!("{name}: {e}\n{text}"));
+                fake.restore(&text)
+                    .unwrap_or_else(|e| panic!("{name}: {e}\n{text}"));
             }
             assert_equivalent(&fake, &compute(&after, &n));
             // The in-memory bookkeeping follows the same path.
@@ -436,9 +522,17 @@ mod tests {
         assert_eq!(text.matches("-I KUBE-SERVICES ").count(), 1, "{text}");
         assert_eq!(text.matches("-I KUBE-NODEPORTS ").count(), 1, "{text}");
         // New chains: one SVC, one SEP, one EXT.
-        assert_eq!(text.lines().filter(|l| l.starts_with(":KUBE-")).count(), 3, "{text}");
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with(":KUBE-")).count(),
+            3,
+            "{text}"
+        );
         // Tiny compared with the full text.
-        assert!(text.len() * 100 < full(&after, &BTreeMap::new()).len(), "{}", text.len());
+        assert!(
+            text.len() * 100 < full(&after, &BTreeMap::new()).len(),
+            "{}",
+            text.len()
+        );
     }
 
     #[test]

@@ -71,7 +71,10 @@ pub fn snapshot(services: &Store<Service>, slices: &Store<EndpointSlice>) -> mod
     let services = services.state();
     let slices = slices.state();
     let ours = services.iter().map(|s| s.as_ref()).filter(|s| {
-        !s.metadata.labels.as_ref().is_some_and(|l| l.contains_key(SERVICE_PROXY_NAME_LABEL))
+        !s.metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key(SERVICE_PROXY_NAME_LABEL))
     });
     model::build_model(ours, slices.iter().map(|s| s.as_ref()))
 }
@@ -80,7 +83,11 @@ pub fn snapshot(services: &Store<Service>, slices: &Store<EndpointSlice>) -> mod
 /// in all namespaces and keeps this namespace's iptables rules in line with them.
 /// The chains stay in place on return (so traffic keeps flowing across a restart);
 /// [`cleanup`] removes them.
-pub async fn run(config: ProxyConfig, client: kube::Client, shutdown: CancellationToken) -> Result<(), ProxyError> {
+pub async fn run(
+    config: ProxyConfig,
+    client: kube::Client,
+    shutdown: CancellationToken,
+) -> Result<(), ProxyError> {
     let backend = IptablesBackend::with_prefix(config.command_prefix.clone());
     // Fail fast with a clear message when iptables cannot be used at all.
     let probe = backend.clone();
@@ -91,14 +98,36 @@ pub async fn run(config: ProxyConfig, client: kube::Client, shutdown: Cancellati
     let changes = Arc::new(Notify::new());
     let (svc_store, svc_writer) = reflector::store::<Service>();
     let (slice_store, slice_writer) = reflector::store::<EndpointSlice>();
-    let svc_stream = reflector::reflector(svc_writer, watcher(Api::<Service>::all(client.clone()), watcher::Config::default()))
-        .default_backoff();
-    let slice_stream = reflector::reflector(slice_writer, watcher(Api::<EndpointSlice>::all(client), watcher::Config::default()))
-        .default_backoff();
+    let svc_stream = reflector::reflector(
+        svc_writer,
+        watcher(
+            Api::<Service>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff();
+    let slice_stream = reflector::reflector(
+        slice_writer,
+        watcher(
+            Api::<EndpointSlice>::all(client),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff();
     let watch_stop = shutdown.child_token();
     let watches = [
-        tokio::spawn(drive(svc_stream, changes.clone(), watch_stop.clone(), "services")),
-        tokio::spawn(drive(slice_stream, changes.clone(), watch_stop.clone(), "endpointslices")),
+        tokio::spawn(drive(
+            svc_stream,
+            changes.clone(),
+            watch_stop.clone(),
+            "services",
+        )),
+        tokio::spawn(drive(
+            slice_stream,
+            changes.clone(),
+            watch_stop.clone(),
+            "endpointslices",
+        )),
     ];
 
     // Programming rules from half-filled caches would reject traffic to services whose
@@ -115,9 +144,20 @@ pub async fn run(config: ProxyConfig, client: kube::Client, shutdown: Cancellati
     }
     info!(node = %config.node.name, "service proxy caches ready; syncing rules");
 
-    let syncer = Syncer::new(backend, ConntrackTool::with_prefix(config.command_prefix.clone()), config.node.clone());
+    let syncer = Syncer::new(
+        backend,
+        ConntrackTool::with_prefix(config.command_prefix.clone()),
+        config.node.clone(),
+    );
     let (s, e) = (svc_store.clone(), slice_store.clone());
-    sync::sync_loop(syncer, move || snapshot(&s, &e), changes, config.sync.clone(), shutdown.clone()).await;
+    sync::sync_loop(
+        syncer,
+        move || snapshot(&s, &e),
+        changes,
+        config.sync.clone(),
+        shutdown.clone(),
+    )
+    .await;
     watch_stop.cancel();
     for w in watches {
         let _ = w.await;

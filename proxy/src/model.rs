@@ -117,7 +117,12 @@ impl ServicePortInfo {
     /// The usable endpoints that run on `node` (for externalTrafficPolicy Local).
     pub fn local_endpoints(&self, node: &str) -> Vec<&Endpoint> {
         let on_node = |e: &&Endpoint| e.node_name.as_deref() == Some(node);
-        let ready: Vec<&Endpoint> = self.endpoints.iter().filter(|e| e.ready).filter(on_node).collect();
+        let ready: Vec<&Endpoint> = self
+            .endpoints
+            .iter()
+            .filter(|e| e.ready)
+            .filter(on_node)
+            .collect();
         if !ready.is_empty() {
             return ready;
         }
@@ -144,7 +149,10 @@ pub struct ProxyModel {
 impl ProxyModel {
     /// The service ports that differ between `self` and `next`, as (before, after);
     /// `None` on one side means added or removed.
-    pub fn changes<'a>(&'a self, next: &'a ProxyModel) -> Vec<(Option<&'a ServicePortInfo>, Option<&'a ServicePortInfo>)> {
+    pub fn changes<'a>(
+        &'a self,
+        next: &'a ProxyModel,
+    ) -> Vec<(Option<&'a ServicePortInfo>, Option<&'a ServicePortInfo>)> {
         let mut out = Vec::new();
         for (name, before) in &self.ports {
             match next.ports.get(name) {
@@ -188,8 +196,12 @@ pub fn build_model<'a>(
     let mut model = ProxyModel::default();
     for svc in services {
         let namespace = svc.metadata.namespace.clone().unwrap_or_default();
-        let Some(name) = svc.metadata.name.clone() else { continue };
-        let Some(spec) = svc.spec.as_ref() else { continue };
+        let Some(name) = svc.metadata.name.clone() else {
+            continue;
+        };
+        let Some(spec) = svc.spec.as_ref() else {
+            continue;
+        };
         if spec.type_.as_deref() == Some("ExternalName") {
             continue;
         }
@@ -224,7 +236,10 @@ pub fn build_model<'a>(
         } else {
             None
         };
-        let node_ports_allowed = matches!(spec.type_.as_deref(), Some("NodePort") | Some("LoadBalancer"));
+        let node_ports_allowed = matches!(
+            spec.type_.as_deref(),
+            Some("NodePort") | Some("LoadBalancer")
+        );
         let external_local = spec.external_traffic_policy.as_deref() == Some("Local");
         let slices = by_service
             .get(&(namespace.clone(), name.clone()))
@@ -232,8 +247,12 @@ pub fn build_model<'a>(
             .unwrap_or(&[]);
 
         for sp in spec.ports.iter().flatten() {
-            let Some(protocol) = Protocol::parse(sp.protocol.as_deref()) else { continue };
-            let Ok(port) = u16::try_from(sp.port) else { continue };
+            let Some(protocol) = Protocol::parse(sp.protocol.as_deref()) else {
+                continue;
+            };
+            let Ok(port) = u16::try_from(sp.port) else {
+                continue;
+            };
             let port_name = sp.name.clone().unwrap_or_default();
             let spn = ServicePortName {
                 namespace: namespace.clone(),
@@ -242,7 +261,9 @@ pub fn build_model<'a>(
                 protocol,
             };
             let node_port = if node_ports_allowed {
-                sp.node_port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p > 0)
+                sp.node_port
+                    .and_then(|p| u16::try_from(p).ok())
+                    .filter(|p| *p > 0)
             } else {
                 None
             };
@@ -268,15 +289,22 @@ pub fn build_model<'a>(
 /// Collects the endpoints of one service port from the service's slices. A slice port
 /// belongs to a service port when name and protocol match (the endpoints controller
 /// resolves named target ports per pod, so the number may differ between slices).
-fn endpoints_for_port(slices: &[&EndpointSlice], port_name: &str, protocol: Protocol) -> Vec<Endpoint> {
+fn endpoints_for_port(
+    slices: &[&EndpointSlice],
+    port_name: &str,
+    protocol: Protocol,
+) -> Vec<Endpoint> {
     let mut found: BTreeMap<(Ipv4Addr, u16), Endpoint> = BTreeMap::new();
     for slice in slices {
         let Some(target) = slice.ports.iter().flatten().find(|p| {
-            p.name.as_deref().unwrap_or("") == port_name && Protocol::parse(p.protocol.as_deref()) == Some(protocol)
+            p.name.as_deref().unwrap_or("") == port_name
+                && Protocol::parse(p.protocol.as_deref()) == Some(protocol)
         }) else {
             continue;
         };
-        let Some(port) = target.port.and_then(|p| u16::try_from(p).ok()) else { continue };
+        let Some(port) = target.port.and_then(|p| u16::try_from(p).ok()) else {
+            continue;
+        };
         for ep in &slice.endpoints {
             let cond = ep.conditions.as_ref();
             // API semantics: a nil `ready` means ready; nil `serving` follows `ready`;
@@ -286,8 +314,21 @@ fn endpoints_for_port(slices: &[&EndpointSlice], port_name: &str, protocol: Prot
             let terminating = cond.and_then(|c| c.terminating).unwrap_or(false);
             // A slice endpoint may list several addresses but they are the same backend;
             // kube-proxy uses only the first.
-            let Some(ip) = ep.addresses.first().and_then(|a| a.parse::<Ipv4Addr>().ok()) else { continue };
-            let new = Endpoint { ip, port, ready, serving, terminating, node_name: ep.node_name.clone() };
+            let Some(ip) = ep
+                .addresses
+                .first()
+                .and_then(|a| a.parse::<Ipv4Addr>().ok())
+            else {
+                continue;
+            };
+            let new = Endpoint {
+                ip,
+                port,
+                ready,
+                serving,
+                terminating,
+                node_name: ep.node_name.clone(),
+            };
             // The same address may sit in two slices while the controller moves it;
             // keep the ready copy.
             found
@@ -307,13 +348,21 @@ fn endpoints_for_port(slices: &[&EndpointSlice], port_name: &str, protocol: Prot
 pub(crate) mod testutil {
     //! Builders for Service and EndpointSlice objects used by the unit tests.
     use super::*;
-    use k8s_openapi::api::core::v1::{ClientIPConfig, ServicePort, ServiceSpec, SessionAffinityConfig};
-    use k8s_openapi::api::discovery::v1::{Endpoint as SliceEndpoint, EndpointConditions, EndpointPort};
+    use k8s_openapi::api::core::v1::{
+        ClientIPConfig, ServicePort, ServiceSpec, SessionAffinityConfig,
+    };
+    use k8s_openapi::api::discovery::v1::{
+        Endpoint as SliceEndpoint, EndpointConditions, EndpointPort,
+    };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     pub fn service(ns: &str, name: &str, ip: &str, ports: &[(&str, i32, &str)]) -> Service {
         Service {
-            metadata: ObjectMeta { namespace: Some(ns.into()), name: Some(name.into()), ..Default::default() },
+            metadata: ObjectMeta {
+                namespace: Some(ns.into()),
+                name: Some(name.into()),
+                ..Default::default()
+            },
             spec: Some(ServiceSpec {
                 cluster_ip: Some(ip.into()),
                 type_: Some("ClusterIP".into()),
@@ -321,7 +370,11 @@ pub(crate) mod testutil {
                     ports
                         .iter()
                         .map(|(n, p, proto)| ServicePort {
-                            name: if n.is_empty() { None } else { Some(n.to_string()) },
+                            name: if n.is_empty() {
+                                None
+                            } else {
+                                Some(n.to_string())
+                            },
                             port: *p,
                             protocol: Some(proto.to_string()),
                             ..Default::default()
@@ -347,7 +400,9 @@ pub(crate) mod testutil {
         let spec = svc.spec.as_mut().unwrap();
         spec.session_affinity = Some("ClientIP".into());
         spec.session_affinity_config = Some(SessionAffinityConfig {
-            client_ip: Some(ClientIPConfig { timeout_seconds: Some(timeout) }),
+            client_ip: Some(ClientIPConfig {
+                timeout_seconds: Some(timeout),
+            }),
         });
         svc
     }
@@ -408,13 +463,49 @@ mod tests {
     #[test]
     fn endpoint_selection_prefers_ready_then_serving_terminating() {
         // (name, endpoints (ip, ready, serving, terminating), expected usable)
-        type Case<'a> = (&'a str, Vec<(&'a str, bool, bool, bool, &'a str)>, Vec<&'a str>);
+        type Case<'a> = (
+            &'a str,
+            Vec<(&'a str, bool, bool, bool, &'a str)>,
+            Vec<&'a str>,
+        );
         let cases: Vec<Case> = vec![
-            ("all ready", vec![("10.0.0.1", true, true, false, "n1"), ("10.0.0.2", true, true, false, "n2")], vec!["10.0.0.1:8080", "10.0.0.2:8080"]),
-            ("one not ready", vec![("10.0.0.1", true, true, false, "n1"), ("10.0.0.2", false, false, false, "n2")], vec!["10.0.0.1:8080"]),
-            ("ready wins over terminating", vec![("10.0.0.1", false, true, true, "n1"), ("10.0.0.2", true, true, false, "n2")], vec!["10.0.0.2:8080"]),
-            ("only serving terminating", vec![("10.0.0.1", false, true, true, "n1"), ("10.0.0.2", false, false, true, "n2")], vec!["10.0.0.1:8080"]),
-            ("nothing usable", vec![("10.0.0.1", false, false, false, "n1")], vec![]),
+            (
+                "all ready",
+                vec![
+                    ("10.0.0.1", true, true, false, "n1"),
+                    ("10.0.0.2", true, true, false, "n2"),
+                ],
+                vec!["10.0.0.1:8080", "10.0.0.2:8080"],
+            ),
+            (
+                "one not ready",
+                vec![
+                    ("10.0.0.1", true, true, false, "n1"),
+                    ("10.0.0.2", false, false, false, "n2"),
+                ],
+                vec!["10.0.0.1:8080"],
+            ),
+            (
+                "ready wins over terminating",
+                vec![
+                    ("10.0.0.1", false, true, true, "n1"),
+                    ("10.0.0.2", true, true, false, "n2"),
+                ],
+                vec!["10.0.0.2:8080"],
+            ),
+            (
+                "only serving terminating",
+                vec![
+                    ("10.0.0.1", false, true, true, "n1"),
+                    ("10.0.0.2", false, false, true, "n2"),
+                ],
+                vec!["10.0.0.1:8080"],
+            ),
+            (
+                "nothing usable",
+                vec![("10.0.0.1", false, false, false, "n1")],
+                vec![],
+            ),
             ("no endpoints", vec![], vec![]),
         ];
         for (name, eps, want) in cases {
@@ -428,20 +519,58 @@ mod tests {
 
     #[test]
     fn named_ports_and_several_ports_map_to_their_slice_ports() {
-        let svc = service("shop", "api", "10.96.1.1", &[("http", 80, "TCP"), ("dns", 53, "UDP"), ("metrics", 9090, "TCP")]);
+        let svc = service(
+            "shop",
+            "api",
+            "10.96.1.1",
+            &[
+                ("http", 80, "TCP"),
+                ("dns", 53, "UDP"),
+                ("metrics", 9090, "TCP"),
+            ],
+        );
         // Two slices: the named target port resolves to different numbers per slice.
-        let a = slice("shop", "api-a", "api", &[("http", 8080, "TCP"), ("dns", 5353, "UDP")], &[("10.1.0.1", true, true, false, "n1")]);
-        let b = slice("shop", "api-b", "api", &[("http", 8081, "TCP"), ("dns", 5353, "UDP")], &[("10.1.0.2", true, true, false, "n2")]);
-        let other = slice("shop", "other-a", "other", &[("http", 1, "TCP")], &[("10.9.9.9", true, true, false, "n1")]);
+        let a = slice(
+            "shop",
+            "api-a",
+            "api",
+            &[("http", 8080, "TCP"), ("dns", 5353, "UDP")],
+            &[("10.1.0.1", true, true, false, "n1")],
+        );
+        let b = slice(
+            "shop",
+            "api-b",
+            "api",
+            &[("http", 8081, "TCP"), ("dns", 5353, "UDP")],
+            &[("10.1.0.2", true, true, false, "n2")],
+        );
+        let other = slice(
+            "shop",
+            "other-a",
+            "other",
+            &[("http", 1, "TCP")],
+            &[("10.9.9.9", true, true, false, "n1")],
+        );
         let model = build_model([&svc], [&a, &b, &other]);
         assert_eq!(model.ports.len(), 3);
         let by_port: BTreeMap<String, Vec<String>> = model
             .ports
             .values()
-            .map(|p| (p.name.to_string(), p.endpoints.iter().map(Endpoint::addr).collect()))
+            .map(|p| {
+                (
+                    p.name.to_string(),
+                    p.endpoints.iter().map(Endpoint::addr).collect(),
+                )
+            })
             .collect();
-        assert_eq!(by_port["shop/api:http"], vec!["10.1.0.1:8080", "10.1.0.2:8081"]);
-        assert_eq!(by_port["shop/api:dns"], vec!["10.1.0.1:5353", "10.1.0.2:5353"]);
+        assert_eq!(
+            by_port["shop/api:http"],
+            vec!["10.1.0.1:8080", "10.1.0.2:8081"]
+        );
+        assert_eq!(
+            by_port["shop/api:dns"],
+            vec!["10.1.0.1:5353", "10.1.0.2:5353"]
+        );
         // The slices do not publish "metrics": no endpoints, not someone else's.
         assert!(by_port["shop/api:metrics"].is_empty());
         let dns = model.ports.values().find(|p| p.name.port == "dns").unwrap();
@@ -462,14 +591,25 @@ mod tests {
 
     #[test]
     fn affinity_node_ports_and_policy_are_read() {
-        let svc = with_affinity(with_node_ports(service("d", "w", "10.96.0.2", &[("", 80, "TCP")]), &[30080]), 60);
-        let mut local = with_node_ports(service("d", "l", "10.96.0.3", &[("", 80, "TCP")]), &[30081]);
+        let svc = with_affinity(
+            with_node_ports(service("d", "w", "10.96.0.2", &[("", 80, "TCP")]), &[30080]),
+            60,
+        );
+        let mut local =
+            with_node_ports(service("d", "l", "10.96.0.3", &[("", 80, "TCP")]), &[30081]);
         local.spec.as_mut().unwrap().external_traffic_policy = Some("Local".into());
         // A node port on a ClusterIP service (left over after a type change) is ignored.
         let mut stale = service("d", "c", "10.96.0.4", &[("", 80, "TCP")]);
         stale.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].node_port = Some(30082);
         let model = build_model([&svc, &local, &stale], []);
-        let get = |n: &str| model.ports.values().find(|p| p.name.name == n).unwrap().clone();
+        let get = |n: &str| {
+            model
+                .ports
+                .values()
+                .find(|p| p.name.name == n)
+                .unwrap()
+                .clone()
+        };
         assert_eq!(get("w").affinity_timeout, Some(60));
         assert_eq!(get("w").node_port, Some(30080));
         assert!(!get("w").external_local);
@@ -481,8 +621,20 @@ mod tests {
     #[test]
     fn duplicate_addresses_across_slices_keep_the_ready_copy() {
         let svc = service("d", "w", "10.96.0.2", &[("", 80, "TCP")]);
-        let a = slice("d", "w-a", "w", &[("", 8080, "TCP")], &[("10.0.0.1", false, false, true, "n1")]);
-        let b = slice("d", "w-b", "w", &[("", 8080, "TCP")], &[("10.0.0.1", true, true, false, "n1")]);
+        let a = slice(
+            "d",
+            "w-a",
+            "w",
+            &[("", 8080, "TCP")],
+            &[("10.0.0.1", false, false, true, "n1")],
+        );
+        let b = slice(
+            "d",
+            "w-b",
+            "w",
+            &[("", 8080, "TCP")],
+            &[("10.0.0.1", true, true, false, "n1")],
+        );
         let model = build_model([&svc], [&a, &b]);
         let sp = model.ports.values().next().unwrap();
         assert_eq!(sp.endpoints.len(), 1);
@@ -492,7 +644,16 @@ mod tests {
     #[test]
     fn local_endpoints_only_on_this_node() {
         let svc = service("d", "w", "10.96.0.2", &[("", 80, "TCP")]);
-        let a = slice("d", "w-a", "w", &[("", 8080, "TCP")], &[("10.0.0.1", true, true, false, "n1"), ("10.0.0.2", true, true, false, "n2")]);
+        let a = slice(
+            "d",
+            "w-a",
+            "w",
+            &[("", 8080, "TCP")],
+            &[
+                ("10.0.0.1", true, true, false, "n1"),
+                ("10.0.0.2", true, true, false, "n2"),
+            ],
+        );
         let model = build_model([&svc], [&a]);
         let sp = model.ports.values().next().unwrap();
         assert_eq!(ips(&sp.local_endpoints("n2")), vec!["10.0.0.2:8080"]);

@@ -42,8 +42,15 @@ pub const CANARY: &str = "KUBE-PROXY-CANARY";
 
 /// Prefixes of the per-service chains; any chain with one of them belongs to the proxy.
 const OWNED_PREFIXES: [&str; 4] = ["KUBE-SVC-", "KUBE-SEP-", "KUBE-EXT-", "KUBE-SVL-"];
-const OWNED_FIXED: [&str; 7] =
-    [KUBE_SERVICES, KUBE_NODEPORTS, KUBE_MARK_MASQ, KUBE_POSTROUTING, KUBE_EXTERNAL_SERVICES, KUBE_FORWARD, CANARY];
+const OWNED_FIXED: [&str; 7] = [
+    KUBE_SERVICES,
+    KUBE_NODEPORTS,
+    KUBE_MARK_MASQ,
+    KUBE_POSTROUTING,
+    KUBE_EXTERNAL_SERVICES,
+    KUBE_FORWARD,
+    CANARY,
+];
 
 /// Whether a chain name is one the proxy creates (and may therefore delete).
 pub fn is_owned_chain(name: &str) -> bool {
@@ -83,7 +90,11 @@ pub struct Chain {
 
 impl Chain {
     fn ordered(rules: Vec<String>) -> Chain {
-        Chain { rules, tail: Vec::new(), order_free: false }
+        Chain {
+            rules,
+            tail: Vec::new(),
+            order_free: false,
+        }
     }
 
     /// All rules in the order they must appear.
@@ -120,7 +131,11 @@ impl RuleSet {
             self.nat.insert(name.clone(), chain.clone());
         }
         for (t, chain, rule) in &frag.shared {
-            self.table_mut(*t).entry(chain.to_string()).or_default().rules.push(rule.clone());
+            self.table_mut(*t)
+                .entry(chain.to_string())
+                .or_default()
+                .rules
+                .push(rule.clone());
         }
     }
 
@@ -173,7 +188,12 @@ pub struct BuiltinJump {
 
 /// The jumps that hook the proxy's chains into the built-in ones.
 pub fn builtin_jumps() -> Vec<BuiltinJump> {
-    let j = |table, chain, target, rule: &str| BuiltinJump { table, chain, target, rule: rule.to_string() };
+    let j = |table, chain, target, rule: &str| BuiltinJump {
+        table,
+        chain,
+        target,
+        rule: rule.to_string(),
+    };
     vec![
         j(Table::Nat, "PREROUTING", KUBE_SERVICES, "-m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES"),
         j(Table::Nat, "OUTPUT", KUBE_SERVICES, "-m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES"),
@@ -223,7 +243,14 @@ pub fn local_chain(spn: &ServicePortName) -> String {
 
 /// `KUBE-SEP-<hash>` for one endpoint of a service port.
 pub fn endpoint_chain(spn: &ServicePortName, ep: &Endpoint) -> String {
-    format!("KUBE-SEP-{}", hash16(&format!("{spn}{}{}", spn.protocol.iptables_name(), ep.addr())))
+    format!(
+        "KUBE-SEP-{}",
+        hash16(&format!(
+            "{spn}{}{}",
+            spn.protocol.iptables_name(),
+            ep.addr()
+        ))
+    )
 }
 
 /// Computes every chain the proxy owns for this model on this node.
@@ -236,7 +263,13 @@ pub fn compute(model: &ProxyModel, node: &NodeInfo) -> RuleSet {
         (Table::Filter, KUBE_SERVICES),
         (Table::Filter, KUBE_EXTERNAL_SERVICES),
     ] {
-        set.table_mut(t).insert(chain.to_string(), Chain { order_free: true, ..Default::default() });
+        set.table_mut(t).insert(
+            chain.to_string(),
+            Chain {
+                order_free: true,
+                ..Default::default()
+            },
+        );
     }
     set.nat.insert(
         KUBE_MARK_MASQ.into(),
@@ -248,7 +281,8 @@ pub fn compute(model: &ProxyModel, node: &NodeInfo) -> RuleSet {
             format!("-m mark ! --mark {MASQ_MARK}/{MASQ_MARK} -j RETURN"),
             // Clear the bit so a packet that is re-routed is not masqueraded twice.
             format!("-j MARK --xor-mark {MASQ_MARK}"),
-            "-m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE".into(),
+            "-m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE"
+                .into(),
         ]),
     );
     set.filter.insert(
@@ -260,8 +294,12 @@ pub fn compute(model: &ProxyModel, node: &NodeInfo) -> RuleSet {
         ]),
     );
     for t in Table::ALL {
-        set.table_mut(t)
-            .insert(CANARY.into(), Chain::ordered(vec!["-m comment --comment \"skiff-proxy canary\" -j RETURN".into()]));
+        set.table_mut(t).insert(
+            CANARY.into(),
+            Chain::ordered(vec![
+                "-m comment --comment \"skiff-proxy canary\" -j RETURN".into(),
+            ]),
+        );
     }
 
     let nodeports_tail: Vec<String> = if node.node_port_addresses.is_empty() {
@@ -364,7 +402,9 @@ fn port_rules(set: &mut Fragment, sp: &ServicePortInfo, node: &NodeInfo) {
         set.push(
             Table::Nat,
             KUBE_NODEPORTS,
-            format!("-p {proto} -m comment --comment \"{spn}\" -m {proto} --dport {np} -j {ext_chain}"),
+            format!(
+                "-p {proto} -m comment --comment \"{spn}\" -m {proto} --dport {np} -j {ext_chain}"
+            ),
         );
     }
 
@@ -464,11 +504,17 @@ fn balance_rules(sp: &ServicePortInfo, endpoints: &[&Endpoint]) -> Vec<String> {
         let sep = endpoint_chain(spn, ep);
         let remaining = n - i;
         let statistic = if remaining > 1 {
-            format!(" -m statistic --mode random --probability {:.10}", 1.0 / remaining as f64)
+            format!(
+                " -m statistic --mode random --probability {:.10}",
+                1.0 / remaining as f64
+            )
         } else {
             String::new()
         };
-        rules.push(format!("-m comment --comment \"{spn} -> {}\"{statistic} -j {sep}", ep.addr()));
+        rules.push(format!(
+            "-m comment --comment \"{spn} -> {}\"{statistic} -j {sep}",
+            ep.addr()
+        ));
     }
     rules
 }
@@ -480,11 +526,20 @@ mod tests {
     use crate::model::{build_model, Protocol};
 
     fn node() -> NodeInfo {
-        NodeInfo { name: "n1".into(), node_port_addresses: vec![], cluster_cidr: Some("10.244.0.0/16".parse().unwrap()) }
+        NodeInfo {
+            name: "n1".into(),
+            node_port_addresses: vec![],
+            cluster_cidr: Some("10.244.0.0/16".parse().unwrap()),
+        }
     }
 
     fn spn(ns: &str, name: &str, port: &str, protocol: Protocol) -> ServicePortName {
-        ServicePortName { namespace: ns.into(), name: name.into(), port: port.into(), protocol }
+        ServicePortName {
+            namespace: ns.into(),
+            name: name.into(),
+            port: port.into(),
+            protocol,
+        }
     }
 
     /// Renders the chains a test cares about as `-A CHAIN rule` lines, the form a
@@ -492,7 +547,10 @@ mod tests {
     fn render(set: &RuleSet, table: Table, chains: &[&str]) -> Vec<String> {
         let mut out = Vec::new();
         for name in chains {
-            let chain = set.table(table).get(*name).unwrap_or_else(|| panic!("chain {name} missing"));
+            let chain = set
+                .table(table)
+                .get(*name)
+                .unwrap_or_else(|| panic!("chain {name} missing"));
             out.extend(chain.all_rules().map(|r| format!("-A {name} {r}")));
         }
         out
@@ -502,17 +560,34 @@ mod tests {
     fn chain_names_are_stable_hashes() {
         let a = spn("default", "web", "http", Protocol::Tcp);
         let svc = service_chain(&a);
-        assert!(svc.starts_with("KUBE-SVC-") && svc.len() == "KUBE-SVC-".len() + 16, "{svc}");
-        assert!(svc["KUBE-SVC-".len()..].chars().all(|c| c.is_ascii_uppercase() || ('2'..='7').contains(&c)));
+        assert!(
+            svc.starts_with("KUBE-SVC-") && svc.len() == "KUBE-SVC-".len() + 16,
+            "{svc}"
+        );
+        assert!(svc["KUBE-SVC-".len()..]
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || ('2'..='7').contains(&c)));
         // Same input, same name; protocol and port name are part of the identity.
         assert_eq!(svc, service_chain(&a));
-        assert_ne!(svc, service_chain(&spn("default", "web", "http", Protocol::Udp)));
-        assert_ne!(svc, service_chain(&spn("default", "web", "https", Protocol::Tcp)));
+        assert_ne!(
+            svc,
+            service_chain(&spn("default", "web", "http", Protocol::Udp))
+        );
+        assert_ne!(
+            svc,
+            service_chain(&spn("default", "web", "https", Protocol::Tcp))
+        );
         assert_eq!(&external_chain(&a)[9..], &svc[9..]);
         // Chain names must fit iptables' 28-character limit.
         assert!(svc.len() <= 28);
         // Golden value: sha256("default/web:httptcp") in base32, first 16 characters.
-        assert_eq!(svc, format!("KUBE-SVC-{}", &BASE32.encode(&Sha256::digest(b"default/web:httptcp"))[..16]));
+        assert_eq!(
+            svc,
+            format!(
+                "KUBE-SVC-{}",
+                &BASE32.encode(&Sha256::digest(b"default/web:httptcp"))[..16]
+            )
+        );
     }
 
     #[test]
@@ -523,14 +598,30 @@ mod tests {
             "web-1",
             "web",
             &[("http", 8080, "TCP")],
-            &[("10.244.1.2", true, true, false, "n1"), ("10.244.2.2", true, true, false, "n2"), ("10.244.3.2", true, true, false, "n3")],
+            &[
+                ("10.244.1.2", true, true, false, "n1"),
+                ("10.244.2.2", true, true, false, "n2"),
+                ("10.244.3.2", true, true, false, "n3"),
+            ],
         );
         let set = compute(&build_model([&svc], [&sl]), &node());
         let p = spn("default", "web", "http", Protocol::Tcp);
         let svc_c = service_chain(&p);
         let seps: Vec<String> = ["10.244.1.2", "10.244.2.2", "10.244.3.2"]
             .iter()
-            .map(|ip| endpoint_chain(&p, &Endpoint { ip: ip.parse().unwrap(), port: 8080, ready: true, serving: true, terminating: false, node_name: None }))
+            .map(|ip| {
+                endpoint_chain(
+                    &p,
+                    &Endpoint {
+                        ip: ip.parse().unwrap(),
+                        port: 8080,
+                        ready: true,
+                        serving: true,
+                        terminating: false,
+                        node_name: None,
+                    },
+                )
+            })
             .collect();
         let got = render(&set, Table::Nat, &[KUBE_SERVICES, &svc_c, &seps[0]]);
         let want = vec![
@@ -552,7 +643,10 @@ mod tests {
 
     #[test]
     fn golden_no_endpoints_rejects_cluster_ip_and_node_port() {
-        let svc = with_node_ports(service("default", "web", "10.96.0.10", &[("", 80, "TCP")]), &[30080]);
+        let svc = with_node_ports(
+            service("default", "web", "10.96.0.10", &[("", 80, "TCP")]),
+            &[30080],
+        );
         let set = compute(&build_model([&svc], []), &node());
         assert_eq!(
             render(&set, Table::Filter, &[KUBE_SERVICES, KUBE_EXTERNAL_SERVICES]),
@@ -563,13 +657,25 @@ mod tests {
         );
         // Nothing in nat for it: only the fixed chains.
         assert!(set.nat[KUBE_SERVICES].rules.is_empty());
-        assert!(set.nat.keys().all(|c| !c.starts_with("KUBE-SVC-") && !c.starts_with("KUBE-SEP-")));
+        assert!(set
+            .nat
+            .keys()
+            .all(|c| !c.starts_with("KUBE-SVC-") && !c.starts_with("KUBE-SEP-")));
     }
 
     #[test]
     fn golden_node_port_cluster_policy_masquerades() {
-        let svc = with_node_ports(service("default", "web", "10.96.0.10", &[("", 80, "TCP")]), &[30080]);
-        let sl = slice("default", "web-1", "web", &[("", 8080, "TCP")], &[("10.244.1.2", true, true, false, "n2")]);
+        let svc = with_node_ports(
+            service("default", "web", "10.96.0.10", &[("", 80, "TCP")]),
+            &[30080],
+        );
+        let sl = slice(
+            "default",
+            "web-1",
+            "web",
+            &[("", 8080, "TCP")],
+            &[("10.244.1.2", true, true, false, "n2")],
+        );
         let set = compute(&build_model([&svc], [&sl]), &node());
         let p = spn("default", "web", "", Protocol::Tcp);
         let (svc_c, ext_c) = (service_chain(&p), external_chain(&p));
@@ -585,14 +691,20 @@ mod tests {
 
     #[test]
     fn golden_node_port_local_policy() {
-        let mut svc = with_node_ports(service("default", "web", "10.96.0.10", &[("", 80, "TCP")]), &[30080]);
+        let mut svc = with_node_ports(
+            service("default", "web", "10.96.0.10", &[("", 80, "TCP")]),
+            &[30080],
+        );
         svc.spec.as_mut().unwrap().external_traffic_policy = Some("Local".into());
         let sl = slice(
             "default",
             "web-1",
             "web",
             &[("", 8080, "TCP")],
-            &[("10.244.1.2", true, true, false, "n1"), ("10.244.2.2", true, true, false, "n2")],
+            &[
+                ("10.244.1.2", true, true, false, "n1"),
+                ("10.244.2.2", true, true, false, "n2"),
+            ],
         );
         let model = build_model([&svc], [&sl]);
         let p = spn("default", "web", "", Protocol::Tcp);
@@ -613,7 +725,10 @@ mod tests {
         assert!(set.filter[KUBE_EXTERNAL_SERVICES].rules.is_empty());
 
         // On a node without local endpoints, external traffic is dropped, not forwarded.
-        let other = NodeInfo { name: "n3".into(), ..node() };
+        let other = NodeInfo {
+            name: "n3".into(),
+            ..node()
+        };
         let set = compute(&model, &other);
         assert!(!set.nat.contains_key(&svl_c));
         assert_eq!(
@@ -624,18 +739,34 @@ mod tests {
 
     #[test]
     fn golden_client_ip_affinity() {
-        let svc = with_affinity(service("default", "web", "10.96.0.10", &[("", 80, "TCP")]), 600);
+        let svc = with_affinity(
+            service("default", "web", "10.96.0.10", &[("", 80, "TCP")]),
+            600,
+        );
         let sl = slice(
             "default",
             "web-1",
             "web",
             &[("", 8080, "TCP")],
-            &[("10.244.1.2", true, true, false, "n1"), ("10.244.2.2", true, true, false, "n2")],
+            &[
+                ("10.244.1.2", true, true, false, "n1"),
+                ("10.244.2.2", true, true, false, "n2"),
+            ],
         );
         let model = build_model([&svc], [&sl]);
         let p = spn("default", "web", "", Protocol::Tcp);
-        let seps: Vec<String> = model.ports[&p].endpoints.iter().map(|e| endpoint_chain(&p, e)).collect();
-        let set = compute(&model, &NodeInfo { cluster_cidr: None, ..node() });
+        let seps: Vec<String> = model.ports[&p]
+            .endpoints
+            .iter()
+            .map(|e| endpoint_chain(&p, e))
+            .collect();
+        let set = compute(
+            &model,
+            &NodeInfo {
+                cluster_cidr: None,
+                ..node()
+            },
+        );
         let svc_c = service_chain(&p);
         assert_eq!(
             render(&set, Table::Nat, &[&svc_c, &seps[1]]),
@@ -654,8 +785,18 @@ mod tests {
     fn golden_udp_external_ip_and_explicit_node_addresses() {
         let mut svc = service("kube-system", "dns", "10.96.0.53", &[("dns", 53, "UDP")]);
         svc.spec.as_mut().unwrap().external_ips = Some(vec!["192.168.50.10".into()]);
-        let sl = slice("kube-system", "dns-1", "dns", &[("dns", 5353, "UDP")], &[("10.244.1.9", true, true, false, "n1")]);
-        let n = NodeInfo { node_port_addresses: vec!["192.168.50.2".parse().unwrap()], cluster_cidr: None, ..node() };
+        let sl = slice(
+            "kube-system",
+            "dns-1",
+            "dns",
+            &[("dns", 5353, "UDP")],
+            &[("10.244.1.9", true, true, false, "n1")],
+        );
+        let n = NodeInfo {
+            node_port_addresses: vec!["192.168.50.2".parse().unwrap()],
+            cluster_cidr: None,
+            ..node()
+        };
         let set = compute(&build_model([&svc], [&sl]), &n);
         let p = spn("kube-system", "dns", "dns", Protocol::Udp);
         let (svc_c, ext_c) = (service_chain(&p), external_chain(&p));
@@ -673,27 +814,68 @@ mod tests {
 
     #[test]
     fn every_jump_target_is_a_defined_chain() {
-        let mut local = with_node_ports(service("a", "l", "10.96.0.3", &[("", 80, "TCP")]), &[30081]);
+        let mut local =
+            with_node_ports(service("a", "l", "10.96.0.3", &[("", 80, "TCP")]), &[30081]);
         local.spec.as_mut().unwrap().external_traffic_policy = Some("Local".into());
         let svcs = [
-            with_affinity(with_node_ports(service("a", "w", "10.96.0.2", &[("http", 80, "TCP"), ("q", 53, "UDP")]), &[30080, 30053]), 30),
+            with_affinity(
+                with_node_ports(
+                    service(
+                        "a",
+                        "w",
+                        "10.96.0.2",
+                        &[("http", 80, "TCP"), ("q", 53, "UDP")],
+                    ),
+                    &[30080, 30053],
+                ),
+                30,
+            ),
             local,
             service("a", "empty", "10.96.0.4", &[("", 80, "TCP")]),
         ];
         let slices = [
-            slice("a", "w1", "w", &[("http", 8080, "TCP"), ("q", 53, "UDP")], &[("10.244.1.2", true, true, false, "n1"), ("10.244.2.2", false, true, true, "n2")]),
-            slice("a", "l1", "l", &[("", 8080, "TCP")], &[("10.244.2.3", true, true, false, "n2")]),
+            slice(
+                "a",
+                "w1",
+                "w",
+                &[("http", 8080, "TCP"), ("q", 53, "UDP")],
+                &[
+                    ("10.244.1.2", true, true, false, "n1"),
+                    ("10.244.2.2", false, true, true, "n2"),
+                ],
+            ),
+            slice(
+                "a",
+                "l1",
+                "l",
+                &[("", 8080, "TCP")],
+                &[("10.244.2.3", true, true, false, "n2")],
+            ),
         ];
         let set = compute(&build_model(&svcs, &slices), &node());
-        let builtin = ["ACCEPT", "DROP", "RETURN", "REJECT", "MARK", "DNAT", "MASQUERADE"];
+        let builtin = [
+            "ACCEPT",
+            "DROP",
+            "RETURN",
+            "REJECT",
+            "MARK",
+            "DNAT",
+            "MASQUERADE",
+        ];
         for t in Table::ALL {
             for (name, chain) in set.table(t) {
                 assert!(is_owned_chain(name), "{name} not recognised as owned");
                 for rule in chain.all_rules() {
                     let tokens: Vec<&str> = rule.split_whitespace().collect();
-                    let at = tokens.iter().rposition(|t| *t == "-j").expect("every rule has a target");
+                    let at = tokens
+                        .iter()
+                        .rposition(|t| *t == "-j")
+                        .expect("every rule has a target");
                     let target = tokens[at + 1];
-                    assert!(builtin.contains(&target) || set.table(t).contains_key(target), "{name}: {rule} jumps to undefined {target}");
+                    assert!(
+                        builtin.contains(&target) || set.table(t).contains_key(target),
+                        "{name}: {rule} jumps to undefined {target}"
+                    );
                 }
             }
         }

@@ -19,7 +19,9 @@ use crate::backend::{BackendError, RuleBackend};
 use crate::conntrack::{stale_flows, Conntrack};
 use crate::diff::{self, parse_save, TableState};
 use crate::model::ProxyModel;
-use crate::rules::{self, is_owned_chain, port_fragment, Fragment, NodeInfo, RuleSet, Table, CANARY};
+use crate::rules::{
+    self, is_owned_chain, port_fragment, Fragment, NodeInfo, RuleSet, Table, CANARY,
+};
 
 /// How often the loop syncs and checks.
 #[derive(Debug, Clone)]
@@ -88,7 +90,14 @@ pub struct Syncer<B, C> {
 
 impl<B: RuleBackend, C: Conntrack> Syncer<B, C> {
     pub fn new(backend: B, conntrack: C, node: NodeInfo) -> Self {
-        Syncer { backend, conntrack, node, applied: None, need_full: false, last_model: None }
+        Syncer {
+            backend,
+            conntrack,
+            node,
+            applied: None,
+            need_full: false,
+            last_model: None,
+        }
     }
 
     pub fn backend(&self) -> &B {
@@ -98,7 +107,11 @@ impl<B: RuleBackend, C: Conntrack> Syncer<B, C> {
     /// Brings the kernel to the rules for `model`. `force_full` rewrites every owned
     /// chain (after reading the tables to find stale chains and missing jumps);
     /// otherwise only the service ports that changed since the last sync are written.
-    pub fn sync(&mut self, model: ProxyModel, force_full: bool) -> Result<SyncReport, BackendError> {
+    pub fn sync(
+        &mut self,
+        model: ProxyModel,
+        force_full: bool,
+    ) -> Result<SyncReport, BackendError> {
         let started = Instant::now();
         let force_full = force_full || self.need_full;
         let (mode, text, plan) = match (&self.applied, &self.last_model, force_full) {
@@ -108,19 +121,36 @@ impl<B: RuleBackend, C: Conntrack> Syncer<B, C> {
                     // A big change (e.g. a namespace deleted): diffing whole rule sets
                     // is cheaper than thousands of fragment edits.
                     let desired = rules::compute(&model, &self.node);
-                    (SyncMode::Incremental, diff::incremental(applied, &desired), Plan::Replace(desired))
+                    (
+                        SyncMode::Incremental,
+                        diff::incremental(applied, &desired),
+                        Plan::Replace(desired),
+                    )
                 } else {
                     let frags: Vec<(Option<Fragment>, Option<Fragment>)> = changes
                         .into_iter()
-                        .map(|(b, a)| (b.map(|p| port_fragment(p, &self.node)), a.map(|p| port_fragment(p, &self.node))))
+                        .map(|(b, a)| {
+                            (
+                                b.map(|p| port_fragment(p, &self.node)),
+                                a.map(|p| port_fragment(p, &self.node)),
+                            )
+                        })
                         .collect();
-                    (SyncMode::Incremental, diff::fragments(&frags), Plan::Patch(frags))
+                    (
+                        SyncMode::Incremental,
+                        diff::fragments(&frags),
+                        Plan::Patch(frags),
+                    )
                 }
             }
             _ => {
                 let desired = rules::compute(&model, &self.node);
                 let existing = self.read_existing()?;
-                (SyncMode::Full, diff::full(&desired, &existing), Plan::Replace(desired))
+                (
+                    SyncMode::Full,
+                    diff::full(&desired, &existing),
+                    Plan::Replace(desired),
+                )
             }
         };
         let restore_started = Instant::now();
@@ -137,7 +167,10 @@ impl<B: RuleBackend, C: Conntrack> Syncer<B, C> {
         match plan {
             Plan::Replace(desired) => self.applied = Some(desired),
             Plan::Patch(frags) => {
-                let applied = self.applied.as_mut().expect("patching requires a previous rule set");
+                let applied = self
+                    .applied
+                    .as_mut()
+                    .expect("patching requires a previous rule set");
                 for (before, after) in &frags {
                     if let Some(b) = before {
                         applied.remove_fragment(b);
@@ -148,7 +181,11 @@ impl<B: RuleBackend, C: Conntrack> Syncer<B, C> {
                 }
             }
         }
-        let rules = self.applied.as_ref().map(RuleSet::rule_count).unwrap_or_default();
+        let rules = self
+            .applied
+            .as_ref()
+            .map(RuleSet::rule_count)
+            .unwrap_or_default();
 
         // After the restore, so that new packets of a cleared flow already meet the
         // new rules. Skipped on the first sync: there is no previous model to compare
@@ -163,7 +200,14 @@ impl<B: RuleBackend, C: Conntrack> Syncer<B, C> {
             }
         }
         self.last_model = Some(model);
-        Ok(SyncReport { mode, restore_bytes: text.len(), rules, stale_flows: stale, restore, duration: started.elapsed() })
+        Ok(SyncReport {
+            mode,
+            restore_bytes: text.len(),
+            rules,
+            stale_flows: stale,
+            restore,
+            duration: started.elapsed(),
+        })
     }
 
     /// What a full sync needs to know about the tables: which chains exist (to delete
@@ -180,7 +224,11 @@ impl<B: RuleBackend, C: Conntrack> Syncer<B, C> {
                 Err(e) => {
                     warn!(error = %e, table = t.name(), "iptables-save failed; using the last known chain list");
                     let mut lines = String::new();
-                    let mut builtins: Vec<&str> = rules::builtin_jumps().iter().filter(|j| j.table == t).map(|j| j.chain).collect();
+                    let mut builtins: Vec<&str> = rules::builtin_jumps()
+                        .iter()
+                        .filter(|j| j.table == t)
+                        .map(|j| j.chain)
+                        .collect();
                     builtins.dedup();
                     for chain in builtins {
                         for rule in self.backend.chain(t, chain)?.unwrap_or_default() {
@@ -231,9 +279,15 @@ pub fn cleanup<B: RuleBackend>(backend: &B) -> Result<(), BackendError> {
         for line in saved.lines() {
             // iptables-save prints rules as valid `-A` input; the same text after `-D`
             // deletes exactly that rule.
-            let Some(rest) = line.strip_prefix("-A ") else { continue };
+            let Some(rest) = line.strip_prefix("-A ") else {
+                continue;
+            };
             let chain = rest.split_whitespace().next().unwrap_or_default();
-            let target = rest.rsplit(" -j ").next().and_then(|s| s.split_whitespace().next()).unwrap_or_default();
+            let target = rest
+                .rsplit(" -j ")
+                .next()
+                .and_then(|s| s.split_whitespace().next())
+                .unwrap_or_default();
             if !is_owned_chain(chain) && rest.contains(" -j ") && is_owned_chain(target) {
                 text.push_str(&format!("-D {rest}\n"));
             }
@@ -250,7 +304,10 @@ pub fn cleanup<B: RuleBackend>(backend: &B) -> Result<(), BackendError> {
 }
 
 /// Runs `sync` on a blocking thread: iptables-restore can take seconds at scale.
-async fn blocking<B, C, T>(syncer: Syncer<B, C>, f: impl FnOnce(&mut Syncer<B, C>) -> T + Send + 'static) -> (Syncer<B, C>, T)
+async fn blocking<B, C, T>(
+    syncer: Syncer<B, C>,
+    f: impl FnOnce(&mut Syncer<B, C>) -> T + Send + 'static,
+) -> (Syncer<B, C>, T)
 where
     B: RuleBackend,
     C: Conntrack,
@@ -358,18 +415,29 @@ mod tests {
     use std::sync::Mutex;
 
     fn node() -> NodeInfo {
-        NodeInfo { name: "n1".into(), node_port_addresses: vec![], cluster_cidr: None }
+        NodeInfo {
+            name: "n1".into(),
+            node_port_addresses: vec![],
+            cluster_cidr: None,
+        }
     }
 
     fn model(n_eps: usize, proto: &str) -> ProxyModel {
         let svc = service("d", "web", "10.96.0.10", &[("", 80, proto)]);
         let ips: Vec<String> = (0..n_eps).map(|i| format!("10.244.0.{}", i + 2)).collect();
-        let list: Vec<(&str, bool, bool, bool, &str)> = ips.iter().map(|ip| (ip.as_str(), true, true, false, "n1")).collect();
+        let list: Vec<(&str, bool, bool, bool, &str)> = ips
+            .iter()
+            .map(|ip| (ip.as_str(), true, true, false, "n1"))
+            .collect();
         let sl = slice("d", "web-a", "web", &[("", 8080, proto)], &list);
         build_model([&svc], [&sl])
     }
 
-    fn syncer() -> (Syncer<FakeBackend, RecordingConntrack>, FakeBackend, RecordingConntrack) {
+    fn syncer() -> (
+        Syncer<FakeBackend, RecordingConntrack>,
+        FakeBackend,
+        RecordingConntrack,
+    ) {
         let fake = FakeBackend::new();
         let ct = RecordingConntrack::default();
         (Syncer::new(fake.clone(), ct.clone(), node()), fake, ct)
@@ -386,36 +454,83 @@ mod tests {
         let r = s.sync(model(3, "TCP"), false).unwrap();
         assert_eq!(r.mode, SyncMode::Incremental);
         assert!(r.restore_bytes > 0);
-        assert_eq!(fake.restores().len(), 2, "the idle sync must not run iptables-restore");
+        assert_eq!(
+            fake.restores().len(),
+            2,
+            "the idle sync must not run iptables-restore"
+        );
         // An endpoint change touches only the service's own chains.
         let text = fake.restores()[1].clone();
-        assert!(!text.contains("KUBE-SERVICES") && !text.contains("*filter"), "{text}");
+        assert!(
+            !text.contains("KUBE-SERVICES") && !text.contains("*filter"),
+            "{text}"
+        );
         assert!(text.contains("10.244.0.4:8080"), "{text}");
     }
 
     #[test]
     fn big_changes_take_the_whole_rule_set_path_and_stay_correct() {
         let many = |n: usize, eps: usize| {
-            let svcs: Vec<_> = (0..n).map(|i| service("d", &format!("s{i}"), &format!("10.96.1.{}", i + 1), &[("", 80, "TCP")])).collect();
+            let svcs: Vec<_> = (0..n)
+                .map(|i| {
+                    service(
+                        "d",
+                        &format!("s{i}"),
+                        &format!("10.96.1.{}", i + 1),
+                        &[("", 80, "TCP")],
+                    )
+                })
+                .collect();
             let slices: Vec<_> = (0..n)
                 .map(|i| {
-                    let ips: Vec<String> = (0..eps).map(|e| format!("10.244.{e}.{}", i + 1)).collect();
-                    let list: Vec<(&str, bool, bool, bool, &str)> = ips.iter().map(|ip| (ip.as_str(), true, true, false, "n1")).collect();
-                    slice("d", &format!("s{i}-a"), &format!("s{i}"), &[("", 8080, "TCP")], &list)
+                    let ips: Vec<String> =
+                        (0..eps).map(|e| format!("10.244.{e}.{}", i + 1)).collect();
+                    let list: Vec<(&str, bool, bool, bool, &str)> = ips
+                        .iter()
+                        .map(|ip| (ip.as_str(), true, true, false, "n1"))
+                        .collect();
+                    slice(
+                        "d",
+                        &format!("s{i}-a"),
+                        &format!("s{i}"),
+                        &[("", 8080, "TCP")],
+                        &list,
+                    )
                 })
                 .collect();
             build_model(&svcs, &slices)
         };
         let (mut s, fake, _) = syncer();
-        for (i, (n, eps)) in [(100, 1), (100, 2), (30, 2), (31, 2), (0, 0), (5, 1)].into_iter().enumerate() {
+        for (i, (n, eps)) in [(100, 1), (100, 2), (30, 2), (31, 2), (0, 0), (5, 1)]
+            .into_iter()
+            .enumerate()
+        {
             let r = s.sync(many(n, eps), false).unwrap();
-            assert_eq!(r.mode == SyncMode::Full, i == 0, "only the first sync is full");
+            assert_eq!(
+                r.mode == SyncMode::Full,
+                i == 0,
+                "only the first sync is full"
+            );
             let fresh = FakeBackend::new();
-            fresh.restore(&diff::full(&rules::compute(&many(n, eps), &node()), &BTreeMap::new())).unwrap();
+            fresh
+                .restore(&diff::full(
+                    &rules::compute(&many(n, eps), &node()),
+                    &BTreeMap::new(),
+                ))
+                .unwrap();
             let sorted = |m: BTreeMap<(Table, String), Vec<String>>| {
-                m.into_iter().map(|(k, mut v)| { v.sort(); (k, v) }).collect::<BTreeMap<_, _>>()
+                m.into_iter()
+                    .map(|(k, mut v)| {
+                        v.sort();
+                        (k, v)
+                    })
+                    .collect::<BTreeMap<_, _>>()
             };
-            assert_eq!(sorted(fake.owned_chains()), sorted(fresh.owned_chains()), "after {n} services x {eps}");
+            assert_eq!(
+                sorted(fake.owned_chains()),
+                sorted(fresh.owned_chains()),
+                "after {n} services x {eps}"
+            );
         }
     }
 
@@ -431,7 +546,12 @@ mod tests {
         assert_eq!(fake.owned_chains(), before);
         // The flush also removed our jump from PREROUTING; it is back exactly once.
         let pre = FakeBackend::chain(&fake, Table::Nat, "PREROUTING").unwrap();
-        assert_eq!(pre.iter().filter(|r| r.ends_with("-j KUBE-SERVICES")).count(), 1);
+        assert_eq!(
+            pre.iter()
+                .filter(|r| r.ends_with("-j KUBE-SERVICES"))
+                .count(),
+            1
+        );
 
         fake.wipe_table(Table::Filter);
         assert!(!s.rules_intact().unwrap());
@@ -458,15 +578,30 @@ mod tests {
         fake.wipe_table(Table::Nat);
         s.sync(model(2, "TCP"), true).unwrap();
         let fresh = FakeBackend::new();
-        fresh.restore(&diff::full(&rules::compute(&model(2, "TCP"), &node()), &BTreeMap::new())).unwrap();
+        fresh
+            .restore(&diff::full(
+                &rules::compute(&model(2, "TCP"), &node()),
+                &BTreeMap::new(),
+            ))
+            .unwrap();
         assert_eq!(fake.owned_chains(), fresh.owned_chains());
         let pre = FakeBackend::chain(&fake, Table::Nat, "PREROUTING").unwrap();
-        assert_eq!(pre.iter().filter(|r| r.ends_with("-j KUBE-SERVICES")).count(), 1);
+        assert_eq!(
+            pre.iter()
+                .filter(|r| r.ends_with("-j KUBE-SERVICES"))
+                .count(),
+            1
+        );
         // Not wiped this time: stale chains still exist and are removed, jumps not doubled.
         s.sync(model(1, "TCP"), true).unwrap();
         s.sync(model(1, "TCP"), true).unwrap();
         let fresh = FakeBackend::new();
-        fresh.restore(&diff::full(&rules::compute(&model(1, "TCP"), &node()), &BTreeMap::new())).unwrap();
+        fresh
+            .restore(&diff::full(
+                &rules::compute(&model(1, "TCP"), &node()),
+                &BTreeMap::new(),
+            ))
+            .unwrap();
         assert_eq!(fake.owned_chains(), fresh.owned_chains());
         let fwd = FakeBackend::chain(&fake, Table::Filter, "FORWARD").unwrap();
         assert_eq!(fwd.len(), 3, "{fwd:?}");
@@ -480,19 +615,32 @@ mod tests {
         s.sync(model(1, "UDP"), false).unwrap();
         let deleted = ct.deleted.lock().unwrap().clone();
         assert_eq!(deleted.len(), 1);
-        assert_eq!(deleted[0].args().join(" "), "-D -p udp --orig-dst 10.96.0.10 --dst-nat 10.244.0.3");
+        assert_eq!(
+            deleted[0].args().join(" "),
+            "-D -p udp --orig-dst 10.96.0.10 --dst-nat 10.244.0.3"
+        );
     }
 
     #[test]
     fn cleanup_removes_only_owned_chains_and_jumps() {
         let (mut s, fake, _) = syncer();
         s.sync(model(2, "TCP"), false).unwrap();
-        fake.restore("*nat\n:OTHER - [0:0]\n-A OTHER -j RETURN\n-A PREROUTING -j OTHER\nCOMMIT\n").unwrap();
+        fake.restore("*nat\n:OTHER - [0:0]\n-A OTHER -j RETURN\n-A PREROUTING -j OTHER\nCOMMIT\n")
+            .unwrap();
         cleanup(&fake).unwrap();
         assert!(fake.owned_chains().is_empty(), "{:?}", fake.owned_chains());
-        assert_eq!(FakeBackend::chain(&fake, Table::Nat, "PREROUTING").unwrap(), vec!["-j OTHER"]);
-        assert_eq!(FakeBackend::chain(&fake, Table::Nat, "OTHER").unwrap(), vec!["-j RETURN"]);
-        assert_eq!(FakeBackend::chain(&fake, Table::Filter, "FORWARD").unwrap(), Vec::<String>::new());
+        assert_eq!(
+            FakeBackend::chain(&fake, Table::Nat, "PREROUTING").unwrap(),
+            vec!["-j OTHER"]
+        );
+        assert_eq!(
+            FakeBackend::chain(&fake, Table::Nat, "OTHER").unwrap(),
+            vec!["-j RETURN"]
+        );
+        assert_eq!(
+            FakeBackend::chain(&fake, Table::Filter, "FORWARD").unwrap(),
+            Vec::<String>::new()
+        );
         // Nothing left to clean: no restore at all.
         let n = fake.restores().len();
         cleanup(&fake).unwrap();
@@ -539,14 +687,23 @@ mod tests {
         settle(Duration::from_millis(1500)).await;
         let restores = fake.restores();
         assert_eq!(restores.len(), 2, "burst must be batched: {restores:#?}");
-        assert!(restores[1].contains("10.244.0.12:8080"), "last state applied");
+        assert!(
+            restores[1].contains("10.244.0.12:8080"),
+            "last state applied"
+        );
 
         // Flush: back within the check period.
         fake.flush_table(Table::Nat);
         settle(Duration::from_secs(6)).await;
-        let svc_chain = fake.owned_chains().keys().filter(|(t, c)| *t == Table::Nat && c.starts_with("KUBE-SEP-")).count();
+        let svc_chain = fake
+            .owned_chains()
+            .keys()
+            .filter(|(t, c)| *t == Table::Nat && c.starts_with("KUBE-SEP-"))
+            .count();
         assert_eq!(svc_chain, 11);
-        assert!(fake.chain(Table::Nat, CANARY).is_some_and(|r| !r.is_empty()));
+        assert!(fake
+            .chain(Table::Nat, CANARY)
+            .is_some_and(|r| !r.is_empty()));
 
         shutdown.cancel();
         let syncer = task.await.unwrap();

@@ -19,13 +19,27 @@ use tokio_util::sync::CancellationToken;
 
 fn prerequisites() -> Result<(), String> {
     let root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false);
     if !root {
         return Err("needs root (network namespaces and iptables)".into());
     }
-    for tool in ["ip", "nsenter", "iptables-restore", "iptables-save", "iptables"] {
-        let ok = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+    for tool in [
+        "ip",
+        "nsenter",
+        "iptables-restore",
+        "iptables-save",
+        "iptables",
+    ] {
+        let ok = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
         if !ok {
             return Err(format!("{tool} not found"));
         }
@@ -78,7 +92,11 @@ async fn proxy_follows_services_and_endpoint_slices_from_the_api_server() {
         return;
     }
     let ns = Netns(format!("skp{}api", std::process::id()));
-    assert!(Command::new("ip").args(["netns", "add", &ns.0]).status().unwrap().success());
+    assert!(Command::new("ip")
+        .args(["netns", "add", &ns.0])
+        .status()
+        .unwrap()
+        .success());
 
     let server = TestServer::start().await;
     let client = server.client().await;
@@ -92,16 +110,32 @@ async fn proxy_follows_services_and_endpoint_slices_from_the_api_server() {
         "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
     }))
     .unwrap();
-    let svc = services.create(&PostParams::default(), &svc).await.expect("create service");
-    let cluster_ip = svc.spec.as_ref().and_then(|s| s.cluster_ip.clone()).expect("the API server allocates a cluster IP");
+    let svc = services
+        .create(&PostParams::default(), &svc)
+        .await
+        .expect("create service");
+    let cluster_ip = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.cluster_ip.clone())
+        .expect("the API server allocates a cluster IP");
     let ready = |ip: &str| serde_json::json!({"addresses": [ip], "conditions": {"ready": true}, "nodeName": "n1"});
     slices
-        .create(&PostParams::default(), &slice(serde_json::json!([ready("10.244.0.10"), ready("10.244.0.11")])))
+        .create(
+            &PostParams::default(),
+            &slice(serde_json::json!([
+                ready("10.244.0.10"),
+                ready("10.244.0.11")
+            ])),
+        )
         .await
         .expect("create endpoint slice");
 
     let config = ProxyConfig {
-        node: NodeInfo { name: "n1".into(), ..Default::default() },
+        node: NodeInfo {
+            name: "n1".into(),
+            ..Default::default()
+        },
         sync: SyncConfig {
             min_sync_period: Duration::from_millis(100),
             check_period: Duration::from_secs(1),
@@ -123,25 +157,44 @@ async fn proxy_follows_services_and_endpoint_slices_from_the_api_server() {
     // Scale to zero: the slice empties, the cluster IP gets a REJECT rule instead.
     let mut current = slices.get("web-abc").await.unwrap();
     current.endpoints = vec![];
-    slices.replace("web-abc", &PostParams::default(), &current).await.expect("update slice");
+    slices
+        .replace("web-abc", &PostParams::default(), &current)
+        .await
+        .expect("update slice");
     wait_for("reject rule after scaling to zero", || {
         let filter = save(&name, "filter");
         let nat = save(&name, "nat");
-        filter.lines().any(|l| l.contains(&cip) && l.contains("REJECT")) && !nat.contains("10.244.0.10:8080")
+        filter
+            .lines()
+            .any(|l| l.contains(&cip) && l.contains("REJECT"))
+            && !nat.contains("10.244.0.10:8080")
     })
     .await;
 
     // Service deleted: nothing mentions its IP any more.
-    services.delete("web", &DeleteParams::default()).await.expect("delete service");
-    wait_for("rules gone after delete", || !save(&name, "nat").contains(&cip) && !save(&name, "filter").contains(&cip)).await;
+    services
+        .delete("web", &DeleteParams::default())
+        .await
+        .expect("delete service");
+    wait_for("rules gone after delete", || {
+        !save(&name, "nat").contains(&cip) && !save(&name, "filter").contains(&cip)
+    })
+    .await;
 
     shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), proxy).await.expect("proxy stops").unwrap().expect("proxy ran cleanly");
+    tokio::time::timeout(Duration::from_secs(10), proxy)
+        .await
+        .expect("proxy stops")
+        .unwrap()
+        .expect("proxy ran cleanly");
 
     cleanup(&config).expect("cleanup");
     for table in ["nat", "filter"] {
         let text = save(&name, table);
-        assert!(!text.contains("KUBE-"), "{table} still has proxy chains:\n{text}");
+        assert!(
+            !text.contains("KUBE-"),
+            "{table} still has proxy chains:\n{text}"
+        );
     }
     server.shutdown().await;
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use skiff_proxy::backend::{IptablesBackend, RuleBackend};
 use skiff_proxy::conntrack::ConntrackTool;
-use skiff_proxy::model::{Endpoint, ProxyModel, Protocol, ServicePortInfo, ServicePortName};
+use skiff_proxy::model::{Endpoint, Protocol, ProxyModel, ServicePortInfo, ServicePortName};
 use skiff_proxy::rules::{NodeInfo, Table};
 use skiff_proxy::sync::{cleanup, sync_loop, SyncConfig, Syncer};
 
@@ -28,14 +28,31 @@ const NODE_NAME: &str = "lab-node";
 fn prerequisites() -> Result<(), String> {
     let uid = std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string()));
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string())
+        });
     if uid.as_deref() != Some("0") {
         return Err("needs root (network namespaces and iptables)".into());
     }
-    for tool in ["ip", "nsenter", "iptables-restore", "iptables-save", "iptables"] {
-        let ok = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+    for tool in [
+        "ip",
+        "nsenter",
+        "iptables-restore",
+        "iptables-save",
+        "iptables",
+    ] {
+        let ok = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
         if !ok {
-            return Err(format!("{tool} not found (install iproute2, util-linux, iptables)"));
+            return Err(format!(
+                "{tool} not found (install iproute2, util-linux, iptables)"
+            ));
         }
     }
     if !std::path::Path::new("/bin/busybox").exists() {
@@ -54,12 +71,20 @@ macro_rules! require_prerequisites {
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(args[0]).args(&args[1..]).stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"))
+    Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"))
 }
 
 fn must(args: &[&str]) {
     let out = run(args);
-    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The lab. Dropping it kills the backends and deletes the namespaces (and with them
@@ -122,10 +147,23 @@ impl Lab {
         let prefix = format!("skp{}{tag}", std::process::id());
         let dir = std::env::temp_dir().join(&prefix);
         let _ = std::fs::create_dir_all(&dir);
-        let mut lab = Lab { prefix, namespaces: Vec::new(), children: Vec::new(), dir, backends: Vec::new() };
+        let mut lab = Lab {
+            prefix,
+            namespaces: Vec::new(),
+            children: Vec::new(),
+            dir,
+            backends: Vec::new(),
+        };
         lab.add_ns("n");
         let node_net = lab.netns_path("n");
-        must(&["nsenter", &node_net, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+        must(&[
+            "nsenter",
+            &node_net,
+            "sysctl",
+            "-q",
+            "-w",
+            "net.ipv4.ip_forward=1",
+        ]);
         lab.ip("n", "link add br0 type bridge");
         lab.ip("n", "addr add 10.244.0.1/24 dev br0");
         lab.ip("n", "link set br0 up");
@@ -134,7 +172,13 @@ impl Lab {
             let role = format!("b{i}");
             let ip: Ipv4Addr = format!("10.244.0.{}", 10 + i).parse().unwrap();
             lab.add_ns(&role);
-            lab.ip("n", &format!("link add vb{i} type veth peer name eth0 netns {}", lab.ns(&role)));
+            lab.ip(
+                "n",
+                &format!(
+                    "link add vb{i} type veth peer name eth0 netns {}",
+                    lab.ns(&role)
+                ),
+            );
             lab.ip("n", &format!("link set vb{i} master br0 up"));
             lab.ip(&role, &format!("addr add {ip}/24 dev eth0"));
             lab.ip(&role, "link set eth0 up");
@@ -158,7 +202,10 @@ impl Lab {
         // A pod on its own subnet: its traffic to backends is routed by the node, so
         // conntrack sees both directions without br_netfilter.
         lab.add_ns("p");
-        lab.ip("n", &format!("link add vp type veth peer name eth0 netns {}", lab.ns("p")));
+        lab.ip(
+            "n",
+            &format!("link add vp type veth peer name eth0 netns {}", lab.ns("p")),
+        );
         lab.ip("n", "addr add 10.244.1.1/24 dev vp");
         lab.ip("n", "link set vp up");
         lab.ip("p", "addr add 10.244.1.2/24 dev eth0");
@@ -167,7 +214,10 @@ impl Lab {
 
         // A machine outside the cluster, reaching the node on its "public" address.
         lab.add_ns("c");
-        lab.ip("n", &format!("link add vc type veth peer name eth0 netns {}", lab.ns("c")));
+        lab.ip(
+            "n",
+            &format!("link add vc type veth peer name eth0 netns {}", lab.ns("c")),
+        );
         lab.ip("n", &format!("addr add {NODE_OUTSIDE_IP}/24 dev vc"));
         lab.ip("n", "link set vc up");
         lab.ip("c", "addr add 192.168.77.2/24 dev eth0");
@@ -184,7 +234,9 @@ impl Lab {
             loop {
                 match lab.get("p", &format!("http://{ip}:8080/")) {
                     Ok(body) if body == name => break,
-                    other if Instant::now() > deadline => panic!("backend {name} not answering: {other:?}"),
+                    other if Instant::now() > deadline => {
+                        panic!("backend {name} not answering: {other:?}")
+                    }
                     _ => std::thread::sleep(Duration::from_millis(50)),
                 }
             }
@@ -204,18 +256,35 @@ impl Lab {
         let (host, port) = hostport.split_once(':').unwrap_or((hostport, "80"));
         let mut child = Command::new("nsenter")
             .arg(self.netns_path(role))
-            .args(["/bin/busybox", "nc", "-w", &timeout_s.to_string(), host, port])
+            .args([
+                "/bin/busybox",
+                "nc",
+                "-w",
+                &timeout_s.to_string(),
+                host,
+                port,
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("run busybox nc");
-        let _ = child.stdin.take().unwrap().write_all(b"GET / HTTP/1.0\r\n\r\n");
+        let _ = child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"GET / HTTP/1.0\r\n\r\n");
         let out = child.wait_with_output().expect("wait for busybox nc");
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         match text.split_once("\r\n\r\n") {
-            Some((head, body)) if head.starts_with("HTTP/1.") && head.contains(" 200 ") => Ok(body.trim().to_string()),
-            _ => Err(format!("{} {}", String::from_utf8_lossy(&out.stderr).trim(), text.trim())),
+            Some((head, body)) if head.starts_with("HTTP/1.") && head.contains(" 200 ") => {
+                Ok(body.trim().to_string())
+            }
+            _ => Err(format!(
+                "{} {}",
+                String::from_utf8_lossy(&out.stderr).trim(),
+                text.trim()
+            )),
         }
     }
 
@@ -224,12 +293,21 @@ impl Lab {
     }
 
     fn syncer(&self, node: NodeInfo) -> Syncer<IptablesBackend, ConntrackTool> {
-        Syncer::new(IptablesBackend::with_prefix(self.prefix_args()), ConntrackTool::with_prefix(self.prefix_args()), node)
+        Syncer::new(
+            IptablesBackend::with_prefix(self.prefix_args()),
+            ConntrackTool::with_prefix(self.prefix_args()),
+            node,
+        )
     }
 
     /// The web service with the given backends (index into `backends`, node name).
     fn model(&self, endpoints: &[(usize, &str)], affinity: Option<u32>, local: bool) -> ProxyModel {
-        let name = ServicePortName { namespace: "default".into(), name: "web".into(), port: "http".into(), protocol: Protocol::Tcp };
+        let name = ServicePortName {
+            namespace: "default".into(),
+            name: "web".into(),
+            port: "http".into(),
+            protocol: Protocol::Tcp,
+        };
         let eps = endpoints
             .iter()
             .map(|(i, node)| Endpoint {
@@ -251,20 +329,33 @@ impl Lab {
             external_local: local,
             endpoints: eps,
         };
-        ProxyModel { ports: [(name, info)].into() }
+        ProxyModel {
+            ports: [(name, info)].into(),
+        }
     }
 }
 
 fn node() -> NodeInfo {
-    NodeInfo { name: NODE_NAME.into(), node_port_addresses: vec![], cluster_cidr: Some("10.244.0.0/16".parse().unwrap()) }
+    NodeInfo {
+        name: NODE_NAME.into(),
+        node_port_addresses: vec![],
+        cluster_cidr: Some("10.244.0.0/16".parse().unwrap()),
+    }
 }
 
 const ALL_LOCAL: [(usize, &str); 3] = [(0, NODE_NAME), (1, NODE_NAME), (2, NODE_NAME)];
 
-fn names_seen(lab: &Lab, role: &str, url: &str, n: usize) -> std::collections::BTreeMap<String, usize> {
+fn names_seen(
+    lab: &Lab,
+    role: &str,
+    url: &str,
+    n: usize,
+) -> std::collections::BTreeMap<String, usize> {
     let mut seen = std::collections::BTreeMap::new();
     for _ in 0..n {
-        let body = lab.get(role, url).unwrap_or_else(|e| panic!("GET {url} from {role} failed: {e}"));
+        let body = lab
+            .get(role, url)
+            .unwrap_or_else(|e| panic!("GET {url} from {role} failed: {e}"));
         *seen.entry(body).or_insert(0) += 1;
     }
     seen
@@ -276,33 +367,55 @@ fn cluster_ip_reaches_every_backend_and_leaves_other_rules_alone() {
     let lab = Lab::new("a");
     // Someone else's rules in the node namespace, before and after us.
     let other = "*nat\n:OTHER - [0:0]\n-A OTHER -j RETURN\n-A PREROUTING -j OTHER\nCOMMIT\n*filter\n-A INPUT -p tcp --dport 9 -j ACCEPT\nCOMMIT\n";
-    IptablesBackend::with_prefix(lab.prefix_args()).restore(other).unwrap();
+    IptablesBackend::with_prefix(lab.prefix_args())
+        .restore(other)
+        .unwrap();
 
     let mut syncer = lab.syncer(node());
-    syncer.sync(lab.model(&ALL_LOCAL, None, false), false).unwrap();
+    syncer
+        .sync(lab.model(&ALL_LOCAL, None, false), false)
+        .unwrap();
 
     let url = format!("http://{CLUSTER_IP}/");
     let seen = names_seen(&lab, "p", &url, 30);
-    assert_eq!(seen.keys().cloned().collect::<Vec<_>>(), vec!["b0", "b1", "b2"], "spread: {seen:?}");
+    assert_eq!(
+        seen.keys().cloned().collect::<Vec<_>>(),
+        vec!["b0", "b1", "b2"],
+        "spread: {seen:?}"
+    );
 
     // Dropping a backend: it gets no more traffic (incremental sync).
-    let r = syncer.sync(lab.model(&ALL_LOCAL[..2], None, false), false).unwrap();
+    let r = syncer
+        .sync(lab.model(&ALL_LOCAL[..2], None, false), false)
+        .unwrap();
     assert!(r.restore_bytes > 0);
     let seen = names_seen(&lab, "p", &url, 15);
-    assert!(!seen.contains_key("b2"), "removed endpoint still used: {seen:?}");
+    assert!(
+        !seen.contains_key("b2"),
+        "removed endpoint still used: {seen:?}"
+    );
 
     let backend = IptablesBackend::with_prefix(lab.prefix_args());
     let nat = backend.save(Table::Nat).unwrap();
-    assert!(nat.contains("-A PREROUTING -j OTHER") && nat.contains("-A OTHER -j RETURN"), "{nat}");
+    assert!(
+        nat.contains("-A PREROUTING -j OTHER") && nat.contains("-A OTHER -j RETURN"),
+        "{nat}"
+    );
 
     // Cleanup removes our chains and jumps, nothing else.
     cleanup(&backend).unwrap();
     let nat = backend.save(Table::Nat).unwrap();
     let filter = backend.save(Table::Filter).unwrap();
-    assert!(!nat.contains("KUBE-") && !filter.contains("KUBE-"), "left behind:\n{nat}\n{filter}");
+    assert!(
+        !nat.contains("KUBE-") && !filter.contains("KUBE-"),
+        "left behind:\n{nat}\n{filter}"
+    );
     assert!(nat.contains("-A PREROUTING -j OTHER"), "{nat}");
     assert!(filter.contains("--dport 9 -j ACCEPT"), "{filter}");
-    assert!(lab.get("p", &url).is_err(), "service still reachable after cleanup");
+    assert!(
+        lab.get("p", &url).is_err(),
+        "service still reachable after cleanup"
+    );
 }
 
 #[test]
@@ -313,22 +426,36 @@ fn node_port_from_an_outside_client() {
     let url = format!("http://{NODE_OUTSIDE_IP}:{NODE_PORT}/");
 
     // Policy Cluster: every endpoint serves outside clients.
-    syncer.sync(lab.model(&ALL_LOCAL, None, false), false).unwrap();
+    syncer
+        .sync(lab.model(&ALL_LOCAL, None, false), false)
+        .unwrap();
     let seen = names_seen(&lab, "c", &url, 30);
-    assert_eq!(seen.keys().cloned().collect::<Vec<_>>(), vec!["b0", "b1", "b2"], "spread: {seen:?}");
+    assert_eq!(
+        seen.keys().cloned().collect::<Vec<_>>(),
+        vec!["b0", "b1", "b2"],
+        "spread: {seen:?}"
+    );
 
     // Policy Local: only the endpoint on this node serves outside clients ...
     let mixed = [(0, NODE_NAME), (1, "elsewhere"), (2, "elsewhere")];
     syncer.sync(lab.model(&mixed, None, true), false).unwrap();
     let seen = names_seen(&lab, "c", &url, 12);
-    assert_eq!(seen.keys().cloned().collect::<Vec<_>>(), vec!["b0"], "{seen:?}");
+    assert_eq!(
+        seen.keys().cloned().collect::<Vec<_>>(),
+        vec!["b0"],
+        "{seen:?}"
+    );
     // ... while pods still use all of them through the node port.
     let seen = names_seen(&lab, "p", &format!("http://10.244.1.1:{NODE_PORT}/"), 30);
     assert_eq!(seen.len(), 3, "{seen:?}");
 
     // No local endpoint: outside traffic is dropped (a timeout, not a refusal).
-    syncer.sync(lab.model(&[(1, "elsewhere")], None, true), false).unwrap();
-    let err = lab.get_with_timeout("c", &url, 1).expect_err("no local endpoint, yet the request succeeded");
+    syncer
+        .sync(lab.model(&[(1, "elsewhere")], None, true), false)
+        .unwrap();
+    let err = lab
+        .get_with_timeout("c", &url, 1)
+        .expect_err("no local endpoint, yet the request succeeded");
     assert!(!err.contains("refused"), "{err}");
 }
 
@@ -337,12 +464,19 @@ fn client_ip_affinity_pins_a_client() {
     require_prerequisites!();
     let lab = Lab::new("c");
     let mut syncer = lab.syncer(node());
-    syncer.sync(lab.model(&ALL_LOCAL, Some(300), false), false).unwrap();
+    syncer
+        .sync(lab.model(&ALL_LOCAL, Some(300), false), false)
+        .unwrap();
     let url = format!("http://{CLUSTER_IP}/");
     let seen = names_seen(&lab, "p", &url, 15);
     assert_eq!(seen.len(), 1, "affinity broken: {seen:?}");
     // The outside client through the node port is pinned as well (to whichever).
-    let seen = names_seen(&lab, "c", &format!("http://{NODE_OUTSIDE_IP}:{NODE_PORT}/"), 10);
+    let seen = names_seen(
+        &lab,
+        "c",
+        &format!("http://{NODE_OUTSIDE_IP}:{NODE_PORT}/"),
+        10,
+    );
     assert_eq!(seen.len(), 1, "affinity broken for node port: {seen:?}");
 }
 
@@ -351,29 +485,48 @@ fn scaling_to_zero_rejects_fast() {
     require_prerequisites!();
     let lab = Lab::new("d");
     let mut syncer = lab.syncer(node());
-    syncer.sync(lab.model(&ALL_LOCAL, None, false), false).unwrap();
+    syncer
+        .sync(lab.model(&ALL_LOCAL, None, false), false)
+        .unwrap();
     assert!(lab.get("p", &format!("http://{CLUSTER_IP}/")).is_ok());
 
     syncer.sync(lab.model(&[], None, false), false).unwrap();
-    for (role, url) in [("p", format!("http://{CLUSTER_IP}/")), ("c", format!("http://{NODE_OUTSIDE_IP}:{NODE_PORT}/"))] {
+    for (role, url) in [
+        ("p", format!("http://{CLUSTER_IP}/")),
+        ("c", format!("http://{NODE_OUTSIDE_IP}:{NODE_PORT}/")),
+    ] {
         let started = Instant::now();
-        let err = lab.get(role, &url).expect_err("no endpoints, yet the request succeeded");
+        let err = lab
+            .get(role, &url)
+            .expect_err("no endpoints, yet the request succeeded");
         let took = started.elapsed();
-        assert!(err.contains("refused"), "{role}: expected connection refused, got {err:?}");
+        assert!(
+            err.contains("refused"),
+            "{role}: expected connection refused, got {err:?}"
+        );
         // The client's own timeout is 3 s: a refusal well under it means REJECT, not a hang.
         assert!(took < Duration::from_millis(1500), "{role}: took {took:?}");
     }
 
     // And back: the first endpoint makes it reachable again.
-    syncer.sync(lab.model(&ALL_LOCAL[..1], None, false), false).unwrap();
-    assert_eq!(lab.get("p", &format!("http://{CLUSTER_IP}/")).unwrap(), "b0");
+    syncer
+        .sync(lab.model(&ALL_LOCAL[..1], None, false), false)
+        .unwrap();
+    assert_eq!(
+        lab.get("p", &format!("http://{CLUSTER_IP}/")).unwrap(),
+        "b0"
+    );
 }
 
 #[test]
 fn flushed_rules_come_back_within_the_check_period() {
     require_prerequisites!();
     let lab = Lab::new("e");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let model = Arc::new(Mutex::new(lab.model(&ALL_LOCAL, None, false)));
     let changes = Arc::new(tokio::sync::Notify::new());
     let shutdown = tokio_util::sync::CancellationToken::new();
@@ -383,7 +536,13 @@ fn flushed_rules_come_back_within_the_check_period() {
         full_sync_period: Duration::from_secs(3600),
     };
     let snap = model.clone();
-    let task = rt.spawn(sync_loop(lab.syncer(node()), move || snap.lock().unwrap().clone(), changes.clone(), cfg, shutdown.clone()));
+    let task = rt.spawn(sync_loop(
+        lab.syncer(node()),
+        move || snap.lock().unwrap().clone(),
+        changes.clone(),
+        cfg,
+        shutdown.clone(),
+    ));
 
     let url = format!("http://{CLUSTER_IP}/");
     let wait_for = |what: &str, ok: &dyn Fn() -> bool| {
@@ -395,7 +554,10 @@ fn flushed_rules_come_back_within_the_check_period() {
     };
     wait_for("first sync", &|| lab.get("p", &url).is_ok());
 
-    for args in [["iptables", "-t", "nat", "-F"], ["iptables", "-t", "filter", "-F"]] {
+    for args in [
+        ["iptables", "-t", "nat", "-F"],
+        ["iptables", "-t", "filter", "-F"],
+    ] {
         let out = lab.exec("n", &args);
         assert!(out.status.success());
     }
@@ -406,7 +568,9 @@ fn flushed_rules_come_back_within_the_check_period() {
     // A change through the loop still applies after the repair.
     *model.lock().unwrap() = lab.model(&[], None, false);
     changes.notify_one();
-    wait_for("reject after scale to zero", &|| lab.get("p", &url).is_err_and(|e| e.contains("refused")));
+    wait_for("reject after scale to zero", &|| {
+        lab.get("p", &url).is_err_and(|e| e.contains("refused"))
+    });
 
     shutdown.cancel();
     rt.block_on(task).unwrap();
@@ -421,7 +585,12 @@ const UDP_CLIENT: &str = "import socket,sys\ns=socket.socket(socket.AF_INET,sock
 fn removed_udp_endpoint_loses_its_conntrack_entries() {
     require_prerequisites!();
     for tool in ["conntrack", "python3"] {
-        let ok = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+        let ok = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
         if !ok {
             println!("skipped: {tool} not found (install conntrack and python3)");
             return;
@@ -439,7 +608,12 @@ fn removed_udp_endpoint_loses_its_conntrack_entries() {
             .expect("start udp server");
         lab.children.push(child);
     }
-    let name = ServicePortName { namespace: "default".into(), name: "dns".into(), port: "dns".into(), protocol: Protocol::Udp };
+    let name = ServicePortName {
+        namespace: "default".into(),
+        name: "dns".into(),
+        port: "dns".into(),
+        protocol: Protocol::Udp,
+    };
     let model = |eps: &[usize]| {
         let info = ServicePortInfo {
             name: name.clone(),
@@ -451,10 +625,19 @@ fn removed_udp_endpoint_loses_its_conntrack_entries() {
             external_local: false,
             endpoints: eps
                 .iter()
-                .map(|i| Endpoint { ip: lab.backends[*i].1, port: 5353, ready: true, serving: true, terminating: false, node_name: None })
+                .map(|i| Endpoint {
+                    ip: lab.backends[*i].1,
+                    port: 5353,
+                    ready: true,
+                    serving: true,
+                    terminating: false,
+                    node_name: None,
+                })
                 .collect(),
         };
-        ProxyModel { ports: [(name.clone(), info)].into() }
+        ProxyModel {
+            ports: [(name.clone(), info)].into(),
+        }
     };
     let query = || {
         let out = lab.exec("p", &["python3", "-c", UDP_CLIENT, "10.96.0.53"]);
@@ -465,7 +648,10 @@ fn removed_udp_endpoint_loses_its_conntrack_entries() {
     // The servers may need a moment to bind.
     let deadline = Instant::now() + Duration::from_secs(5);
     while query() != "b0" {
-        assert!(Instant::now() < deadline, "udp service never answered from b0");
+        assert!(
+            Instant::now() < deadline,
+            "udp service never answered from b0"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // Moving the service to b1 while b0 still runs: without clearing conntrack, the

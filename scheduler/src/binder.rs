@@ -53,20 +53,37 @@ pub fn outcome_after_conflict(expected_uid: &str, current: Option<&Pod>) -> Bind
     match current {
         None => BindOutcome::PodGone,
         Some(p) if p.metadata.uid.as_deref() != Some(expected_uid) => BindOutcome::PodGone,
-        Some(p) => match p.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()) {
+        Some(p) => match p
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .filter(|n| !n.is_empty())
+        {
             Some(node) => BindOutcome::AlreadyBound { node },
-            None => BindOutcome::Retry { error: "binding conflicted but the pod is still unbound".into() },
+            None => BindOutcome::Retry {
+                error: "binding conflicted but the pod is still unbound".into(),
+            },
         },
     }
 }
 
 /// The pod's conditions with PodScheduled set to False/Unschedulable/`message`, or `None`
 /// when it already says exactly that (so repeated failures do not rewrite the pod).
-pub fn unschedulable_conditions(pod: &Pod, message: &str, now: Timestamp) -> Option<Vec<PodCondition>> {
-    let mut conditions = pod.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+pub fn unschedulable_conditions(
+    pod: &Pod,
+    message: &str,
+    now: Timestamp,
+) -> Option<Vec<PodCondition>> {
+    let mut conditions = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
     let existing = conditions.iter_mut().find(|c| c.type_ == "PodScheduled");
     let wanted = |c: &PodCondition| {
-        c.status == "False" && c.reason.as_deref() == Some(REASON_UNSCHEDULABLE) && c.message.as_deref() == Some(message)
+        c.status == "False"
+            && c.reason.as_deref() == Some(REASON_UNSCHEDULABLE)
+            && c.message.as_deref() == Some(message)
     };
     match existing {
         Some(c) if wanted(c) => return None,
@@ -91,8 +108,18 @@ pub fn unschedulable_conditions(pod: &Pod, message: &str, now: Timestamp) -> Opt
 }
 
 /// The FailedScheduling event for a pod.
-pub fn failed_scheduling_event(pod: &Pod, message: &str, component: &str, instance: &str, now: Timestamp) -> Event {
-    let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+pub fn failed_scheduling_event(
+    pod: &Pod,
+    message: &str,
+    component: &str,
+    instance: &str,
+    now: Timestamp,
+) -> Event {
+    let ns = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let name = pod.metadata.name.clone().unwrap_or_default();
     Event {
         metadata: ObjectMeta {
@@ -116,7 +143,10 @@ pub fn failed_scheduling_event(pod: &Pod, message: &str, component: &str, instan
         count: Some(1),
         first_timestamp: Some(Time(now)),
         last_timestamp: Some(Time(now)),
-        source: Some(EventSource { component: Some(component.into()), host: None }),
+        source: Some(EventSource {
+            component: Some(component.into()),
+            host: None,
+        }),
         reporting_component: Some(component.into()),
         reporting_instance: Some(instance.into()),
         action: Some("Scheduling".into()),
@@ -144,9 +174,19 @@ pub enum WriteError {
 /// The scheduler's writes, as a seam for tests.
 pub trait ApiWriter: Send + Sync + 'static {
     /// Binds the pod (namespace, name, uid) to `node`.
-    fn bind(&self, namespace: &str, name: &str, uid: &str, node: &str) -> impl Future<Output = BindOutcome> + Send;
+    fn bind(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        node: &str,
+    ) -> impl Future<Output = BindOutcome> + Send;
     /// Marks the pod unschedulable with `message` and records an event.
-    fn report_unschedulable(&self, pod: &Pod, message: &str) -> impl Future<Output = Result<(), WriteError>> + Send;
+    fn report_unschedulable(
+        &self,
+        pod: &Pod,
+        message: &str,
+    ) -> impl Future<Output = Result<(), WriteError>> + Send;
 }
 
 /// [`ApiWriter`] over a kube client.
@@ -161,7 +201,11 @@ pub struct KubeWriter {
 
 impl KubeWriter {
     pub fn new(client: kube::Client, component: String, instance: String) -> Self {
-        KubeWriter { client, component, instance }
+        KubeWriter {
+            client,
+            component,
+            instance,
+        }
     }
 }
 
@@ -177,26 +221,40 @@ impl ApiWriter for KubeWriter {
                 uid: Some(uid.into()),
                 ..Default::default()
             },
-            target: ObjectReference { api_version: Some("v1".into()), kind: Some("Node".into()), name: Some(node.into()), ..Default::default() },
+            target: ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Node".into()),
+                name: Some(node.into()),
+                ..Default::default()
+            },
         };
-        let result: Result<serde_json::Value, kube::Error> =
-            pods.create_subresource("binding", name, &PostParams::default(), &binding).await;
+        let result: Result<serde_json::Value, kube::Error> = pods
+            .create_subresource("binding", name, &PostParams::default(), &binding)
+            .await;
         let err = match result {
             Ok(_) => return BindOutcome::Bound,
             Err(e) => e,
         };
         match classify_bind_error(&err) {
             BindFailure::NotFound => BindOutcome::PodGone,
-            BindFailure::Transient => BindOutcome::Retry { error: err.to_string() },
+            BindFailure::Transient => BindOutcome::Retry {
+                error: err.to_string(),
+            },
             BindFailure::Conflict => match pods.get_opt(name).await {
                 Ok(current) => outcome_after_conflict(uid, current.as_ref()),
-                Err(e) => BindOutcome::Retry { error: format!("binding conflicted and reading the pod failed: {e}") },
+                Err(e) => BindOutcome::Retry {
+                    error: format!("binding conflicted and reading the pod failed: {e}"),
+                },
             },
         }
     }
 
     async fn report_unschedulable(&self, pod: &Pod, message: &str) -> Result<(), WriteError> {
-        let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let ns = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let name = pod.metadata.name.clone().unwrap_or_default();
         let key = format!("{ns}/{name}");
         let now = Timestamp::now();
@@ -207,15 +265,20 @@ impl ApiWriter for KubeWriter {
             let patch = serde_json::json!({"status": {"conditions": conditions}});
             pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
-                .map_err(|source| WriteError::Condition { pod: key.clone(), source })?;
+                .map_err(|source| WriteError::Condition {
+                    pod: key.clone(),
+                    source,
+                })?;
             let events: Api<Event> = Api::namespaced(self.client.clone(), &ns);
             let event = failed_scheduling_event(pod, message, &self.component, &self.instance, now);
-            events.create(&PostParams::default(), &event).await.map_err(|source| WriteError::Event { pod: key, source })?;
+            events
+                .create(&PostParams::default(), &event)
+                .await
+                .map_err(|source| WriteError::Event { pod: key, source })?;
         }
         Ok(())
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -228,20 +291,39 @@ mod tests {
 
     #[test]
     fn outcomes_after_conflict() {
-        let bound = pod(json!({"metadata": {"name": "p", "uid": "u1"}, "spec": {"containers": [], "nodeName": "n2"}}));
-        let unbound = pod(json!({"metadata": {"name": "p", "uid": "u1"}, "spec": {"containers": []}}));
-        let replaced = pod(json!({"metadata": {"name": "p", "uid": "u2"}, "spec": {"containers": []}}));
-        assert_eq!(outcome_after_conflict("u1", Some(&bound)), BindOutcome::AlreadyBound { node: "n2".into() });
+        let bound = pod(
+            json!({"metadata": {"name": "p", "uid": "u1"}, "spec": {"containers": [], "nodeName": "n2"}}),
+        );
+        let unbound =
+            pod(json!({"metadata": {"name": "p", "uid": "u1"}, "spec": {"containers": []}}));
+        let replaced =
+            pod(json!({"metadata": {"name": "p", "uid": "u2"}, "spec": {"containers": []}}));
+        assert_eq!(
+            outcome_after_conflict("u1", Some(&bound)),
+            BindOutcome::AlreadyBound { node: "n2".into() }
+        );
         assert_eq!(outcome_after_conflict("u1", None), BindOutcome::PodGone);
-        assert_eq!(outcome_after_conflict("u1", Some(&replaced)), BindOutcome::PodGone);
-        assert!(matches!(outcome_after_conflict("u1", Some(&unbound)), BindOutcome::Retry { .. }));
+        assert_eq!(
+            outcome_after_conflict("u1", Some(&replaced)),
+            BindOutcome::PodGone
+        );
+        assert!(matches!(
+            outcome_after_conflict("u1", Some(&unbound)),
+            BindOutcome::Retry { .. }
+        ));
     }
 
     #[test]
     fn classifies_api_errors() {
         let api = |code: u16| {
             kube::Error::Api(
-                kube::core::Status { code, message: "x".into(), reason: "y".into(), ..Default::default() }.boxed(),
+                kube::core::Status {
+                    code,
+                    message: "x".into(),
+                    reason: "y".into(),
+                    ..Default::default()
+                }
+                .boxed(),
             )
         };
         assert_eq!(classify_bind_error(&api(409)), BindFailure::Conflict);
@@ -253,35 +335,72 @@ mod tests {
     #[test]
     fn condition_written_once_per_message() {
         let now = Timestamp::from_second(1_700_000_000).unwrap();
-        let fresh = pod(json!({"metadata": {"name": "p"}, "spec": {"containers": []},
-            "status": {"conditions": [{"type": "Other", "status": "True"}]}}));
-        let conds = unschedulable_conditions(&fresh, "0/1 nodes are available: 1 Insufficient cpu.", now).unwrap();
+        let fresh = pod(
+            json!({"metadata": {"name": "p"}, "spec": {"containers": []},
+            "status": {"conditions": [{"type": "Other", "status": "True"}]}}),
+        );
+        let conds =
+            unschedulable_conditions(&fresh, "0/1 nodes are available: 1 Insufficient cpu.", now)
+                .unwrap();
         assert_eq!(conds.len(), 2, "other conditions are kept");
         let ps = conds.iter().find(|c| c.type_ == "PodScheduled").unwrap();
-        assert_eq!((ps.status.as_str(), ps.reason.as_deref()), ("False", Some("Unschedulable")));
+        assert_eq!(
+            (ps.status.as_str(), ps.reason.as_deref()),
+            ("False", Some("Unschedulable"))
+        );
         assert_eq!(ps.last_transition_time, Some(Time(now)));
 
         let mut written = fresh.clone();
         written.status.as_mut().unwrap().conditions = Some(conds);
-        assert_eq!(unschedulable_conditions(&written, "0/1 nodes are available: 1 Insufficient cpu.", now), None);
+        assert_eq!(
+            unschedulable_conditions(
+                &written,
+                "0/1 nodes are available: 1 Insufficient cpu.",
+                now
+            ),
+            None
+        );
         let later = Timestamp::from_second(1_700_000_100).unwrap();
-        let changed = unschedulable_conditions(&written, "0/2 nodes are available: 2 Insufficient cpu.", later).unwrap();
+        let changed = unschedulable_conditions(
+            &written,
+            "0/2 nodes are available: 2 Insufficient cpu.",
+            later,
+        )
+        .unwrap();
         let ps = changed.iter().find(|c| c.type_ == "PodScheduled").unwrap();
-        assert_eq!(ps.message.as_deref(), Some("0/2 nodes are available: 2 Insufficient cpu."));
-        assert_eq!(ps.last_transition_time, Some(Time(now)), "status did not flip, transition time stays");
+        assert_eq!(
+            ps.message.as_deref(),
+            Some("0/2 nodes are available: 2 Insufficient cpu.")
+        );
+        assert_eq!(
+            ps.last_transition_time,
+            Some(Time(now)),
+            "status did not flip, transition time stays"
+        );
     }
 
     #[test]
     fn event_shape() {
         let now = Timestamp::from_second(1_700_000_000).unwrap();
-        let p = pod(json!({"metadata": {"name": "web", "namespace": "prod", "uid": "u1", "resourceVersion": "7"}, "spec": {"containers": []}}));
-        let e = failed_scheduling_event(&p, "no nodes available to schedule pods", "default-scheduler", "host-1", now);
+        let p = pod(
+            json!({"metadata": {"name": "web", "namespace": "prod", "uid": "u1", "resourceVersion": "7"}, "spec": {"containers": []}}),
+        );
+        let e = failed_scheduling_event(
+            &p,
+            "no nodes available to schedule pods",
+            "default-scheduler",
+            "host-1",
+            now,
+        );
         assert!(e.metadata.name.as_deref().unwrap().starts_with("web."));
         assert_eq!(e.metadata.namespace.as_deref(), Some("prod"));
         assert_eq!(e.involved_object.kind.as_deref(), Some("Pod"));
         assert_eq!(e.involved_object.uid.as_deref(), Some("u1"));
         assert_eq!(e.reason.as_deref(), Some("FailedScheduling"));
         assert_eq!(e.type_.as_deref(), Some("Warning"));
-        assert_eq!(e.source.unwrap().component.as_deref(), Some("default-scheduler"));
+        assert_eq!(
+            e.source.unwrap().component.as_deref(),
+            Some("default-scheduler")
+        );
     }
 }

@@ -59,7 +59,10 @@ pub struct Cursor {
 impl Cursor {
     pub fn new(seed: u64) -> Self {
         // xorshift must not start at zero.
-        Cursor { next_start: 0, rng: seed | 1 }
+        Cursor {
+            next_start: 0,
+            rng: seed | 1,
+        }
     }
 
     fn next_random(&mut self) -> u64 {
@@ -88,9 +91,18 @@ impl fmt::Display for FitError {
             return write!(f, "no nodes available to schedule pods");
         }
         // Upstream sorts the "<count> <reason>" strings, count first.
-        let mut parts: Vec<String> = self.reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
+        let mut parts: Vec<String> = self
+            .reasons
+            .iter()
+            .map(|(r, n)| format!("{n} {r}"))
+            .collect();
         parts.sort();
-        write!(f, "0/{} nodes are available: {}.", self.nodes, parts.join(", "))
+        write!(
+            f,
+            "0/{} nodes are available: {}.",
+            self.nodes,
+            parts.join(", ")
+        )
     }
 }
 
@@ -108,7 +120,9 @@ pub fn num_feasible_nodes_to_find(total: usize, percentage: u32) -> usize {
         return total;
     }
     let pct = if percentage == 0 {
-        50usize.saturating_sub(total / 125).max(MIN_FEASIBLE_PERCENTAGE)
+        50usize
+            .saturating_sub(total / 125)
+            .max(MIN_FEASIBLE_PERCENTAGE)
     } else {
         percentage as usize
     };
@@ -124,11 +138,19 @@ pub fn run_filters(plugins: &Plugins, pod: &PodInfo, node: &NodeInfo) -> Result<
 }
 
 /// One scheduling cycle: the node to bind `pod` to, or why there is none.
-pub fn schedule(pod: &PodInfo, snapshot: &Snapshot, plugins: &Plugins, cursor: &mut Cursor) -> Result<String, FitError> {
+pub fn schedule(
+    pod: &PodInfo,
+    snapshot: &Snapshot,
+    plugins: &Plugins,
+    cursor: &mut Cursor,
+) -> Result<String, FitError> {
     let nodes = snapshot.nodes();
     let total = nodes.len();
     if total == 0 {
-        return Err(FitError { nodes: 0, reasons: BTreeMap::new() });
+        return Err(FitError {
+            nodes: 0,
+            reasons: BTreeMap::new(),
+        });
     }
     let to_find = num_feasible_nodes_to_find(total, plugins.percentage_of_nodes_to_score);
     let start = cursor.next_start % total;
@@ -159,7 +181,10 @@ pub fn schedule(pod: &PodInfo, snapshot: &Snapshot, plugins: &Plugins, cursor: &
     }
     cursor.next_start = (start + visited) % total;
     if feasible.is_empty() {
-        return Err(FitError { nodes: considered, reasons });
+        return Err(FitError {
+            nodes: considered,
+            reasons,
+        });
     }
     if feasible.len() == 1 {
         return Ok(feasible[0].name.clone());
@@ -232,9 +257,14 @@ mod tests {
         s
     }
 
-    fn plugins(reject: &[(&'static str, &[&'static str])], scores: &[(&'static str, i64)]) -> Plugins {
+    fn plugins(
+        reject: &[(&'static str, &[&'static str])],
+        scores: &[(&'static str, i64)],
+    ) -> Plugins {
         Plugins {
-            filters: vec![Box::new(Reject(reject.iter().map(|(n, r)| (*n, r.to_vec())).collect()))],
+            filters: vec![Box::new(Reject(
+                reject.iter().map(|(n, r)| (*n, r.to_vec())).collect(),
+            ))],
             scores: vec![(Box::new(Fixed(scores.iter().copied().collect())), 2)],
             percentage_of_nodes_to_score: 100,
         }
@@ -244,10 +274,20 @@ mod tests {
     fn message_counts_and_sorts_reasons() {
         let s = snapshot(&["a", "b", "c"]);
         let p = plugins(
-            &[("a", &["Insufficient cpu"]), ("b", &["Insufficient cpu", "Insufficient memory"]), ("c", &["node(s) had untolerated taint {x: y}"])],
+            &[
+                ("a", &["Insufficient cpu"]),
+                ("b", &["Insufficient cpu", "Insufficient memory"]),
+                ("c", &["node(s) had untolerated taint {x: y}"]),
+            ],
             &[],
         );
-        let err = schedule(&pod_info("p", serde_json::json!({})), &s, &p, &mut Cursor::new(1)).unwrap_err();
+        let err = schedule(
+            &pod_info("p", serde_json::json!({})),
+            &s,
+            &p,
+            &mut Cursor::new(1),
+        )
+        .unwrap_err();
         assert_eq!(err.nodes, 3);
         assert_eq!(
             err.to_string(),
@@ -257,24 +297,47 @@ mod tests {
 
     #[test]
     fn no_nodes_message() {
-        let err = schedule(&pod_info("p", serde_json::json!({})), &Snapshot::new(), &plugins(&[], &[]), &mut Cursor::new(1))
-            .unwrap_err();
+        let err = schedule(
+            &pod_info("p", serde_json::json!({})),
+            &Snapshot::new(),
+            &plugins(&[], &[]),
+            &mut Cursor::new(1),
+        )
+        .unwrap_err();
         assert_eq!(err.to_string(), "no nodes available to schedule pods");
     }
 
     #[test]
     fn picks_highest_weighted_score_among_feasible() {
         let s = snapshot(&["a", "b", "c", "d"]);
-        type Case = (Vec<(&'static str, &'static [&'static str])>, Vec<(&'static str, i64)>, &'static str);
+        type Case = (
+            Vec<(&'static str, &'static [&'static str])>,
+            Vec<(&'static str, i64)>,
+            &'static str,
+        );
         let cases: Vec<Case> = vec![
             (vec![], vec![("a", 10), ("b", 90), ("c", 50)], "b"),
-            (vec![("b", &["no"])], vec![("a", 10), ("b", 90), ("c", 50)], "c"),
-            (vec![("a", &["no"]), ("b", &["no"]), ("c", &["no"])], vec![("a", 100)], "d"),
+            (
+                vec![("b", &["no"])],
+                vec![("a", 10), ("b", 90), ("c", 50)],
+                "c",
+            ),
+            (
+                vec![("a", &["no"]), ("b", &["no"]), ("c", &["no"])],
+                vec![("a", 100)],
+                "d",
+            ),
         ];
         for (reject, scores, want) in cases {
             let p = plugins(&reject, &scores);
             for seed in 1..20 {
-                let got = schedule(&pod_info("p", serde_json::json!({})), &s, &p, &mut Cursor::new(seed)).unwrap();
+                let got = schedule(
+                    &pod_info("p", serde_json::json!({})),
+                    &s,
+                    &p,
+                    &mut Cursor::new(seed),
+                )
+                .unwrap();
                 assert_eq!(got, want, "reject {reject:?} scores {scores:?}");
             }
         }
@@ -287,12 +350,19 @@ mod tests {
         let mut cursor = Cursor::new(42);
         let mut seen: HashMap<String, usize> = HashMap::new();
         for _ in 0..3000 {
-            *seen.entry(schedule(&pod_info("p", serde_json::json!({})), &s, &p, &mut cursor).unwrap()).or_default() += 1;
+            *seen
+                .entry(
+                    schedule(&pod_info("p", serde_json::json!({})), &s, &p, &mut cursor).unwrap(),
+                )
+                .or_default() += 1;
         }
         assert!(!seen.contains_key("d"));
         for n in ["a", "b", "c"] {
             let c = seen[n];
-            assert!((800..1200).contains(&c), "node {n} chosen {c} of 3000 times: {seen:?}");
+            assert!(
+                (800..1200).contains(&c),
+                "node {n} chosen {c} of 3000 times: {seen:?}"
+            );
         }
     }
 
@@ -309,7 +379,11 @@ mod tests {
             (1000, 100, 1000),
         ];
         for (total, pct, want) in cases {
-            assert_eq!(num_feasible_nodes_to_find(total, pct), want, "total {total} pct {pct}");
+            assert_eq!(
+                num_feasible_nodes_to_find(total, pct),
+                want,
+                "total {total} pct {pct}"
+            );
         }
     }
 
@@ -320,15 +394,25 @@ mod tests {
         for n in &names {
             s.upsert_node(&node(n, "1", "1Gi", "10"));
         }
-        let p = Plugins { filters: vec![], scores: vec![], percentage_of_nodes_to_score: 0 };
+        let p = Plugins {
+            filters: vec![],
+            scores: vec![],
+            percentage_of_nodes_to_score: 0,
+        };
         let mut cursor = Cursor::new(7);
         let mut chosen = std::collections::HashSet::new();
         for _ in 0..20 {
-            chosen.insert(schedule(&pod_info("p", serde_json::json!({})), &s, &p, &mut cursor).unwrap());
+            chosen.insert(
+                schedule(&pod_info("p", serde_json::json!({})), &s, &p, &mut cursor).unwrap(),
+            );
         }
         // 420 nodes searched per cycle: 20 cycles wrap around the cluster several times,
         // and random ties spread the picks.
-        assert!(chosen.len() > 15, "picks concentrated on {} nodes", chosen.len());
+        assert!(
+            chosen.len() > 15,
+            "picks concentrated on {} nodes",
+            chosen.len()
+        );
         assert_eq!(cursor.next_start, (20 * 420) % 1000);
     }
 
@@ -340,10 +424,25 @@ mod tests {
         s.add_bound_pod(std::sync::Arc::new(ghost));
         let p = plugins(&[], &[]);
         for seed in 1..10 {
-            assert_eq!(schedule(&pod_info("p", serde_json::json!({})), &s, &p, &mut Cursor::new(seed)).unwrap(), "a");
+            assert_eq!(
+                schedule(
+                    &pod_info("p", serde_json::json!({})),
+                    &s,
+                    &p,
+                    &mut Cursor::new(seed)
+                )
+                .unwrap(),
+                "a"
+            );
         }
         let p = plugins(&[("a", &["no"])], &[]);
-        let err = schedule(&pod_info("p", serde_json::json!({})), &s, &p, &mut Cursor::new(1)).unwrap_err();
+        let err = schedule(
+            &pod_info("p", serde_json::json!({})),
+            &s,
+            &p,
+            &mut Cursor::new(1),
+        )
+        .unwrap_err();
         assert_eq!(err.nodes, 1, "the ghost node is not counted");
     }
 }

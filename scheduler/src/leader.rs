@@ -61,8 +61,15 @@ pub enum Decision {
 }
 
 /// The rule. `observed_at` is when this process first saw the current record unchanged.
-pub fn decide(current: Option<&LeaseSpec>, me: &str, observed_at: Instant, now: Instant) -> Decision {
-    let Some(spec) = current else { return Decision::Create };
+pub fn decide(
+    current: Option<&LeaseSpec>,
+    me: &str,
+    observed_at: Instant,
+    now: Instant,
+) -> Decision {
+    let Some(spec) = current else {
+        return Decision::Create;
+    };
     let holder = spec.holder_identity.as_deref().unwrap_or("");
     if holder == me {
         return Decision::Renew;
@@ -74,17 +81,29 @@ pub fn decide(current: Option<&LeaseSpec>, me: &str, observed_at: Instant, now: 
     if now.duration_since(observed_at) >= Duration::from_secs(secs) {
         Decision::TakeOver
     } else {
-        Decision::Follow { holder: holder.to_string() }
+        Decision::Follow {
+            holder: holder.to_string(),
+        }
     }
 }
 
 /// The spec to write after a Create/Renew/TakeOver decision.
-pub fn next_spec(current: Option<&LeaseSpec>, decision: &Decision, me: &str, now: Timestamp, duration: Duration) -> LeaseSpec {
+pub fn next_spec(
+    current: Option<&LeaseSpec>,
+    decision: &Decision,
+    me: &str,
+    now: Timestamp,
+    duration: Duration,
+) -> LeaseSpec {
     let mut spec = current.cloned().unwrap_or_default();
     let secs = i32::try_from(duration.as_secs()).unwrap_or(i32::MAX).max(1);
     match decision {
         Decision::Create => {
-            spec = LeaseSpec { lease_transitions: Some(0), acquire_time: Some(MicroTime(now)), ..Default::default() };
+            spec = LeaseSpec {
+                lease_transitions: Some(0),
+                acquire_time: Some(MicroTime(now)),
+                ..Default::default()
+            };
         }
         Decision::TakeOver => {
             spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
@@ -126,7 +145,13 @@ fn is_conflict(e: &kube::Error) -> bool {
 impl LeaderElector {
     pub fn new(client: kube::Client, config: LeaderElectionConfig, identity: String) -> Self {
         let api = Api::namespaced(client, &config.namespace);
-        LeaderElector { api, config, identity, observed: None, leading: false }
+        LeaderElector {
+            api,
+            config,
+            identity,
+            observed: None,
+            leading: false,
+        }
     }
 
     pub fn config(&self) -> &LeaderElectionConfig {
@@ -134,14 +159,22 @@ impl LeaderElector {
     }
 
     fn api_error(&self, source: kube::Error) -> LeaderError {
-        LeaderError::Api { namespace: self.config.namespace.clone(), name: self.config.name.clone(), source }
+        LeaderError::Api {
+            namespace: self.config.namespace.clone(),
+            name: self.config.name.clone(),
+            source,
+        }
     }
 
     /// One round: returns whether we hold the lease afterwards. A lost write race (409)
     /// is not an error, just "not leader this round".
     pub async fn try_acquire_or_renew(&mut self) -> Result<bool, LeaderError> {
         let now = Instant::now();
-        let current = self.api.get_opt(&self.config.name).await.map_err(|e| self.api_error(e))?;
+        let current = self
+            .api
+            .get_opt(&self.config.name)
+            .await
+            .map_err(|e| self.api_error(e))?;
         let spec = current.as_ref().map(|l| l.spec.clone().unwrap_or_default());
         let observed_at = match (&self.observed, &spec) {
             (Some((seen, at)), Some(s)) if seen == s => *at,
@@ -158,7 +191,13 @@ impl LeaderElector {
             self.leading = false;
             return Ok(false);
         }
-        let new_spec = next_spec(spec.as_ref(), &decision, &self.identity, Timestamp::now(), self.config.lease_duration);
+        let new_spec = next_spec(
+            spec.as_ref(),
+            &decision,
+            &self.identity,
+            Timestamp::now(),
+            self.config.lease_duration,
+        );
         let result = match current {
             None => {
                 let lease = Lease {
@@ -174,7 +213,9 @@ impl LeaderElector {
             Some(mut lease) => {
                 // The read resourceVersion stays in metadata: the update is conditional on it.
                 lease.spec = Some(new_spec.clone());
-                self.api.replace(&self.config.name, &PostParams::default(), &lease).await
+                self.api
+                    .replace(&self.config.name, &PostParams::default(), &lease)
+                    .await
             }
         };
         match result {
@@ -200,7 +241,12 @@ impl LeaderElector {
             return Ok(());
         }
         self.leading = false;
-        let Some(mut lease) = self.api.get_opt(&self.config.name).await.map_err(|e| self.api_error(e))? else {
+        let Some(mut lease) = self
+            .api
+            .get_opt(&self.config.name)
+            .await
+            .map_err(|e| self.api_error(e))?
+        else {
             return Ok(());
         };
         let mut spec = lease.spec.clone().unwrap_or_default();
@@ -211,7 +257,11 @@ impl LeaderElector {
         spec.lease_duration_seconds = Some(1);
         spec.renew_time = Some(MicroTime(Timestamp::now()));
         lease.spec = Some(spec);
-        match self.api.replace(&self.config.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.config.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if is_conflict(&e) => Ok(()),
             Err(e) => Err(self.api_error(e)),
@@ -224,7 +274,11 @@ mod tests {
     use super::*;
 
     fn spec(holder: Option<&str>, secs: i32) -> LeaseSpec {
-        LeaseSpec { holder_identity: holder.map(String::from), lease_duration_seconds: Some(secs), ..Default::default() }
+        LeaseSpec {
+            holder_identity: holder.map(String::from),
+            lease_duration_seconds: Some(secs),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -236,12 +290,33 @@ mod tests {
             (Some(spec(Some("me"), 15)), t0, t0 + s(100), Decision::Renew),
             (Some(spec(None, 15)), t0, t0, Decision::TakeOver),
             (Some(spec(Some(""), 15)), t0, t0, Decision::TakeOver),
-            (Some(spec(Some("other"), 15)), t0, t0 + s(14), Decision::Follow { holder: "other".into() }),
-            (Some(spec(Some("other"), 15)), t0, t0 + s(15), Decision::TakeOver),
-            (Some(spec(Some("other"), 1)), t0, t0 + s(1), Decision::TakeOver),
+            (
+                Some(spec(Some("other"), 15)),
+                t0,
+                t0 + s(14),
+                Decision::Follow {
+                    holder: "other".into(),
+                },
+            ),
+            (
+                Some(spec(Some("other"), 15)),
+                t0,
+                t0 + s(15),
+                Decision::TakeOver,
+            ),
+            (
+                Some(spec(Some("other"), 1)),
+                t0,
+                t0 + s(1),
+                Decision::TakeOver,
+            ),
         ];
         for (current, observed, now, want) in cases {
-            assert_eq!(decide(current.as_ref(), "me", observed, now), want, "{current:?}");
+            assert_eq!(
+                decide(current.as_ref(), "me", observed, now),
+                want,
+                "{current:?}"
+            );
         }
     }
 
@@ -258,7 +333,11 @@ mod tests {
 
         let later = Timestamp::from_second(1_700_000_010).unwrap();
         let renewed = next_spec(Some(&created), &Decision::Renew, "me", later, d);
-        assert_eq!(renewed.acquire_time, Some(MicroTime(now)), "renewal keeps acquireTime");
+        assert_eq!(
+            renewed.acquire_time,
+            Some(MicroTime(now)),
+            "renewal keeps acquireTime"
+        );
         assert_eq!(renewed.renew_time, Some(MicroTime(later)));
         assert_eq!(renewed.lease_transitions, Some(0));
 

@@ -91,10 +91,14 @@ pub enum SchedulerError {
 impl SchedulerConfig {
     fn validate(&self) -> Result<(), SchedulerError> {
         if self.scheduler_name.is_empty() {
-            return Err(SchedulerError::Config("scheduler_name must not be empty".into()));
+            return Err(SchedulerError::Config(
+                "scheduler_name must not be empty".into(),
+            ));
         }
         if self.percentage_of_nodes_to_score > 100 {
-            return Err(SchedulerError::Config("percentage_of_nodes_to_score must be 0..=100".into()));
+            return Err(SchedulerError::Config(
+                "percentage_of_nodes_to_score must be 0..=100".into(),
+            ));
         }
         if let Some(le) = &self.leader_election {
             if le.renew_deadline >= le.lease_duration || le.retry_period >= le.renew_deadline {
@@ -120,22 +124,41 @@ impl SchedulerConfig {
     }
 
     fn loop_settings(&self) -> scheduler::LoopSettings {
-        scheduler::LoopSettings { max_concurrent_writes: self.max_concurrent_writes, flush_interval: Duration::from_secs(30) }
+        scheduler::LoopSettings {
+            max_concurrent_writes: self.max_concurrent_writes,
+            flush_interval: Duration::from_secs(30),
+        }
     }
 }
 
 /// Runs the scheduler until `shutdown` is cancelled. With leader election, only the Lease
 /// holder schedules; a holder that loses the Lease stops at once and campaigns again with
 /// fresh caches. API errors are logged and retried, never returned.
-pub async fn run(config: SchedulerConfig, client: kube::Client, shutdown: CancellationToken) -> Result<(), SchedulerError> {
+pub async fn run(
+    config: SchedulerConfig,
+    client: kube::Client,
+    shutdown: CancellationToken,
+) -> Result<(), SchedulerError> {
     config.validate()?;
-    let writer = Arc::new(binder::KubeWriter::new(client.clone(), config.scheduler_name.clone(), config.identity.clone()));
+    let writer = Arc::new(binder::KubeWriter::new(
+        client.clone(),
+        config.scheduler_name.clone(),
+        config.identity.clone(),
+    ));
     let Some(le) = config.leader_election.clone() else {
-        scheduler::run_scheduling(client, config.core(), writer, config.loop_settings(), shutdown).await;
+        scheduler::run_scheduling(
+            client,
+            config.core(),
+            writer,
+            config.loop_settings(),
+            shutdown,
+        )
+        .await;
         return Ok(());
     };
 
-    let mut elector = leader::LeaderElector::new(client.clone(), le.clone(), config.identity.clone());
+    let mut elector =
+        leader::LeaderElector::new(client.clone(), le.clone(), config.identity.clone());
     loop {
         // Campaign.
         loop {
@@ -169,17 +192,22 @@ pub async fn run(config: SchedulerConfig, client: kube::Client, shutdown: Cancel
                     _ = tokio::time::sleep(le.retry_period) => {}
                 }
                 // A hung API call must not keep us leading past the deadline.
-                match tokio::time::timeout(le.renew_deadline, elector.try_acquire_or_renew()).await {
+                match tokio::time::timeout(le.renew_deadline, elector.try_acquire_or_renew()).await
+                {
                     Ok(Ok(true)) => last_renew = Instant::now(),
                     Ok(Ok(false)) => {
-                        tracing::warn!("another server holds the scheduler lease; stopping scheduling");
+                        tracing::warn!(
+                            "another server holds the scheduler lease; stopping scheduling"
+                        );
                         return;
                     }
                     Ok(Err(e)) => tracing::warn!(error = %e, "renewing the scheduler lease failed"),
                     Err(_) => tracing::warn!("renewing the scheduler lease timed out"),
                 }
                 if last_renew.elapsed() >= le.renew_deadline {
-                    tracing::warn!("could not renew the scheduler lease in time; stopping scheduling");
+                    tracing::warn!(
+                        "could not renew the scheduler lease in time; stopping scheduling"
+                    );
                     return;
                 }
             }

@@ -26,10 +26,16 @@ pub struct Resources {
 impl Resources {
     /// Reads a `requests`/`allocatable` map; quantities that do not parse are counted as
     /// zero and reported, because the API server should have rejected them already.
-    pub fn from_map(map: &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>) -> Self {
+    pub fn from_map(
+        map: &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    ) -> Self {
         let mut r = Resources::default();
         for (name, q) in map {
-            let parsed = if name == "cpu" { quantity::parse_milli(&q.0) } else { quantity::parse_value(&q.0) };
+            let parsed = if name == "cpu" {
+                quantity::parse_milli(&q.0)
+            } else {
+                quantity::parse_value(&q.0)
+            };
             let v = match parsed {
                 Ok(v) => v,
                 Err(e) => {
@@ -169,14 +175,26 @@ fn builtin_priority(class: &str) -> Option<i32> {
 
 fn container_requests(c: &Container) -> (Resources, i64, i64) {
     let Some(res) = &c.resources else {
-        return (Resources::default(), DEFAULT_MILLI_CPU_REQUEST, DEFAULT_MEMORY_REQUEST);
+        return (
+            Resources::default(),
+            DEFAULT_MILLI_CPU_REQUEST,
+            DEFAULT_MEMORY_REQUEST,
+        );
     };
     // The API server copies limits into missing requests; do the same in case it did not.
     let mut map = res.limits.clone().unwrap_or_default();
     map.extend(res.requests.clone().unwrap_or_default());
     let r = Resources::from_map(&map);
-    let cpu = if map.contains_key("cpu") { r.milli_cpu } else { DEFAULT_MILLI_CPU_REQUEST };
-    let mem = if map.contains_key("memory") { r.memory } else { DEFAULT_MEMORY_REQUEST };
+    let cpu = if map.contains_key("cpu") {
+        r.milli_cpu
+    } else {
+        DEFAULT_MILLI_CPU_REQUEST
+    };
+    let mem = if map.contains_key("memory") {
+        r.memory
+    } else {
+        DEFAULT_MEMORY_REQUEST
+    };
     (r, cpu, mem)
 }
 
@@ -245,7 +263,11 @@ impl PodInfo {
 
         let priority = spec
             .priority
-            .or_else(|| spec.priority_class_name.as_deref().and_then(builtin_priority))
+            .or_else(|| {
+                spec.priority_class_name
+                    .as_deref()
+                    .and_then(builtin_priority)
+            })
             .unwrap_or(0);
 
         PodInfo {
@@ -262,12 +284,17 @@ impl PodInfo {
             required_node_affinity: node_aff
                 .required_during_scheduling_ignored_during_execution
                 .map(|s| s.node_selector_terms),
-            preferred_node_affinity: node_aff.preferred_during_scheduling_ignored_during_execution.unwrap_or_default(),
+            preferred_node_affinity: node_aff
+                .preferred_during_scheduling_ignored_during_execution
+                .unwrap_or_default(),
             tolerations: spec.tolerations.clone().unwrap_or_default(),
             anti_affinity,
             owner_uid,
             priority,
-            scheduler_name: spec.scheduler_name.clone().unwrap_or_else(|| "default-scheduler".into()),
+            scheduler_name: spec
+                .scheduler_name
+                .clone()
+                .unwrap_or_else(|| "default-scheduler".into()),
         }
     }
 
@@ -317,7 +344,14 @@ mod tests {
         assert_eq!(info.non_zero_milli_cpu, 2010);
         // memory: 64Mi + 200Mi (b has no memory) + 200Mi (c) vs 1Mi init
         assert_eq!(info.non_zero_memory, (64 + 400) << 20);
-        assert_eq!(info.host_ports, vec![HostPort { ip: String::new(), protocol: "TCP".into(), port: 8080 }]);
+        assert_eq!(
+            info.host_ports,
+            vec![HostPort {
+                ip: String::new(),
+                protocol: "TCP".into(),
+                port: 8080
+            }]
+        );
         assert_eq!(info.owner_uid.as_deref(), Some("rs-uid"));
         assert_eq!(info.priority, 2_000_001_000);
         assert_eq!(info.scheduler_name, "default-scheduler");
@@ -326,7 +360,11 @@ mod tests {
 
     #[test]
     fn host_port_conflicts() {
-        let hp = |ip: &str, proto: &str, port| HostPort { ip: ip.into(), protocol: proto.into(), port };
+        let hp = |ip: &str, proto: &str, port| HostPort {
+            ip: ip.into(),
+            protocol: proto.into(),
+            port,
+        };
         let cases = [
             (hp("", "TCP", 80), hp("", "TCP", 80), true),
             (hp("", "TCP", 80), hp("10.0.0.1", "TCP", 80), true),

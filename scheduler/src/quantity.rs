@@ -35,7 +35,9 @@ fn scaled(s: &str, extra_exp10: i32) -> Result<i128, QuantityError> {
         Some(b'+') => (false, &t[1..]),
         _ => (false, t),
     };
-    let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+    let num_end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
     let (number, suffix) = rest.split_at(num_end);
     if number.is_empty() || number == "." || number.matches('.').count() > 1 {
         return Err(syntax());
@@ -78,13 +80,19 @@ fn scaled(s: &str, extra_exp10: i32) -> Result<i128, QuantityError> {
     let mut num = mantissa.checked_mul(1i128 << pow2).ok_or_else(overflow)?;
     let mut den: i128 = 1;
     if exp >= 0 {
-        num = num.checked_mul(10i128.checked_pow(exp as u32).ok_or_else(overflow)?).ok_or_else(overflow)?;
+        num = num
+            .checked_mul(10i128.checked_pow(exp as u32).ok_or_else(overflow)?)
+            .ok_or_else(overflow)?;
     } else {
         den = 10i128.checked_pow((-exp) as u32).ok_or_else(overflow)?;
     }
     // Round away from zero only for positive values: a negative request makes no sense
     // for scheduling, but keeping the sign lets validation elsewhere reject it.
-    let q = if negative { -(num / den) } else { (num + den - 1) / den };
+    let q = if negative {
+        -(num / den)
+    } else {
+        (num + den - 1) / den
+    };
     Ok(q)
 }
 
@@ -135,9 +143,18 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         for input in ["", "abc", "1.2.3", "12Qi", "m", "1e", "1ex", "."] {
-            assert!(matches!(parse_value(input), Err(QuantityError::Syntax(_))), "input {input:?}");
+            assert!(
+                matches!(parse_value(input), Err(QuantityError::Syntax(_))),
+                "input {input:?}"
+            );
         }
-        assert!(matches!(parse_value("1e39"), Err(QuantityError::Overflow(_))));
-        assert!(matches!(parse_milli("99999999999999999999Ei"), Err(QuantityError::Overflow(_))));
+        assert!(matches!(
+            parse_value("1e39"),
+            Err(QuantityError::Overflow(_))
+        ));
+        assert!(matches!(
+            parse_milli("99999999999999999999Ei"),
+            Err(QuantityError::Overflow(_))
+        ));
     }
 }

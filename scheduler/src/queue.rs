@@ -134,14 +134,19 @@ impl<T: Clone> SchedulingQueue<T> {
     }
 
     fn backoff_until(&self, e: &Entry<T>) -> Option<Instant> {
-        e.last_failure.map(|t| t + self.backoff_duration(e.attempts))
+        e.last_failure
+            .map(|t| t + self.backoff_duration(e.attempts))
     }
 
     fn set_active(&mut self, key: &str) {
         let seq = self.next_seq();
         if let Some(e) = self.entries.get_mut(key) {
             e.state = State::Active { seq };
-            self.active.push(ActiveKey { priority: e.priority, seq: Reverse(seq), key: key.to_string() });
+            self.active.push(ActiveKey {
+                priority: e.priority,
+                seq: Reverse(seq),
+                key: key.to_string(),
+            });
         }
     }
 
@@ -174,9 +179,25 @@ impl<T: Clone> SchedulingQueue<T> {
     /// A new pending pod, or a newer version of one already queued. `relevant` says the
     /// change may make it schedulable (spec, labels), as opposed to a status write such as
     /// our own PodScheduled condition, which must not wake it up.
-    pub fn add_or_update(&mut self, key: &str, priority: i32, item: T, relevant: bool, now: Instant) {
+    pub fn add_or_update(
+        &mut self,
+        key: &str,
+        priority: i32,
+        item: T,
+        relevant: bool,
+        now: Instant,
+    ) {
         let Some(e) = self.entries.get_mut(key) else {
-            self.entries.insert(key.to_string(), Entry { item, priority, attempts: 0, last_failure: None, state: State::InFlight });
+            self.entries.insert(
+                key.to_string(),
+                Entry {
+                    item,
+                    priority,
+                    attempts: 0,
+                    last_failure: None,
+                    state: State::InFlight,
+                },
+            );
             self.set_active(key);
             return;
         };
@@ -186,7 +207,11 @@ impl<T: Clone> SchedulingQueue<T> {
         match e.state {
             State::Active { seq } if priority_changed => {
                 // Keep its place in line (same sequence), under the new priority.
-                self.active.push(ActiveKey { priority, seq: Reverse(seq), key: key.to_string() });
+                self.active.push(ActiveKey {
+                    priority,
+                    seq: Reverse(seq),
+                    key: key.to_string(),
+                });
             }
             State::Unschedulable { .. } if relevant => self.activate_or_backoff(key, now),
             _ => {}
@@ -225,21 +250,38 @@ impl<T: Clone> SchedulingQueue<T> {
     pub fn pop(&mut self, now: Instant) -> Option<Popped<T>> {
         self.flush_backoff(now);
         while let Some(top) = self.active.pop() {
-            let Some(e) = self.entries.get_mut(&top.key) else { continue };
+            let Some(e) = self.entries.get_mut(&top.key) else {
+                continue;
+            };
             if e.state != (State::Active { seq: top.seq.0 }) || e.priority != top.priority {
                 continue;
             }
             e.state = State::InFlight;
             self.cycle += 1;
-            return Some(Popped { key: top.key, item: e.item.clone(), attempts: e.attempts, cycle: self.cycle });
+            return Some(Popped {
+                key: top.key,
+                item: e.item.clone(),
+                attempts: e.attempts,
+                cycle: self.cycle,
+            });
         }
         None
     }
 
     fn flush_backoff(&mut self, now: Instant) {
-        while self.backoff.first().is_some_and(|(until, _, _)| *until <= now) {
-            let Some((until, seq, key)) = self.backoff.pop_first() else { break };
-            if self.entries.get(&key).is_some_and(|e| e.state == State::Backoff { until, seq }) {
+        while self
+            .backoff
+            .first()
+            .is_some_and(|(until, _, _)| *until <= now)
+        {
+            let Some((until, seq, key)) = self.backoff.pop_first() else {
+                break;
+            };
+            if self
+                .entries
+                .get(&key)
+                .is_some_and(|e| e.state == State::Backoff { until, seq })
+            {
                 self.set_active(&key);
             }
         }
@@ -273,7 +315,9 @@ impl<T: Clone> SchedulingQueue<T> {
     /// The attempt failed for a reason unrelated to the cluster's shape (an API error):
     /// retry after backoff.
     pub fn requeue_backoff(&mut self, key: &str, now: Instant) {
-        let Some(e) = self.entries.get_mut(key) else { return };
+        let Some(e) = self.entries.get_mut(key) else {
+            return;
+        };
         if e.state != State::InFlight {
             return;
         }
@@ -285,7 +329,11 @@ impl<T: Clone> SchedulingQueue<T> {
 
     /// The pod was bound: it leaves the queue.
     pub fn done(&mut self, key: &str) {
-        if self.entries.get(key).is_some_and(|e| e.state == State::InFlight) {
+        if self
+            .entries
+            .get(key)
+            .is_some_and(|e| e.state == State::InFlight)
+        {
             self.entries.remove(key);
         }
     }
@@ -360,8 +408,14 @@ mod tests {
         type Case = (Vec<(&'static str, i32)>, Vec<&'static str>);
         let cases: Vec<Case> = vec![
             (vec![("a", 0), ("b", 0), ("c", 0)], vec!["a", "b", "c"]),
-            (vec![("a", 0), ("b", 10), ("c", 0), ("d", 10)], vec!["b", "d", "a", "c"]),
-            (vec![("low", -5), ("crit", 2_000_000_000), ("mid", 100)], vec!["crit", "mid", "low"]),
+            (
+                vec![("a", 0), ("b", 10), ("c", 0), ("d", 10)],
+                vec!["b", "d", "a", "c"],
+            ),
+            (
+                vec![("low", -5), ("crit", 2_000_000_000), ("mid", 100)],
+                vec!["crit", "mid", "low"],
+            ),
         ];
         for (adds, want) in cases {
             let mut q = q();
@@ -397,7 +451,13 @@ mod tests {
         q.add_or_update("a", 0, "v1", true, t0);
         let p = q.pop(t0).unwrap();
         assert_eq!(q.requeue_unschedulable("a", p.cycle, t0), Some("v1"));
-        assert_eq!(q.len(), QueueLen { unschedulable: 1, ..Default::default() });
+        assert_eq!(
+            q.len(),
+            QueueLen {
+                unschedulable: 1,
+                ..Default::default()
+            }
+        );
         // Time alone (short of the safety flush) does not bring it back.
         assert!(q.pop(t0 + Duration::from_secs(60)).is_none());
         // A status-only update does not either; a spec change does.
@@ -500,7 +560,10 @@ mod tests {
         q.add_or_update("a", 0, "v1", true, t0);
         let p = q.pop(t0).unwrap();
         q.add_or_update("a", 0, "v2", true, t0);
-        assert!(q.pop(t0).is_none(), "in flight pods are not handed out twice");
+        assert!(
+            q.pop(t0).is_none(),
+            "in flight pods are not handed out twice"
+        );
         assert_eq!(q.requeue_unschedulable(&p.key, p.cycle, t0), Some("v2"));
     }
 }

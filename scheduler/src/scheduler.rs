@@ -41,7 +41,10 @@ pub enum Action {
 
 /// Is a pod finished (its resources free)?
 fn terminal(pod: &Pod) -> bool {
-    matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
 }
 
 /// Could this change make an unschedulable pod fit? Status writes (our own condition)
@@ -120,7 +123,16 @@ impl Core {
             None => true,
         };
         let priority = info.priority;
-        self.queue.add_or_update(&uid, priority, Pending { pod, info: Arc::new(info) }, relevant, now);
+        self.queue.add_or_update(
+            &uid,
+            priority,
+            Pending {
+                pod,
+                info: Arc::new(info),
+            },
+            relevant,
+            now,
+        );
     }
 
     /// A pod was deleted: it leaves the queue, and its node has room again.
@@ -182,7 +194,12 @@ impl Core {
         let popped = self.queue.pop(now)?;
         let pending = popped.item;
         let _span = tracing::debug_span!("schedule", pod = %pending.info.key()).entered();
-        match schedule(&pending.info, &self.snapshot, &self.plugins, &mut self.cursor) {
+        match schedule(
+            &pending.info,
+            &self.snapshot,
+            &self.plugins,
+            &mut self.cursor,
+        ) {
             Ok(node) => {
                 self.snapshot.assume(&pending.info, &node);
                 self.binding.insert(pending.info.uid.clone());
@@ -192,8 +209,14 @@ impl Core {
             Err(fit) => {
                 let message = fit.to_string();
                 tracing::debug!(%message, "unschedulable");
-                let latest = self.queue.requeue_unschedulable(&popped.key, popped.cycle, now).unwrap_or(pending);
-                Some(Action::ReportUnschedulable { pending: latest, message })
+                let latest = self
+                    .queue
+                    .requeue_unschedulable(&popped.key, popped.cycle, now)
+                    .unwrap_or(pending);
+                Some(Action::ReportUnschedulable {
+                    pending: latest,
+                    message,
+                })
             }
         }
     }
@@ -248,8 +271,20 @@ pub async fn run_scheduling<W: ApiWriter>(
     let (pods_synced_tx, mut pods_synced) = tokio::sync::watch::channel(false);
 
     let mut informers = JoinSet::new();
-    informers.spawn(watch_nodes(Api::all(client.clone()), core.clone(), wake.clone(), nodes_synced_tx, stop.clone()));
-    informers.spawn(watch_pods(Api::all(client), core.clone(), wake.clone(), pods_synced_tx, stop.clone()));
+    informers.spawn(watch_nodes(
+        Api::all(client.clone()),
+        core.clone(),
+        wake.clone(),
+        nodes_synced_tx,
+        stop.clone(),
+    ));
+    informers.spawn(watch_pods(
+        Api::all(client),
+        core.clone(),
+        wake.clone(),
+        pods_synced_tx,
+        stop.clone(),
+    ));
 
     // Deciding before both caches are complete would overfill nodes whose pods we have
     // not seen yet.
@@ -277,7 +312,9 @@ pub async fn run_scheduling<W: ApiWriter>(
         while tasks.try_join_next().is_some() {}
         let now = Instant::now();
         if now.duration_since(last_flush) >= settings.flush_interval {
-            core.lock().unwrap_or_else(|e| e.into_inner()).flush_stale(now);
+            core.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .flush_stale(now);
             last_flush = now;
         }
         let (action, expiry) = {
@@ -308,15 +345,25 @@ pub async fn run_scheduling<W: ApiWriter>(
                     let info = &pending.info;
                     // The node may have been deleted since the decision: binding there
                     // would strand the pod, so decide again instead.
-                    let node_there =
-                        core.lock().unwrap_or_else(|e| e.into_inner()).snapshot().node(&node).is_some_and(|n| n.present);
+                    let node_there = core
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .snapshot()
+                        .node(&node)
+                        .is_some_and(|n| n.present);
                     let outcome = if node_there {
-                        writer.bind(&info.namespace, &info.name, &info.uid, &node).await
+                        writer
+                            .bind(&info.namespace, &info.name, &info.uid, &node)
+                            .await
                     } else {
-                        BindOutcome::Retry { error: format!("node {node} was deleted before the binding") }
+                        BindOutcome::Retry {
+                            error: format!("node {node} was deleted before the binding"),
+                        }
                     };
                     drop(permit);
-                    core.lock().unwrap_or_else(|e| e.into_inner()).on_bind_outcome(&pending, &outcome, Instant::now());
+                    core.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .on_bind_outcome(&pending, &outcome, Instant::now());
                     if outcome != BindOutcome::Bound {
                         wake.notify_one();
                     }
@@ -333,7 +380,10 @@ pub async fn run_scheduling<W: ApiWriter>(
         }
     }
     // Let bindings already sent finish, so their outcome is not lost to the next leader.
-    let _ = tokio::time::timeout(Duration::from_secs(5), async { while tasks.join_next().await.is_some() {} }).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
     tasks.abort_all();
     informers.join_all().await;
 }
@@ -370,7 +420,9 @@ async fn watch_nodes(
                         let _ = synced.send(true);
                     }
                     Event::Apply(n) => c.on_node(&n, now),
-                    Event::Delete(n) => c.on_node_deleted(n.metadata.name.as_deref().unwrap_or_default()),
+                    Event::Delete(n) => {
+                        c.on_node_deleted(n.metadata.name.as_deref().unwrap_or_default())
+                    }
                 }
                 drop(c);
                 wake.notify_one();
@@ -427,7 +479,12 @@ mod tests {
     use serde_json::json;
 
     fn core() -> Core {
-        Core::new("default-scheduler".into(), default_plugins(&Weights::default(), 0), QueueTimings::default(), 3)
+        Core::new(
+            "default-scheduler".into(),
+            default_plugins(&Weights::default(), 0),
+            QueueTimings::default(),
+            3,
+        )
     }
 
     fn node(name: &str, cpu: &str) -> Node {
@@ -440,7 +497,8 @@ mod tests {
     }
 
     fn pod(name: &str, cpu: &str, node: Option<&str>) -> Arc<Pod> {
-        let mut spec = json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]});
+        let mut spec =
+            json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]});
         if let Some(n) = node {
             spec["nodeName"] = json!(n);
         }
@@ -476,11 +534,20 @@ mod tests {
         let mut c = core();
         let t = Instant::now();
         c.on_pod(pod("a", "1", None), t);
-        assert!(matches!(c.schedule_next(t), Some(Action::ReportUnschedulable { .. })));
-        assert!(c.schedule_next(t + Duration::from_secs(60)).is_none(), "parked, not polled");
+        assert!(matches!(
+            c.schedule_next(t),
+            Some(Action::ReportUnschedulable { .. })
+        ));
+        assert!(
+            c.schedule_next(t + Duration::from_secs(60)).is_none(),
+            "parked, not polled"
+        );
         c.on_node(&node("n1", "2"), t + Duration::from_secs(61));
         // Still within its 1 s backoff? No: 61 s passed; it is active again.
-        assert_eq!(bind_target(c.schedule_next(t + Duration::from_secs(61))), "n1");
+        assert_eq!(
+            bind_target(c.schedule_next(t + Duration::from_secs(61))),
+            "n1"
+        );
     }
 
     #[test]
@@ -489,7 +556,10 @@ mod tests {
         let t = Instant::now();
         c.on_node(&node("n1", "1"), t);
         c.on_pod(pod("big", "4", None), t);
-        assert!(matches!(c.schedule_next(t), Some(Action::ReportUnschedulable { .. })));
+        assert!(matches!(
+            c.schedule_next(t),
+            Some(Action::ReportUnschedulable { .. })
+        ));
         c.on_node(&node("n1", "1"), t + Duration::from_secs(10));
         assert_eq!(c.queue_len().unschedulable, 1);
         c.on_node(&node("n1", "8"), t + Duration::from_secs(11));
@@ -504,14 +574,25 @@ mod tests {
         let old = pod("old", "1", Some("n1"));
         c.on_pod(old.clone(), t);
         c.on_pod(pod("new", "1", None), t);
-        assert!(matches!(c.schedule_next(t), Some(Action::ReportUnschedulable { .. })));
+        assert!(matches!(
+            c.schedule_next(t),
+            Some(Action::ReportUnschedulable { .. })
+        ));
         // Our own status write comes back as an update: it must not wake the pod.
         let mut with_status = (*pod("new", "1", None)).clone();
-        with_status.status = Some(serde_json::from_value(json!({"conditions": [{"type": "PodScheduled", "status": "False"}]})).unwrap());
+        with_status.status = Some(
+            serde_json::from_value(
+                json!({"conditions": [{"type": "PodScheduled", "status": "False"}]}),
+            )
+            .unwrap(),
+        );
         c.on_pod(Arc::new(with_status), t);
         assert_eq!(c.queue_len().unschedulable, 1);
         c.on_pod_deleted(&old, t + Duration::from_secs(5));
-        assert_eq!(bind_target(c.schedule_next(t + Duration::from_secs(5))), "n1");
+        assert_eq!(
+            bind_target(c.schedule_next(t + Duration::from_secs(5))),
+            "n1"
+        );
     }
 
     #[test]
@@ -519,20 +600,39 @@ mod tests {
         let t = Instant::now();
         for (outcome, requeued) in [
             (BindOutcome::Bound, false),
-            (BindOutcome::AlreadyBound { node: "elsewhere".into() }, false),
+            (
+                BindOutcome::AlreadyBound {
+                    node: "elsewhere".into(),
+                },
+                false,
+            ),
             (BindOutcome::PodGone, false),
-            (BindOutcome::Retry { error: "503".into() }, true),
+            (
+                BindOutcome::Retry {
+                    error: "503".into(),
+                },
+                true,
+            ),
         ] {
             let mut c = core();
             c.on_node(&node("n1", "1"), t);
             c.on_pod(pod("a", "1", None), t);
-            let Some(Action::Bind { pending, .. }) = c.schedule_next(t) else { panic!("expected a binding") };
+            let Some(Action::Bind { pending, .. }) = c.schedule_next(t) else {
+                panic!("expected a binding")
+            };
             c.on_bind_outcome(&pending, &outcome, t);
             let placed = c.snapshot().placement("a").is_some();
-            assert_eq!(placed, outcome == BindOutcome::Bound, "{outcome:?}: only a success stays assumed");
+            assert_eq!(
+                placed,
+                outcome == BindOutcome::Bound,
+                "{outcome:?}: only a success stays assumed"
+            );
             assert_eq!(c.queue_len().backoff, usize::from(requeued), "{outcome:?}");
             if requeued {
-                assert_eq!(bind_target(c.schedule_next(t + Duration::from_secs(1))), "n1");
+                assert_eq!(
+                    bind_target(c.schedule_next(t + Duration::from_secs(1))),
+                    "n1"
+                );
             }
         }
     }
@@ -543,11 +643,16 @@ mod tests {
         let t = Instant::now();
         c.on_node(&node("n1", "4"), t);
         c.on_pod(pod("a", "1", None), t);
-        let Some(Action::Bind { pending, node }) = c.schedule_next(t) else { panic!("expected a binding") };
+        let Some(Action::Bind { pending, node }) = c.schedule_next(t) else {
+            panic!("expected a binding")
+        };
         c.on_bind_outcome(&pending, &BindOutcome::Bound, t);
         // A stale unbound version arrives after the binding: not queued again.
         c.on_pod(pod("a", "1", None), t);
-        assert!(c.schedule_next(t).is_none(), "never schedules a bound pod twice");
+        assert!(
+            c.schedule_next(t).is_none(),
+            "never schedules a bound pod twice"
+        );
         c.on_pod(pod("a", "1", Some(&node)), t);
         assert_eq!(c.snapshot().placement("a"), Some(("n1", false)));
         assert_eq!(c.snapshot().node("n1").unwrap().requested.milli_cpu, 1000);
@@ -567,17 +672,26 @@ mod tests {
         let mut c = core();
         let t = Instant::now();
         let mut tainted = node("n1", "4");
-        tainted.spec = Some(serde_json::from_value(json!({"taints": [{"key": "maint", "effect": "NoSchedule"}]})).unwrap());
+        tainted.spec = Some(
+            serde_json::from_value(json!({"taints": [{"key": "maint", "effect": "NoSchedule"}]}))
+                .unwrap(),
+        );
         c.on_node(&tainted, t);
         c.on_pod(pod("a", "1", None), t);
         match c.schedule_next(t) {
             Some(Action::ReportUnschedulable { message, .. }) => {
-                assert_eq!(message, "0/1 nodes are available: 1 node(s) had untolerated taint {maint: }.")
+                assert_eq!(
+                    message,
+                    "0/1 nodes are available: 1 node(s) had untolerated taint {maint: }."
+                )
             }
             other => panic!("expected unschedulable, got {other:?}"),
         }
         c.on_node(&node("n1", "4"), t + Duration::from_secs(2));
-        assert_eq!(bind_target(c.schedule_next(t + Duration::from_secs(2))), "n1");
+        assert_eq!(
+            bind_target(c.schedule_next(t + Duration::from_secs(2))),
+            "n1"
+        );
     }
 
     #[test]
@@ -586,9 +700,10 @@ mod tests {
         let t = Instant::now();
         c.on_pod(pod("a", "1", None), t);
         let mut terminating = (*pod("a", "1", None)).clone();
-        terminating.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap(),
-        ));
+        terminating.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap(),
+            ));
         c.on_pod(Arc::new(terminating), t);
         assert_eq!(c.queue_len(), QueueLen::default());
     }
@@ -600,8 +715,12 @@ mod tests {
         c.on_node(&node("n1", "4"), t);
         c.on_pod(pod("a", "1", None), t);
         c.on_pod(pod("b", "1", None), t);
-        let Some(Action::Bind { pending: a, .. }) = c.schedule_next(t) else { panic!("expected a binding") };
-        let Some(Action::Bind { .. }) = c.schedule_next(t) else { panic!("expected a binding") };
+        let Some(Action::Bind { pending: a, .. }) = c.schedule_next(t) else {
+            panic!("expected a binding")
+        };
+        let Some(Action::Bind { .. }) = c.schedule_next(t) else {
+            panic!("expected a binding")
+        };
         c.on_bind_outcome(&a, &BindOutcome::Bound, t);
         // Neither is in the re-list: a (bound, then deleted) is dropped, b (binding still
         // in flight) is kept.
@@ -619,7 +738,9 @@ mod tests {
         let mut crit = (*pod("crit", "1", None)).clone();
         crit.spec.as_mut().unwrap().priority = Some(1000);
         c.on_pod(Arc::new(crit), t);
-        let Some(Action::Bind { pending, .. }) = c.schedule_next(t) else { panic!("expected a binding") };
+        let Some(Action::Bind { pending, .. }) = c.schedule_next(t) else {
+            panic!("expected a binding")
+        };
         assert_eq!(pending.info.name, "crit");
     }
 }

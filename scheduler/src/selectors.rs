@@ -50,7 +50,9 @@ fn requirement_matches(req: &NodeSelectorRequirement, have: Option<&str>) -> boo
         // Gt/Lt compare integers; a label that is not an integer, or a requirement without
         // exactly one integer value, does not match (as upstream).
         "Gt" | "Lt" => {
-            let (Some(have), [want]) = (have, values) else { return false };
+            let (Some(have), [want]) = (have, values) else {
+                return false;
+            };
             let (Ok(have), Ok(want)) = (have.parse::<i64>(), want.parse::<i64>()) else {
                 return false;
             };
@@ -76,7 +78,9 @@ pub fn node_selector_term_matches(
     if exprs.is_empty() && fields.is_empty() {
         return false;
     }
-    exprs.iter().all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
+    exprs
+        .iter()
+        .all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
         && fields.iter().all(|r| {
             let have = (r.key == "metadata.name").then_some(node_name);
             requirement_matches(r, have)
@@ -89,7 +93,9 @@ pub fn node_selector_terms_match(
     node_name: &str,
     labels: &BTreeMap<String, String>,
 ) -> bool {
-    terms.iter().any(|t| node_selector_term_matches(t, node_name, labels))
+    terms
+        .iter()
+        .any(|t| node_selector_term_matches(t, node_name, labels))
 }
 
 #[cfg(test)]
@@ -98,7 +104,10 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn nreq(key: &str, op: &str, values: &[&str]) -> NodeSelectorRequirement {
@@ -131,7 +140,10 @@ mod tests {
             (nreq("zone", "Bogus", &["a"]), false),
         ];
         for (req, want) in cases {
-            let term = NodeSelectorTerm { match_expressions: Some(vec![req.clone()]), match_fields: None };
+            let term = NodeSelectorTerm {
+                match_expressions: Some(vec![req.clone()]),
+                match_fields: None,
+            };
             assert_eq!(node_selector_term_matches(&term, "n1", &l), want, "{req:?}");
         }
     }
@@ -140,7 +152,10 @@ mod tests {
     fn node_terms_and_fields() {
         let l = labels(&[("zone", "a")]);
         let empty = NodeSelectorTerm::default();
-        assert!(!node_selector_term_matches(&empty, "n1", &l), "empty term matches nothing");
+        assert!(
+            !node_selector_term_matches(&empty, "n1", &l),
+            "empty term matches nothing"
+        );
         let by_name = NodeSelectorTerm {
             match_expressions: None,
             match_fields: Some(vec![nreq("metadata.name", "In", &["n1"])]),
@@ -148,12 +163,21 @@ mod tests {
         assert!(node_selector_term_matches(&by_name, "n1", &l));
         assert!(!node_selector_term_matches(&by_name, "n2", &l));
         let and_term = NodeSelectorTerm {
-            match_expressions: Some(vec![nreq("zone", "In", &["a"]), nreq("disk", "Exists", &[])]),
+            match_expressions: Some(vec![
+                nreq("zone", "In", &["a"]),
+                nreq("disk", "Exists", &[]),
+            ]),
             match_fields: None,
         };
-        assert!(!node_selector_term_matches(&and_term, "n1", &l), "requirements are ANDed");
+        assert!(
+            !node_selector_term_matches(&and_term, "n1", &l),
+            "requirements are ANDed"
+        );
         let terms = [and_term, by_name];
-        assert!(node_selector_terms_match(&terms, "n1", &l), "terms are ORed");
+        assert!(
+            node_selector_terms_match(&terms, "n1", &l),
+            "terms are ORed"
+        );
         assert!(!node_selector_terms_match(&terms, "n2", &l));
     }
 
@@ -170,8 +194,20 @@ mod tests {
         };
         let cases = [
             (LabelSelector::default(), true),
-            (LabelSelector { match_labels: Some(labels(&[("app", "web")])), match_expressions: None }, true),
-            (LabelSelector { match_labels: Some(labels(&[("app", "db")])), match_expressions: None }, false),
+            (
+                LabelSelector {
+                    match_labels: Some(labels(&[("app", "web")])),
+                    match_expressions: None,
+                },
+                true,
+            ),
+            (
+                LabelSelector {
+                    match_labels: Some(labels(&[("app", "db")])),
+                    match_expressions: None,
+                },
+                false,
+            ),
             (expr("app", "In", &["web", "api"]), true),
             (expr("app", "NotIn", &["web"]), false),
             (expr("zone", "NotIn", &["x"]), true),

@@ -40,7 +40,10 @@ pub struct NodeInfo {
 impl NodeInfo {
     /// Builds the node part from the API object (no pods).
     pub fn from_node(node: &Node) -> Self {
-        let mut n = NodeInfo { present: true, ..Default::default() };
+        let mut n = NodeInfo {
+            present: true,
+            ..Default::default()
+        };
         n.set_node(node);
         n
     }
@@ -129,7 +132,10 @@ impl Snapshot {
         let i = match self.index.get(name) {
             Some(&i) => i,
             None => {
-                self.nodes.push(NodeInfo { name: name.to_string(), ..Default::default() });
+                self.nodes.push(NodeInfo {
+                    name: name.to_string(),
+                    ..Default::default()
+                });
                 self.index.insert(name.to_string(), self.nodes.len() - 1);
                 self.nodes.len() - 1
             }
@@ -156,7 +162,9 @@ impl Snapshot {
     /// A node was deleted. Its pods stay counted until they are deleted too, so a node
     /// that comes back with the same name is not overfilled.
     pub fn remove_node(&mut self, name: &str) {
-        let Some(&i) = self.index.get(name) else { return };
+        let Some(&i) = self.index.get(name) else {
+            return;
+        };
         if self.nodes[i].pods.is_empty() {
             self.drop_entry(name);
         } else {
@@ -166,8 +174,12 @@ impl Snapshot {
 
     /// Keeps only the named nodes (after a re-list).
     pub fn retain_nodes(&mut self, names: &HashSet<String>) {
-        let gone: Vec<String> =
-            self.nodes.iter().filter(|n| n.present && !names.contains(&n.name)).map(|n| n.name.clone()).collect();
+        let gone: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|n| n.present && !names.contains(&n.name))
+            .map(|n| n.name.clone())
+            .collect();
         for name in gone {
             self.remove_node(&name);
         }
@@ -176,15 +188,25 @@ impl Snapshot {
     /// A pod seen bound through the watch (`spec.nodeName` set). Confirms an assumed pod,
     /// moves one that was placed elsewhere, and refreshes labels of a known one.
     pub fn add_bound_pod(&mut self, pod: Arc<PodInfo>) {
-        let Some(node) = pod.node_name.clone() else { return };
+        let Some(node) = pod.node_name.clone() else {
+            return;
+        };
         self.remove_pod(&pod.uid);
-        self.pods.insert(pod.uid.clone(), PodEntry { node: node.clone(), assumed: false });
+        self.pods.insert(
+            pod.uid.clone(),
+            PodEntry {
+                node: node.clone(),
+                assumed: false,
+            },
+        );
         self.entry(&node).add_pod(pod);
     }
 
     /// A pod was deleted or finished: it no longer uses its node.
     pub fn remove_pod(&mut self, uid: &str) {
-        let Some(entry) = self.pods.remove(uid) else { return };
+        let Some(entry) = self.pods.remove(uid) else {
+            return;
+        };
         if let Some(&i) = self.index.get(&entry.node) {
             self.nodes[i].remove_pod(uid);
             if !self.nodes[i].present && self.nodes[i].pods.is_empty() {
@@ -197,7 +219,12 @@ impl Snapshot {
     /// binding is still in flight: they may not be in the list yet. An assumed pod that is
     /// in neither was deleted while the watch was down.
     pub fn retain_pods(&mut self, uids: &HashSet<String>) {
-        let gone: Vec<String> = self.pods.keys().filter(|u| !uids.contains(*u)).cloned().collect();
+        let gone: Vec<String> = self
+            .pods
+            .keys()
+            .filter(|u| !uids.contains(*u))
+            .cloned()
+            .collect();
         for uid in gone {
             self.remove_pod(&uid);
         }
@@ -208,7 +235,13 @@ impl Snapshot {
         let mut placed = pod.clone();
         placed.node_name = Some(node.to_string());
         self.remove_pod(&pod.uid);
-        self.pods.insert(pod.uid.clone(), PodEntry { node: node.to_string(), assumed: true });
+        self.pods.insert(
+            pod.uid.clone(),
+            PodEntry {
+                node: node.to_string(),
+                assumed: true,
+            },
+        );
         self.entry(node).add_pod(Arc::new(placed));
     }
 
@@ -256,7 +289,11 @@ pub(crate) mod test_support {
         pod_info_labels(name, json!({}), spec)
     }
 
-    pub fn pod_info_labels(name: &str, labels: serde_json::Value, spec: serde_json::Value) -> PodInfo {
+    pub fn pod_info_labels(
+        name: &str,
+        labels: serde_json::Value,
+        spec: serde_json::Value,
+    ) -> PodInfo {
         let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
             "metadata": {"name": name, "namespace": "default", "uid": name, "labels": labels},
             "spec": spec
@@ -267,7 +304,10 @@ pub(crate) mod test_support {
 
     /// A pod requesting `cpu`/`memory` in one container.
     pub fn sized_pod(name: &str, cpu: &str, mem: &str) -> PodInfo {
-        pod_info(name, json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu, "memory": mem}}}]}))
+        pod_info(
+            name,
+            json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu, "memory": mem}}}]}),
+        )
     }
 
     /// Places pods on a node info directly (plugin tests need no full snapshot).
@@ -319,7 +359,13 @@ mod tests {
         assert_eq!(s.node("n2").unwrap().pods.len(), 1);
 
         s.remove_pod("a");
-        assert_eq!(s.node("n1").unwrap().requested, Resources { pods: 0, ..Default::default() });
+        assert_eq!(
+            s.node("n1").unwrap().requested,
+            Resources {
+                pods: 0,
+                ..Default::default()
+            }
+        );
     }
 
     #[test]
@@ -336,7 +382,11 @@ mod tests {
         assert!(!s.node("n1").unwrap().present);
         assert_eq!(s.present_nodes(), 0);
         s.upsert_node(&node("n1", "4", "8Gi", "110"));
-        assert_eq!(s.node("n1").unwrap().requested.milli_cpu, 1000, "re-added node keeps its pods");
+        assert_eq!(
+            s.node("n1").unwrap().requested.milli_cpu,
+            1000,
+            "re-added node keeps its pods"
+        );
         s.remove_node("n1");
         s.remove_pod("a");
         assert!(s.node("n1").is_none());

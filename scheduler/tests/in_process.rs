@@ -33,10 +33,17 @@ async fn create_node(client: &kube::Client, name: &str, cpu: &str, taint: Option
         "spec": spec, "status": status
     }))
     .unwrap();
-    nodes.create(&PostParams::default(), &node).await.expect("create node");
+    nodes
+        .create(&PostParams::default(), &node)
+        .await
+        .expect("create node");
     // Status may be dropped on create (it is a subresource); set it explicitly.
     nodes
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(json!({"status": status})))
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": status})),
+        )
         .await
         .expect("set node status");
 }
@@ -49,11 +56,16 @@ async fn create_pod(client: &kube::Client, name: &str, cpu: &str) {
         "spec": {"containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": cpu, "memory": "64Mi"}}}]}
     }))
     .unwrap();
-    pods.create(&PostParams::default(), &pod).await.expect("create pod");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("create pod");
 }
 
 fn node_of(p: &Pod) -> Option<String> {
-    p.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty())
+    p.spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .filter(|n| !n.is_empty())
 }
 
 async fn wait_bound(client: &kube::Client, name: &str) -> String {
@@ -67,8 +79,18 @@ async fn wait_bound(client: &kube::Client, name: &str) -> String {
 }
 
 fn scheduled_condition(p: &Pod) -> Option<(String, String, String)> {
-    let c = p.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "PodScheduled")?;
-    Some((c.status.clone(), c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default()))
+    let c = p
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "PodScheduled")?;
+    Some((
+        c.status.clone(),
+        c.reason.clone().unwrap_or_default(),
+        c.message.clone().unwrap_or_default(),
+    ))
 }
 
 fn config(identity: &str) -> SchedulerConfig {
@@ -93,7 +115,11 @@ async fn binds_explains_and_retries_on_cluster_change() {
     create_node(&client, "gpu", "8", Some(("dedicated", "gpu"))).await;
 
     let shutdown = CancellationToken::new();
-    let sched = tokio::spawn(skiff_scheduler::run(config("sched-a"), client.clone(), shutdown.clone()));
+    let sched = tokio::spawn(skiff_scheduler::run(
+        config("sched-a"),
+        client.clone(),
+        shutdown.clone(),
+    ));
 
     // Two pods that fit one per small node: they must land on different nodes, since
     // the first is counted (assumed) before its binding is seen.
@@ -102,7 +128,10 @@ async fn binds_explains_and_retries_on_cluster_change() {
     let a = wait_bound(&client, "web-1").await;
     let b = wait_bound(&client, "web-2").await;
     assert_ne!(a, b, "two 700m pods on one 1-cpu node");
-    assert!(a.starts_with('n') && b.starts_with('n'), "the tainted node is not used: {a} {b}");
+    assert!(
+        a.starts_with('n') && b.starts_with('n'),
+        "the tainted node is not used: {a} {b}"
+    );
 
     // Nothing fits: the condition and event say why, like upstream.
     create_pod(&client, "big", "2").await;
@@ -110,23 +139,38 @@ async fn binds_explains_and_retries_on_cluster_change() {
     let want = "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 2 Insufficient cpu.";
     let p = tokio::time::timeout(
         WAIT,
-        await_condition(pods.clone(), "big", |p: Option<&Pod>| p.and_then(scheduled_condition).is_some()),
+        await_condition(pods.clone(), "big", |p: Option<&Pod>| {
+            p.and_then(scheduled_condition).is_some()
+        }),
     )
     .await
     .expect("PodScheduled condition written in time")
     .expect("watch pod");
     let (status, reason, message) = scheduled_condition(p.as_ref().unwrap()).unwrap();
-    assert_eq!((status.as_str(), reason.as_str(), message.as_str()), ("False", "Unschedulable", want));
+    assert_eq!(
+        (status.as_str(), reason.as_str(), message.as_str()),
+        ("False", "Unschedulable", want)
+    );
     assert!(node_of(p.as_ref().unwrap()).is_none());
     let events: Api<Event> = Api::namespaced(client.clone(), "default");
     // The event is written right after the condition; give it a bounded moment.
     let deadline = tokio::time::Instant::now() + WAIT;
     let ev = loop {
-        let list = events.list(&ListParams::default()).await.expect("list events");
-        if let Some(ev) = list.items.into_iter().find(|e| e.involved_object.name.as_deref() == Some("big")) {
+        let list = events
+            .list(&ListParams::default())
+            .await
+            .expect("list events");
+        if let Some(ev) = list
+            .items
+            .into_iter()
+            .find(|e| e.involved_object.name.as_deref() == Some("big"))
+        {
             break ev;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no FailedScheduling event for pod big within {WAIT:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no FailedScheduling event for pod big within {WAIT:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(ev.reason.as_deref(), Some("FailedScheduling"));
@@ -140,11 +184,22 @@ async fn binds_explains_and_retries_on_cluster_change() {
     // The leader holds the Lease; on shutdown it releases it.
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
     let lease = leases.get("kube-scheduler").await.expect("lease exists");
-    assert_eq!(lease.spec.unwrap().holder_identity.as_deref(), Some("sched-a"));
+    assert_eq!(
+        lease.spec.unwrap().holder_identity.as_deref(),
+        Some("sched-a")
+    );
     shutdown.cancel();
-    tokio::time::timeout(WAIT, sched).await.expect("scheduler stops").unwrap().unwrap();
+    tokio::time::timeout(WAIT, sched)
+        .await
+        .expect("scheduler stops")
+        .unwrap()
+        .unwrap();
     let lease = leases.get("kube-scheduler").await.expect("lease exists");
-    assert_eq!(lease.spec.unwrap().holder_identity, None, "released on shutdown");
+    assert_eq!(
+        lease.spec.unwrap().holder_identity,
+        None,
+        "released on shutdown"
+    );
     server.shutdown().await;
 }
 
@@ -157,8 +212,16 @@ async fn two_schedulers_one_leader_no_double_binding() {
     }
     let stop_a = CancellationToken::new();
     let stop_b = CancellationToken::new();
-    let a = tokio::spawn(skiff_scheduler::run(config("sched-a"), client.clone(), stop_a.clone()));
-    let b = tokio::spawn(skiff_scheduler::run(config("sched-b"), client.clone(), stop_b.clone()));
+    let a = tokio::spawn(skiff_scheduler::run(
+        config("sched-a"),
+        client.clone(),
+        stop_a.clone(),
+    ));
+    let b = tokio::spawn(skiff_scheduler::run(
+        config("sched-b"),
+        client.clone(),
+        stop_b.clone(),
+    ));
 
     for i in 0..6 {
         create_pod(&client, &format!("p{i}"), "500m").await;
@@ -167,30 +230,60 @@ async fn two_schedulers_one_leader_no_double_binding() {
         wait_bound(&client, &format!("p{i}")).await;
     }
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
-    let holder = leases.get("kube-scheduler").await.unwrap().spec.unwrap().holder_identity.unwrap();
-    assert!(holder == "sched-a" || holder == "sched-b", "holder {holder}");
+    let holder = leases
+        .get("kube-scheduler")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity
+        .unwrap();
+    assert!(
+        holder == "sched-a" || holder == "sched-b",
+        "holder {holder}"
+    );
 
     // The leader goes away: the other takes over (fast, as the lease is released) and
     // schedules new pods.
-    let (stop_leader, leader, stop_other, other, other_id) =
-        if holder == "sched-a" { (stop_a, a, stop_b, b, "sched-b") } else { (stop_b, b, stop_a, a, "sched-a") };
+    let (stop_leader, leader, stop_other, other, other_id) = if holder == "sched-a" {
+        (stop_a, a, stop_b, b, "sched-b")
+    } else {
+        (stop_b, b, stop_a, a, "sched-a")
+    };
     stop_leader.cancel();
-    tokio::time::timeout(WAIT, leader).await.expect("leader stops").unwrap().unwrap();
+    tokio::time::timeout(WAIT, leader)
+        .await
+        .expect("leader stops")
+        .unwrap()
+        .unwrap();
     create_pod(&client, "after-failover", "500m").await;
     wait_bound(&client, "after-failover").await;
-    let holder = leases.get("kube-scheduler").await.unwrap().spec.unwrap().holder_identity.unwrap();
+    let holder = leases
+        .get("kube-scheduler")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity
+        .unwrap();
     assert_eq!(holder, other_id);
 
     // Every node holds at most its 2 cpu: nothing was bound twice or overcommitted.
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let mut per_node = std::collections::BTreeMap::new();
     for p in pods.list(&ListParams::default()).await.unwrap().items {
-        *per_node.entry(node_of(&p).expect("all pods bound")).or_insert(0) += 1;
+        *per_node
+            .entry(node_of(&p).expect("all pods bound"))
+            .or_insert(0) += 1;
     }
     assert_eq!(per_node.values().sum::<i32>(), 7);
     assert!(per_node.values().all(|&n| n <= 4), "{per_node:?}");
     stop_other.cancel();
-    tokio::time::timeout(WAIT, other).await.expect("scheduler stops").unwrap().unwrap();
+    tokio::time::timeout(WAIT, other)
+        .await
+        .expect("scheduler stops")
+        .unwrap()
+        .unwrap();
     server.shutdown().await;
 }
 
@@ -206,24 +299,51 @@ async fn binding_conflicts_are_classified_against_the_real_server() {
     let uid = pods.get("p").await.unwrap().metadata.uid.unwrap();
     let writer = KubeWriter::new(client.clone(), "default-scheduler".into(), "test".into());
 
-    assert_eq!(writer.bind("default", "p", &uid, "n1").await, BindOutcome::Bound);
-    assert_eq!(node_of(&pods.get("p").await.unwrap()).as_deref(), Some("n1"));
+    assert_eq!(
+        writer.bind("default", "p", &uid, "n1").await,
+        BindOutcome::Bound
+    );
+    assert_eq!(
+        node_of(&pods.get("p").await.unwrap()).as_deref(),
+        Some("n1")
+    );
     // A second decision for the same pod must not move it.
-    assert_eq!(writer.bind("default", "p", &uid, "n2").await, BindOutcome::AlreadyBound { node: "n1".into() });
-    assert_eq!(node_of(&pods.get("p").await.unwrap()).as_deref(), Some("n1"));
-    assert_eq!(writer.bind("default", "missing", "nope", "n1").await, BindOutcome::PodGone);
+    assert_eq!(
+        writer.bind("default", "p", &uid, "n2").await,
+        BindOutcome::AlreadyBound { node: "n1".into() }
+    );
+    assert_eq!(
+        node_of(&pods.get("p").await.unwrap()).as_deref(),
+        Some("n1")
+    );
+    assert_eq!(
+        writer.bind("default", "missing", "nope", "n1").await,
+        BindOutcome::PodGone
+    );
     // A pod re-created under the same name is not bound by a decision for the old one.
-    pods.delete("p", &kube::api::DeleteParams::default().grace_period(0)).await.expect("delete p");
+    pods.delete("p", &kube::api::DeleteParams::default().grace_period(0))
+        .await
+        .expect("delete p");
     create_pod(&client, "p", "100m").await;
-    assert_eq!(writer.bind("default", "p", &uid, "n2").await, BindOutcome::PodGone);
+    assert_eq!(
+        writer.bind("default", "p", &uid, "n2").await,
+        BindOutcome::PodGone
+    );
     assert_eq!(node_of(&pods.get("p").await.unwrap()), None);
 
     // Unschedulable report on the real server: condition and event.
     create_pod(&client, "q", "100m").await;
     let q = pods.get("q").await.unwrap();
-    writer.report_unschedulable(&q, "0/2 nodes are available: 2 Insufficient cpu.").await.expect("report");
-    let (status, reason, message) = scheduled_condition(&pods.get("q").await.unwrap()).expect("condition written");
-    assert_eq!((status.as_str(), reason.as_str()), ("False", "Unschedulable"));
+    writer
+        .report_unschedulable(&q, "0/2 nodes are available: 2 Insufficient cpu.")
+        .await
+        .expect("report");
+    let (status, reason, message) =
+        scheduled_condition(&pods.get("q").await.unwrap()).expect("condition written");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "Unschedulable")
+    );
     assert_eq!(message, "0/2 nodes are available: 2 Insufficient cpu.");
     server.shutdown().await;
 }
@@ -236,14 +356,28 @@ async fn standby_takes_over_after_a_leader_crash() {
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
 
     let stop_a = CancellationToken::new();
-    let a = tokio::spawn(skiff_scheduler::run(config("sched-a"), client.clone(), stop_a.clone()));
+    let a = tokio::spawn(skiff_scheduler::run(
+        config("sched-a"),
+        client.clone(),
+        stop_a.clone(),
+    ));
     create_pod(&client, "first", "100m").await;
     wait_bound(&client, "first").await;
-    let holder = leases.get("kube-scheduler").await.unwrap().spec.unwrap().holder_identity;
+    let holder = leases
+        .get("kube-scheduler")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity;
     assert_eq!(holder.as_deref(), Some("sched-a"));
 
     let stop_b = CancellationToken::new();
-    let b = tokio::spawn(skiff_scheduler::run(config("sched-b"), client.clone(), stop_b.clone()));
+    let b = tokio::spawn(skiff_scheduler::run(
+        config("sched-b"),
+        client.clone(),
+        stop_b.clone(),
+    ));
     // A "crashes": its task is dropped without releasing the lease.
     a.abort();
     let _ = a.await;
@@ -251,12 +385,20 @@ async fn standby_takes_over_after_a_leader_crash() {
     create_pod(&client, "second", "100m").await;
     wait_bound(&client, "second").await;
     // B waited out A's 3 s lease (it saw A's record unchanged for that long).
-    assert!(crashed_at.elapsed() >= Duration::from_secs(2), "took over after {:?}", crashed_at.elapsed());
+    assert!(
+        crashed_at.elapsed() >= Duration::from_secs(2),
+        "took over after {:?}",
+        crashed_at.elapsed()
+    );
     let spec = leases.get("kube-scheduler").await.unwrap().spec.unwrap();
     assert_eq!(spec.holder_identity.as_deref(), Some("sched-b"));
     assert_eq!(spec.lease_transitions, Some(1));
     stop_b.cancel();
-    tokio::time::timeout(WAIT, b).await.expect("scheduler stops").unwrap().unwrap();
+    tokio::time::timeout(WAIT, b)
+        .await
+        .expect("scheduler stops")
+        .unwrap()
+        .unwrap();
     drop(stop_a);
     server.shutdown().await;
 }

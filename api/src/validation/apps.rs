@@ -18,10 +18,23 @@ pub(super) fn validate_deployment(obj: &Value, old: Option<&Value>, errs: &mut V
     if let Some(strategy) = spec.get("strategy").filter(|s| !s.is_null()) {
         validate_strategy(strategy, errs);
     }
-    nonnegative(spec, "revisionHistoryLimit", "spec.revisionHistoryLimit", errs);
-    nonnegative(spec, "progressDeadlineSeconds", "spec.progressDeadlineSeconds", errs);
+    nonnegative(
+        spec,
+        "revisionHistoryLimit",
+        "spec.revisionHistoryLimit",
+        errs,
+    );
+    nonnegative(
+        spec,
+        "progressDeadlineSeconds",
+        "spec.progressDeadlineSeconds",
+        errs,
+    );
     if let Some(pds) = spec.get("progressDeadlineSeconds").and_then(Value::as_i64) {
-        let min_ready = spec.get("minReadySeconds").and_then(Value::as_i64).unwrap_or(0);
+        let min_ready = spec
+            .get("minReadySeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         if pds >= 0 && pds <= min_ready {
             errs.push(Cause::invalid(
                 "spec.progressDeadlineSeconds",
@@ -57,17 +70,31 @@ fn validate_replicated_spec(spec: &Value, errs: &mut Vec<Cause>) {
         Some(sel) => {
             let before = errs.len();
             validate_label_selector(sel, "spec.selector", errs);
-            let n = sel.get("matchLabels").and_then(Value::as_object).map_or(0, |m| m.len())
-                + sel.get("matchExpressions").and_then(Value::as_array).map_or(0, Vec::len);
+            let n = sel
+                .get("matchLabels")
+                .and_then(Value::as_object)
+                .map_or(0, |m| m.len())
+                + sel
+                    .get("matchExpressions")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len);
             if n == 0 {
                 // Upstream words this the same for ReplicaSets.
-                errs.push(Cause::invalid("spec.selector", sel, "empty selector is invalid for deployment"));
+                errs.push(Cause::invalid(
+                    "spec.selector",
+                    sel,
+                    "empty selector is invalid for deployment",
+                ));
             }
             if errs.len() == before {
                 match LabelSelector::from_json(sel) {
                     Ok(s) => Some(s),
                     Err(_) => {
-                        errs.push(Cause::invalid("spec.selector", sel, "invalid label selector"));
+                        errs.push(Cause::invalid(
+                            "spec.selector",
+                            sel,
+                            "invalid label selector",
+                        ));
                         None
                     }
                 }
@@ -94,8 +121,15 @@ fn validate_replicated_spec(spec: &Value, errs: &mut Vec<Cause>) {
     let pod_spec = template.get("spec").unwrap_or(&Value::Null);
     super::validate_pod_spec(pod_spec, "spec.template.spec", errs);
     // A controller recreates pods that exit, so a template pod must always restart.
-    if let Some(rp) = pod_spec.get("restartPolicy").filter(|v| v.as_str().is_some_and(|s| s != "Always")) {
-        errs.push(Cause::not_supported("spec.template.spec.restartPolicy", rp, &["Always"]));
+    if let Some(rp) = pod_spec
+        .get("restartPolicy")
+        .filter(|v| v.as_str().is_some_and(|s| s != "Always"))
+    {
+        errs.push(Cause::not_supported(
+            "spec.template.spec.restartPolicy",
+            rp,
+            &["Always"],
+        ));
     }
     if is_set(pod_spec.get("activeDeadlineSeconds")) {
         errs.push(Cause::forbidden(
@@ -117,7 +151,9 @@ fn selector_immutable(spec: &Value, old: &Value, errs: &mut Vec<Cause>) {
 fn int_or_percent_is_zero(v: Option<&Value>) -> bool {
     match v {
         Some(Value::Number(n)) => n.as_i64() == Some(0),
-        Some(Value::String(s)) => s.strip_suffix('%').and_then(|d| d.parse::<i64>().ok()) == Some(0),
+        Some(Value::String(s)) => {
+            s.strip_suffix('%').and_then(|d| d.parse::<i64>().ok()) == Some(0)
+        }
         _ => false,
     }
 }
@@ -126,12 +162,20 @@ fn validate_int_or_percent(v: &Value, path: &str, errs: &mut Vec<Cause>) {
     match v {
         Value::Number(n) => {
             if n.as_i64().is_none_or(|n| n < 0) {
-                errs.push(Cause::invalid(path, v, "must be greater than or equal to 0"));
+                errs.push(Cause::invalid(
+                    path,
+                    v,
+                    "must be greater than or equal to 0",
+                ));
             }
         }
         Value::String(s) => invalid_each(errs, path, v, names::percent(s)),
         Value::Null => {}
-        other => errs.push(Cause::invalid(path, other, "must be an integer or a percentage")),
+        other => errs.push(Cause::invalid(
+            path,
+            other,
+            "must be an integer or a percentage",
+        )),
     }
 }
 
@@ -172,7 +216,9 @@ fn validate_strategy(strategy: &Value, errs: &mut Vec<Cause>) {
             if let Some(ms) = ru.get("maxSurge") {
                 validate_int_or_percent(ms, "spec.strategy.rollingUpdate.maxSurge", errs);
             }
-            if int_or_percent_is_zero(ru.get("maxUnavailable")) && int_or_percent_is_zero(ru.get("maxSurge")) {
+            if int_or_percent_is_zero(ru.get("maxUnavailable"))
+                && int_or_percent_is_zero(ru.get("maxSurge"))
+            {
                 errs.push(Cause::invalid(
                     mu_path,
                     ru.get("maxUnavailable").unwrap_or(&Value::Null),
@@ -212,35 +258,189 @@ mod tests {
 
     #[test]
     fn deployment_rules() {
-        type Case = (&'static str, Box<dyn Fn(&mut Value)>, Vec<(&'static str, &'static str)>);
+        type Case = (
+            &'static str,
+            Box<dyn Fn(&mut Value)>,
+            Vec<(&'static str, &'static str)>,
+        );
         let cases: Vec<Case> = vec![
             ("valid", Box::new(|_| {}), vec![]),
-            ("no selector", Box::new(|d| { d["spec"].as_object_mut().unwrap().remove("selector"); }), vec![("spec.selector", "FieldValueRequired")]),
-            ("empty selector", Box::new(|d| d["spec"]["selector"] = json!({})), vec![("spec.selector", "FieldValueInvalid")]),
-            ("selector mismatch", Box::new(|d| d["spec"]["selector"] = json!({"matchLabels": {"app": "db"}})), vec![("spec.template.metadata.labels", "FieldValueInvalid")]),
-            ("selector expressions match", Box::new(|d| d["spec"]["selector"] = json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["front"]}]})), vec![]),
-            ("selector bad operator", Box::new(|d| d["spec"]["selector"] = json!({"matchExpressions": [{"key": "tier", "operator": "Equals", "values": ["front"]}]})), vec![("spec.selector.matchExpressions[0].operator", "FieldValueInvalid")]),
-            ("selector In without values", Box::new(|d| d["spec"]["selector"] = json!({"matchExpressions": [{"key": "tier", "operator": "In"}]})), vec![("spec.selector.matchExpressions[0].values", "FieldValueRequired")]),
-            ("selector Exists with values", Box::new(|d| d["spec"]["selector"] = json!({"matchExpressions": [{"key": "tier", "operator": "Exists", "values": ["x"]}]})), vec![("spec.selector.matchExpressions[0].values", "FieldValueForbidden")]),
-            ("selector bad label", Box::new(|d| d["spec"]["selector"] = json!({"matchLabels": {"app": "a b"}})), vec![("spec.selector.matchLabels", "FieldValueInvalid")]),
-            ("negative replicas", Box::new(|d| d["spec"]["replicas"] = json!(-1)), vec![("spec.replicas", "FieldValueInvalid")]),
-            ("zero replicas", Box::new(|d| d["spec"]["replicas"] = json!(0)), vec![]),
-            ("recreate", Box::new(|d| d["spec"]["strategy"] = json!({"type": "Recreate"})), vec![]),
-            ("recreate with rolling", Box::new(|d| d["spec"]["strategy"] = json!({"type": "Recreate", "rollingUpdate": {"maxSurge": 1}})), vec![("spec.strategy.rollingUpdate", "FieldValueForbidden")]),
-            ("bad strategy", Box::new(|d| d["spec"]["strategy"] = json!({"type": "BlueGreen"})), vec![("spec.strategy.type", "FieldValueNotSupported")]),
-            ("rolling ok", Box::new(|d| d["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}})), vec![]),
-            ("rolling both zero", Box::new(|d| d["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": "0%"}})), vec![("spec.strategy.rollingUpdate.maxUnavailable", "FieldValueInvalid")]),
-            ("rolling bad percent", Box::new(|d| d["spec"]["strategy"] = json!({"rollingUpdate": {"maxSurge": "25"}})), vec![("spec.strategy.rollingUpdate.maxSurge", "FieldValueInvalid")]),
-            ("rolling negative", Box::new(|d| d["spec"]["strategy"] = json!({"rollingUpdate": {"maxSurge": -1}})), vec![("spec.strategy.rollingUpdate.maxSurge", "FieldValueInvalid")]),
-            ("rolling over 100%", Box::new(|d| d["spec"]["strategy"] = json!({"rollingUpdate": {"maxUnavailable": "150%"}})), vec![("spec.strategy.rollingUpdate.maxUnavailable", "FieldValueInvalid")]),
-            ("revisionHistoryLimit", Box::new(|d| d["spec"]["revisionHistoryLimit"] = json!(-1)), vec![("spec.revisionHistoryLimit", "FieldValueInvalid")]),
-            ("minReadySeconds", Box::new(|d| d["spec"]["minReadySeconds"] = json!(-5)), vec![("spec.minReadySeconds", "FieldValueInvalid")]),
-            ("progress deadline <= minReady", Box::new(|d| { d["spec"]["minReadySeconds"] = json!(10); d["spec"]["progressDeadlineSeconds"] = json!(10); }), vec![("spec.progressDeadlineSeconds", "FieldValueInvalid")]),
-            ("template pod spec", Box::new(|d| d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("")), vec![("spec.template.spec.containers[0].image", "FieldValueRequired")]),
-            ("template restart policy", Box::new(|d| d["spec"]["template"]["spec"]["restartPolicy"] = json!("Never")), vec![("spec.template.spec.restartPolicy", "FieldValueNotSupported")]),
-            ("template deadline", Box::new(|d| d["spec"]["template"]["spec"]["activeDeadlineSeconds"] = json!(5)), vec![("spec.template.spec.activeDeadlineSeconds", "FieldValueForbidden")]),
-            ("template bad label", Box::new(|d| d["spec"]["template"]["metadata"]["labels"]["x"] = json!("-")), vec![("spec.template.metadata.labels", "FieldValueInvalid")]),
-            ("no template", Box::new(|d| { d["spec"].as_object_mut().unwrap().remove("template"); }), vec![("spec.template", "FieldValueRequired")]),
+            (
+                "no selector",
+                Box::new(|d| {
+                    d["spec"].as_object_mut().unwrap().remove("selector");
+                }),
+                vec![("spec.selector", "FieldValueRequired")],
+            ),
+            (
+                "empty selector",
+                Box::new(|d| d["spec"]["selector"] = json!({})),
+                vec![("spec.selector", "FieldValueInvalid")],
+            ),
+            (
+                "selector mismatch",
+                Box::new(|d| d["spec"]["selector"] = json!({"matchLabels": {"app": "db"}})),
+                vec![("spec.template.metadata.labels", "FieldValueInvalid")],
+            ),
+            (
+                "selector expressions match",
+                Box::new(
+                    |d| d["spec"]["selector"] = json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["front"]}]}),
+                ),
+                vec![],
+            ),
+            (
+                "selector bad operator",
+                Box::new(
+                    |d| d["spec"]["selector"] = json!({"matchExpressions": [{"key": "tier", "operator": "Equals", "values": ["front"]}]}),
+                ),
+                vec![(
+                    "spec.selector.matchExpressions[0].operator",
+                    "FieldValueInvalid",
+                )],
+            ),
+            (
+                "selector In without values",
+                Box::new(|d| {
+                    d["spec"]["selector"] =
+                        json!({"matchExpressions": [{"key": "tier", "operator": "In"}]})
+                }),
+                vec![(
+                    "spec.selector.matchExpressions[0].values",
+                    "FieldValueRequired",
+                )],
+            ),
+            (
+                "selector Exists with values",
+                Box::new(
+                    |d| d["spec"]["selector"] = json!({"matchExpressions": [{"key": "tier", "operator": "Exists", "values": ["x"]}]}),
+                ),
+                vec![(
+                    "spec.selector.matchExpressions[0].values",
+                    "FieldValueForbidden",
+                )],
+            ),
+            (
+                "selector bad label",
+                Box::new(|d| d["spec"]["selector"] = json!({"matchLabels": {"app": "a b"}})),
+                vec![("spec.selector.matchLabels", "FieldValueInvalid")],
+            ),
+            (
+                "negative replicas",
+                Box::new(|d| d["spec"]["replicas"] = json!(-1)),
+                vec![("spec.replicas", "FieldValueInvalid")],
+            ),
+            (
+                "zero replicas",
+                Box::new(|d| d["spec"]["replicas"] = json!(0)),
+                vec![],
+            ),
+            (
+                "recreate",
+                Box::new(|d| d["spec"]["strategy"] = json!({"type": "Recreate"})),
+                vec![],
+            ),
+            (
+                "recreate with rolling",
+                Box::new(|d| {
+                    d["spec"]["strategy"] =
+                        json!({"type": "Recreate", "rollingUpdate": {"maxSurge": 1}})
+                }),
+                vec![("spec.strategy.rollingUpdate", "FieldValueForbidden")],
+            ),
+            (
+                "bad strategy",
+                Box::new(|d| d["spec"]["strategy"] = json!({"type": "BlueGreen"})),
+                vec![("spec.strategy.type", "FieldValueNotSupported")],
+            ),
+            (
+                "rolling ok",
+                Box::new(
+                    |d| d["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}}),
+                ),
+                vec![],
+            ),
+            (
+                "rolling both zero",
+                Box::new(
+                    |d| d["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": "0%"}}),
+                ),
+                vec![(
+                    "spec.strategy.rollingUpdate.maxUnavailable",
+                    "FieldValueInvalid",
+                )],
+            ),
+            (
+                "rolling bad percent",
+                Box::new(|d| d["spec"]["strategy"] = json!({"rollingUpdate": {"maxSurge": "25"}})),
+                vec![("spec.strategy.rollingUpdate.maxSurge", "FieldValueInvalid")],
+            ),
+            (
+                "rolling negative",
+                Box::new(|d| d["spec"]["strategy"] = json!({"rollingUpdate": {"maxSurge": -1}})),
+                vec![("spec.strategy.rollingUpdate.maxSurge", "FieldValueInvalid")],
+            ),
+            (
+                "rolling over 100%",
+                Box::new(|d| {
+                    d["spec"]["strategy"] = json!({"rollingUpdate": {"maxUnavailable": "150%"}})
+                }),
+                vec![(
+                    "spec.strategy.rollingUpdate.maxUnavailable",
+                    "FieldValueInvalid",
+                )],
+            ),
+            (
+                "revisionHistoryLimit",
+                Box::new(|d| d["spec"]["revisionHistoryLimit"] = json!(-1)),
+                vec![("spec.revisionHistoryLimit", "FieldValueInvalid")],
+            ),
+            (
+                "minReadySeconds",
+                Box::new(|d| d["spec"]["minReadySeconds"] = json!(-5)),
+                vec![("spec.minReadySeconds", "FieldValueInvalid")],
+            ),
+            (
+                "progress deadline <= minReady",
+                Box::new(|d| {
+                    d["spec"]["minReadySeconds"] = json!(10);
+                    d["spec"]["progressDeadlineSeconds"] = json!(10);
+                }),
+                vec![("spec.progressDeadlineSeconds", "FieldValueInvalid")],
+            ),
+            (
+                "template pod spec",
+                Box::new(|d| d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("")),
+                vec![(
+                    "spec.template.spec.containers[0].image",
+                    "FieldValueRequired",
+                )],
+            ),
+            (
+                "template restart policy",
+                Box::new(|d| d["spec"]["template"]["spec"]["restartPolicy"] = json!("Never")),
+                vec![("spec.template.spec.restartPolicy", "FieldValueNotSupported")],
+            ),
+            (
+                "template deadline",
+                Box::new(|d| d["spec"]["template"]["spec"]["activeDeadlineSeconds"] = json!(5)),
+                vec![(
+                    "spec.template.spec.activeDeadlineSeconds",
+                    "FieldValueForbidden",
+                )],
+            ),
+            (
+                "template bad label",
+                Box::new(|d| d["spec"]["template"]["metadata"]["labels"]["x"] = json!("-")),
+                vec![("spec.template.metadata.labels", "FieldValueInvalid")],
+            ),
+            (
+                "no template",
+                Box::new(|d| {
+                    d["spec"].as_object_mut().unwrap().remove("template");
+                }),
+                vec![("spec.template", "FieldValueRequired")],
+            ),
         ];
         for (case, f, want) in cases {
             expect(&run("apps", "deployments", &deploy(&*f), None), &want, case);
@@ -261,7 +461,11 @@ mod tests {
         assert!(run("apps", "deployments", &scaled, Some(&old)).is_empty());
         let moved = deploy(&|d| d["spec"]["selector"] = json!({"matchLabels": {"tier": "front"}}));
         let errs = run("apps", "deployments", &moved, Some(&old));
-        expect(&errs, &[("spec.selector", "FieldValueInvalid")], "selector changed");
+        expect(
+            &errs,
+            &[("spec.selector", "FieldValueInvalid")],
+            "selector changed",
+        );
         assert!(errs[0].message.ends_with("field is immutable"));
     }
 
@@ -272,11 +476,37 @@ mod tests {
             d["kind"] = json!("ReplicaSet");
             d
         };
-        expect(&run("apps", "replicasets", &rs(&|_| {}), None), &[], "valid");
-        expect(&run("apps", "replicasets", &rs(&|d| d["spec"]["replicas"] = json!(-2)), None), &[("spec.replicas", "FieldValueInvalid")], "negative");
-        expect(&run("apps", "replicasets", &rs(&|d| d["spec"]["selector"] = json!({"matchLabels": {"app": "x"}})), None), &[("spec.template.metadata.labels", "FieldValueInvalid")], "mismatch");
+        expect(
+            &run("apps", "replicasets", &rs(&|_| {}), None),
+            &[],
+            "valid",
+        );
+        expect(
+            &run(
+                "apps",
+                "replicasets",
+                &rs(&|d| d["spec"]["replicas"] = json!(-2)),
+                None,
+            ),
+            &[("spec.replicas", "FieldValueInvalid")],
+            "negative",
+        );
+        expect(
+            &run(
+                "apps",
+                "replicasets",
+                &rs(&|d| d["spec"]["selector"] = json!({"matchLabels": {"app": "x"}})),
+                None,
+            ),
+            &[("spec.template.metadata.labels", "FieldValueInvalid")],
+            "mismatch",
+        );
         let old = rs(&|_| {});
         let moved = rs(&|d| d["spec"]["selector"]["matchLabels"]["tier"] = json!("front"));
-        expect(&run("apps", "replicasets", &moved, Some(&old)), &[("spec.selector", "FieldValueInvalid")], "rs selector immutable");
+        expect(
+            &run("apps", "replicasets", &moved, Some(&old)),
+            &[("spec.selector", "FieldValueInvalid")],
+            "rs selector immutable",
+        );
     }
 }

@@ -17,7 +17,13 @@ pub(super) fn validate_namespace(obj: &Value, errs: &mut Vec<Cause>) {
         invalid_each(errs, "spec.finalizers", f, finalizer_name(name));
     }
     if let Some(status) = obj.get("status") {
-        one_of(status, "phase", "status.phase", &["Active", "Terminating"], errs);
+        one_of(
+            status,
+            "phase",
+            "status.phase",
+            &["Active", "Terminating"],
+            errs,
+        );
     }
 }
 
@@ -25,12 +31,20 @@ pub(super) fn validate_node(obj: &Value, errs: &mut Vec<Cause>) {
     let spec = obj.get("spec").unwrap_or(&Value::Null);
     if let Some(c) = str_field(spec, "podCIDR").filter(|c| !c.is_empty()) {
         if !names::is_cidr(c) {
-            errs.push(Cause::invalid("spec.podCIDR", &Value::from(c), "must be a valid CIDR"));
+            errs.push(Cause::invalid(
+                "spec.podCIDR",
+                &Value::from(c),
+                "must be a valid CIDR",
+            ));
         }
     }
     for (i, c) in array(spec, "podCIDRs").iter().enumerate() {
         if !c.as_str().is_some_and(names::is_cidr) {
-            errs.push(Cause::invalid(format!("spec.podCIDRs[{i}]"), c, "must be a valid CIDR"));
+            errs.push(Cause::invalid(
+                format!("spec.podCIDRs[{i}]"),
+                c,
+                "must be a valid CIDR",
+            ));
         }
     }
     let mut seen = BTreeSet::new();
@@ -38,19 +52,34 @@ pub(super) fn validate_node(obj: &Value, errs: &mut Vec<Cause>) {
         let path = format!("spec.taints[{i}]");
         match str_field(t, "key").unwrap_or("") {
             "" => errs.push(Cause::required(format!("{path}.key"))),
-            k => invalid_each(errs, &format!("{path}.key"), &Value::from(k), names::qualified_name(k)),
+            k => invalid_each(
+                errs,
+                &format!("{path}.key"),
+                &Value::from(k),
+                names::qualified_name(k),
+            ),
         }
         if let Some(v) = str_field(t, "value") {
-            invalid_each(errs, &format!("{path}.value"), &Value::from(v), names::label_value(v));
+            invalid_each(
+                errs,
+                &format!("{path}.value"),
+                &Value::from(v),
+                names::label_value(v),
+            );
         }
         match str_field(t, "effect").unwrap_or("") {
             "" => errs.push(Cause::required(format!("{path}.effect"))),
-            e if !TAINT_EFFECTS.contains(&e) => {
-                errs.push(Cause::not_supported(format!("{path}.effect"), &Value::from(e), TAINT_EFFECTS))
-            }
+            e if !TAINT_EFFECTS.contains(&e) => errs.push(Cause::not_supported(
+                format!("{path}.effect"),
+                &Value::from(e),
+                TAINT_EFFECTS,
+            )),
             _ => {}
         }
-        let key = (str_field(t, "key").unwrap_or("").to_string(), str_field(t, "effect").unwrap_or("").to_string());
+        let key = (
+            str_field(t, "key").unwrap_or("").to_string(),
+            str_field(t, "effect").unwrap_or("").to_string(),
+        );
         if !seen.insert(key) {
             errs.push(Cause::new(
                 "FieldValueDuplicate",
@@ -65,7 +94,11 @@ pub(super) fn validate_lease(obj: &Value, errs: &mut Vec<Cause>) {
     let spec = obj.get("spec").unwrap_or(&Value::Null);
     if let Some(d) = spec.get("leaseDurationSeconds").filter(|v| !v.is_null()) {
         if d.as_i64().is_none_or(|n| n <= 0) {
-            errs.push(Cause::invalid("spec.leaseDurationSeconds", d, "must be greater than 0"));
+            errs.push(Cause::invalid(
+                "spec.leaseDurationSeconds",
+                d,
+                "must be greater than 0",
+            ));
         }
     }
     nonnegative(spec, "leaseTransitions", "spec.leaseTransitions", errs);
@@ -89,7 +122,10 @@ fn required_str(obj: &Value, key: &str, errs: &mut Vec<Cause>) {
 fn namespace_agrees(obj: &Value, about_field: &str, errs: &mut Vec<Cause>) {
     let about = obj.get(about_field).unwrap_or(&Value::Null);
     let about_ns = str_field(about, "namespace").unwrap_or("");
-    let event_ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("");
+    let event_ns = obj
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let ok = if about_ns.is_empty() {
         matches!(event_ns, "" | "default" | "kube-system")
     } else {
@@ -112,11 +148,18 @@ pub(super) fn validate_core_event(obj: &Value, errs: &mut Vec<Cause>) {
     } else {
         namespace_agrees(obj, "involvedObject", errs);
     }
-    let new_style = obj.get("eventTime").is_some_and(|t| t.as_str().is_some_and(|s| !s.is_empty()));
+    let new_style = obj
+        .get("eventTime")
+        .is_some_and(|t| t.as_str().is_some_and(|s| !s.is_empty()));
     if new_style {
         required_str(obj, "reportingComponent", errs);
         if let Some(rc) = str_field(obj, "reportingComponent").filter(|s| !s.is_empty()) {
-            invalid_each(errs, "reportingComponent", &Value::from(rc), names::qualified_name(rc));
+            invalid_each(
+                errs,
+                "reportingComponent",
+                &Value::from(rc),
+                names::qualified_name(rc),
+            );
         }
         required_str(obj, "reportingInstance", errs);
         required_str(obj, "action", errs);
@@ -130,7 +173,10 @@ pub(super) fn validate_core_event(obj: &Value, errs: &mut Vec<Cause>) {
 
 /// `events.k8s.io/v1` Events: always new-style, with the reporting fields required.
 pub(super) fn validate_events_event(obj: &Value, errs: &mut Vec<Cause>) {
-    if obj.get("eventTime").is_none_or(|t| t.as_str().is_none_or(str::is_empty)) {
+    if obj
+        .get("eventTime")
+        .is_none_or(|t| t.as_str().is_none_or(str::is_empty))
+    {
         errs.push(Cause::required("eventTime"));
     }
     if obj.get("regarding").is_some_and(Value::is_object) {
@@ -138,7 +184,12 @@ pub(super) fn validate_events_event(obj: &Value, errs: &mut Vec<Cause>) {
     }
     required_str(obj, "reportingController", errs);
     if let Some(rc) = str_field(obj, "reportingController").filter(|s| !s.is_empty()) {
-        invalid_each(errs, "reportingController", &Value::from(rc), names::qualified_name(rc));
+        invalid_each(
+            errs,
+            "reportingController",
+            &Value::from(rc),
+            names::qualified_name(rc),
+        );
     }
     required_str(obj, "reportingInstance", errs);
     required_str(obj, "action", errs);
@@ -155,7 +206,12 @@ pub(super) fn validate_serviceaccount(obj: &Value, errs: &mut Vec<Cause>) {
     for list in ["secrets", "imagePullSecrets"] {
         for (i, r) in array(obj, list).iter().enumerate() {
             if let Some(n) = str_field(r, "name").filter(|n| !n.is_empty()) {
-                invalid_each(errs, &format!("{list}[{i}].name"), &Value::from(n), names::dns1123_subdomain(n));
+                invalid_each(
+                    errs,
+                    &format!("{list}[{i}].name"),
+                    &Value::from(n),
+                    names::dns1123_subdomain(n),
+                );
             }
         }
     }
@@ -176,12 +232,33 @@ mod tests {
 
     #[test]
     fn namespace_rules() {
-        let ns = |extra: Value| with(json!({"kind": "Namespace", "metadata": {"name": "team-a"}}), extra);
+        let ns = |extra: Value| {
+            with(
+                json!({"kind": "Namespace", "metadata": {"name": "team-a"}}),
+                extra,
+            )
+        };
         let cases: Vec<Case> = vec![
-            ("ok", ns(json!({"spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}})), vec![]),
-            ("bad finalizer", ns(json!({"spec": {"finalizers": ["cleanup"]}})), vec![("spec.finalizers", "FieldValueInvalid")]),
-            ("qualified finalizer", ns(json!({"spec": {"finalizers": ["example.com/x"]}})), vec![]),
-            ("bad phase", ns(json!({"status": {"phase": "Gone"}})), vec![("status.phase", "FieldValueNotSupported")]),
+            (
+                "ok",
+                ns(json!({"spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}})),
+                vec![],
+            ),
+            (
+                "bad finalizer",
+                ns(json!({"spec": {"finalizers": ["cleanup"]}})),
+                vec![("spec.finalizers", "FieldValueInvalid")],
+            ),
+            (
+                "qualified finalizer",
+                ns(json!({"spec": {"finalizers": ["example.com/x"]}})),
+                vec![],
+            ),
+            (
+                "bad phase",
+                ns(json!({"status": {"phase": "Gone"}})),
+                vec![("status.phase", "FieldValueNotSupported")],
+            ),
         ];
         for (case, obj, want) in cases {
             expect(&run("", "namespaces", &obj, None), &want, case);
@@ -192,15 +269,57 @@ mod tests {
     fn node_rules() {
         let node = |spec: Value| json!({"kind": "Node", "metadata": {"name": "n1"}, "spec": spec});
         let cases: Vec<Case> = vec![
-            ("ok", node(json!({"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24"], "taints": [{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]})), vec![]),
-            ("bad cidr", node(json!({"podCIDR": "10.244.1.0"})), vec![("spec.podCIDR", "FieldValueInvalid")]),
-            ("bad cidrs", node(json!({"podCIDRs": ["x"]})), vec![("spec.podCIDRs[0]", "FieldValueInvalid")]),
-            ("taint no effect", node(json!({"taints": [{"key": "a"}]})), vec![("spec.taints[0].effect", "FieldValueRequired")]),
-            ("taint bad effect", node(json!({"taints": [{"key": "a", "effect": "Never"}]})), vec![("spec.taints[0].effect", "FieldValueNotSupported")]),
-            ("taint no key", node(json!({"taints": [{"effect": "NoSchedule"}]})), vec![("spec.taints[0].key", "FieldValueRequired")]),
-            ("taint bad value", node(json!({"taints": [{"key": "a", "value": "a b", "effect": "NoSchedule"}]})), vec![("spec.taints[0].value", "FieldValueInvalid")]),
-            ("taint dup", node(json!({"taints": [{"key": "a", "effect": "NoSchedule"}, {"key": "a", "value": "x", "effect": "NoSchedule"}]})), vec![("spec.taints[1]", "FieldValueDuplicate")]),
-            ("taint same key other effect", node(json!({"taints": [{"key": "a", "effect": "NoSchedule"}, {"key": "a", "effect": "NoExecute"}]})), vec![]),
+            (
+                "ok",
+                node(
+                    json!({"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24"], "taints": [{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]}),
+                ),
+                vec![],
+            ),
+            (
+                "bad cidr",
+                node(json!({"podCIDR": "10.244.1.0"})),
+                vec![("spec.podCIDR", "FieldValueInvalid")],
+            ),
+            (
+                "bad cidrs",
+                node(json!({"podCIDRs": ["x"]})),
+                vec![("spec.podCIDRs[0]", "FieldValueInvalid")],
+            ),
+            (
+                "taint no effect",
+                node(json!({"taints": [{"key": "a"}]})),
+                vec![("spec.taints[0].effect", "FieldValueRequired")],
+            ),
+            (
+                "taint bad effect",
+                node(json!({"taints": [{"key": "a", "effect": "Never"}]})),
+                vec![("spec.taints[0].effect", "FieldValueNotSupported")],
+            ),
+            (
+                "taint no key",
+                node(json!({"taints": [{"effect": "NoSchedule"}]})),
+                vec![("spec.taints[0].key", "FieldValueRequired")],
+            ),
+            (
+                "taint bad value",
+                node(json!({"taints": [{"key": "a", "value": "a b", "effect": "NoSchedule"}]})),
+                vec![("spec.taints[0].value", "FieldValueInvalid")],
+            ),
+            (
+                "taint dup",
+                node(
+                    json!({"taints": [{"key": "a", "effect": "NoSchedule"}, {"key": "a", "value": "x", "effect": "NoSchedule"}]}),
+                ),
+                vec![("spec.taints[1]", "FieldValueDuplicate")],
+            ),
+            (
+                "taint same key other effect",
+                node(
+                    json!({"taints": [{"key": "a", "effect": "NoSchedule"}, {"key": "a", "effect": "NoExecute"}]}),
+                ),
+                vec![],
+            ),
         ];
         for (case, obj, want) in cases {
             expect(&run("", "nodes", &obj, None), &want, case);
@@ -210,22 +329,97 @@ mod tests {
     #[test]
     fn lease_rules() {
         let lease = |spec: Value| json!({"kind": "Lease", "metadata": {"name": "n1", "namespace": "kube-node-lease"}, "spec": spec});
-        expect(&run("coordination.k8s.io", "leases", &lease(json!({"holderIdentity": "n1", "leaseDurationSeconds": 40, "leaseTransitions": 0})), None), &[], "ok");
-        expect(&run("coordination.k8s.io", "leases", &lease(json!({"leaseDurationSeconds": 0})), None), &[("spec.leaseDurationSeconds", "FieldValueInvalid")], "zero duration");
-        expect(&run("coordination.k8s.io", "leases", &lease(json!({"leaseTransitions": -1})), None), &[("spec.leaseTransitions", "FieldValueInvalid")], "negative transitions");
+        expect(
+            &run(
+                "coordination.k8s.io",
+                "leases",
+                &lease(
+                    json!({"holderIdentity": "n1", "leaseDurationSeconds": 40, "leaseTransitions": 0}),
+                ),
+                None,
+            ),
+            &[],
+            "ok",
+        );
+        expect(
+            &run(
+                "coordination.k8s.io",
+                "leases",
+                &lease(json!({"leaseDurationSeconds": 0})),
+                None,
+            ),
+            &[("spec.leaseDurationSeconds", "FieldValueInvalid")],
+            "zero duration",
+        );
+        expect(
+            &run(
+                "coordination.k8s.io",
+                "leases",
+                &lease(json!({"leaseTransitions": -1})),
+                None,
+            ),
+            &[("spec.leaseTransitions", "FieldValueInvalid")],
+            "negative transitions",
+        );
     }
 
     #[test]
     fn core_event_rules() {
-        let ev = |extra: Value| with(json!({"kind": "Event", "metadata": {"name": "web.1", "namespace": "default"}}), extra);
+        let ev = |extra: Value| {
+            with(
+                json!({"kind": "Event", "metadata": {"name": "web.1", "namespace": "default"}}),
+                extra,
+            )
+        };
         let cases: Vec<Case> = vec![
-            ("old style", ev(json!({"involvedObject": {"kind": "Pod", "name": "web", "namespace": "default"}, "reason": "Scheduled"})), vec![]),
-            ("cluster object", ev(json!({"involvedObject": {"kind": "Node", "name": "n1"}})), vec![]),
-            ("no subject", ev(json!({"reason": "x"})), vec![("involvedObject", "FieldValueRequired")]),
-            ("namespace mismatch", ev(json!({"involvedObject": {"kind": "Pod", "name": "web", "namespace": "other"}})), vec![("involvedObject.namespace", "FieldValueInvalid")]),
-            ("new style ok", ev(json!({"involvedObject": {"kind": "Pod", "name": "web"}, "eventTime": "2024-01-01T00:00:00.000000Z", "reportingComponent": "kubelet", "reportingInstance": "n1", "action": "Pulling", "reason": "Pulling"})), vec![]),
-            ("new style missing", ev(json!({"involvedObject": {"kind": "Pod", "name": "web"}, "eventTime": "2024-01-01T00:00:00.000000Z"})), vec![("reportingComponent", "FieldValueRequired"), ("reportingInstance", "FieldValueRequired"), ("action", "FieldValueRequired"), ("reason", "FieldValueRequired")]),
-            ("reason too long", ev(json!({"involvedObject": {"kind": "Pod", "name": "web"}, "reason": "r".repeat(129)})), vec![("reason", "FieldValueTooLong")]),
+            (
+                "old style",
+                ev(
+                    json!({"involvedObject": {"kind": "Pod", "name": "web", "namespace": "default"}, "reason": "Scheduled"}),
+                ),
+                vec![],
+            ),
+            (
+                "cluster object",
+                ev(json!({"involvedObject": {"kind": "Node", "name": "n1"}})),
+                vec![],
+            ),
+            (
+                "no subject",
+                ev(json!({"reason": "x"})),
+                vec![("involvedObject", "FieldValueRequired")],
+            ),
+            (
+                "namespace mismatch",
+                ev(json!({"involvedObject": {"kind": "Pod", "name": "web", "namespace": "other"}})),
+                vec![("involvedObject.namespace", "FieldValueInvalid")],
+            ),
+            (
+                "new style ok",
+                ev(
+                    json!({"involvedObject": {"kind": "Pod", "name": "web"}, "eventTime": "2024-01-01T00:00:00.000000Z", "reportingComponent": "kubelet", "reportingInstance": "n1", "action": "Pulling", "reason": "Pulling"}),
+                ),
+                vec![],
+            ),
+            (
+                "new style missing",
+                ev(
+                    json!({"involvedObject": {"kind": "Pod", "name": "web"}, "eventTime": "2024-01-01T00:00:00.000000Z"}),
+                ),
+                vec![
+                    ("reportingComponent", "FieldValueRequired"),
+                    ("reportingInstance", "FieldValueRequired"),
+                    ("action", "FieldValueRequired"),
+                    ("reason", "FieldValueRequired"),
+                ],
+            ),
+            (
+                "reason too long",
+                ev(
+                    json!({"involvedObject": {"kind": "Pod", "name": "web"}, "reason": "r".repeat(129)}),
+                ),
+                vec![("reason", "FieldValueTooLong")],
+            ),
         ];
         for (case, obj, want) in cases {
             expect(&run("", "events", &obj, None), &want, case);
@@ -234,14 +428,44 @@ mod tests {
 
     #[test]
     fn events_k8s_io_rules() {
-        let ev = |extra: Value| with(json!({"kind": "Event", "apiVersion": "events.k8s.io/v1", "metadata": {"name": "web.1", "namespace": "default"}}), extra);
+        let ev = |extra: Value| {
+            with(
+                json!({"kind": "Event", "apiVersion": "events.k8s.io/v1", "metadata": {"name": "web.1", "namespace": "default"}}),
+                extra,
+            )
+        };
         let full = json!({"regarding": {"kind": "Pod", "name": "web", "namespace": "default"}, "eventTime": "2024-01-01T00:00:00.000000Z", "reportingController": "skiff.dev/scheduler", "reportingInstance": "s1", "action": "Binding", "reason": "Scheduled", "type": "Normal", "note": "ok"});
         let cases: Vec<Case> = vec![
             ("ok", ev(full.clone()), vec![]),
-            ("empty", ev(json!({})), vec![("eventTime", "FieldValueRequired"), ("reportingController", "FieldValueRequired"), ("reportingInstance", "FieldValueRequired"), ("action", "FieldValueRequired"), ("reason", "FieldValueRequired")]),
-            ("bad type", ev(with(full.clone(), json!({"type": "Info"}))), vec![("type", "FieldValueNotSupported")]),
-            ("long note", ev(with(full.clone(), json!({"note": "n".repeat(1025)}))), vec![("note", "FieldValueTooLong")]),
-            ("regarding elsewhere", ev(with(full.clone(), json!({"regarding": {"kind": "Pod", "name": "x", "namespace": "other"}}))), vec![("regarding.namespace", "FieldValueInvalid")]),
+            (
+                "empty",
+                ev(json!({})),
+                vec![
+                    ("eventTime", "FieldValueRequired"),
+                    ("reportingController", "FieldValueRequired"),
+                    ("reportingInstance", "FieldValueRequired"),
+                    ("action", "FieldValueRequired"),
+                    ("reason", "FieldValueRequired"),
+                ],
+            ),
+            (
+                "bad type",
+                ev(with(full.clone(), json!({"type": "Info"}))),
+                vec![("type", "FieldValueNotSupported")],
+            ),
+            (
+                "long note",
+                ev(with(full.clone(), json!({"note": "n".repeat(1025)}))),
+                vec![("note", "FieldValueTooLong")],
+            ),
+            (
+                "regarding elsewhere",
+                ev(with(
+                    full.clone(),
+                    json!({"regarding": {"kind": "Pod", "name": "x", "namespace": "other"}}),
+                )),
+                vec![("regarding.namespace", "FieldValueInvalid")],
+            ),
         ];
         for (case, obj, want) in cases {
             expect(&run("events.k8s.io", "events", &obj, None), &want, case);
@@ -250,8 +474,26 @@ mod tests {
 
     #[test]
     fn serviceaccount_rules() {
-        let sa = |extra: Value| with(json!({"kind": "ServiceAccount", "metadata": {"name": "default", "namespace": "default"}}), extra);
-        expect(&run("", "serviceaccounts", &sa(json!({})), None), &[], "plain");
-        expect(&run("", "serviceaccounts", &sa(json!({"imagePullSecrets": [{"name": "Reg"}]})), None), &[("imagePullSecrets[0].name", "FieldValueInvalid")], "bad pull secret");
+        let sa = |extra: Value| {
+            with(
+                json!({"kind": "ServiceAccount", "metadata": {"name": "default", "namespace": "default"}}),
+                extra,
+            )
+        };
+        expect(
+            &run("", "serviceaccounts", &sa(json!({})), None),
+            &[],
+            "plain",
+        );
+        expect(
+            &run(
+                "",
+                "serviceaccounts",
+                &sa(json!({"imagePullSecrets": [{"name": "Reg"}]})),
+                None,
+            ),
+            &[("imagePullSecrets[0].name", "FieldValueInvalid")],
+            "bad pull secret",
+        );
     }
 }

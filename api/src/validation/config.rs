@@ -26,7 +26,12 @@ fn object<'a>(v: &'a Value, key: &str) -> Option<&'a Map<String, Value>> {
 }
 
 /// Checks the keys of one data map, returning the bytes its values hold.
-fn check_keys(map: &Map<String, Value>, path: &str, base64_values: bool, errs: &mut Vec<Cause>) -> usize {
+fn check_keys(
+    map: &Map<String, Value>,
+    path: &str,
+    base64_values: bool,
+    errs: &mut Vec<Cause>,
+) -> usize {
     let mut size = 0;
     for (k, v) in map {
         let kpath = format!("{path}[{k}]");
@@ -38,7 +43,11 @@ fn check_keys(map: &Map<String, Value>, path: &str, base64_values: bool, errs: &
         if base64_values {
             match base64::engine::general_purpose::STANDARD.decode(s) {
                 Ok(bytes) => size += bytes.len(),
-                Err(e) => errs.push(Cause::invalid(kpath, &Value::from("<redacted>"), &format!("must be base64-encoded: {e}"))),
+                Err(e) => errs.push(Cause::invalid(
+                    kpath,
+                    &Value::from("<redacted>"),
+                    &format!("must be base64-encoded: {e}"),
+                )),
             }
         } else {
             size += s.len();
@@ -103,7 +112,9 @@ pub(super) fn validate_secret(obj: &Value, old: Option<&Value>, errs: &mut Vec<C
             .and_then(Value::as_str)
             .is_some_and(|s| !s.is_empty());
         if !named {
-            errs.push(Cause::required("metadata.annotations[kubernetes.io/service-account.name]"));
+            errs.push(Cause::required(
+                "metadata.annotations[kubernetes.io/service-account.name]",
+            ));
         }
     }
     if let Some(old) = old {
@@ -134,7 +145,11 @@ fn immutable_data(new: &Value, old: &Value, fields: &[&str], errs: &mut Vec<Caus
         }
     }
     // stringData would change data once merged.
-    if new.get("stringData").and_then(Value::as_object).is_some_and(|m| !m.is_empty()) {
+    if new
+        .get("stringData")
+        .and_then(Value::as_object)
+        .is_some_and(|m| !m.is_empty())
+    {
         errs.push(Cause::forbidden("data", IMMUTABLE_SET));
     }
 }
@@ -163,13 +178,46 @@ mod tests {
     fn configmap_rules() {
         let big = "x".repeat(MAX_DATA_SIZE + 1);
         let cases: Vec<Case> = vec![
-            ("ok", cm(json!({"data": {"app.conf": "x", "KEY_1": "y", "a-b": ""}, "binaryData": {"bin": "AAE="}})), vec![]),
-            ("bad key", cm(json!({"data": {"a/b": "x"}})), vec![("data[a/b]", "FieldValueInvalid")]),
-            ("dot key", cm(json!({"data": {"..": "x"}})), vec![("data[..]", "FieldValueInvalid")]),
-            ("long key", cm(json!({"data": {"k".repeat(254): "x"}})), vec![(&*Box::leak(format!("data[{}]", "k".repeat(254)).into_boxed_str()), "FieldValueInvalid")]),
-            ("dup with binary", cm(json!({"data": {"a": "x"}, "binaryData": {"a": "AA=="}})), vec![("data[a]", "FieldValueInvalid")]),
-            ("bad base64", cm(json!({"binaryData": {"a": "!!"}})), vec![("binaryData[a]", "FieldValueInvalid")]),
-            ("too big", cm(json!({"data": {"a": big}})), vec![("", "FieldValueTooLong")]),
+            (
+                "ok",
+                cm(
+                    json!({"data": {"app.conf": "x", "KEY_1": "y", "a-b": ""}, "binaryData": {"bin": "AAE="}}),
+                ),
+                vec![],
+            ),
+            (
+                "bad key",
+                cm(json!({"data": {"a/b": "x"}})),
+                vec![("data[a/b]", "FieldValueInvalid")],
+            ),
+            (
+                "dot key",
+                cm(json!({"data": {"..": "x"}})),
+                vec![("data[..]", "FieldValueInvalid")],
+            ),
+            (
+                "long key",
+                cm(json!({"data": {"k".repeat(254): "x"}})),
+                vec![(
+                    &*Box::leak(format!("data[{}]", "k".repeat(254)).into_boxed_str()),
+                    "FieldValueInvalid",
+                )],
+            ),
+            (
+                "dup with binary",
+                cm(json!({"data": {"a": "x"}, "binaryData": {"a": "AA=="}})),
+                vec![("data[a]", "FieldValueInvalid")],
+            ),
+            (
+                "bad base64",
+                cm(json!({"binaryData": {"a": "!!"}})),
+                vec![("binaryData[a]", "FieldValueInvalid")],
+            ),
+            (
+                "too big",
+                cm(json!({"data": {"a": big}})),
+                vec![("", "FieldValueTooLong")],
+            ),
         ];
         for (case, obj, want) in cases {
             expect(&run("", "configmaps", &obj, None), &want, case);
@@ -180,32 +228,112 @@ mod tests {
     fn immutable_configmaps_keep_their_data() {
         let old = cm(json!({"data": {"a": "1"}, "immutable": true}));
         let cases: Vec<Case> = vec![
-            ("same", cm(json!({"data": {"a": "1"}, "immutable": true})), vec![]),
-            ("label change only", { let mut v = cm(json!({"data": {"a": "1"}, "immutable": true})); v["metadata"]["labels"] = json!({"x": "y"}); v }, vec![]),
-            ("data change", cm(json!({"data": {"a": "2"}, "immutable": true})), vec![("data", "FieldValueForbidden")]),
-            ("unset immutable", cm(json!({"data": {"a": "1"}})), vec![("immutable", "FieldValueForbidden")]),
+            (
+                "same",
+                cm(json!({"data": {"a": "1"}, "immutable": true})),
+                vec![],
+            ),
+            (
+                "label change only",
+                {
+                    let mut v = cm(json!({"data": {"a": "1"}, "immutable": true}));
+                    v["metadata"]["labels"] = json!({"x": "y"});
+                    v
+                },
+                vec![],
+            ),
+            (
+                "data change",
+                cm(json!({"data": {"a": "2"}, "immutable": true})),
+                vec![("data", "FieldValueForbidden")],
+            ),
+            (
+                "unset immutable",
+                cm(json!({"data": {"a": "1"}})),
+                vec![("immutable", "FieldValueForbidden")],
+            ),
         ];
         for (case, obj, want) in cases {
             expect(&run("", "configmaps", &obj, Some(&old)), &want, case);
         }
         let mutable = cm(json!({"data": {"a": "1"}}));
-        assert!(run("", "configmaps", &cm(json!({"data": {"a": "2"}})), Some(&mutable)).is_empty());
+        assert!(run(
+            "",
+            "configmaps",
+            &cm(json!({"data": {"a": "2"}})),
+            Some(&mutable)
+        )
+        .is_empty());
     }
 
     #[test]
     fn secret_rules() {
         let cases: Vec<Case> = vec![
-            ("opaque", secret(json!({"data": {"password": "aHVudGVyMg=="}})), vec![]),
-            ("stringData", secret(json!({"stringData": {"password": "hunter2"}})), vec![]),
-            ("bad key", secret(json!({"data": {"a b": "eA=="}})), vec![("data[a b]", "FieldValueInvalid")]),
-            ("bad base64", secret(json!({"data": {"a": "not base64!"}})), vec![("data[a]", "FieldValueInvalid")]),
-            ("tls ok", secret(json!({"type": "kubernetes.io/tls", "data": {"tls.crt": "eA==", "tls.key": "eA=="}})), vec![]),
-            ("tls missing key", secret(json!({"type": "kubernetes.io/tls", "data": {"tls.crt": "eA=="}})), vec![("data[tls.key]", "FieldValueRequired")]),
-            ("tls missing both", secret(json!({"type": "kubernetes.io/tls"})), vec![("data[tls.crt]", "FieldValueRequired"), ("data[tls.key]", "FieldValueRequired")]),
-            ("basic auth either", secret(json!({"type": "kubernetes.io/basic-auth", "stringData": {"password": "x"}})), vec![]),
-            ("dockerconfigjson", secret(json!({"type": "kubernetes.io/dockerconfigjson"})), vec![("data[.dockerconfigjson]", "FieldValueRequired")]),
-            ("sa token", secret(json!({"type": "kubernetes.io/service-account-token"})), vec![("metadata.annotations[kubernetes.io/service-account.name]", "FieldValueRequired")]),
-            ("too big", secret(json!({"stringData": {"a": "x".repeat(MAX_DATA_SIZE + 1)}})), vec![("data", "FieldValueTooLong")]),
+            (
+                "opaque",
+                secret(json!({"data": {"password": "aHVudGVyMg=="}})),
+                vec![],
+            ),
+            (
+                "stringData",
+                secret(json!({"stringData": {"password": "hunter2"}})),
+                vec![],
+            ),
+            (
+                "bad key",
+                secret(json!({"data": {"a b": "eA=="}})),
+                vec![("data[a b]", "FieldValueInvalid")],
+            ),
+            (
+                "bad base64",
+                secret(json!({"data": {"a": "not base64!"}})),
+                vec![("data[a]", "FieldValueInvalid")],
+            ),
+            (
+                "tls ok",
+                secret(
+                    json!({"type": "kubernetes.io/tls", "data": {"tls.crt": "eA==", "tls.key": "eA=="}}),
+                ),
+                vec![],
+            ),
+            (
+                "tls missing key",
+                secret(json!({"type": "kubernetes.io/tls", "data": {"tls.crt": "eA=="}})),
+                vec![("data[tls.key]", "FieldValueRequired")],
+            ),
+            (
+                "tls missing both",
+                secret(json!({"type": "kubernetes.io/tls"})),
+                vec![
+                    ("data[tls.crt]", "FieldValueRequired"),
+                    ("data[tls.key]", "FieldValueRequired"),
+                ],
+            ),
+            (
+                "basic auth either",
+                secret(
+                    json!({"type": "kubernetes.io/basic-auth", "stringData": {"password": "x"}}),
+                ),
+                vec![],
+            ),
+            (
+                "dockerconfigjson",
+                secret(json!({"type": "kubernetes.io/dockerconfigjson"})),
+                vec![("data[.dockerconfigjson]", "FieldValueRequired")],
+            ),
+            (
+                "sa token",
+                secret(json!({"type": "kubernetes.io/service-account-token"})),
+                vec![(
+                    "metadata.annotations[kubernetes.io/service-account.name]",
+                    "FieldValueRequired",
+                )],
+            ),
+            (
+                "too big",
+                secret(json!({"stringData": {"a": "x".repeat(MAX_DATA_SIZE + 1)}})),
+                vec![("data", "FieldValueTooLong")],
+            ),
         ];
         for (case, obj, want) in cases {
             expect(&run("", "secrets", &obj, None), &want, case);
@@ -216,15 +344,35 @@ mod tests {
     fn secret_updates() {
         let old = secret(json!({"type": "Opaque", "data": {"a": "eA=="}, "immutable": true}));
         let cases: Vec<Case> = vec![
-            ("same", secret(json!({"type": "Opaque", "data": {"a": "eA=="}, "immutable": true})), vec![]),
-            ("type change", secret(json!({"type": "kubernetes.io/basic-auth", "data": {"a": "eA==", "username": "eA=="}, "immutable": true})), vec![("type", "FieldValueInvalid"), ("data", "FieldValueForbidden")]),
-            ("data change", secret(json!({"type": "Opaque", "data": {"a": "eQ=="}, "immutable": true})), vec![("data", "FieldValueForbidden")]),
+            (
+                "same",
+                secret(json!({"type": "Opaque", "data": {"a": "eA=="}, "immutable": true})),
+                vec![],
+            ),
+            (
+                "type change",
+                secret(
+                    json!({"type": "kubernetes.io/basic-auth", "data": {"a": "eA==", "username": "eA=="}, "immutable": true}),
+                ),
+                vec![
+                    ("type", "FieldValueInvalid"),
+                    ("data", "FieldValueForbidden"),
+                ],
+            ),
+            (
+                "data change",
+                secret(json!({"type": "Opaque", "data": {"a": "eQ=="}, "immutable": true})),
+                vec![("data", "FieldValueForbidden")],
+            ),
         ];
         for (case, obj, want) in cases {
             expect(&run("", "secrets", &obj, Some(&old)), &want, case);
         }
         let untyped_old = secret(json!({"data": {"a": "eA=="}}));
         let typed_new = secret(json!({"type": "Opaque", "data": {"a": "eQ=="}}));
-        assert!(run("", "secrets", &typed_new, Some(&untyped_old)).is_empty(), "absent type is Opaque");
+        assert!(
+            run("", "secrets", &typed_new, Some(&untyped_old)).is_empty(),
+            "absent type is Opaque"
+        );
     }
 }

@@ -71,7 +71,8 @@ fn matches_qualified_name(s: &str) -> bool {
     !b.is_empty()
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.')
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.')
 }
 
 /// An RFC 1123 label: what namespaces, container names and most short names must be.
@@ -175,7 +176,11 @@ pub fn qualified_name(s: &str) -> Vec<String> {
     if !matches_qualified_name(name) {
         errs.push(format!(
             "name part {}",
-            regex_error(QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
+            regex_error(
+                QUALIFIED_NAME_MSG,
+                QUALIFIED_NAME_FMT,
+                &["MyName", "my.name", "123-abc"]
+            )
         ));
     }
     errs
@@ -245,7 +250,8 @@ pub fn env_var_name(s: &str) -> Vec<String> {
     let b = s.as_bytes();
     let ok = !b.is_empty()
         && !b[0].is_ascii_digit()
-        && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.' || c == b'_');
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.' || c == b'_');
     if !ok {
         errs.push(regex_error(
             "a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', and must not start with a digit",
@@ -264,7 +270,8 @@ pub fn config_key(s: &str) -> Vec<String> {
         errs.push(max_len_error(DNS1123_SUBDOMAIN_MAX));
     }
     let ok = !s.is_empty()
-        && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.' || c == b'_');
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.' || c == b'_');
     if !ok {
         errs.push(regex_error(
             "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
@@ -310,8 +317,12 @@ pub fn is_ipv6(s: &str) -> bool {
 
 /// A CIDR such as `10.244.0.0/24`.
 pub fn is_cidr(s: &str) -> bool {
-    let Some((ip, bits)) = s.split_once('/') else { return false };
-    let Ok(bits) = bits.parse::<u8>() else { return false };
+    let Some((ip, bits)) = s.split_once('/') else {
+        return false;
+    };
+    let Ok(bits) = bits.parse::<u8>() else {
+        return false;
+    };
     match ip.parse::<IpAddr>() {
         Ok(IpAddr::V4(_)) => bits <= 32,
         Ok(IpAddr::V6(_)) => bits <= 128,
@@ -344,9 +355,15 @@ mod tests {
             assert_eq!(dns1035_label(s).is_empty(), *l1035, "1035 {s:?}");
         }
         assert_eq!(dns1123_label(&"a".repeat(63)), Vec::<String>::new());
-        assert_eq!(dns1123_label(&"a".repeat(64)), vec!["must be no more than 63 characters"]);
+        assert_eq!(
+            dns1123_label(&"a".repeat(64)),
+            vec!["must be no more than 63 characters"]
+        );
         assert!(dns1123_subdomain(&"a".repeat(253)).is_empty());
-        assert_eq!(dns1123_subdomain(&"a".repeat(254))[0], "must be no more than 253 characters");
+        assert_eq!(
+            dns1123_subdomain(&"a".repeat(254))[0],
+            "must be no more than 253 characters"
+        );
     }
 
     #[test]
@@ -370,7 +387,10 @@ mod tests {
         let cases: &[(&str, &str)] = &[
             ("", "name part must be non-empty"),
             ("/a", "prefix part must be non-empty"),
-            ("Example.com/a", "prefix part a lowercase RFC 1123 subdomain"),
+            (
+                "Example.com/a",
+                "prefix part a lowercase RFC 1123 subdomain",
+            ),
             ("a/b/c", "a qualified name must consist of"),
             ("-a", "name part must consist of alphanumeric characters"),
             ("example.com/", "name part must be non-empty"),
@@ -401,10 +421,16 @@ mod tests {
             ("http", None),
             ("h2c-1", None),
             ("123", Some("must contain at least one letter (a-z)")),
-            ("Http", Some("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")),
+            (
+                "Http",
+                Some("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)"),
+            ),
             ("a--b", Some("must not contain consecutive hyphens")),
             ("-ab", Some("must not begin or end with a hyphen")),
-            ("abcdefghijklmnop", Some("must be no more than 15 characters")),
+            (
+                "abcdefghijklmnop",
+                Some("must be no more than 15 characters"),
+            ),
         ];
         for (s, want) in cases {
             let errs = port_name(s);

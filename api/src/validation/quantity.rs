@@ -18,7 +18,9 @@ pub fn parse_quantity(s: &str) -> Result<i128, String> {
         Some(b'+') => (false, &s[1..]),
         _ => (false, s),
     };
-    let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+    let num_end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
     let (number, suffix) = rest.split_at(num_end);
     let (int_part, frac_part) = match number.split_once('.') {
         Some((i, f)) => (i, f),
@@ -68,20 +70,27 @@ pub fn parse_quantity(s: &str) -> Result<i128, String> {
                 .strip_prefix('e')
                 .or_else(|| other.strip_prefix('E'))
                 .ok_or_else(|| {
-                    if other.bytes().all(|c| b"eEinumkKMGTP+-0123456789".contains(&c)) {
+                    if other
+                        .bytes()
+                        .all(|c| b"eEinumkKMGTP+-0123456789".contains(&c))
+                    {
                         "unable to parse quantity's suffix".to_string()
                     } else {
                         QUANTITY_FORMAT_ERROR.to_string()
                     }
                 })?;
-            let e: i32 = exp.parse().map_err(|_| "unable to parse quantity's suffix".to_string())?;
+            let e: i32 = exp
+                .parse()
+                .map_err(|_| "unable to parse quantity's suffix".to_string())?;
             if e.unsigned_abs() > 30 {
                 return Err(too_large());
             }
             if e >= 0 {
                 num = num.checked_mul(pow10(e as u32)?).ok_or_else(too_large)?;
             } else {
-                den = den.checked_mul(pow10(e.unsigned_abs())?).ok_or_else(too_large)?;
+                den = den
+                    .checked_mul(pow10(e.unsigned_abs())?)
+                    .ok_or_else(too_large)?;
             }
         }
     }
@@ -143,7 +152,10 @@ mod tests {
             ("1ki", "unable to parse quantity's suffix"),
             ("1e", "unable to parse quantity's suffix"),
             ("m", "quantities must match"),
-            ("99999999999999999999999999999999999999999", "quantity is too large"),
+            (
+                "99999999999999999999999999999999999999999",
+                "quantity is too large",
+            ),
             ("1e30", "quantity is too large"),
         ];
         for (s, want) in cases {

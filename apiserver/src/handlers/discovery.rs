@@ -62,7 +62,10 @@ pub fn groups() -> Response<Body> {
         }
     }
     let groups: Vec<Value> = names.into_iter().map(group_json).collect();
-    response::json(200, &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
+    response::json(
+        200,
+        &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
+    )
 }
 
 pub fn group(g: &str) -> Response<Body> {
@@ -72,12 +75,34 @@ pub fn group(g: &str) -> Response<Body> {
     response::json(200, &v)
 }
 
-const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 /// Discovery entry of a subresource: (verbs, group, version, kind).
-fn subresource(res: &ResourceInfo, sub: &str) -> (&'static [&'static str], &'static str, &'static str, &'static str) {
+fn subresource(
+    res: &ResourceInfo,
+    sub: &str,
+) -> (
+    &'static [&'static str],
+    &'static str,
+    &'static str,
+    &'static str,
+) {
     match sub {
-        "status" => (&["get", "patch", "update"], res.group, res.version, res.kind),
+        "status" => (
+            &["get", "patch", "update"],
+            res.group,
+            res.version,
+            res.kind,
+        ),
         "scale" => (&["get", "patch", "update"], "autoscaling", "v1", "Scale"),
         "binding" => (&["create"], "", "v1", "Binding"),
         "eviction" => (&["create"], "policy", "v1", "Eviction"),
@@ -86,14 +111,22 @@ fn subresource(res: &ResourceInfo, sub: &str) -> (&'static [&'static str], &'sta
         "attach" => (&["create", "get"], "", "v1", "PodAttachOptions"),
         "portforward" => (&["create", "get"], "", "v1", "PodPortForwardOptions"),
         "finalize" => (&["update"], "", "v1", "Namespace"),
-        "proxy" => (&["create", "delete", "get", "patch", "update"], "", "v1", "NodeProxyOptions"),
+        "proxy" => (
+            &["create", "delete", "get", "patch", "update"],
+            "",
+            "v1",
+            "NodeProxyOptions",
+        ),
         _ => (&["get"], res.group, res.version, res.kind),
     }
 }
 
 pub fn resource_list(group: &str, version: &str) -> Value {
     let mut out: Vec<Value> = Vec::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
         let mut entry = json!({
             "name": r.plural,
             "singularName": r.singular,
@@ -124,7 +157,11 @@ pub fn resource_list(group: &str, version: &str) -> Value {
             out.push(e);
         }
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": out})
 }
 
@@ -143,12 +180,20 @@ mod tests {
         let deploy = rs.iter().find(|r| r["name"] == "deployments").unwrap();
         assert_eq!(deploy["shortNames"], json!(["deploy"]));
         assert_eq!(deploy["categories"], json!(["all"]));
-        let scale = rs.iter().find(|r| r["name"] == "deployments/scale").unwrap();
+        let scale = rs
+            .iter()
+            .find(|r| r["name"] == "deployments/scale")
+            .unwrap();
         assert_eq!(scale["group"], "autoscaling");
         assert_eq!(scale["kind"], "Scale");
         let core = resource_list("", "v1");
         assert_eq!(core["groupVersion"], "v1");
-        let ns = core["resources"].as_array().unwrap().iter().find(|r| r["name"] == "namespaces").unwrap();
+        let ns = core["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "namespaces")
+            .unwrap();
         assert_eq!(ns["namespaced"], false);
     }
 }

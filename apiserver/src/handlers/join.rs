@@ -15,7 +15,10 @@ use crate::response::{self, Body};
 pub fn next_pod_cidr(cluster: ipnet::Ipv4Net, taken: &[String]) -> Option<String> {
     let subnets = cluster.subnets(24).ok()?;
     // Skip .0.0/24: it reads like a network address in examples and labs.
-    subnets.skip(1).map(|n| n.to_string()).find(|c| !taken.contains(c))
+    subnets
+        .skip(1)
+        .map(|n| n.to_string())
+        .find(|c| !taken.contains(c))
 }
 
 pub async fn join(api: &Api, authz: Option<&str>, r: &Req) -> Result<Response<Body>, ApiError> {
@@ -26,12 +29,18 @@ pub async fn join(api: &Api, authz: Option<&str>, r: &Req) -> Result<Response<Bo
         return Err(ApiError::unauthorized());
     }
     let body = request::decode_object(&r.body, r.header("content-type"))?;
-    let name = body.get("nodeName").and_then(Value::as_str).unwrap_or("").to_string();
+    let name = body
+        .get("nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let bad = |why: &str| ApiError::bad_request(format!("nodeName {name:?} {why}"));
     if name.is_empty() || name.len() > 253 {
         return Err(bad("must be 1 to 253 characters"));
     }
-    if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
         || name.starts_with(['-', '.'])
         || name.ends_with(['-', '.'])
     {
@@ -49,14 +58,22 @@ pub async fn join(api: &Api, authz: Option<&str>, r: &Req) -> Result<Response<Bo
     }
     let mut taken = auth.pod_cidrs();
     let (nodes, _, _) = api.store.list("/registry/core/nodes/", None, None);
-    taken.extend(nodes.iter().filter_map(|(_, n)| n.pointer("/spec/podCIDR").and_then(Value::as_str).map(str::to_string)));
-    let cidr = next_pod_cidr(api.cluster_cidr, &taken)
-        .ok_or_else(|| ApiError::service_unavailable(format!("no podCIDR left in {}", api.cluster_cidr)))?;
-    let cred = auth
-        .issue_node(&name, &cidr)
-        .map_err(|e| ApiError::service_unavailable(format!("cannot store the node credential: {e}")))?;
+    taken.extend(nodes.iter().filter_map(|(_, n)| {
+        n.pointer("/spec/podCIDR")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    }));
+    let cidr = next_pod_cidr(api.cluster_cidr, &taken).ok_or_else(|| {
+        ApiError::service_unavailable(format!("no podCIDR left in {}", api.cluster_cidr))
+    })?;
+    let cred = auth.issue_node(&name, &cidr).map_err(|e| {
+        ApiError::service_unavailable(format!("cannot store the node credential: {e}"))
+    })?;
     tracing::info!(node = %name, pod_cidr = %cidr, "node joined");
-    Ok(response::json(201, &json!({"nodeName": name, "token": cred.token, "podCIDR": cred.pod_cidr})))
+    Ok(response::json(
+        201,
+        &json!({"nodeName": name, "token": cred.token, "podCIDR": cred.pod_cidr}),
+    ))
 }
 
 #[cfg(test)]
@@ -67,7 +84,10 @@ mod tests {
     fn pod_cidrs_are_handed_out_in_order_skipping_taken_ones() {
         let c: ipnet::Ipv4Net = "10.244.0.0/16".parse().unwrap();
         assert_eq!(next_pod_cidr(c, &[]).unwrap(), "10.244.1.0/24");
-        assert_eq!(next_pod_cidr(c, &["10.244.1.0/24".into()]).unwrap(), "10.244.2.0/24");
+        assert_eq!(
+            next_pod_cidr(c, &["10.244.1.0/24".into()]).unwrap(),
+            "10.244.2.0/24"
+        );
         let tiny: ipnet::Ipv4Net = "10.0.0.0/24".parse().unwrap();
         assert!(next_pod_cidr(tiny, &[]).is_none());
     }

@@ -33,8 +33,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where a pod's kubelet listens, from the pod and its Node (`None`: the Node object
 /// is missing). Errors are the Status the client sees.
-pub fn kubelet_address(pod_name: &str, pod: &Value, node: Option<&Value>) -> Result<(String, SocketAddr), ApiError> {
-    let node_name = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+pub fn kubelet_address(
+    pod_name: &str,
+    pod: &Value,
+    node: Option<&Value>,
+) -> Result<(String, SocketAddr), ApiError> {
+    let node_name = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if node_name.is_empty() {
         return Err(ApiError::bad_request(format!(
             "pod {pod_name} is not scheduled to a node yet; wait for it to be scheduled"
@@ -54,7 +61,9 @@ pub fn kubelet_address(pod_name: &str, pod: &Value, node: Option<&Value>) -> Res
         .and_then(|a| a["address"].as_str())
         .and_then(|s| s.parse::<std::net::IpAddr>().ok())
         .ok_or_else(|| {
-            ApiError::service_unavailable(format!("node {node_name} reports no InternalIP, so its kubelet cannot be reached"))
+            ApiError::service_unavailable(format!(
+                "node {node_name} reports no InternalIP, so its kubelet cannot be reached"
+            ))
         })?;
     let port = node
         .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
@@ -66,7 +75,11 @@ pub fn kubelet_address(pod_name: &str, pod: &Value, node: Option<&Value>) -> Res
 
 /// The container a request is about: the `container` parameter, else the pod's only
 /// container, else the `kubectl.kubernetes.io/default-container` annotation.
-pub fn pick_container(pod_name: &str, pod: &Value, asked: Option<&str>) -> Result<String, ApiError> {
+pub fn pick_container(
+    pod_name: &str,
+    pod: &Value,
+    asked: Option<&str>,
+) -> Result<String, ApiError> {
     let names: Vec<&str> = pod
         .pointer("/spec/containers")
         .and_then(Value::as_array)
@@ -103,7 +116,13 @@ pub fn pick_container(pod_name: &str, pod: &Value, asked: Option<&str>) -> Resul
 }
 
 /// The kubelet path and query for a pod subresource request.
-pub fn kubelet_path(sub: &str, ns: &str, pod: &str, container: Option<&str>, query: &str) -> String {
+pub fn kubelet_path(
+    sub: &str,
+    ns: &str,
+    pod: &str,
+    container: Option<&str>,
+    query: &str,
+) -> String {
     let base = match (sub, container) {
         ("log", Some(c)) => format!("/containerLogs/{ns}/{pod}/{c}"),
         ("exec", Some(c)) => format!("/exec/{ns}/{pod}/{c}"),
@@ -132,31 +151,76 @@ impl StreamRequest {
     /// `command` keeps only its last value) and no upgrade is possible.
     pub fn from_req(req: &Req) -> StreamRequest {
         let mut q = url::form_urlencoded::Serializer::new(String::new());
-        for key in ["container", "command", "stdin", "stdout", "stderr", "tty", "ports", "input", "output", "error"] {
+        for key in [
+            "container",
+            "command",
+            "stdin",
+            "stdout",
+            "stderr",
+            "tty",
+            "ports",
+            "input",
+            "output",
+            "error",
+        ] {
             if let Some(v) = req.query.get(key) {
                 q.append_pair(key, v);
             }
         }
-        StreamRequest { method: req.method.clone(), headers: req.headers.clone(), query: q.finish(), upgrade: None }
+        StreamRequest {
+            method: req.method.clone(),
+            headers: req.headers.clone(),
+            query: q.finish(),
+            upgrade: None,
+        }
     }
 }
 
-fn pod_and_node(api: &Api, pod_res: &skiff_api::ResourceInfo, ns: &str, name: &str) -> Result<(Arc<Value>, String, SocketAddr), ApiError> {
-    let pod = api.store.get(&key_of(pod_res, Some(ns), name)).ok_or_else(|| ApiError::not_found(pod_res, name))?;
-    let node_name = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
-    let nodes = skiff_api::resource::lookup("", "v1", "nodes").expect("nodes are a built-in resource");
-    let node = if node_name.is_empty() { None } else { api.store.get(&key_of(nodes, None, node_name)) };
+fn pod_and_node(
+    api: &Api,
+    pod_res: &skiff_api::ResourceInfo,
+    ns: &str,
+    name: &str,
+) -> Result<(Arc<Value>, String, SocketAddr), ApiError> {
+    let pod = api
+        .store
+        .get(&key_of(pod_res, Some(ns), name))
+        .ok_or_else(|| ApiError::not_found(pod_res, name))?;
+    let node_name = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let nodes =
+        skiff_api::resource::lookup("", "v1", "nodes").expect("nodes are a built-in resource");
+    let node = if node_name.is_empty() {
+        None
+    } else {
+        api.store.get(&key_of(nodes, None, node_name))
+    };
     let (node_name, addr) = kubelet_address(name, &pod, node.as_deref())?;
     Ok((pod, node_name, addr))
 }
 
 /// GET pods/NAME/log: the kubelet's container log, streamed as it arrives.
-pub async fn log(api: &Api, pod_res: &skiff_api::ResourceInfo, ns: &str, name: &str, req: &Req) -> Result<Response<Body>, ApiError> {
+pub async fn log(
+    api: &Api,
+    pod_res: &skiff_api::ResourceInfo,
+    ns: &str,
+    name: &str,
+    req: &Req,
+) -> Result<Response<Body>, ApiError> {
     let (pod, node, addr) = pod_and_node(api, pod_res, ns, name)?;
     let container = pick_container(name, &pod, req.query.get("container"))?;
     let query = {
         let mut q = url::form_urlencoded::Serializer::new(String::new());
-        for key in ["follow", "previous", "timestamps", "tailLines", "sinceSeconds", "limitBytes"] {
+        for key in [
+            "follow",
+            "previous",
+            "timestamps",
+            "tailLines",
+            "sinceSeconds",
+            "limitBytes",
+        ] {
             if let Some(v) = req.query.get(key) {
                 q.append_pair(key, v);
             }
@@ -175,11 +239,31 @@ pub async fn log(api: &Api, pod_res: &skiff_api::ResourceInfo, ns: &str, name: &
         .map_err(|e| unreachable_node(&node, addr, &e.to_string()))?;
     let status = resp.status();
     if !status.is_success() {
-        let text = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let text = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         return Err(ApiError::new(
-            if status == StatusCode::NOT_FOUND { 404 } else if status.is_client_error() { 400 } else { 500 },
-            if status == StatusCode::NOT_FOUND { "NotFound" } else if status.is_client_error() { "BadRequest" } else { "InternalError" },
-            format!("the kubelet on node {node} refused the log request: {}", String::from_utf8_lossy(&text).trim()),
+            if status == StatusCode::NOT_FOUND {
+                404
+            } else if status.is_client_error() {
+                400
+            } else {
+                500
+            },
+            if status == StatusCode::NOT_FOUND {
+                "NotFound"
+            } else if status.is_client_error() {
+                "BadRequest"
+            } else {
+                "InternalError"
+            },
+            format!(
+                "the kubelet on node {node} refused the log request: {}",
+                String::from_utf8_lossy(&text).trim()
+            ),
         ));
     }
     // The spawned connection task keeps reading the body after `sender` is dropped.
@@ -193,12 +277,21 @@ pub async fn log(api: &Api, pod_res: &skiff_api::ResourceInfo, ns: &str, name: &
 
 /// exec, attach and portforward: forwards the request to the kubelet and, on 101,
 /// joins the upgraded client and kubelet connections.
-pub async fn stream(api: &Api, pod_res: &skiff_api::ResourceInfo, ns: &str, name: &str, sub: &str, mut req: StreamRequest) -> Result<Response<Body>, ApiError> {
+pub async fn stream(
+    api: &Api,
+    pod_res: &skiff_api::ResourceInfo,
+    ns: &str,
+    name: &str,
+    sub: &str,
+    mut req: StreamRequest,
+) -> Result<Response<Body>, ApiError> {
     let (pod, node, addr) = pod_and_node(api, pod_res, ns, name)?;
     let container = if sub == "portforward" {
         None
     } else {
-        let asked = url::form_urlencoded::parse(req.query.as_bytes()).find(|(k, _)| k == "container").map(|(_, v)| v.into_owned());
+        let asked = url::form_urlencoded::parse(req.query.as_bytes())
+            .find(|(k, _)| k == "container")
+            .map(|(_, v)| v.into_owned());
         Some(pick_container(name, &pod, asked.as_deref())?)
     };
     let wants_upgrade = req.headers.contains_key(http::header::UPGRADE);
@@ -221,7 +314,10 @@ pub async fn stream(api: &Api, pod_res: &skiff_api::ResourceInfo, ns: &str, name
         .header(http::header::HOST, addr.to_string())
         .body(Full::new(Bytes::new()))
         .map_err(|e| ApiError::internal(format!("building the kubelet request failed: {e}")))?;
-    let mut resp = sender.send_request(out).await.map_err(|e| unreachable_node(&node, addr, &e.to_string()))?;
+    let mut resp = sender
+        .send_request(out)
+        .await
+        .map_err(|e| unreachable_node(&node, addr, &e.to_string()))?;
     let status = resp.status();
     let mut back = Response::builder().status(status);
     for (k, v) in resp.headers() {
@@ -240,7 +336,9 @@ pub async fn stream(api: &Api, pod_res: &skiff_api::ResourceInfo, ns: &str, name
                 Err(e) => tracing::warn!(error = %e, "joining the upgraded connections failed"),
             }
         });
-        return Ok(back.body(crate::response::full(Bytes::new())).expect("valid response"));
+        return Ok(back
+            .body(crate::response::full(Bytes::new()))
+            .expect("valid response"));
     }
     // Refused upgrade (e.g. the client falls back from websocket to SPDY): pass it on.
     let body = resp.into_body().map_err(std::io::Error::other).boxed();
@@ -248,11 +346,17 @@ pub async fn stream(api: &Api, pod_res: &skiff_api::ResourceInfo, ns: &str, name
 }
 
 fn unreachable_node(node: &str, addr: SocketAddr, why: &str) -> ApiError {
-    ApiError::service_unavailable(format!("the kubelet of node {node} at {addr} is unreachable: {why}"))
+    ApiError::service_unavailable(format!(
+        "the kubelet of node {node} at {addr} is unreachable: {why}"
+    ))
 }
 
 /// A TLS connection to the kubelet with an HTTP/1.1 client on it.
-async fn open(api: &Api, node: &str, addr: SocketAddr) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, ApiError> {
+async fn open(
+    api: &Api,
+    node: &str,
+    addr: SocketAddr,
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, ApiError> {
     // In a lab the nodes' addresses exist only inside its namespaces: connect from
     // there, never through the host's routes.
     let tcp = match &api.kubelet_netns {
@@ -316,7 +420,12 @@ impl rustls::client::danger::ServerCertVerifier for AnyKubeletCert {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -325,7 +434,12 @@ impl rustls::client::danger::ServerCertVerifier for AnyKubeletCert {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
@@ -345,9 +459,16 @@ mod tests {
             "addresses": [{"type": "Hostname", "address": "n1"}, {"type": "InternalIP", "address": "192.168.9.2"}],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 11250}},
         }});
-        assert_eq!(kubelet_address("p", &pod, Some(&node)).unwrap(), ("n1".into(), "192.168.9.2:11250".parse().unwrap()));
-        let no_port = json!({"status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.3"}]}});
-        assert_eq!(kubelet_address("p", &pod, Some(&no_port)).unwrap().1, "10.0.0.3:10250".parse().unwrap());
+        assert_eq!(
+            kubelet_address("p", &pod, Some(&node)).unwrap(),
+            ("n1".into(), "192.168.9.2:11250".parse().unwrap())
+        );
+        let no_port =
+            json!({"status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.3"}]}});
+        assert_eq!(
+            kubelet_address("p", &pod, Some(&no_port)).unwrap().1,
+            "10.0.0.3:10250".parse().unwrap()
+        );
 
         let unscheduled = json!({"spec": {"containers": []}});
         let e = kubelet_address("p", &unscheduled, None).unwrap_err();
@@ -366,9 +487,15 @@ mod tests {
         let one = json!({"spec": {"containers": [{"name": "app"}]}});
         assert_eq!(pick_container("p", &one, None).unwrap(), "app");
         assert_eq!(pick_container("p", &one, Some("")).unwrap(), "app");
-        assert_eq!(pick_container("p", &one, Some("nope")).unwrap_err().code, 400);
+        assert_eq!(
+            pick_container("p", &one, Some("nope")).unwrap_err().code,
+            400
+        );
         let two = json!({"metadata": {}, "spec": {"containers": [{"name": "a"}, {"name": "b"}], "initContainers": [{"name": "i"}]}});
-        assert!(pick_container("p", &two, None).unwrap_err().message.contains("choose one of: [a b]"));
+        assert!(pick_container("p", &two, None)
+            .unwrap_err()
+            .message
+            .contains("choose one of: [a b]"));
         assert_eq!(pick_container("p", &two, Some("i")).unwrap(), "i");
         let annotated = json!({"metadata": {"annotations": {"kubectl.kubernetes.io/default-container": "b"}},
             "spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
@@ -377,9 +504,21 @@ mod tests {
 
     #[test]
     fn kubelet_paths_follow_the_kubelet_api() {
-        assert_eq!(kubelet_path("log", "d", "p", Some("c"), "follow=true"), "/containerLogs/d/p/c?follow=true");
-        assert_eq!(kubelet_path("exec", "d", "p", Some("c"), "command=ls"), "/exec/d/p/c?command=ls");
-        assert_eq!(kubelet_path("attach", "d", "p", Some("c"), ""), "/attach/d/p/c");
-        assert_eq!(kubelet_path("portforward", "d", "p", None, ""), "/portForward/d/p");
+        assert_eq!(
+            kubelet_path("log", "d", "p", Some("c"), "follow=true"),
+            "/containerLogs/d/p/c?follow=true"
+        );
+        assert_eq!(
+            kubelet_path("exec", "d", "p", Some("c"), "command=ls"),
+            "/exec/d/p/c?command=ls"
+        );
+        assert_eq!(
+            kubelet_path("attach", "d", "p", Some("c"), ""),
+            "/attach/d/p/c"
+        );
+        assert_eq!(
+            kubelet_path("portforward", "d", "p", None, ""),
+            "/portForward/d/p"
+        );
     }
 }

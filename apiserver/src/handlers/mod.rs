@@ -81,7 +81,11 @@ where
             Ok(r) => r,
             Err(e) => response::error(&e),
         };
-        tracing::debug!(status = resp.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "done");
+        tracing::debug!(
+            status = resp.status().as_u16(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "done"
+        );
         resp
     }
     .instrument(span)
@@ -90,7 +94,12 @@ where
 
 /// The authorizer's decision for a non-admin user, with the stored object it may
 /// depend on (a pod's node) and, for creating a Node, the name in the body.
-fn authorize_node(api: &Api, user: &crate::auth::User, rp: &router::ResourcePath, r: &Req) -> Result<(), ApiError> {
+fn authorize_node(
+    api: &Api,
+    user: &crate::auth::User,
+    rp: &router::ResourcePath,
+    r: &Req,
+) -> Result<(), ApiError> {
     use crate::authz::{authorize, Verb};
     let verb = match r.method {
         Method::GET | Method::HEAD => Verb::Read,
@@ -99,15 +108,18 @@ fn authorize_node(api: &Api, user: &crate::auth::User, rp: &router::ResourcePath
         Method::DELETE => Verb::Delete,
         _ => Verb::Update,
     };
-    let target = rp
-        .name
-        .as_deref()
-        .and_then(|n| api.store.get(&objects::key_of(rp.res, rp.namespace.as_deref(), n)));
+    let target = rp.name.as_deref().and_then(|n| {
+        api.store
+            .get(&objects::key_of(rp.res, rp.namespace.as_deref(), n))
+    });
     authorize(user, verb, rp, target.as_deref())?;
     if verb == Verb::Create && rp.res.plural == "nodes" {
         let body = request::decode_object(&r.body, r.header("content-type"))?;
         if user.node_name() != skiff_api::meta::name(&body) {
-            return Err(ApiError::forbidden(format!("node \"{}\" may only register itself", user.node_name().unwrap_or(""))));
+            return Err(ApiError::forbidden(format!(
+                "node \"{}\" may only register itself",
+                user.node_name().unwrap_or("")
+            )));
         }
     }
     Ok(())
@@ -121,13 +133,25 @@ where
     let route = router::route(req.uri().path());
     // Health and version are public, as on upstream clusters (system:public-info-viewer);
     // the CA is public so joining agents can pin it; join checks its own secret.
-    let public = matches!(route, Route::Health(_) | Route::Version | Route::CaCerts | Route::Join);
-    let authz = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let public = matches!(
+        route,
+        Route::Health(_) | Route::Version | Route::CaCerts | Route::Join
+    );
+    let authz = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let user = if public {
         None
     } else {
         let guard = api.auth.read().expect("auth lock");
-        Some(guard.authenticate(authz.as_deref()).cloned().ok_or_else(ApiError::unauthorized)?)
+        Some(
+            guard
+                .authenticate(authz.as_deref())
+                .cloned()
+                .ok_or_else(ApiError::unauthorized)?,
+        )
     };
     let (mut parts, body) = req.into_parts();
     let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
@@ -157,7 +181,11 @@ where
             // caches), `/openapi/v2` as JSON or, when asked via Accept, gnostic protobuf,
             // labelled octet-stream: Go's mime parser rejects the `@` of the Accept type.
             const V2_PB: &str = "application/octet-stream";
-            let accept = r.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let accept = r
+                .headers
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
             match p.as_str() {
                 "v3" | "v3/" => Ok(response::json(200, &skiff_api::openapi::v3_index())),
                 "v2" if accept.contains("protobuf") => Ok(Response::builder()
@@ -165,13 +193,24 @@ where
                     .body(response::full(skiff_api::openapi::v2_protobuf()))
                     .expect("valid response")),
                 "v2" => Ok(response::json(200, &skiff_api::openapi::v2_json())),
-                _ => match p.strip_prefix("v3/").and_then(skiff_api::openapi::v3_document) {
+                _ => match p
+                    .strip_prefix("v3/")
+                    .and_then(skiff_api::openapi::v3_document)
+                {
                     Some(doc) => Ok(response::json(200, &doc)),
-                    None => Err(ApiError::new(404, "NotFound", format!("the OpenAPI document {p:?} is not served"))),
+                    None => Err(ApiError::new(
+                        404,
+                        "NotFound",
+                        format!("the OpenAPI document {p:?} is not served"),
+                    )),
                 },
             }
         }
-        Route::NotFound(p) => Err(ApiError::new(404, "NotFound", format!("the server could not find the requested resource ({p})"))),
+        Route::NotFound(p) => Err(ApiError::new(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ({p})"),
+        )),
         Route::Resource(rp) => {
             let user = user.expect("resource routes are authenticated");
             if !user.is_admin() {

@@ -19,17 +19,28 @@ use crate::strategy;
 /// How many times a read-modify-write retries when another writer got in first.
 const RETRIES: usize = 8;
 
-pub async fn dispatch(api: &Arc<Api>, rp: ResourcePath, req: Req) -> Result<Response<Body>, ApiError> {
+pub async fn dispatch(
+    api: &Arc<Api>,
+    rp: ResourcePath,
+    req: Req,
+) -> Result<Response<Body>, ApiError> {
     let res = rp.res;
     if res.namespaced() && rp.name.is_some() && rp.namespace.is_none() {
-        return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+        return Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ));
     }
     if let Some(sub) = &rp.sub {
         if !res.has_subresource(sub) {
             return Err(ApiError::new(
                 404,
                 "NotFound",
-                format!("the server could not find the requested resource ({}/{sub})", res.plural),
+                format!(
+                    "the server could not find the requested resource ({}/{sub})",
+                    res.plural
+                ),
             ));
         }
         return subresources::dispatch(api, &rp, sub, req).await;
@@ -53,11 +64,20 @@ pub async fn dispatch(api: &Arc<Api>, rp: ResourcePath, req: Req) -> Result<Resp
 }
 
 pub fn key_of(res: &ResourceInfo, namespace: Option<&str>, name: &str) -> String {
-    store::key(res.storage_group(), res.plural, if res.namespaced() { namespace } else { None }, name)
+    store::key(
+        res.storage_group(),
+        res.plural,
+        if res.namespaced() { namespace } else { None },
+        name,
+    )
 }
 
 pub fn prefix_of(res: &ResourceInfo, namespace: Option<&str>) -> String {
-    store::prefix(res.storage_group(), res.plural, if res.namespaced() { namespace } else { None })
+    store::prefix(
+        res.storage_group(),
+        res.plural,
+        if res.namespaced() { namespace } else { None },
+    )
 }
 
 /// Maps store failures onto Status errors about the named object.
@@ -66,9 +86,12 @@ pub fn store_error(res: &ResourceInfo, name: &str, e: StoreError) -> ApiError {
         StoreError::AlreadyExists => ApiError::already_exists(res, name),
         StoreError::NotFound => ApiError::not_found(res, name),
         StoreError::Conflict { .. } => ApiError::stale(res, name),
-        StoreError::Expired { requested, compacted } => {
-            ApiError::expired(format!("too old resource version: {requested} ({compacted})"))
-        }
+        StoreError::Expired {
+            requested,
+            compacted,
+        } => ApiError::expired(format!(
+            "too old resource version: {requested} ({compacted})"
+        )),
         other => {
             tracing::error!(error = %other, "store failure");
             ApiError::service_unavailable(format!("the store cannot take writes: {other}"))
@@ -77,7 +100,9 @@ pub fn store_error(res: &ResourceInfo, name: &str, e: StoreError) -> ApiError {
 }
 
 fn rv_of(obj: &Value) -> u64 {
-    meta::resource_version(obj).and_then(|s| s.parse().ok()).unwrap_or(0)
+    meta::resource_version(obj)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 /// One object in the representation the client asked for.
@@ -114,7 +139,8 @@ impl Filter {
     pub fn from_query(res: &ResourceInfo, q: &request::Query) -> Result<Filter, ApiError> {
         let labels = selector::parse(q.get("labelSelector").unwrap_or(""))
             .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
-        let fields = fields::parse(res, q.get("fieldSelector").unwrap_or("")).map_err(ApiError::bad_request)?;
+        let fields = fields::parse(res, q.get("fieldSelector").unwrap_or(""))
+            .map_err(ApiError::bad_request)?;
         Ok(Filter { labels, fields })
     }
 
@@ -136,7 +162,11 @@ fn list(api: &Api, rp: &ResourcePath, req: &Req) -> Result<Response<Body>, ApiEr
     let res = rp.res;
     let filter = Filter::from_query(res, &req.query)?;
     let prefix = prefix_of(res, rp.namespace.as_deref());
-    let limit = req.query.u64("limit")?.filter(|l| *l > 0).map(|l| l as usize);
+    let limit = req
+        .query
+        .u64("limit")?
+        .filter(|l| *l > 0)
+        .map(|l| l as usize);
     let start_after = match req.query.get("continue") {
         None => None,
         Some(tok) => {
@@ -145,7 +175,9 @@ fn list(api: &Api, rp: &ResourcePath, req: &Req) -> Result<Response<Body>, ApiEr
                 .ok()
                 .and_then(|b| serde_json::from_slice::<ContinueToken>(&b).ok())
                 .filter(|t| t.k.starts_with(&prefix))
-                .ok_or_else(|| ApiError::bad_request("invalid continue token; start the list again without it"))?;
+                .ok_or_else(|| {
+                    ApiError::bad_request("invalid continue token; start the list again without it")
+                })?;
             if raw.rv < api.store.compacted_revision() {
                 return Err(ApiError::expired(
                     "the provided continue parameter is too old to display a consistent list result; start a new list without it",
@@ -192,15 +224,20 @@ fn list(api: &Api, rp: &ResourcePath, req: &Req) -> Result<Response<Body>, ApiEr
                 m["continue"] = json!(c);
                 m["remainingItemCount"] = json!(remaining);
             }
-            let (kind, api_version, items): (String, String, Vec<Value>) = if out == Output::PartialMetadata {
-                (
-                    "PartialObjectMetadataList".into(),
-                    "meta.k8s.io/v1".into(),
-                    objs.iter().map(|o| response::partial_metadata(o)).collect(),
-                )
-            } else {
-                (format!("{}List", res.kind), res.api_version(), objs.iter().map(|o| (*o).clone()).collect())
-            };
+            let (kind, api_version, items): (String, String, Vec<Value>) =
+                if out == Output::PartialMetadata {
+                    (
+                        "PartialObjectMetadataList".into(),
+                        "meta.k8s.io/v1".into(),
+                        objs.iter().map(|o| response::partial_metadata(o)).collect(),
+                    )
+                } else {
+                    (
+                        format!("{}List", res.kind),
+                        res.api_version(),
+                        objs.iter().map(|o| (*o).clone()).collect(),
+                    )
+                };
             json!({"kind": kind, "apiVersion": api_version, "metadata": m, "items": items})
         }
     };
@@ -235,7 +272,10 @@ pub fn check_type(res: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> {
 fn check_namespace(rp: &ResourcePath, obj: &mut Value) -> Result<(), ApiError> {
     if rp.res.namespaced() {
         let ns = rp.namespace.clone().ok_or_else(|| {
-            ApiError::bad_request(format!("{} must be created in a namespace", rp.res.qualified_plural()))
+            ApiError::bad_request(format!(
+                "{} must be created in a namespace",
+                rp.res.qualified_plural()
+            ))
         })?;
         match meta::namespace(obj) {
             Some(n) if !n.is_empty() && n != ns => {
@@ -252,8 +292,14 @@ fn check_namespace(rp: &ResourcePath, obj: &mut Value) -> Result<(), ApiError> {
 }
 
 /// Refuses writes into a namespace that does not exist or is being deleted.
-pub fn check_namespace_open(api: &Api, res: &ResourceInfo, ns: Option<&str>) -> Result<(), ApiError> {
-    let (true, Some(ns)) = (res.namespaced(), ns) else { return Ok(()) };
+pub fn check_namespace_open(
+    api: &Api,
+    res: &ResourceInfo,
+    ns: Option<&str>,
+) -> Result<(), ApiError> {
+    let (true, Some(ns)) = (res.namespaced(), ns) else {
+        return Ok(());
+    };
     let nsres = skiff_api::resource::lookup("", "v1", "namespaces").expect("namespaces are served");
     let Some(nsobj) = api.store.get(&key_of(nsres, None, ns)) else {
         return Err(ApiError::not_found(nsres, ns));
@@ -263,7 +309,11 @@ pub fn check_namespace_open(api: &Api, res: &ResourceInfo, ns: Option<&str>) -> 
             "{} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
             res.qualified_plural()
         ));
-        e.causes = vec![Cause::new("NamespaceTerminating", "metadata.namespace", format!("namespace {ns} is being terminated"))];
+        e.causes = vec![Cause::new(
+            "NamespaceTerminating",
+            "metadata.namespace",
+            format!("namespace {ns} is being terminated"),
+        )];
         return Err(e);
     }
     Ok(())
@@ -275,17 +325,26 @@ async fn create(api: &Api, rp: &ResourcePath, req: &Req) -> Result<Response<Body
     check_type(res, &mut obj)?;
     check_namespace(rp, &mut obj)?;
     check_namespace_open(api, res, rp.namespace.as_deref())?;
-    let fixed_name = meta::name(&obj).filter(|n| !n.is_empty()).map(str::to_string);
+    let fixed_name = meta::name(&obj)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string);
     let generate = meta::generate_name(&obj).map(str::to_string);
     if fixed_name.is_none() && generate.is_none() {
-        return Err(ApiError::invalid(res, "", vec![Cause::required("metadata.name")]).with_message_name_required());
+        return Err(
+            ApiError::invalid(res, "", vec![Cause::required("metadata.name")])
+                .with_message_name_required(),
+        );
     }
     let attempts = if fixed_name.is_some() { 1 } else { 5 };
     for attempt in 0..attempts {
         let mut o = obj.clone();
         let name = match &fixed_name {
             Some(n) => n.clone(),
-            None => format!("{}{}", generate.as_deref().unwrap_or(""), strategy::name_suffix()),
+            None => format!(
+                "{}{}",
+                generate.as_deref().unwrap_or(""),
+                strategy::name_suffix()
+            ),
         };
         meta::set(&mut o, "name", json!(name));
         strategy::prepare_create(res, &mut o, &api.alloc)?;
@@ -296,7 +355,11 @@ async fn create(api: &Api, rp: &ResourcePath, req: &Req) -> Result<Response<Body
             release_allocations(api, res, &o);
             return Ok(response::json(201, &o));
         }
-        match api.store.create(&key_of(res, rp.namespace.as_deref(), &name), o.clone()).await {
+        match api
+            .store
+            .create(&key_of(res, rp.namespace.as_deref(), &name), o.clone())
+            .await
+        {
             Ok(stored) => {
                 tracing::info!(kind = res.kind, namespace = rp.namespace.as_deref(), name = %name, "created");
                 return Ok(response::json(201, &stored));
@@ -311,15 +374,26 @@ async fn create(api: &Api, rp: &ResourcePath, req: &Req) -> Result<Response<Body
             }
         }
     }
-    Err(ApiError::new(409, "AlreadyExists", "could not generate a free name; try again"))
+    Err(ApiError::new(
+        409,
+        "AlreadyExists",
+        "could not generate a free name; try again",
+    ))
 }
 
 /// The DefaultTolerationSeconds admission step, with the configured duration on the
 /// tolerations it adds (and only on those).
 fn add_default_tolerations(pod: &mut Value, seconds: i64) {
-    let before = pod.pointer("/spec/tolerations").and_then(Value::as_array).map(Vec::len).unwrap_or(0);
+    let before = pod
+        .pointer("/spec/tolerations")
+        .and_then(Value::as_array)
+        .map(Vec::len)
+        .unwrap_or(0);
     skiff_api::defaults::default_tolerations(pod);
-    if let Some(tols) = pod.pointer_mut("/spec/tolerations").and_then(Value::as_array_mut) {
+    if let Some(tols) = pod
+        .pointer_mut("/spec/tolerations")
+        .and_then(Value::as_array_mut)
+    {
         for t in tols.iter_mut().skip(before) {
             t["tolerationSeconds"] = json!(seconds);
         }
@@ -343,8 +417,15 @@ fn finalized(res: &ResourceInfo, obj: &Value) -> bool {
             .and_then(Value::as_array)
             .is_none_or(|a| a.is_empty()),
         ("", "Pod") => {
-            obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) == 0
-                || obj.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("").is_empty()
+            obj.pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                == 0
+                || obj
+                    .pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .is_empty()
         }
         _ => true,
     }
@@ -369,7 +450,9 @@ pub async fn commit_update(
         }
         r
     } else {
-        api.store.update(key, new, Precondition::Revision(rev)).await
+        api.store
+            .update(key, new, Precondition::Revision(rev))
+            .await
     };
     match result {
         Ok(v) => Ok(Some(v)),
@@ -409,12 +492,23 @@ pub async fn update(
     let wanted_rv: Option<u64> = match meta::resource_version(&body) {
         None | Some("") => None,
         Some(s) => Some(s.parse().map_err(|_| {
-            ApiError::invalid(res, name, vec![Cause::invalid("metadata.resourceVersion", &json!(s), "must be a number")])
+            ApiError::invalid(
+                res,
+                name,
+                vec![Cause::invalid(
+                    "metadata.resourceVersion",
+                    &json!(s),
+                    "must be a number",
+                )],
+            )
         })?),
     };
     let key = key_of(res, rp.namespace.as_deref(), name);
     for _ in 0..RETRIES {
-        let old = api.store.get(&key).ok_or_else(|| ApiError::not_found(res, name))?;
+        let old = api
+            .store
+            .get(&key)
+            .ok_or_else(|| ApiError::not_found(res, name))?;
         if let Some(want) = wanted_rv {
             if want != rv_of(&old) {
                 return Err(ApiError::stale(res, name));
@@ -423,7 +517,10 @@ pub async fn update(
         let mut new = body.clone();
         if sub == Some("finalize") {
             let mut n = (*old).clone();
-            n["spec"]["finalizers"] = body.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+            n["spec"]["finalizers"] = body
+                .pointer("/spec/finalizers")
+                .cloned()
+                .unwrap_or(json!([]));
             new = n;
         } else {
             strategy::prepare_update(res, &mut new, &old, sub, &api.alloc)?;
@@ -441,7 +538,11 @@ pub async fn update(
             None => continue,
         }
     }
-    Err(ApiError::conflict(res, name, "too many concurrent writers; try again"))
+    Err(ApiError::conflict(
+        res,
+        name,
+        "too many concurrent writers; try again",
+    ))
 }
 
 /// Applies a patch request to the current object; shared with subresources, which pass
@@ -468,7 +569,10 @@ pub async fn patch(
     };
     let key = key_of(res, rp.namespace.as_deref(), name);
     for _ in 0..RETRIES {
-        let old = api.store.get(&key).ok_or_else(|| ApiError::not_found(res, name))?;
+        let old = api
+            .store
+            .get(&key)
+            .ok_or_else(|| ApiError::not_found(res, name))?;
         let mut new = skiff_api::patch::apply(res, ty, &old, &patch_doc).map_err(|msg| {
             if ty == PatchType::Apply {
                 ApiError::unsupported_media_type(msg)
@@ -481,12 +585,16 @@ pub async fn patch(
         }
         // A patch may carry a resourceVersion precondition.
         let wanted = meta::resource_version(&new).map(str::to_string);
-        let pinned = wanted.as_deref().is_some_and(|w| w != rv_of(&old).to_string());
+        let pinned = wanted
+            .as_deref()
+            .is_some_and(|w| w != rv_of(&old).to_string());
         if pinned {
             return Err(ApiError::stale(res, name));
         }
         if meta::name(&new) != Some(name) {
-            return Err(ApiError::bad_request(format!("the patch would change the object's name from {name}")));
+            return Err(ApiError::bad_request(format!(
+                "the patch would change the object's name from {name}"
+            )));
         }
         check_type(res, &mut new)?;
         strategy::prepare_update(res, &mut new, &old, sub, &api.alloc)?;
@@ -502,7 +610,11 @@ pub async fn patch(
             None => continue,
         }
     }
-    Err(ApiError::conflict(res, name, "too many concurrent writers; try again"))
+    Err(ApiError::conflict(
+        res,
+        name,
+        "too many concurrent writers; try again",
+    ))
 }
 
 /// DeleteOptions from the body and the query.
@@ -517,18 +629,34 @@ pub struct DeleteOptions {
 
 impl DeleteOptions {
     pub fn from_request(req: &Req) -> Result<DeleteOptions, ApiError> {
-        let mut o = DeleteOptions { dry_run: req.query.dry_run(), ..Default::default() };
+        let mut o = DeleteOptions {
+            dry_run: req.query.dry_run(),
+            ..Default::default()
+        };
         if !req.body.is_empty() {
             let b = request::decode_object(&req.body, req.header("content-type"))?;
-            o.propagation = b.get("propagationPolicy").and_then(Value::as_str).map(str::to_string);
-            if b.get("orphanDependents").and_then(Value::as_bool) == Some(true) && o.propagation.is_none() {
+            o.propagation = b
+                .get("propagationPolicy")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if b.get("orphanDependents").and_then(Value::as_bool) == Some(true)
+                && o.propagation.is_none()
+            {
                 o.propagation = Some("Orphan".into());
             }
             o.grace = b.get("gracePeriodSeconds").and_then(Value::as_i64);
-            o.uid = b.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string);
-            o.resource_version =
-                b.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string);
-            if b.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All")) {
+            o.uid = b
+                .pointer("/preconditions/uid")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            o.resource_version = b
+                .pointer("/preconditions/resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if b.get("dryRun")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.iter().any(|v| v == "All"))
+            {
                 o.dry_run = true;
             }
         }
@@ -536,7 +664,10 @@ impl DeleteOptions {
             o.propagation = Some(p.to_string());
         }
         if let Some(g) = req.query.get("gracePeriodSeconds") {
-            o.grace = Some(g.parse().map_err(|_| ApiError::bad_request("gracePeriodSeconds must be a number"))?);
+            o.grace = Some(
+                g.parse()
+                    .map_err(|_| ApiError::bad_request("gracePeriodSeconds must be a number"))?,
+            );
         }
         if let Some(p) = &o.propagation {
             if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
@@ -549,7 +680,12 @@ impl DeleteOptions {
     }
 }
 
-async fn delete(api: &Api, rp: &ResourcePath, name: &str, req: &Req) -> Result<Response<Body>, ApiError> {
+async fn delete(
+    api: &Api,
+    rp: &ResourcePath,
+    name: &str,
+    req: &Req,
+) -> Result<Response<Body>, ApiError> {
     let opts = DeleteOptions::from_request(req)?;
     let obj = delete_one(api, rp.res, rp.namespace.as_deref(), name, &opts).await?;
     Ok(response::json(200, &obj))
@@ -567,7 +703,10 @@ pub async fn delete_one(
 ) -> Result<Value, ApiError> {
     let key = key_of(res, ns, name);
     for _ in 0..RETRIES {
-        let old = api.store.get(&key).ok_or_else(|| ApiError::not_found(res, name))?;
+        let old = api
+            .store
+            .get(&key)
+            .ok_or_else(|| ApiError::not_found(res, name))?;
         if let Some(uid) = &opts.uid {
             let have = meta::uid(&old).unwrap_or("");
             if uid != have {
@@ -598,17 +737,33 @@ pub async fn delete_one(
         let is_pod = (res.group, res.kind) == ("", "Pod");
         let mut graceful = false;
         if is_pod {
-            let bound = !old.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("").is_empty();
-            let done = matches!(old.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"));
-            let default_grace = old.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30);
+            let bound = !old
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty();
+            let done = matches!(
+                old.pointer("/status/phase").and_then(Value::as_str),
+                Some("Succeeded" | "Failed")
+            );
+            let default_grace = old
+                .pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .unwrap_or(30);
             let grace = opts.grace.unwrap_or(default_grace).max(0);
             if bound && !done && grace > 0 {
                 graceful = true;
-                let current = old.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64);
+                let current = old
+                    .pointer("/metadata/deletionGracePeriodSeconds")
+                    .and_then(Value::as_i64);
                 // A second delete may only shorten the grace period.
                 if current.is_none_or(|c| grace < c) {
                     let at = chrono::Utc::now() + chrono::Duration::seconds(grace);
-                    meta::set(&mut new, "deletionTimestamp", json!(at.format("%Y-%m-%dT%H:%M:%SZ").to_string()));
+                    meta::set(
+                        &mut new,
+                        "deletionTimestamp",
+                        json!(at.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+                    );
                     meta::set(&mut new, "deletionGracePeriodSeconds", json!(grace));
                 }
             } else {
@@ -616,7 +771,10 @@ pub async fn delete_one(
             }
         }
         let ns_terminating = (res.group, res.kind) == ("", "Namespace")
-            && new.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+            && new
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty());
         let keep = graceful || ns_terminating || !meta::finalizers(&new).is_empty();
         if keep {
             if meta::deletion_timestamp(&new).is_none() {
@@ -639,7 +797,11 @@ pub async fn delete_one(
         if opts.dry_run {
             return Ok((*old).clone());
         }
-        match api.store.delete(&key, Precondition::Revision(rv_of(&old))).await {
+        match api
+            .store
+            .delete(&key, Precondition::Revision(rv_of(&old)))
+            .await
+        {
             Ok(gone) => {
                 release_allocations(api, res, &gone);
                 if (res.group, res.kind) == ("", "Node") {
@@ -655,14 +817,24 @@ pub async fn delete_one(
             Err(e) => return Err(store_error(res, name, e)),
         }
     }
-    Err(ApiError::conflict(res, name, "too many concurrent writers; try again"))
+    Err(ApiError::conflict(
+        res,
+        name,
+        "too many concurrent writers; try again",
+    ))
 }
 
-async fn delete_collection(api: &Api, rp: &ResourcePath, req: &Req) -> Result<Response<Body>, ApiError> {
+async fn delete_collection(
+    api: &Api,
+    rp: &ResourcePath,
+    req: &Req,
+) -> Result<Response<Body>, ApiError> {
     let res = rp.res;
     let filter = Filter::from_query(res, &req.query)?;
     let opts = DeleteOptions::from_request(req)?;
-    let (all, _, _) = api.store.list(&prefix_of(res, rp.namespace.as_deref()), None, None);
+    let (all, _, _) = api
+        .store
+        .list(&prefix_of(res, rp.namespace.as_deref()), None, None);
     let mut deleted = Vec::new();
     for (_, obj) in all.into_iter().filter(|(_, o)| filter.matches(o)) {
         let name = meta::name(&obj).unwrap_or("").to_string();

@@ -16,8 +16,16 @@ use crate::response::{self, Body};
 use crate::router::ResourcePath;
 use crate::strategy;
 
-pub async fn dispatch(api: &Arc<Api>, rp: &ResourcePath, sub: &str, req: Req) -> Result<Response<Body>, ApiError> {
-    let name = rp.name.clone().ok_or_else(|| ApiError::new(404, "NotFound", "a subresource needs an object name"))?;
+pub async fn dispatch(
+    api: &Arc<Api>,
+    rp: &ResourcePath,
+    sub: &str,
+    req: Req,
+) -> Result<Response<Body>, ApiError> {
+    let name = rp
+        .name
+        .clone()
+        .ok_or_else(|| ApiError::new(404, "NotFound", "a subresource needs an object name"))?;
     let res = rp.res;
     match (sub, &req.method) {
         ("status", &Method::GET) => {
@@ -34,11 +42,28 @@ pub async fn dispatch(api: &Arc<Api>, rp: &ResourcePath, sub: &str, req: Req) ->
         ("scale", &Method::PUT) | ("scale", &Method::PATCH) => scale(api, rp, &name, &req).await,
         ("binding", &Method::POST) => bind(api, rp, &name, &req).await,
         ("eviction", &Method::POST) => {
-            objects::delete_one(api, res, rp.namespace.as_deref(), &name, &DeleteOptions::default()).await?;
-            Ok(response::json(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})))
+            objects::delete_one(
+                api,
+                res,
+                rp.namespace.as_deref(),
+                &name,
+                &DeleteOptions::default(),
+            )
+            .await?;
+            Ok(response::json(
+                201,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
+            ))
         }
         ("log", &Method::GET) => {
-            super::kubelet_proxy::log(api, res, rp.namespace.as_deref().unwrap_or("default"), &name, &req).await
+            super::kubelet_proxy::log(
+                api,
+                res,
+                rp.namespace.as_deref().unwrap_or("default"),
+                &name,
+                &req,
+            )
+            .await
         }
         ("exec" | "attach" | "portforward", _) => {
             let mut req = req;
@@ -48,12 +73,23 @@ pub async fn dispatch(api: &Arc<Api>, rp: &ResourcePath, sub: &str, req: Req) ->
                 query: req.raw_query.clone(),
                 upgrade: req.upgrade.take(),
             };
-            super::kubelet_proxy::stream(api, res, rp.namespace.as_deref().unwrap_or("default"), &name, sub, stream).await
+            super::kubelet_proxy::stream(
+                api,
+                res,
+                rp.namespace.as_deref().unwrap_or("default"),
+                &name,
+                sub,
+                stream,
+            )
+            .await
         }
         ("proxy", _) => Err(ApiError::service_unavailable(format!(
             "proxy for {name} needs a kubelet connection, which this server does not serve yet"
         ))),
-        (_, m) => Err(ApiError::method_not_allowed(format!("{m} is not allowed on {}/{sub}", res.plural))),
+        (_, m) => Err(ApiError::method_not_allowed(format!(
+            "{m} is not allowed on {}/{sub}",
+            res.plural
+        ))),
     }
 }
 
@@ -66,15 +102,24 @@ fn get(api: &Api, rp: &ResourcePath, name: &str) -> Result<Arc<Value>, ApiError>
 /// The label selector of a workload as the string form Scale's status carries.
 fn selector_string(obj: &Value) -> String {
     let mut parts: Vec<String> = Vec::new();
-    if let Some(m) = obj.pointer("/spec/selector/matchLabels").and_then(Value::as_object) {
+    if let Some(m) = obj
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+    {
         for (k, v) in m {
             parts.push(format!("{k}={}", v.as_str().unwrap_or("")));
         }
     }
-    if let Some(exprs) = obj.pointer("/spec/selector/matchExpressions").and_then(Value::as_array) {
+    if let Some(exprs) = obj
+        .pointer("/spec/selector/matchExpressions")
+        .and_then(Value::as_array)
+    {
         for e in exprs {
             let key = e["key"].as_str().unwrap_or("");
-            let vals: Vec<&str> = e["values"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            let vals: Vec<&str> = e["values"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
             match e["operator"].as_str().unwrap_or("") {
                 "In" => parts.push(format!("{key} in ({})", vals.join(","))),
                 "NotIn" => parts.push(format!("{key} notin ({})", vals.join(","))),
@@ -108,7 +153,12 @@ pub fn to_scale(_res: &ResourceInfo, obj: &Value) -> Value {
     })
 }
 
-async fn scale(api: &Api, rp: &ResourcePath, name: &str, req: &Req) -> Result<Response<Body>, ApiError> {
+async fn scale(
+    api: &Api,
+    rp: &ResourcePath,
+    name: &str,
+    req: &Req,
+) -> Result<Response<Body>, ApiError> {
     let res = rp.res;
     let key = key_of(res, rp.namespace.as_deref(), name);
     for _ in 0..8 {
@@ -120,7 +170,11 @@ async fn scale(api: &Api, rp: &ResourcePath, name: &str, req: &Req) -> Result<Re
             let ct = req.header("content-type").unwrap_or("");
             let ty = PatchType::from_content_type(ct)
                 .filter(|t| *t != PatchType::Apply)
-                .ok_or_else(|| ApiError::unsupported_media_type(format!("the patch content type {ct:?} is not supported")))?;
+                .ok_or_else(|| {
+                    ApiError::unsupported_media_type(format!(
+                        "the patch content type {ct:?} is not supported"
+                    ))
+                })?;
             let doc: Value = serde_json::from_slice(&req.body)
                 .map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?;
             skiff_api::patch::apply(res, ty, &current, &doc).map_err(ApiError::bad_request)?
@@ -130,12 +184,22 @@ async fn scale(api: &Api, rp: &ResourcePath, name: &str, req: &Req) -> Result<Re
                 return Err(ApiError::stale(res, name));
             }
         }
-        let replicas = wanted.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
-        if !replicas.as_i64().is_some_and(|r| (0..=i32::MAX as i64).contains(&r)) {
+        let replicas = wanted
+            .pointer("/spec/replicas")
+            .cloned()
+            .unwrap_or(json!(0));
+        if !replicas
+            .as_i64()
+            .is_some_and(|r| (0..=i32::MAX as i64).contains(&r))
+        {
             return Err(ApiError::invalid(
                 res,
                 name,
-                vec![Cause::invalid("spec.replicas", &replicas, "must be greater than or equal to 0")],
+                vec![Cause::invalid(
+                    "spec.replicas",
+                    &replicas,
+                    "must be greater than or equal to 0",
+                )],
             ));
         }
         let mut new = (*old).clone();
@@ -151,30 +215,62 @@ async fn scale(api: &Api, rp: &ResourcePath, name: &str, req: &Req) -> Result<Re
             return Ok(response::json(200, &to_scale(res, &stored)));
         }
     }
-    Err(ApiError::conflict(res, name, "too many concurrent writers; try again"))
+    Err(ApiError::conflict(
+        res,
+        name,
+        "too many concurrent writers; try again",
+    ))
 }
 
 /// POST pods/NAME/binding: sets spec.nodeName once, and the PodScheduled condition.
-async fn bind(api: &Api, rp: &ResourcePath, name: &str, req: &Req) -> Result<Response<Body>, ApiError> {
+async fn bind(
+    api: &Api,
+    rp: &ResourcePath,
+    name: &str,
+    req: &Req,
+) -> Result<Response<Body>, ApiError> {
     let res = rp.res;
     let b = request::decode_object(&req.body, req.header("content-type"))?;
-    let node = b.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
+    let node = b
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     if node.is_empty() {
-        return Err(ApiError::invalid(res, name, vec![Cause::required("target.name")]));
+        return Err(ApiError::invalid(
+            res,
+            name,
+            vec![Cause::required("target.name")],
+        ));
     }
     let key = key_of(res, rp.namespace.as_deref(), name);
     for _ in 0..8 {
         let old = get(api, rp, name)?;
         if meta::deletion_timestamp(&old).is_some() {
-            return Err(ApiError::conflict(res, name, "pod is being deleted, cannot be assigned to a host"));
+            return Err(ApiError::conflict(
+                res,
+                name,
+                "pod is being deleted, cannot be assigned to a host",
+            ));
         }
-        let current = old.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+        let current = old
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if !current.is_empty() {
-            return Err(ApiError::conflict(res, name, &format!("pod {name} is already assigned to node \"{current}\"")));
+            return Err(ApiError::conflict(
+                res,
+                name,
+                &format!("pod {name} is already assigned to node \"{current}\""),
+            ));
         }
         if let Some(uid) = b.pointer("/metadata/uid").and_then(Value::as_str) {
             if Some(uid) != meta::uid(&old) {
-                return Err(ApiError::conflict(res, name, "the pod's UID does not match the binding"));
+                return Err(ApiError::conflict(
+                    res,
+                    name,
+                    "the pod's UID does not match the binding",
+                ));
             }
         }
         let mut new = (*old).clone();
@@ -190,10 +286,16 @@ async fn bind(api: &Api, rp: &ResourcePath, name: &str, req: &Req) -> Result<Res
         if req.query.dry_run() {
             break;
         }
-        if commit_update(api, res, &key, name, &old, new).await?.is_some() {
+        if commit_update(api, res, &key, name, &old, new)
+            .await?
+            .is_some()
+        {
             tracing::info!(pod = name, node = %node, "bound");
             break;
         }
     }
-    Ok(response::json(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+    Ok(response::json(
+        201,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+    ))
 }

@@ -55,7 +55,8 @@ impl Shape {
     }
 
     fn line(&self, ty: &str, obj: &Value) -> Bytes {
-        let mut b = serde_json::to_vec(&json!({"type": ty, "object": self.render(obj)})).expect("serialise");
+        let mut b = serde_json::to_vec(&json!({"type": ty, "object": self.render(obj)}))
+            .expect("serialise");
         b.push(b'\n');
         Bytes::from(b)
     }
@@ -65,16 +66,19 @@ impl Shape {
         if initial_end {
             m["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        let obj = json!({"kind": self.res.kind, "apiVersion": self.res.api_version(), "metadata": m});
+        let obj =
+            json!({"kind": self.res.kind, "apiVersion": self.res.api_version(), "metadata": m});
         // Bookmarks carry only a resourceVersion, in the plain form, whatever the output.
-        let mut b = serde_json::to_vec(&json!({"type": "BOOKMARK", "object": obj})).expect("serialise");
+        let mut b =
+            serde_json::to_vec(&json!({"type": "BOOKMARK", "object": obj})).expect("serialise");
         b.push(b'\n');
         Bytes::from(b)
     }
 }
 
 fn error_line(e: &ApiError) -> Bytes {
-    let mut b = serde_json::to_vec(&json!({"type": "ERROR", "object": e.to_status()})).expect("serialise");
+    let mut b =
+        serde_json::to_vec(&json!({"type": "ERROR", "object": e.to_status()})).expect("serialise");
     b.push(b'\n');
     Bytes::from(b)
 }
@@ -92,22 +96,32 @@ pub fn serve(api: &Arc<Api>, rp: &ResourcePath, req: &Req) -> Result<Response<Bo
     let from = match req.query.get("resourceVersion") {
         None | Some("0") => WatchFrom::Snapshot,
         Some(_) if send_initial => WatchFrom::Snapshot,
-        Some(v) => WatchFrom::After(
-            v.parse().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {v:?}: must be a number")))?,
-        ),
+        Some(v) => WatchFrom::After(v.parse().map_err(|_| {
+            ApiError::bad_request(format!("invalid resourceVersion {v:?}: must be a number"))
+        })?),
     };
     let bookmarks = req.query.flag("allowWatchBookmarks");
-    let timeout = req.query.u64("timeoutSeconds")?.map(Duration::from_secs).unwrap_or(DEFAULT_TIMEOUT);
+    let timeout = req
+        .query
+        .u64("timeoutSeconds")?
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_TIMEOUT);
     let prefix = prefix_of(res, rp.namespace.as_deref());
 
     let (tx, rx) = mpsc::channel::<Bytes>(256);
-    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) })
-        .map(|b| Ok::<_, std::io::Error>(Frame::data(b)));
+    let stream =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) })
+            .map(|b| Ok::<_, std::io::Error>(Frame::data(b)));
     let body: Body = BodyExt::boxed(StreamBody::new(stream));
 
     match api.store.watch(&prefix, from) {
-        Err(StoreError::Expired { requested, compacted }) => {
-            let e = ApiError::expired(format!("too old resource version: {requested} ({compacted})"));
+        Err(StoreError::Expired {
+            requested,
+            compacted,
+        }) => {
+            let e = ApiError::expired(format!(
+                "too old resource version: {requested} ({compacted})"
+            ));
             let _ = tx.try_send(error_line(&e));
         }
         Err(e) => return Err(store_error(res, "", e)),
@@ -117,7 +131,10 @@ pub fn serve(api: &Arc<Api>, rp: &ResourcePath, req: &Req) -> Result<Response<Bo
             let initial_count = w.initial_events;
             tokio::spawn(async move {
                 let matches = |o: &Value| {
-                    filter.matches(o) && only_name.as_deref().is_none_or(|n| meta::name(o) == Some(n))
+                    filter.matches(o)
+                        && only_name
+                            .as_deref()
+                            .is_none_or(|n| meta::name(o) == Some(n))
                 };
                 let deadline = tokio::time::sleep(timeout);
                 tokio::pin!(deadline);
@@ -127,7 +144,10 @@ pub fn serve(api: &Arc<Api>, rp: &ResourcePath, req: &Req) -> Result<Response<Bo
                 // Synthetic ADDED events come first; after them, the initial-events-end
                 // bookmark for clients that asked for one.
                 let mut initial_left = initial_count;
-                if send_initial && initial_left == 0 && tx.send(shape.bookmark(snapshot_rev, true)).await.is_err() {
+                if send_initial
+                    && initial_left == 0
+                    && tx.send(shape.bookmark(snapshot_rev, true)).await.is_err()
+                {
                     return;
                 }
                 loop {

@@ -32,8 +32,8 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-pub use state::{Event, EventType};
 use state::State;
+pub use state::{Event, EventType};
 pub use watch::{WatchFrom, Watcher};
 use writer::{WriteOp, WriteRequest};
 
@@ -50,7 +50,11 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { max_events: 100_000, window: Duration::from_secs(300), min_events: 1_000 }
+        StoreOptions {
+            max_events: 100_000,
+            window: Duration::from_secs(300),
+            min_events: 1_000,
+        }
     }
 }
 
@@ -107,15 +111,26 @@ impl Store {
         let (db, state) = writer::open(dir, &opts)?;
         let (events, _) = broadcast::channel(8192);
         let (writes, rx) = mpsc::channel(4096);
-        let shared = Arc::new(Shared { state: RwLock::new(state), events });
+        let shared = Arc::new(Shared {
+            state: RwLock::new(state),
+            events,
+        });
         let handle = writer::spawn(db, rx, shared.clone(), opts);
-        Ok(Store { shared, writes, writer: Arc::new(Mutex::new(Some(handle))) })
+        Ok(Store {
+            shared,
+            writes,
+            writer: Arc::new(Mutex::new(Some(handle))),
+        })
     }
 
     /// Stops accepting writes, waits for the writer to finish what it has and closes
     /// the database (so the same directory can be opened again).
     pub async fn close(self) {
-        let Store { shared, writes, writer } = self;
+        let Store {
+            shared,
+            writes,
+            writer,
+        } = self;
         drop(writes);
         drop(shared);
         let handle = writer.lock().expect("writer lock").take();
@@ -135,7 +150,13 @@ impl Store {
     }
 
     pub fn get(&self, key: &str) -> Option<Arc<Value>> {
-        self.shared.state.read().expect("store lock").objects.get(key).cloned()
+        self.shared
+            .state
+            .read()
+            .expect("store lock")
+            .objects
+            .get(key)
+            .cloned()
     }
 
     /// Every object whose key starts with `prefix`, in key order, and the revision the
@@ -173,7 +194,12 @@ impl Store {
     /// Creates `key`; fails with `AlreadyExists` if it is there. Returns the stored
     /// object (with its new resourceVersion) once it is durable.
     pub async fn create(&self, key: &str, obj: Value) -> Result<Arc<Value>, StoreError> {
-        self.write(WriteOp::Put { key: key.to_string(), obj, pre: Precondition::Absent }).await
+        self.write(WriteOp::Put {
+            key: key.to_string(),
+            obj,
+            pre: Precondition::Absent,
+        })
+        .await
     }
 
     /// Replaces `key` if the precondition holds.
@@ -183,13 +209,22 @@ impl Store {
         obj: Value,
         pre: Precondition,
     ) -> Result<Arc<Value>, StoreError> {
-        self.write(WriteOp::Put { key: key.to_string(), obj, pre }).await
+        self.write(WriteOp::Put {
+            key: key.to_string(),
+            obj,
+            pre,
+        })
+        .await
     }
 
     /// Deletes `key` if the precondition holds; returns the object as it was, stamped
     /// with the deletion's revision (what a DELETED watch event carries).
     pub async fn delete(&self, key: &str, pre: Precondition) -> Result<Arc<Value>, StoreError> {
-        self.write(WriteOp::Delete { key: key.to_string(), pre }).await
+        self.write(WriteOp::Delete {
+            key: key.to_string(),
+            pre,
+        })
+        .await
     }
 
     async fn write(&self, op: WriteOp) -> Result<Arc<Value>, StoreError> {

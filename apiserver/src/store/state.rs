@@ -66,14 +66,24 @@ impl Event {
 
     pub fn from_record(rev: u64, bytes: &[u8]) -> Result<Event, String> {
         let rec: Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-        let kind = rec["t"].as_str().and_then(EventType::parse).ok_or("bad event type")?;
+        let kind = rec["t"]
+            .as_str()
+            .and_then(EventType::parse)
+            .ok_or("bad event type")?;
         let key = rec["k"].as_str().ok_or("bad event key")?.to_string();
         let obj = Arc::new(rec["o"].clone());
         let prev = match &rec["p"] {
             Value::Null => None,
             p => Some(Arc::new(p.clone())),
         };
-        Ok(Event { rev, kind, key, obj, prev, at: Instant::now() })
+        Ok(Event {
+            rev,
+            kind,
+            key,
+            obj,
+            prev,
+            at: Instant::now(),
+        })
     }
 }
 
@@ -93,7 +103,11 @@ impl State {
     pub fn events_after(&self, after: u64, prefix: &str) -> VecDeque<Arc<Event>> {
         // The ring is sorted by revision: find the first event after `after`.
         let start = self.ring.partition_point(|e| e.rev <= after);
-        self.ring.range(start..).filter(|e| e.key.starts_with(prefix)).cloned().collect()
+        self.ring
+            .range(start..)
+            .filter(|e| e.key.starts_with(prefix))
+            .cloned()
+            .collect()
     }
 }
 

@@ -33,7 +33,11 @@ pub struct Watcher {
     pub initial_events: usize,
 }
 
-pub(crate) fn start(shared: &Arc<Shared>, prefix: &str, from: WatchFrom) -> Result<Watcher, StoreError> {
+pub(crate) fn start(
+    shared: &Arc<Shared>,
+    prefix: &str,
+    from: WatchFrom,
+) -> Result<Watcher, StoreError> {
     let state = shared.state.read().expect("store lock");
     let (backlog, last) = match from {
         WatchFrom::Snapshot => {
@@ -59,7 +63,10 @@ pub(crate) fn start(shared: &Arc<Shared>, prefix: &str, from: WatchFrom) -> Resu
         }
         WatchFrom::After(rev) => {
             if rev < state.compacted {
-                return Err(StoreError::Expired { requested: rev, compacted: state.compacted });
+                return Err(StoreError::Expired {
+                    requested: rev,
+                    compacted: state.compacted,
+                });
             }
             (state.events_after(rev, prefix), rev.max(state.rev))
         }
@@ -69,8 +76,20 @@ pub(crate) fn start(shared: &Arc<Shared>, prefix: &str, from: WatchFrom) -> Resu
     let rx = shared.events.subscribe();
     let snapshot_rev = state.rev;
     drop(state);
-    let initial_events = if from == WatchFrom::Snapshot { backlog.len() } else { 0 };
-    Ok(Watcher { shared: shared.clone(), prefix: prefix.to_string(), backlog, rx, last, snapshot_rev, initial_events })
+    let initial_events = if from == WatchFrom::Snapshot {
+        backlog.len()
+    } else {
+        0
+    };
+    Ok(Watcher {
+        shared: shared.clone(),
+        prefix: prefix.to_string(),
+        backlog,
+        rx,
+        last,
+        snapshot_rev,
+        initial_events,
+    })
 }
 
 impl Watcher {
@@ -97,7 +116,10 @@ impl Watcher {
                     // `compacted`.
                     let state = self.shared.state.read().expect("store lock");
                     if self.last < state.compacted {
-                        return Err(StoreError::Expired { requested: self.last, compacted: state.compacted });
+                        return Err(StoreError::Expired {
+                            requested: self.last,
+                            compacted: state.compacted,
+                        });
                     }
                     self.backlog = state.events_after(self.last, &self.prefix);
                     self.rx = self.shared.events.subscribe();

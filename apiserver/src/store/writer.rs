@@ -23,8 +23,15 @@ const K_COMPACTED: &[u8] = b"mcompacted";
 const MAX_BATCH: usize = 1024;
 
 pub(crate) enum WriteOp {
-    Put { key: String, obj: Value, pre: Precondition },
-    Delete { key: String, pre: Precondition },
+    Put {
+        key: String,
+        obj: Value,
+        pre: Precondition,
+    },
+    Delete {
+        key: String,
+        pre: Precondition,
+    },
 }
 
 pub(crate) struct WriteRequest {
@@ -63,19 +70,25 @@ fn read_u64(tree: &sled::Db, key: &[u8], path: &str) -> Result<u64, StoreError> 
 /// does not read back whole.
 pub(crate) fn open(dir: &Path, opts: &StoreOptions) -> Result<(sled::Db, State), StoreError> {
     let path = dir.display().to_string();
-    std::fs::create_dir_all(dir)
-        .map_err(|e| StoreError::Open { path: path.clone(), reason: e.to_string() })?;
-    let db = sled::Config::new()
-        .path(dir)
-        .open()
-        .map_err(|e| match e {
-            sled::Error::Corruption { .. } | sled::Error::Unsupported(_) => {
-                StoreError::Corrupt { path: path.clone(), reason: e.to_string() }
-            }
-            other => StoreError::Open { path: path.clone(), reason: other.to_string() },
-        })?;
+    std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    let db = sled::Config::new().path(dir).open().map_err(|e| match e {
+        sled::Error::Corruption { .. } | sled::Error::Unsupported(_) => StoreError::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        },
+        other => StoreError::Open {
+            path: path.clone(),
+            reason: other.to_string(),
+        },
+    })?;
 
-    match db.get(K_FORMAT).map_err(|e| StoreError::Io(e.to_string()))? {
+    match db
+        .get(K_FORMAT)
+        .map_err(|e| StoreError::Io(e.to_string()))?
+    {
         Some(f) if f.as_ref() == FORMAT => {}
         Some(f) => {
             return Err(StoreError::Corrupt {
@@ -84,11 +97,15 @@ pub(crate) fn open(dir: &Path, opts: &StoreOptions) -> Result<(sled::Db, State),
             })
         }
         None if db.is_empty() => {
-            db.insert(K_FORMAT, FORMAT).map_err(|e| StoreError::Io(e.to_string()))?;
+            db.insert(K_FORMAT, FORMAT)
+                .map_err(|e| StoreError::Io(e.to_string()))?;
             db.flush().map_err(|e| StoreError::Io(e.to_string()))?;
         }
         None => {
-            return Err(StoreError::Corrupt { path, reason: "format marker is missing".into() })
+            return Err(StoreError::Corrupt {
+                path,
+                reason: "format marker is missing".into(),
+            })
         }
     }
 
@@ -98,7 +115,10 @@ pub(crate) fn open(dir: &Path, opts: &StoreOptions) -> Result<(sled::Db, State),
         ..State::default()
     };
     for item in db.scan_prefix(b"o") {
-        let (k, v) = item.map_err(|e| StoreError::Corrupt { path: path.clone(), reason: e.to_string() })?;
+        let (k, v) = item.map_err(|e| StoreError::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         let key = String::from_utf8_lossy(&k[1..]).to_string();
         let obj: Value = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
             path: path.clone(),
@@ -107,7 +127,10 @@ pub(crate) fn open(dir: &Path, opts: &StoreOptions) -> Result<(sled::Db, State),
         state.objects.insert(key, Arc::new(obj));
     }
     for item in db.scan_prefix(b"l") {
-        let (k, v) = item.map_err(|e| StoreError::Corrupt { path: path.clone(), reason: e.to_string() })?;
+        let (k, v) = item.map_err(|e| StoreError::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         let arr: [u8; 8] = k[1..].try_into().map_err(|_| StoreError::Corrupt {
             path: path.clone(),
             reason: "event log key is not a revision".into(),
@@ -149,7 +172,12 @@ fn set_rv(obj: &mut Value, rev: u64) {
     skiff_api::meta::set(obj, "resourceVersion", Value::String(rev.to_string()));
 }
 
-fn run(db: sled::Db, mut rx: mpsc::Receiver<WriteRequest>, shared: Arc<Shared>, opts: StoreOptions) {
+fn run(
+    db: sled::Db,
+    mut rx: mpsc::Receiver<WriteRequest>,
+    shared: Arc<Shared>,
+    opts: StoreOptions,
+) {
     let mut pending_removals: Vec<u64> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
         let mut reqs = vec![first];
@@ -165,8 +193,10 @@ fn run(db: sled::Db, mut rx: mpsc::Receiver<WriteRequest>, shared: Arc<Shared>, 
         let mut overlay: HashMap<String, Option<Arc<Value>>> = HashMap::new();
         let mut batch = sled::Batch::default();
         let mut events: Vec<Arc<Event>> = Vec::new();
-        let mut answers: Vec<(oneshot::Sender<Result<Arc<Value>, StoreError>>, Result<Arc<Value>, StoreError>)> =
-            Vec::with_capacity(reqs.len());
+        let mut answers: Vec<(
+            oneshot::Sender<Result<Arc<Value>, StoreError>>,
+            Result<Arc<Value>, StoreError>,
+        )> = Vec::with_capacity(reqs.len());
         let (mut rev, compacted) = {
             let state = shared.state.read().expect("store lock");
             let mut rev = state.rev;
@@ -193,8 +223,19 @@ fn run(db: sled::Db, mut rx: mpsc::Receiver<WriteRequest>, shared: Arc<Shared>, 
                         batch.insert(obj_key(&key), bytes);
                         let obj = Arc::new(obj);
                         overlay.insert(key.clone(), Some(obj.clone()));
-                        let kind = if current.is_some() { EventType::Modified } else { EventType::Added };
-                        Event { rev, kind, key, obj, prev: current, at: Instant::now() }
+                        let kind = if current.is_some() {
+                            EventType::Modified
+                        } else {
+                            EventType::Added
+                        };
+                        Event {
+                            rev,
+                            kind,
+                            key,
+                            obj,
+                            prev: current,
+                            at: Instant::now(),
+                        }
                     }
                     WriteOp::Delete { .. } => {
                         let mut last = (*current.clone().expect("checked to exist")).clone();
@@ -258,7 +299,10 @@ fn run(db: sled::Db, mut rx: mpsc::Receiver<WriteRequest>, shared: Arc<Shared>, 
             // Compact the log tail behind the window.
             while state.ring.len() > opts.min_events
                 && (state.ring.len() > opts.max_events
-                    || state.ring.front().is_some_and(|e| e.at.elapsed() > opts.window))
+                    || state
+                        .ring
+                        .front()
+                        .is_some_and(|e| e.at.elapsed() > opts.window))
             {
                 let old = state.ring.pop_front().expect("non-empty");
                 state.compacted = old.rev;

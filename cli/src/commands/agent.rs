@@ -89,7 +89,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             let joined = skiff_cluster::join::join(&server, &token, &node_name, &args.data_dir)
                 .await
                 .with_context(|| format!("joining {server} as node {node_name}"))?;
-            let host = server.parse::<http::Uri>().ok().and_then(|u| u.host().map(str::to_string));
+            let host = server
+                .parse::<http::Uri>()
+                .ok()
+                .and_then(|u| u.host().map(str::to_string));
             (joined.kubeconfig, Some(joined.pod_cidr), host)
         }
         _ => anyhow::bail!("give --server and --token to join a server, or --kubeconfig"),
@@ -132,5 +135,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         resync: Duration::from_secs(10),
     };
     let shutdown = super::shutdown_on_signals();
-    skiff_cluster::agent::run(config, shutdown).await.with_context(|| format!("running node {node_name}"))
+    skiff_cluster::agent::run(config, shutdown)
+        .await
+        .with_context(|| format!("running node {node_name}"))
 }

@@ -66,7 +66,11 @@ pub enum LabCommand {
 pub async fn run(cmd: LabCommand) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding the skiff binary")?;
     match cmd {
-        LabCommand::Up { dir, nodes, api_port } => {
+        LabCommand::Up {
+            dir,
+            nodes,
+            api_port,
+        } => {
             if nodes == 0 || nodes > 50 {
                 anyhow::bail!("--nodes must be between 1 and 50");
             }
@@ -95,8 +99,18 @@ pub async fn run(cmd: LabCommand) -> anyhow::Result<()> {
             print!("{}", skiff_cluster::lab::status(&dir.dir)?);
             Ok(())
         }
-        LabCommand::Supervise { dir, nodes, api_port, slow_failover } => {
-            let cfg = skiff_cluster::lab::LabConfig { dir: dir.dir, nodes, api_port, fast_failover: !slow_failover };
+        LabCommand::Supervise {
+            dir,
+            nodes,
+            api_port,
+            slow_failover,
+        } => {
+            let cfg = skiff_cluster::lab::LabConfig {
+                dir: dir.dir,
+                nodes,
+                api_port,
+                fast_failover: !slow_failover,
+            };
             let shutdown = super::shutdown_on_signals();
             skiff_cluster::lab::supervisor::run(cfg, exe, shutdown).await?;
             Ok(())

@@ -43,9 +43,17 @@ pub struct ServerArgs {
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
-    let (a, b) = s.split_once('-').ok_or("expected FIRST-LAST, e.g. 30000-32767")?;
-    let a: u16 = a.trim().parse().map_err(|_| format!("{a:?} is not a port"))?;
-    let b: u16 = b.trim().parse().map_err(|_| format!("{b:?} is not a port"))?;
+    let (a, b) = s
+        .split_once('-')
+        .ok_or("expected FIRST-LAST, e.g. 30000-32767")?;
+    let a: u16 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("{a:?} is not a port"))?;
+    let b: u16 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("{b:?} is not a port"))?;
     if a > b {
         return Err(format!("{a} is above {b}"));
     }
@@ -77,10 +85,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     let running = skiff_cluster::control_plane::start(cp, shutdown)
         .await
-        .with_context(|| format!("starting the control plane with data dir {}", args.data_dir.display()))?;
+        .with_context(|| {
+            format!(
+                "starting the control plane with data dir {}",
+                args.data_dir.display()
+            )
+        })?;
     eprintln!("skiff API server listening on {}", running.api.url);
     eprintln!("admin kubeconfig: {}", running.api.kubeconfig.display());
-    eprintln!("try: KUBECONFIG={} kubectl get namespaces", running.api.kubeconfig.display());
+    eprintln!(
+        "try: KUBECONFIG={} kubectl get namespaces",
+        running.api.kubeconfig.display()
+    );
     let port = running.api.addrs.first().map(|a| a.port()).unwrap_or(6443);
     let host = skiff_apiserver::tls::local_addresses()
         .into_iter()

@@ -41,14 +41,19 @@ pub fn render(d: &Discovery, args: &ApiResourcesArgs) -> anyhow::Result<String> 
         None => false,
         Some("wide") => true,
         Some("name") => {
-            return Ok(list.iter().map(|r| format!("{}\n", r.qualified_plural())).collect());
+            return Ok(list
+                .iter()
+                .map(|r| format!("{}\n", r.qualified_plural()))
+                .collect());
         }
         Some(o) => anyhow::bail!("--output {o:?} is not supported; use wide or name"),
     };
     let mut rows = Vec::new();
     if !args.no_headers {
-        let mut h: Vec<String> =
-            ["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"].iter().map(|s| s.to_string()).collect();
+        let mut h: Vec<String> = ["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         if wide {
             h.extend(["VERBS".to_string(), "CATEGORIES".to_string()]);
         }
@@ -107,7 +112,12 @@ mod tests {
              pods          po           v1           true         Pod\n\
              deployments   deploy       apps/v1      true         Deployment\n"
         );
-        assert_eq!(render(&d, &args(Some("name"), Some(true))).unwrap(), "pods\ndeployments.apps\n");
-        assert!(render(&d, &args(Some("wide"), None)).unwrap().contains("[get list]"));
+        assert_eq!(
+            render(&d, &args(Some("name"), Some(true))).unwrap(),
+            "pods\ndeployments.apps\n"
+        );
+        assert!(render(&d, &args(Some("wide"), None))
+            .unwrap()
+            .contains("[get list]"));
     }
 }

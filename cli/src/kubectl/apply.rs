@@ -45,10 +45,16 @@ pub struct ApplyArgs {
 /// `object` with the last-applied annotation set to `object` itself (without it).
 pub fn with_last_applied(object: &Value) -> anyhow::Result<Value> {
     let mut clean = object.clone();
-    if let Some(a) = clean.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut) {
+    if let Some(a) = clean
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
         a.remove(LAST_APPLIED);
         if a.is_empty() {
-            if let Some(m) = clean.pointer_mut("/metadata").and_then(Value::as_object_mut) {
+            if let Some(m) = clean
+                .pointer_mut("/metadata")
+                .and_then(Value::as_object_mut)
+            {
                 m.remove("annotations");
             }
         }
@@ -56,11 +62,15 @@ pub fn with_last_applied(object: &Value) -> anyhow::Result<Value> {
     let text = serde_json::to_string(&clean)?;
     let mut out = object.clone();
     let meta = skiff_api::meta::metadata_mut(&mut out);
-    let ann = meta.entry("annotations").or_insert_with(|| Value::Object(Map::new()));
+    let ann = meta
+        .entry("annotations")
+        .or_insert_with(|| Value::Object(Map::new()));
     if !ann.is_object() {
         *ann = Value::Object(Map::new());
     }
-    ann.as_object_mut().expect("object").insert(LAST_APPLIED.into(), Value::String(text));
+    ann.as_object_mut()
+        .expect("object")
+        .insert(LAST_APPLIED.into(), Value::String(text));
     Ok(out)
 }
 
@@ -68,10 +78,12 @@ pub fn with_last_applied(object: &Value) -> anyhow::Result<Value> {
 /// server defaults, do not count).
 pub fn contained(want: &Value, live: &Value) -> bool {
     match (want, live) {
-        (Value::Object(w), Value::Object(l)) => {
-            w.iter().all(|(k, v)| l.get(k).is_some_and(|lv| contained(v, lv)) || (v.is_null() && !l.contains_key(k)))
+        (Value::Object(w), Value::Object(l)) => w.iter().all(|(k, v)| {
+            l.get(k).is_some_and(|lv| contained(v, lv)) || (v.is_null() && !l.contains_key(k))
+        }),
+        (Value::Array(w), Value::Array(l)) => {
+            w.len() == l.len() && w.iter().zip(l).all(|(a, b)| contained(a, b))
         }
-        (Value::Array(w), Value::Array(l)) => w.len() == l.len() && w.iter().zip(l).all(|(a, b)| contained(a, b)),
         (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
         _ => want == live,
     }
@@ -95,7 +107,11 @@ pub fn three_way_patch(last: &Value, new: &Value, live: &Value) -> Map<String, V
         let lv = live_m.get(k);
         match (nv, lv) {
             (Value::Object(_), Some(Value::Object(_))) => {
-                let sub = three_way_patch(last_m.get(k).unwrap_or(&Value::Null), nv, lv.expect("matched"));
+                let sub = three_way_patch(
+                    last_m.get(k).unwrap_or(&Value::Null),
+                    nv,
+                    lv.expect("matched"),
+                );
                 if !sub.is_empty() {
                     patch.insert(k.clone(), Value::Object(sub));
                 }
@@ -128,7 +144,12 @@ impl Outcome {
 }
 
 /// Applies one checked object.
-pub async fn apply_one(ctx: &Ctx, c: &Checked<'_>, field_manager: &str, dry_run: bool) -> anyhow::Result<Outcome> {
+pub async fn apply_one(
+    ctx: &Ctx,
+    c: &Checked<'_>,
+    field_manager: &str,
+    dry_run: bool,
+) -> anyhow::Result<Outcome> {
     let r = c.resource;
     let ns = c.namespace.as_deref();
     let mut query = url::form_urlencoded::Serializer::new(String::new());
@@ -138,22 +159,34 @@ pub async fn apply_one(ctx: &Ctx, c: &Checked<'_>, field_manager: &str, dry_run:
     }
     let query = query.finish();
     let mut desired = c.doc.object.clone();
-    if let (Some(ns), Some(m)) = (ns, desired.get_mut("metadata").and_then(Value::as_object_mut)) {
+    if let (Some(ns), Some(m)) = (
+        ns,
+        desired.get_mut("metadata").and_then(Value::as_object_mut),
+    ) {
         m.insert("namespace".into(), Value::String(ns.into()));
     }
     let desired = with_last_applied(&desired)?;
     let live = match ctx.get_json(&r.object_path(ns, &c.name)).await {
         Ok(v) => Some(v),
-        Err(e) if e.downcast_ref::<ApiFailure>().is_some_and(ApiFailure::is_not_found) => None,
+        Err(e)
+            if e.downcast_ref::<ApiFailure>()
+                .is_some_and(ApiFailure::is_not_found) =>
+        {
+            None
+        }
         Err(e) => return Err(e),
     };
     let Some(live) = live else {
         let path = format!("{}?{query}", r.collection_path(ns));
-        ctx.send_json(Method::POST, &path, "application/json", &desired).await?;
+        ctx.send_json(Method::POST, &path, "application/json", &desired)
+            .await?;
         return Ok(Outcome::Created);
     };
     let last: Value = live
-        .pointer(&format!("/metadata/annotations/{}", LAST_APPLIED.replace('/', "~1")))
+        .pointer(&format!(
+            "/metadata/annotations/{}",
+            LAST_APPLIED.replace('/', "~1")
+        ))
         .and_then(Value::as_str)
         .and_then(|s| serde_json::from_str(s).ok())
         .unwrap_or(Value::Null);
@@ -163,14 +196,31 @@ pub async fn apply_one(ctx: &Ctx, c: &Checked<'_>, field_manager: &str, dry_run:
     }
     let path = format!("{}?{query}", r.object_path(ns, &c.name));
     let after = ctx
-        .send_json(Method::PATCH, &path, "application/merge-patch+json", &Value::Object(patch))
+        .send_json(
+            Method::PATCH,
+            &path,
+            "application/merge-patch+json",
+            &Value::Object(patch),
+        )
         .await?;
-    let rv = |v: &Value| v.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_string);
-    Ok(if rv(&after) == rv(&live) { Outcome::Unchanged } else { Outcome::Configured })
+    let rv = |v: &Value| {
+        v.pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    Ok(if rv(&after) == rv(&live) {
+        Outcome::Unchanged
+    } else {
+        Outcome::Configured
+    })
 }
 
 fn line(c: &Checked<'_>, word: &str, name_only: bool) -> String {
-    let name = if c.name.is_empty() { "<generated>" } else { &c.name };
+    let name = if c.name.is_empty() {
+        "<generated>"
+    } else {
+        &c.name
+    };
     if name_only {
         format!("{}/{}", c.resource.kind_prefix(), name)
     } else {
@@ -182,7 +232,9 @@ fn check_output(o: Option<&str>) -> anyhow::Result<bool> {
     match o {
         None | Some("") => Ok(false),
         Some("name") => Ok(true),
-        Some(other) => bail!("unsupported output format \"{other}\" for this command; use -o name or nothing"),
+        Some(other) => {
+            bail!("unsupported output format \"{other}\" for this command; use -o name or nothing")
+        }
     }
 }
 
@@ -198,11 +250,19 @@ pub async fn run_apply(ctx: &Ctx, args: &ApplyArgs, out: &mut dyn Write) -> anyh
     let name_only = check_output(args.output.as_deref())?;
     let dry = dry_run_flag(&args.dry_run)?;
     let checked = manifest::load_checked(ctx, &args.files, args.recursive, false).await?;
-    let suffix = if args.dry_run == "none" { String::new() } else { format!(" ({} dry run)", args.dry_run) };
+    let suffix = if args.dry_run == "none" {
+        String::new()
+    } else {
+        format!(" ({} dry run)", args.dry_run)
+    };
     let mut failures = Vec::new();
     for c in &checked {
         match apply_one(ctx, c, &args.field_manager, dry).await {
-            Ok(o) => writeln!(out, "{}", line(c, &format!("{}{suffix}", o.word()), name_only))?,
+            Ok(o) => writeln!(
+                out,
+                "{}",
+                line(c, &format!("{}{suffix}", o.word()), name_only)
+            )?,
             Err(e) => failures.push(format!("{}: {}", c.doc.source, describe_failure(&e, c))),
         }
     }
@@ -232,14 +292,30 @@ pub async fn run_create(ctx: &Ctx, args: &CreateArgs, out: &mut dyn Write) -> an
     let checked = manifest::load_checked(ctx, &args.files, args.recursive, true).await?;
     let mut failures = Vec::new();
     for c in &checked {
-        let mut body = if args.save_config { with_last_applied(&c.doc.object)? } else { c.doc.object.clone() };
-        if let (Some(ns), Some(m)) = (c.namespace.as_deref(), body.get_mut("metadata").and_then(Value::as_object_mut)) {
+        let mut body = if args.save_config {
+            with_last_applied(&c.doc.object)?
+        } else {
+            c.doc.object.clone()
+        };
+        if let (Some(ns), Some(m)) = (
+            c.namespace.as_deref(),
+            body.get_mut("metadata").and_then(Value::as_object_mut),
+        ) {
             m.insert("namespace".into(), Value::String(ns.into()));
         }
-        let path = format!("{}?fieldManager=skiff", c.resource.collection_path(c.namespace.as_deref()));
-        match ctx.send_json(Method::POST, &path, "application/json", &body).await {
+        let path = format!(
+            "{}?fieldManager=skiff",
+            c.resource.collection_path(c.namespace.as_deref())
+        );
+        match ctx
+            .send_json(Method::POST, &path, "application/json", &body)
+            .await
+        {
             Ok(created) => {
-                let name = created.pointer("/metadata/name").and_then(Value::as_str).unwrap_or(&c.name);
+                let name = created
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or(&c.name);
                 if name_only {
                     writeln!(out, "{}/{name}", c.resource.kind_prefix())?;
                 } else {
@@ -256,7 +332,11 @@ pub async fn run_create(ctx: &Ctx, args: &CreateArgs, out: &mut dyn Write) -> an
 fn describe_failure(e: &anyhow::Error, c: &Checked<'_>) -> String {
     match e.downcast_ref::<ApiFailure>() {
         Some(f) if f.reason == "Invalid" && !f.causes.is_empty() => {
-            let fields: Vec<String> = f.causes.iter().map(|(field, msg)| format!("{field}: {msg}")).collect();
+            let fields: Vec<String> = f
+                .causes
+                .iter()
+                .map(|(field, msg)| format!("{field}: {msg}"))
+                .collect();
             format!(
                 "Error from server (Invalid): {} \"{}\" is invalid: {}",
                 c.resource.qualified_plural(),
@@ -291,10 +371,23 @@ mod tests {
     fn last_applied_excludes_itself() {
         let o = json!({"metadata": {"name": "a", "annotations": {LAST_APPLIED: "old", "x": "1"}}, "data": {"k": "v"}});
         let with = with_last_applied(&o).unwrap();
-        let recorded: Value = serde_json::from_str(with["metadata"]["annotations"][LAST_APPLIED].as_str().unwrap()).unwrap();
-        assert_eq!(recorded, json!({"metadata": {"name": "a", "annotations": {"x": "1"}}, "data": {"k": "v"}}));
+        let recorded: Value = serde_json::from_str(
+            with["metadata"]["annotations"][LAST_APPLIED]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            recorded,
+            json!({"metadata": {"name": "a", "annotations": {"x": "1"}}, "data": {"k": "v"}})
+        );
         let bare = with_last_applied(&json!({"metadata": {"name": "b"}})).unwrap();
-        let recorded: Value = serde_json::from_str(bare["metadata"]["annotations"][LAST_APPLIED].as_str().unwrap()).unwrap();
+        let recorded: Value = serde_json::from_str(
+            bare["metadata"]["annotations"][LAST_APPLIED]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(recorded, json!({"metadata": {"name": "b"}}));
     }
 
@@ -338,7 +431,11 @@ mod tests {
             ),
         ];
         for (i, (last, new, live, want)) in cases.into_iter().enumerate() {
-            assert_eq!(Value::Object(three_way_patch(&last, &new, &live)), want, "case {i}");
+            assert_eq!(
+                Value::Object(three_way_patch(&last, &new, &live)),
+                want,
+                "case {i}"
+            );
         }
     }
 

@@ -31,15 +31,22 @@ impl ApiFailure {
             .as_str()
             .filter(|r| !r.is_empty())
             .map(str::to_string)
-            .unwrap_or_else(|| code.canonical_reason().unwrap_or("Unknown").replace(' ', ""));
-        let message = status["message"].as_str().map(str::to_string).unwrap_or_else(|| {
-            let text = String::from_utf8_lossy(body).trim().to_string();
-            if text.is_empty() {
-                format!("the server responded with HTTP {code}")
-            } else {
-                text
-            }
-        });
+            .unwrap_or_else(|| {
+                code.canonical_reason()
+                    .unwrap_or("Unknown")
+                    .replace(' ', "")
+            });
+        let message = status["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                let text = String::from_utf8_lossy(body).trim().to_string();
+                if text.is_empty() {
+                    format!("the server responded with HTTP {code}")
+                } else {
+                    text
+                }
+            });
         let causes = status
             .pointer("/details/causes")
             .and_then(Value::as_array)
@@ -54,7 +61,12 @@ impl ApiFailure {
                     .collect()
             })
             .unwrap_or_default();
-        ApiFailure { code: code.as_u16(), reason, message, causes }
+        ApiFailure {
+            code: code.as_u16(),
+            reason,
+            message,
+            causes,
+        }
     }
 
     pub fn is_not_found(&self) -> bool {
@@ -125,7 +137,13 @@ pub struct Ctx {
 pub const ACCEPT_TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
 
 impl Ctx {
-    pub fn new(client: kube::Client, server: String, namespace: String, explicit: bool, all: bool) -> Ctx {
+    pub fn new(
+        client: kube::Client,
+        server: String,
+        namespace: String,
+        explicit: bool,
+        all: bool,
+    ) -> Ctx {
         Ctx {
             client,
             server,
@@ -138,7 +156,9 @@ impl Ctx {
 
     /// Discovery, fetched once per invocation.
     pub async fn discovery(&self) -> anyhow::Result<&Discovery> {
-        self.discovery.get_or_try_init(|| Discovery::load(self)).await
+        self.discovery
+            .get_or_try_init(|| Discovery::load(self))
+            .await
     }
 
     /// Sends a request and returns the reply once its status is known (body unread).
@@ -149,7 +169,10 @@ impl Ctx {
         accept: &str,
         body: Option<(&str, Vec<u8>)>,
     ) -> anyhow::Result<http::Response<Body>> {
-        let mut req = Request::builder().method(method).uri(path).header(http::header::ACCEPT, accept);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::ACCEPT, accept);
         let body = match body {
             Some((content_type, bytes)) => {
                 req = req.header(http::header::CONTENT_TYPE, content_type);
@@ -158,7 +181,11 @@ impl Ctx {
             None => Body::empty(),
         };
         let req = req.body(body)?;
-        let resp = self.client.send(req).await.map_err(|e| self.transport_error(e))?;
+        let resp = self
+            .client
+            .send(req)
+            .await
+            .map_err(|e| self.transport_error(e))?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -176,11 +203,16 @@ impl Ctx {
         body: Option<(&str, Vec<u8>)>,
     ) -> anyhow::Result<Bytes> {
         let resp = self.send(method, path, accept, body).await?;
-        resp.into_body().collect_bytes().await.map_err(|e| self.transport_error(e))
+        resp.into_body()
+            .collect_bytes()
+            .await
+            .map_err(|e| self.transport_error(e))
     }
 
     pub async fn get_json(&self, path: &str) -> anyhow::Result<Value> {
-        let bytes = self.call(Method::GET, path, "application/json", None).await?;
+        let bytes = self
+            .call(Method::GET, path, "application/json", None)
+            .await?;
         Ok(serde_json::from_slice(&bytes)?)
     }
 
@@ -198,7 +230,12 @@ impl Ctx {
         body: &Value,
     ) -> anyhow::Result<Value> {
         let bytes = self
-            .call(method, path, "application/json", Some((content_type, serde_json::to_vec(body)?)))
+            .call(
+                method,
+                path,
+                "application/json",
+                Some((content_type, serde_json::to_vec(body)?)),
+            )
             .await?;
         Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
@@ -212,7 +249,11 @@ impl Ctx {
             detail = s.to_string();
             source = s.source();
         }
-        Unreachable { server: self.server.clone(), detail }.into()
+        Unreachable {
+            server: self.server.clone(),
+            detail,
+        }
+        .into()
     }
 }
 
@@ -225,7 +266,11 @@ pub struct LineStream {
 
 impl LineStream {
     pub fn new(body: Body) -> LineStream {
-        LineStream { body, buf: Vec::new(), done: false }
+        LineStream {
+            body,
+            buf: Vec::new(),
+            done: false,
+        }
     }
 
     /// The next complete line (without the newline); the final unterminated piece at
@@ -249,7 +294,9 @@ impl LineStream {
                         self.buf.extend_from_slice(&data);
                     }
                 }
-                Some(Err(e)) => return Err(anyhow::anyhow!("reading the server's stream failed: {e}")),
+                Some(Err(e)) => {
+                    return Err(anyhow::anyhow!("reading the server's stream failed: {e}"))
+                }
                 None => self.done = true,
             }
         }

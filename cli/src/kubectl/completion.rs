@@ -62,12 +62,27 @@ mod tests {
     #[test]
     fn bash_script_completes_commands_and_resources() {
         let mut out = Vec::new();
-        run(&CompletionArgs { shell: "bash".into() }, &mut out).unwrap();
+        run(
+            &CompletionArgs {
+                shell: "bash".into(),
+            },
+            &mut out,
+        )
+        .unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("_skiff()"), "generated function present");
         assert!(text.contains("api-resources"), "subcommands listed");
-        assert!(text.contains("complete -F _skiff_resources"), "resource names wired");
-        assert!(run(&CompletionArgs { shell: "fish".into() }, &mut Vec::new()).is_err());
+        assert!(
+            text.contains("complete -F _skiff_resources"),
+            "resource names wired"
+        );
+        assert!(run(
+            &CompletionArgs {
+                shell: "fish".into()
+            },
+            &mut Vec::new()
+        )
+        .is_err());
     }
 
     #[test]

@@ -44,7 +44,10 @@ pub struct KubeFlags {
 pub fn load_kubeconfig(flags: &KubeFlags) -> anyhow::Result<Option<Kubeconfig>> {
     if let Some(path) = &flags.kubeconfig {
         let kc = Kubeconfig::read_from(path).map_err(|e| {
-            anyhow!("cannot read kubeconfig {}: {e}; check the path given to --kubeconfig", path.display())
+            anyhow!(
+                "cannot read kubeconfig {}: {e}; check the path given to --kubeconfig",
+                path.display()
+            )
         })?;
         return Ok(Some(kc));
     }
@@ -54,11 +57,17 @@ pub fn load_kubeconfig(flags: &KubeFlags) -> anyhow::Result<Option<Kubeconfig>> 
             if !path.exists() {
                 continue;
             }
-            let kc = Kubeconfig::read_from(&path)
-                .map_err(|e| anyhow!("cannot read kubeconfig {} (from KUBECONFIG): {e}", path.display()))?;
+            let kc = Kubeconfig::read_from(&path).map_err(|e| {
+                anyhow!(
+                    "cannot read kubeconfig {} (from KUBECONFIG): {e}",
+                    path.display()
+                )
+            })?;
             merged = Some(match merged {
                 None => kc,
-                Some(m) => m.merge(kc).map_err(|e| anyhow!("cannot merge the KUBECONFIG files: {e}"))?,
+                Some(m) => m
+                    .merge(kc)
+                    .map_err(|e| anyhow!("cannot merge the KUBECONFIG files: {e}"))?,
             });
         }
         if merged.is_some() {
@@ -85,7 +94,8 @@ fn kubeconfig_path(flags: &KubeFlags) -> anyhow::Result<PathBuf> {
             return Ok(p);
         }
     }
-    let home = std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set; pass --kubeconfig"))?;
+    let home =
+        std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set; pass --kubeconfig"))?;
     Ok(PathBuf::from(home).join(".kube/config"))
 }
 
@@ -98,17 +108,26 @@ pub async fn connect(flags: &KubeFlags) -> anyhow::Result<Ctx> {
                 if !kc.contexts.iter().any(|c| &c.name == ctx) {
                     bail!("context \"{ctx}\" not found in the kubeconfig; `skiff config view` lists the contexts");
                 }
-            } else if kc.current_context.as_deref().unwrap_or("").is_empty() && flags.server.is_none() {
+            } else if kc.current_context.as_deref().unwrap_or("").is_empty()
+                && flags.server.is_none()
+            {
                 bail!("the kubeconfig has no current-context; pass --context or run `skiff config use-context NAME`");
             }
-            let opts = KubeConfigOptions { context: flags.context.clone(), ..Default::default() };
+            let opts = KubeConfigOptions {
+                context: flags.context.clone(),
+                ..Default::default()
+            };
             match kube::Config::from_custom_kubeconfig(kc, &opts).await {
                 Ok(c) => c,
                 Err(e) if flags.server.is_some() => {
-                    tracing::debug!("ignoring an unusable kubeconfig because --server was given: {e}");
+                    tracing::debug!(
+                        "ignoring an unusable kubeconfig because --server was given: {e}"
+                    );
                     kube::Config::new(parse_server(flags.server.as_deref().unwrap_or_default())?)
                 }
-                Err(e) => bail!("the kubeconfig is not usable: {e}; fix it or pass --server and --token"),
+                Err(e) => {
+                    bail!("the kubeconfig is not usable: {e}; fix it or pass --server and --token")
+                }
             }
         }
         None => match &flags.server {
@@ -133,15 +152,33 @@ pub async fn connect(flags: &KubeFlags) -> anyhow::Result<Ctx> {
     if config.connect_timeout.is_none() {
         config.connect_timeout = Some(std::time::Duration::from_secs(10));
     }
-    let server = config.cluster_url.to_string().trim_end_matches('/').to_string();
-    let namespace = flags.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
-    let client = kube::Client::try_from(config)
-        .map_err(|e| anyhow!("cannot build a client for {server}: {e}; check the kubeconfig's certificates"))?;
-    Ok(Ctx::new(client, server, namespace, flags.namespace.is_some(), flags.all_namespaces))
+    let server = config
+        .cluster_url
+        .to_string()
+        .trim_end_matches('/')
+        .to_string();
+    let namespace = flags
+        .namespace
+        .clone()
+        .unwrap_or_else(|| config.default_namespace.clone());
+    let client = kube::Client::try_from(config).map_err(|e| {
+        anyhow!("cannot build a client for {server}: {e}; check the kubeconfig's certificates")
+    })?;
+    Ok(Ctx::new(
+        client,
+        server,
+        namespace,
+        flags.namespace.is_some(),
+        flags.all_namespaces,
+    ))
 }
 
 fn parse_server(s: &str) -> anyhow::Result<http::Uri> {
-    let with_scheme = if s.contains("://") { s.to_string() } else { format!("https://{s}") };
+    let with_scheme = if s.contains("://") {
+        s.to_string()
+    } else {
+        format!("https://{s}")
+    };
     with_scheme
         .parse::<http::Uri>()
         .with_context(|| format!("--server {s:?} is not a URL; use e.g. https://127.0.0.1:6443"))
@@ -166,14 +203,21 @@ pub enum ConfigCommand {
     GetContexts,
 }
 
-pub fn run_config(flags: &KubeFlags, cmd: &ConfigCommand, out: &mut dyn Write) -> anyhow::Result<()> {
+pub fn run_config(
+    flags: &KubeFlags,
+    cmd: &ConfigCommand,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let kc = load_kubeconfig(flags)?
         .ok_or_else(|| anyhow!("no kubeconfig found: set KUBECONFIG or pass --kubeconfig"))?;
     match cmd {
         ConfigCommand::View { raw, minify } => {
             let mut doc = serde_yaml::to_value(&kc)?;
             if *minify {
-                minify_config(&mut doc, flags.context.as_deref().or(kc.current_context.as_deref()));
+                minify_config(
+                    &mut doc,
+                    flags.context.as_deref().or(kc.current_context.as_deref()),
+                );
             }
             if !raw {
                 redact(&mut doc);
@@ -182,7 +226,11 @@ pub fn run_config(flags: &KubeFlags, cmd: &ConfigCommand, out: &mut dyn Write) -
         }
         ConfigCommand::CurrentContext => {
             let cur = kc.current_context.as_deref().filter(|c| !c.is_empty());
-            writeln!(out, "{}", cur.ok_or_else(|| anyhow!("current-context is not set"))?)?;
+            writeln!(
+                out,
+                "{}",
+                cur.ok_or_else(|| anyhow!("current-context is not set"))?
+            )?;
         }
         ConfigCommand::GetContexts => {
             let cur = kc.current_context.clone().unwrap_or_default();
@@ -196,7 +244,11 @@ pub fn run_config(flags: &KubeFlags, cmd: &ConfigCommand, out: &mut dyn Write) -
             for c in &kc.contexts {
                 let inner = c.context.clone().unwrap_or_default();
                 rows.push(vec![
-                    if c.name == cur { "*".into() } else { String::new() },
+                    if c.name == cur {
+                        "*".into()
+                    } else {
+                        String::new()
+                    },
                     c.name.clone(),
                     inner.cluster,
                     inner.user.unwrap_or_default(),
@@ -260,8 +312,14 @@ fn minify_config(doc: &mut serde_yaml::Value, context: Option<&str>) {
     if let Some(ctxs) = doc.get_mut("contexts").and_then(|c| c.as_sequence_mut()) {
         ctxs.retain(|c| c.get("name").and_then(|n| n.as_str()) == Some(context));
         if let Some(c) = ctxs.first() {
-            cluster = c["context"]["cluster"].as_str().unwrap_or_default().to_string();
-            user = c["context"]["user"].as_str().unwrap_or_default().to_string();
+            cluster = c["context"]["cluster"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            user = c["context"]["user"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
         }
     }
     for (key, keep) in [("clusters", cluster), ("users", user)] {
@@ -277,8 +335,14 @@ mod tests {
 
     #[test]
     fn server_without_scheme_defaults_to_https() {
-        assert_eq!(parse_server("127.0.0.1:6443").unwrap().to_string(), "https://127.0.0.1:6443/");
-        assert_eq!(parse_server("http://h:1").unwrap().scheme_str(), Some("http"));
+        assert_eq!(
+            parse_server("127.0.0.1:6443").unwrap().to_string(),
+            "https://127.0.0.1:6443/"
+        );
+        assert_eq!(
+            parse_server("http://h:1").unwrap().scheme_str(),
+            Some("http")
+        );
         assert!(parse_server("bad url with spaces").is_err());
     }
 
@@ -291,7 +355,13 @@ mod tests {
         redact(&mut doc);
         assert_eq!(doc["users"][0]["user"]["token"].as_str(), Some("REDACTED"));
         assert_eq!(doc["users"][0]["user"]["username"].as_str(), Some("bob"));
-        assert_eq!(doc["clusters"][0]["cluster"]["certificate-authority-data"].as_str(), Some("DATA+OMITTED"));
-        assert_eq!(doc["clusters"][0]["cluster"]["server"].as_str(), Some("https://x"));
+        assert_eq!(
+            doc["clusters"][0]["cluster"]["certificate-authority-data"].as_str(),
+            Some("DATA+OMITTED")
+        );
+        assert_eq!(
+            doc["clusters"][0]["cluster"]["server"].as_str(),
+            Some("https://x")
+        );
     }
 }

@@ -57,7 +57,8 @@ pub fn delete_options(cascade: &str, grace: Option<i64>) -> anyhow::Result<Value
         "orphan" | "false" => "Orphan",
         other => bail!("invalid --cascade value \"{other}\"; use background, foreground or orphan"),
     };
-    let mut body = json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": policy});
+    let mut body =
+        json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": policy});
     if let Some(g) = grace {
         body["gracePeriodSeconds"] = json!(g);
     }
@@ -93,13 +94,26 @@ pub async fn run(ctx: &Ctx, args: &DeleteArgs, out: &mut dyn Write) -> anyhow::R
                         "resource(s) were provided, but no name was specified; give a name, -l SELECTOR or --all"
                     );
                 }
-                let list_ns = if ctx.all_namespaces { None } else { ns.as_deref() };
-                let path =
-                    format!("{}{}", r.collection_path(list_ns), super::get::list_query(args.selector.as_deref(), None));
+                let list_ns = if ctx.all_namespaces {
+                    None
+                } else {
+                    ns.as_deref()
+                };
+                let path = format!(
+                    "{}{}",
+                    r.collection_path(list_ns),
+                    super::get::list_query(args.selector.as_deref(), None)
+                );
                 let list = ctx.get_json(&path).await?;
                 for item in list["items"].as_array().into_iter().flatten() {
-                    let name = item.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-                    let ns = item.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string);
+                    let name = item
+                        .pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    let ns = item
+                        .pointer("/metadata/namespace")
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
                     victims.push((r, ns, name.to_string()));
                 }
             }
@@ -114,7 +128,10 @@ pub async fn run(ctx: &Ctx, args: &DeleteArgs, out: &mut dyn Write) -> anyhow::R
     let mut deleted = Vec::new();
     for (r, ns, name) in &victims {
         let path = r.object_path(ns.as_deref(), name);
-        match ctx.send_json(Method::DELETE, &path, "application/json", &options).await {
+        match ctx
+            .send_json(Method::DELETE, &path, "application/json", &options)
+            .await
+        {
             Ok(_) => {
                 writeln!(out, "{} \"{name}\" deleted", r.kind_prefix())?;
                 out.flush()?;
@@ -144,11 +161,22 @@ mod tests {
 
     #[test]
     fn cascade_maps_to_propagation_policy() {
-        let cases = [("background", "Background"), ("foreground", "Foreground"), ("orphan", "Orphan"), ("false", "Orphan")];
+        let cases = [
+            ("background", "Background"),
+            ("foreground", "Foreground"),
+            ("orphan", "Orphan"),
+            ("false", "Orphan"),
+        ];
         for (flag, want) in cases {
-            assert_eq!(delete_options(flag, None).unwrap()["propagationPolicy"], want);
+            assert_eq!(
+                delete_options(flag, None).unwrap()["propagationPolicy"],
+                want
+            );
         }
-        assert_eq!(delete_options("background", Some(0)).unwrap()["gracePeriodSeconds"], 0);
+        assert_eq!(
+            delete_options("background", Some(0)).unwrap()["gracePeriodSeconds"],
+            0
+        );
         assert!(delete_options("sideways", None).is_err());
     }
 }

@@ -35,7 +35,14 @@ pub struct DescribeArgs {
 pub fn tabwrite(text: &str, padding: usize) -> String {
     let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
     let mut widths: Vec<Vec<usize>> = lines.iter().map(|l| vec![0; l.len()]).collect();
-    fn block(lines: &[Vec<&str>], widths: &mut [Vec<usize>], from: usize, to: usize, col: usize, padding: usize) {
+    fn block(
+        lines: &[Vec<&str>],
+        widths: &mut [Vec<usize>],
+        from: usize,
+        to: usize,
+        col: usize,
+        padding: usize,
+    ) {
         let mut i = from;
         while i < to {
             if lines[i].len() > col + 1 {
@@ -61,7 +68,10 @@ pub fn tabwrite(text: &str, padding: usize) -> String {
         for (i, c) in cells.iter().enumerate() {
             line.push_str(c);
             if i + 1 < cells.len() {
-                line.extend(std::iter::repeat_n(' ', w[i].saturating_sub(c.chars().count())));
+                line.extend(std::iter::repeat_n(
+                    ' ',
+                    w[i].saturating_sub(c.chars().count()),
+                ));
             }
         }
         out.push_str(&line);
@@ -92,7 +102,14 @@ impl Describer {
         let mut entries: Vec<(&String, String)> = map
             .into_iter()
             .flatten()
-            .map(|(k, v)| (k, v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+            .map(|(k, v)| {
+                (
+                    k,
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string()),
+                )
+            })
             .collect();
         entries.sort();
         if entries.is_empty() {
@@ -137,15 +154,31 @@ fn common_header(w: &mut Describer, obj: &Value, namespaced: bool) {
 }
 
 fn selector_text(sel: &Value) -> String {
-    let labels = sel.get("matchLabels").and_then(Value::as_object).or_else(|| sel.as_object().filter(|_| sel.get("matchExpressions").is_none()));
+    let labels = sel
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .or_else(|| {
+            sel.as_object()
+                .filter(|_| sel.get("matchExpressions").is_none())
+        });
     let mut parts: Vec<String> = labels
         .into_iter()
         .flatten()
         .filter(|(k, _)| *k != "matchLabels")
         .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
         .collect();
-    for e in sel.get("matchExpressions").and_then(Value::as_array).into_iter().flatten() {
-        let vals: Vec<&str> = e["values"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    for e in sel
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let vals: Vec<&str> = e["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         parts.push(match e["operator"].as_str().unwrap_or_default() {
             "In" => format!("{} in ({})", s(e, "/key"), vals.join(",")),
             "NotIn" => format!("{} notin ({})", s(e, "/key"), vals.join(",")),
@@ -163,7 +196,11 @@ fn ports_text(c: &Value) -> (String, String) {
         return ("<none>".into(), "<none>".into());
     }
     let proto = |p: &Value| p["protocol"].as_str().unwrap_or("TCP").to_string();
-    let port = ports.iter().map(|p| format!("{}/{}", p["containerPort"], proto(p))).collect::<Vec<_>>().join(", ");
+    let port = ports
+        .iter()
+        .map(|p| format!("{}/{}", p["containerPort"], proto(p)))
+        .collect::<Vec<_>>()
+        .join(", ");
     let host = ports
         .iter()
         .map(|p| format!("{}/{}", p["hostPort"].as_i64().unwrap_or(0), proto(p)))
@@ -197,8 +234,15 @@ fn mounts_line(w: &mut Describer, level: usize, c: &Value) {
     }
     w.line(level, "Mounts:");
     for m in mounts {
-        let ro = if m["readOnly"].as_bool() == Some(true) { "ro" } else { "rw" };
-        w.line(level + 1, &format!("{} from {} ({ro})", s(m, "/mountPath"), s(m, "/name")));
+        let ro = if m["readOnly"].as_bool() == Some(true) {
+            "ro"
+        } else {
+            "rw"
+        };
+        w.line(
+            level + 1,
+            &format!("{} from {} ({ro})", s(m, "/mountPath"), s(m, "/name")),
+        );
     }
 }
 
@@ -242,18 +286,47 @@ fn containers(w: &mut Describer, level: usize, spec: &Value, statuses: Option<&V
             if st["lastState"].as_object().is_some_and(|m| !m.is_empty()) {
                 state_lines(w, l, "Last State", &st["lastState"]);
             }
-            w.kv(l, "Ready", if st["ready"].as_bool() == Some(true) { "True" } else { "False" });
-            w.kv(l, "Restart Count", &st["restartCount"].as_i64().unwrap_or(0).to_string());
+            w.kv(
+                l,
+                "Ready",
+                if st["ready"].as_bool() == Some(true) {
+                    "True"
+                } else {
+                    "False"
+                },
+            );
+            w.kv(
+                l,
+                "Restart Count",
+                &st["restartCount"].as_i64().unwrap_or(0).to_string(),
+            );
         }
         for kind in ["limits", "requests"] {
-            if let Some(m) = c.pointer(&format!("/resources/{kind}")).and_then(Value::as_object) {
-                w.line(l, &format!("{}:", if kind == "limits" { "Limits" } else { "Requests" }));
+            if let Some(m) = c
+                .pointer(&format!("/resources/{kind}"))
+                .and_then(Value::as_object)
+            {
+                w.line(
+                    l,
+                    &format!(
+                        "{}:",
+                        if kind == "limits" {
+                            "Limits"
+                        } else {
+                            "Requests"
+                        }
+                    ),
+                );
                 for (k, v) in m {
                     w.kv(l + 1, k, v.as_str().unwrap_or_default());
                 }
             }
         }
-        for probe in [("livenessProbe", "Liveness"), ("readinessProbe", "Readiness"), ("startupProbe", "Startup")] {
+        for probe in [
+            ("livenessProbe", "Liveness"),
+            ("readinessProbe", "Readiness"),
+            ("startupProbe", "Startup"),
+        ] {
             if let Some(p) = c.get(probe.0) {
                 w.kv(l, probe.1, &probe_text(p));
             }
@@ -266,12 +339,26 @@ fn containers(w: &mut Describer, level: usize, spec: &Value, statuses: Option<&V
 fn probe_text(p: &Value) -> String {
     let how = if let Some(h) = p.get("httpGet") {
         let scheme = h["scheme"].as_str().unwrap_or("HTTP").to_lowercase();
-        let port = h["port"].as_i64().map(|n| n.to_string()).unwrap_or_else(|| s(h, "/port").to_string());
+        let port = h["port"]
+            .as_i64()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| s(h, "/port").to_string());
         format!("http-get {scheme}://:{port}{}", s(h, "/path"))
     } else if let Some(t) = p.get("tcpSocket") {
-        format!("tcp-socket :{}", t["port"].as_i64().map(|n| n.to_string()).unwrap_or_else(|| s(t, "/port").to_string()))
+        format!(
+            "tcp-socket :{}",
+            t["port"]
+                .as_i64()
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| s(t, "/port").to_string())
+        )
     } else if let Some(e) = p.get("exec") {
-        let cmd: Vec<&str> = e["command"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let cmd: Vec<&str> = e["command"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         format!("exec [{}]", cmd.join(" "))
     } else {
         "unknown".into()
@@ -294,7 +381,11 @@ fn state_lines(w: &mut Describer, level: usize, key: &str, state: &Value) {
     } else if let Some(t) = state.get("terminated") {
         w.kv(level, key, "Terminated");
         w.kv(level + 1, "Reason", s(t, "/reason"));
-        w.kv(level + 1, "Exit Code", &t["exitCode"].as_i64().unwrap_or(0).to_string());
+        w.kv(
+            level + 1,
+            "Exit Code",
+            &t["exitCode"].as_i64().unwrap_or(0).to_string(),
+        );
         w.kv(level + 1, "Started", &timestamp(s(t, "/startedAt")));
         w.kv(level + 1, "Finished", &timestamp(s(t, "/finishedAt")));
     } else if let Some(wt) = state.get("waiting") {
@@ -306,7 +397,12 @@ fn state_lines(w: &mut Describer, level: usize, key: &str, state: &Value) {
 }
 
 fn conditions_table(w: &mut Describer, obj: &Value, with_reason: bool) {
-    let conds: Vec<&Value> = obj.pointer("/status/conditions").and_then(Value::as_array).into_iter().flatten().collect();
+    let conds: Vec<&Value> = obj
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .collect();
     if conds.is_empty() {
         return;
     }
@@ -315,7 +411,15 @@ fn conditions_table(w: &mut Describer, obj: &Value, with_reason: bool) {
         w.line(1, "Type\tStatus\tReason");
         w.line(1, "----\t------\t------");
         for c in conds {
-            w.line(1, &format!("{}\t{}\t{}", s(c, "/type"), s(c, "/status"), s(c, "/reason")));
+            w.line(
+                1,
+                &format!(
+                    "{}\t{}\t{}",
+                    s(c, "/type"),
+                    s(c, "/status"),
+                    s(c, "/reason")
+                ),
+            );
         }
     } else {
         w.line(1, "Type\tStatus");
@@ -367,7 +471,11 @@ fn multi(w: &mut Describer, level: usize, key: &str, values: &[String]) {
 }
 
 fn annotations(w: &mut Describer, level: usize, obj: &Value) {
-    let mut a = obj.pointer("/metadata/annotations").and_then(Value::as_object).cloned().unwrap_or_default();
+    let mut a = obj
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     // kubectl hides the (long) last-applied copy.
     a.remove(super::apply::LAST_APPLIED);
     w.map(level, "Annotations", Some(&a), ": ");
@@ -378,19 +486,42 @@ fn describe_pod(w: &mut Describer, p: &Value) {
     if let Some(prio) = p.pointer("/spec/priority").and_then(Value::as_i64) {
         w.kv(0, "Priority", &prio.to_string());
     }
-    w.kv(0, "Service Account", or_none(s(p, "/spec/serviceAccountName")));
+    w.kv(
+        0,
+        "Service Account",
+        or_none(s(p, "/spec/serviceAccountName")),
+    );
     let node = s(p, "/spec/nodeName");
-    let node = if node.is_empty() { "<none>".to_string() } else { format!("{node}/{}", s(p, "/status/hostIP")) };
+    let node = if node.is_empty() {
+        "<none>".to_string()
+    } else {
+        format!("{node}/{}", s(p, "/status/hostIP"))
+    };
     w.kv(0, "Node", &node);
     if let Some(t) = p.pointer("/status/startTime").and_then(Value::as_str) {
         w.kv(0, "Start Time", &timestamp(t));
     }
-    w.map(0, "Labels", p.pointer("/metadata/labels").and_then(Value::as_object), "=");
+    w.map(
+        0,
+        "Labels",
+        p.pointer("/metadata/labels").and_then(Value::as_object),
+        "=",
+    );
     annotations(w, 0, p);
-    let status = if p.pointer("/metadata/deletionTimestamp").is_some() { "Terminating" } else { s(p, "/status/phase") };
+    let status = if p.pointer("/metadata/deletionTimestamp").is_some() {
+        "Terminating"
+    } else {
+        s(p, "/status/phase")
+    };
     w.kv(0, "Status", status);
     w.kv(0, "IP", s(p, "/status/podIP"));
-    let ips: Vec<&str> = p.pointer("/status/podIPs").and_then(Value::as_array).into_iter().flatten().filter_map(|i| i["ip"].as_str()).collect();
+    let ips: Vec<&str> = p
+        .pointer("/status/podIPs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["ip"].as_str())
+        .collect();
     if ips.is_empty() {
         w.kv(0, "IPs", "<none>");
     } else {
@@ -399,14 +530,27 @@ fn describe_pod(w: &mut Describer, p: &Value) {
             w.kv(1, "IP", ip);
         }
     }
-    if let Some(o) = p.pointer("/metadata/ownerReferences").and_then(Value::as_array).and_then(|a| a.iter().find(|o| o["controller"] == true)) {
-        w.kv(0, "Controlled By", &format!("{}/{}", s(o, "/kind"), s(o, "/name")));
+    if let Some(o) = p
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .and_then(|a| a.iter().find(|o| o["controller"] == true))
+    {
+        w.kv(
+            0,
+            "Controlled By",
+            &format!("{}/{}", s(o, "/kind"), s(o, "/name")),
+        );
     }
     containers(w, 0, &p["spec"], p.pointer("/status/containerStatuses"));
     conditions_table(w, p, false);
     volumes(w, &p["spec"]);
     w.kv(0, "QoS Class", s(p, "/status/qosClass"));
-    w.map(0, "Node-Selectors", p.pointer("/spec/nodeSelector").and_then(Value::as_object), "=");
+    w.map(
+        0,
+        "Node-Selectors",
+        p.pointer("/spec/nodeSelector").and_then(Value::as_object),
+        "=",
+    );
     multi(w, 0, "Tolerations", &tolerations_text(&p["spec"]));
 }
 
@@ -419,33 +563,73 @@ fn volumes(w: &mut Describer, spec: &Value) {
     w.line(0, "Volumes:");
     for v in vols {
         w.line(1, &format!("{}:", s(v, "/name")));
-        let kind = v.as_object().and_then(|m| m.keys().find(|k| *k != "name").cloned()).unwrap_or_default();
+        let kind = v
+            .as_object()
+            .and_then(|m| m.keys().find(|k| *k != "name").cloned())
+            .unwrap_or_default();
         w.kv(2, "Type", &kind);
     }
 }
 
 fn pod_template(w: &mut Describer, t: &Value) {
     w.line(0, "Pod Template:");
-    w.map(1, "Labels", t.pointer("/metadata/labels").and_then(Value::as_object), "=");
-    if let Some(sa) = t.pointer("/spec/serviceAccountName").and_then(Value::as_str).filter(|x| !x.is_empty()) {
+    w.map(
+        1,
+        "Labels",
+        t.pointer("/metadata/labels").and_then(Value::as_object),
+        "=",
+    );
+    if let Some(sa) = t
+        .pointer("/spec/serviceAccountName")
+        .and_then(Value::as_str)
+        .filter(|x| !x.is_empty())
+    {
         w.kv(1, "Service Account", sa);
     }
-    if t.pointer("/metadata/annotations").and_then(Value::as_object).is_some_and(|a| !a.is_empty()) {
-        w.map(1, "Annotations", t.pointer("/metadata/annotations").and_then(Value::as_object), ": ");
+    if t.pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+        .is_some_and(|a| !a.is_empty())
+    {
+        w.map(
+            1,
+            "Annotations",
+            t.pointer("/metadata/annotations")
+                .and_then(Value::as_object),
+            ": ",
+        );
     }
     containers(w, 1, &t["spec"], None);
-    let vols: Vec<&Value> = t.pointer("/spec/volumes").and_then(Value::as_array).into_iter().flatten().collect();
+    let vols: Vec<&Value> = t
+        .pointer("/spec/volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .collect();
     if vols.is_empty() {
         w.kv(1, "Volumes", "<none>");
     }
-    w.map(1, "Node-Selectors", t.pointer("/spec/nodeSelector").and_then(Value::as_object), "=");
+    w.map(
+        1,
+        "Node-Selectors",
+        t.pointer("/spec/nodeSelector").and_then(Value::as_object),
+        "=",
+    );
     multi(w, 1, "Tolerations", &tolerations_text(&t["spec"]));
 }
 
 fn describe_deployment(w: &mut Describer, d: &Value, replicasets: &[Value]) {
     common_header(w, d, true);
-    w.kv(0, "CreationTimestamp", &timestamp(s(d, "/metadata/creationTimestamp")));
-    w.map(0, "Labels", d.pointer("/metadata/labels").and_then(Value::as_object), "=");
+    w.kv(
+        0,
+        "CreationTimestamp",
+        &timestamp(s(d, "/metadata/creationTimestamp")),
+    );
+    w.map(
+        0,
+        "Labels",
+        d.pointer("/metadata/labels").and_then(Value::as_object),
+        "=",
+    );
     annotations(w, 0, d);
     w.kv(0, "Selector", &selector_text(&d["spec"]["selector"]));
     let n = |p: &str| d.pointer(p).and_then(Value::as_i64).unwrap_or(0);
@@ -454,7 +638,9 @@ fn describe_deployment(w: &mut Describer, d: &Value, replicasets: &[Value]) {
         "Replicas",
         &format!(
             "{} desired | {} updated | {} total | {} available | {} unavailable",
-            d.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1),
+            d.pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1),
             n("/status/updatedReplicas"),
             n("/status/replicas"),
             n("/status/availableReplicas"),
@@ -463,22 +649,47 @@ fn describe_deployment(w: &mut Describer, d: &Value, replicasets: &[Value]) {
     );
     let strategy = s(d, "/spec/strategy/type");
     w.kv(0, "StrategyType", strategy);
-    w.kv(0, "MinReadySeconds", &n("/spec/minReadySeconds").to_string());
+    w.kv(
+        0,
+        "MinReadySeconds",
+        &n("/spec/minReadySeconds").to_string(),
+    );
     if strategy == "RollingUpdate" {
         let v = |k: &str| {
             let x = &d["spec"]["strategy"]["rollingUpdate"][k];
-            x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())
+            x.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| x.to_string())
         };
-        w.kv(0, "RollingUpdateStrategy", &format!("{} max unavailable, {} max surge", v("maxUnavailable"), v("maxSurge")));
+        w.kv(
+            0,
+            "RollingUpdateStrategy",
+            &format!(
+                "{} max unavailable, {} max surge",
+                v("maxUnavailable"),
+                v("maxSurge")
+            ),
+        );
     }
     pod_template(w, &d["spec"]["template"]);
     conditions_table(w, d, true);
     let uid = s(d, "/metadata/uid");
     let mut owned: Vec<(i64, &Value)> = replicasets
         .iter()
-        .filter(|rs| rs.pointer("/metadata/ownerReferences").and_then(Value::as_array).into_iter().flatten().any(|o| o["uid"] == uid))
+        .filter(|rs| {
+            rs.pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .any(|o| o["uid"] == uid)
+        })
         .map(|rs| {
-            let rev = s(rs, "/metadata/annotations/deployment.kubernetes.io~1revision").parse().unwrap_or(0);
+            let rev = s(
+                rs,
+                "/metadata/annotations/deployment.kubernetes.io~1revision",
+            )
+            .parse()
+            .unwrap_or(0);
             (rev, rs)
         })
         .collect();
@@ -487,12 +698,32 @@ fn describe_deployment(w: &mut Describer, d: &Value, replicasets: &[Value]) {
         format!(
             "{} ({}/{} replicas created)",
             s(rs, "/metadata/name"),
-            rs.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0),
-            rs.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0)
+            rs.pointer("/status/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(0),
+            rs.pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
         )
     };
     let (new, old) = match owned.split_first() {
-        Some((n, rest)) => (Some(n.1), rest.iter().map(|(_, rs)| *rs).filter(|rs| rs.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0) > 0 || rs.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0) > 0).collect::<Vec<_>>()),
+        Some((n, rest)) => (
+            Some(n.1),
+            rest.iter()
+                .map(|(_, rs)| *rs)
+                .filter(|rs| {
+                    rs.pointer("/spec/replicas")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0)
+                        > 0
+                        || rs
+                            .pointer("/status/replicas")
+                            .and_then(Value::as_i64)
+                            .unwrap_or(0)
+                            > 0
+                })
+                .collect::<Vec<_>>(),
+        ),
         None => (None, vec![]),
     };
     // kubectl prints the ReplicaSet lines only once the controller made one.
@@ -500,20 +731,53 @@ fn describe_deployment(w: &mut Describer, d: &Value, replicasets: &[Value]) {
         return;
     }
     let old_text: Vec<String> = old.iter().map(|rs| rs_text(rs)).collect();
-    w.kv(0, "OldReplicaSets", &if old_text.is_empty() { "<none>".to_string() } else { old_text.join(", ") });
-    w.kv(0, "NewReplicaSet", &new.map(rs_text).unwrap_or_else(|| "<none>".into()));
+    w.kv(
+        0,
+        "OldReplicaSets",
+        &if old_text.is_empty() {
+            "<none>".to_string()
+        } else {
+            old_text.join(", ")
+        },
+    );
+    w.kv(
+        0,
+        "NewReplicaSet",
+        &new.map(rs_text).unwrap_or_else(|| "<none>".into()),
+    );
 }
 
 fn describe_replicaset(w: &mut Describer, rs: &Value, pods: &[Value]) {
     common_header(w, rs, true);
     w.kv(0, "Selector", &selector_text(&rs["spec"]["selector"]));
-    w.map(0, "Labels", rs.pointer("/metadata/labels").and_then(Value::as_object), "=");
+    w.map(
+        0,
+        "Labels",
+        rs.pointer("/metadata/labels").and_then(Value::as_object),
+        "=",
+    );
     annotations(w, 0, rs);
-    if let Some(o) = rs.pointer("/metadata/ownerReferences").and_then(Value::as_array).and_then(|a| a.iter().find(|o| o["controller"] == true)) {
-        w.kv(0, "Controlled By", &format!("{}/{}", s(o, "/kind"), s(o, "/name")));
+    if let Some(o) = rs
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .and_then(|a| a.iter().find(|o| o["controller"] == true))
+    {
+        w.kv(
+            0,
+            "Controlled By",
+            &format!("{}/{}", s(o, "/kind"), s(o, "/name")),
+        );
     }
     let n = |p: &str| rs.pointer(p).and_then(Value::as_i64).unwrap_or(0);
-    w.kv(0, "Replicas", &format!("{} current / {} desired", n("/status/replicas"), n("/spec/replicas")));
+    w.kv(
+        0,
+        "Replicas",
+        &format!(
+            "{} current / {} desired",
+            n("/status/replicas"),
+            n("/spec/replicas")
+        ),
+    );
     let phase = |ph: &str| pods.iter().filter(|p| s(p, "/status/phase") == ph).count();
     w.kv(
         0,
@@ -532,43 +796,84 @@ fn describe_replicaset(w: &mut Describer, rs: &Value, pods: &[Value]) {
 
 fn describe_service(w: &mut Describer, svc: &Value, endpoints: Option<&Value>) {
     common_header(w, svc, true);
-    w.map(0, "Labels", svc.pointer("/metadata/labels").and_then(Value::as_object), "=");
+    w.map(
+        0,
+        "Labels",
+        svc.pointer("/metadata/labels").and_then(Value::as_object),
+        "=",
+    );
     annotations(w, 0, svc);
     let sel = svc.pointer("/spec/selector").and_then(Value::as_object);
     w.kv(0, "Selector", &format_labels(sel).replace("<none>", ""));
     w.kv(0, "Type", s(svc, "/spec/type"));
-    w.kv(0, "IP Family Policy", or_none(s(svc, "/spec/ipFamilyPolicy")));
-    let fams: Vec<&str> = svc.pointer("/spec/ipFamilies").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+    w.kv(
+        0,
+        "IP Family Policy",
+        or_none(s(svc, "/spec/ipFamilyPolicy")),
+    );
+    let fams: Vec<&str> = svc
+        .pointer("/spec/ipFamilies")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
     w.kv(0, "IP Families", or_none(&fams.join(",")));
     w.kv(0, "IP", or_none(s(svc, "/spec/clusterIP")));
-    let ips: Vec<&str> = svc.pointer("/spec/clusterIPs").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+    let ips: Vec<&str> = svc
+        .pointer("/spec/clusterIPs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
     w.kv(0, "IPs", or_none(&ips.join(",")));
-    for p in svc.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten() {
+    for p in svc
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let name = or_none(s(p, "/name")).replace("<none>", "<unset>");
         let proto = p["protocol"].as_str().unwrap_or("TCP");
         w.kv(0, "Port", &format!("{name}\t{}/{proto}", p["port"]));
         let target = &p["targetPort"];
-        let target = target.as_str().map(str::to_string).unwrap_or_else(|| target.to_string());
+        let target = target
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| target.to_string());
         w.kv(0, "TargetPort", &format!("{target}/{proto}"));
         if let Some(np) = p["nodePort"].as_i64() {
             w.kv(0, "NodePort", &format!("{name}\t{np}/{proto}"));
         }
         // kubectl: `<none>` without an Endpoints object, empty when it has no addresses.
-        let eps = endpoints.map(|e| endpoint_addresses(e, p)).unwrap_or_else(|| "<none>".into());
+        let eps = endpoints
+            .map(|e| endpoint_addresses(e, p))
+            .unwrap_or_else(|| "<none>".into());
         w.kv(0, "Endpoints", &eps);
     }
     w.kv(0, "Session Affinity", s(svc, "/spec/sessionAffinity"));
-    if let Some(e) = svc.pointer("/spec/externalTrafficPolicy").and_then(Value::as_str) {
+    if let Some(e) = svc
+        .pointer("/spec/externalTrafficPolicy")
+        .and_then(Value::as_str)
+    {
         w.kv(0, "External Traffic Policy", e);
     }
-    w.kv(0, "Internal Traffic Policy", or_none(s(svc, "/spec/internalTrafficPolicy")));
+    w.kv(
+        0,
+        "Internal Traffic Policy",
+        or_none(s(svc, "/spec/internalTrafficPolicy")),
+    );
 }
 
 fn endpoint_addresses(ep: &Value, port: &Value) -> String {
     let mut out = Vec::new();
     for subset in ep["subsets"].as_array().into_iter().flatten() {
         let ports: Vec<&Value> = subset["ports"].as_array().into_iter().flatten().collect();
-        let matching = ports.iter().find(|p| p["name"].as_str().unwrap_or("") == port["name"].as_str().unwrap_or("")).or(ports.first());
+        let matching = ports
+            .iter()
+            .find(|p| p["name"].as_str().unwrap_or("") == port["name"].as_str().unwrap_or(""))
+            .or(ports.first());
         let Some(p) = matching else { continue };
         for a in subset["addresses"].as_array().into_iter().flatten() {
             out.push(format!("{}:{}", s(a, "/ip"), p["port"]));
@@ -579,18 +884,39 @@ fn endpoint_addresses(ep: &Value, port: &Value) -> String {
 
 fn describe_endpoints(w: &mut Describer, ep: &Value) {
     common_header(w, ep, true);
-    w.map(0, "Labels", ep.pointer("/metadata/labels").and_then(Value::as_object), "=");
+    w.map(
+        0,
+        "Labels",
+        ep.pointer("/metadata/labels").and_then(Value::as_object),
+        "=",
+    );
     annotations(w, 0, ep);
     w.line(0, "Subsets:");
     for subset in ep["subsets"].as_array().into_iter().flatten() {
-        let list = |k: &str| subset[k].as_array().into_iter().flatten().filter_map(|a| a["ip"].as_str()).collect::<Vec<_>>().join(",");
+        let list = |k: &str| {
+            subset[k]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a["ip"].as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
         w.kv(1, "Addresses", or_none(&list("addresses")));
         w.kv(1, "NotReadyAddresses", or_none(&list("notReadyAddresses")));
         w.line(1, "Ports:");
         w.line(2, "Name\tPort\tProtocol");
         w.line(2, "----\t----\t--------");
         for p in subset["ports"].as_array().into_iter().flatten() {
-            w.line(2, &format!("{}\t{}\t{}", or_none(s(p, "/name")).replace("<none>", "<unset>"), p["port"], p["protocol"].as_str().unwrap_or("TCP")));
+            w.line(
+                2,
+                &format!(
+                    "{}\t{}\t{}",
+                    or_none(s(p, "/name")).replace("<none>", "<unset>"),
+                    p["port"],
+                    p["protocol"].as_str().unwrap_or("TCP")
+                ),
+            );
         }
     }
 }
@@ -602,29 +928,71 @@ fn describe_node(w: &mut Describer, n: &Value, pods: &[Value]) {
         .and_then(Value::as_object)
         .into_iter()
         .flatten()
-        .filter_map(|(k, _)| k.strip_prefix("node-role.kubernetes.io/").map(str::to_string))
+        .filter_map(|(k, _)| {
+            k.strip_prefix("node-role.kubernetes.io/")
+                .map(str::to_string)
+        })
         .collect();
-    w.kv(0, "Roles", &if roles.is_empty() { "<none>".into() } else { roles.join(",") });
-    w.map(0, "Labels", n.pointer("/metadata/labels").and_then(Value::as_object), "=");
+    w.kv(
+        0,
+        "Roles",
+        &if roles.is_empty() {
+            "<none>".into()
+        } else {
+            roles.join(",")
+        },
+    );
+    w.map(
+        0,
+        "Labels",
+        n.pointer("/metadata/labels").and_then(Value::as_object),
+        "=",
+    );
     annotations(w, 0, n);
-    w.kv(0, "CreationTimestamp", &timestamp(s(n, "/metadata/creationTimestamp")));
+    w.kv(
+        0,
+        "CreationTimestamp",
+        &timestamp(s(n, "/metadata/creationTimestamp")),
+    );
     let taints: Vec<String> = n
         .pointer("/spec/taints")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .map(|t| {
-            let v = t["value"].as_str().filter(|v| !v.is_empty()).map(|v| format!("={v}")).unwrap_or_default();
+            let v = t["value"]
+                .as_str()
+                .filter(|v| !v.is_empty())
+                .map(|v| format!("={v}"))
+                .unwrap_or_default();
             format!("{}{v}:{}", s(t, "/key"), s(t, "/effect"))
         })
         .collect();
     multi(w, 0, "Taints", &taints);
-    w.kv(0, "Unschedulable", &n.pointer("/spec/unschedulable").and_then(Value::as_bool).unwrap_or(false).to_string());
-    let conds: Vec<&Value> = n.pointer("/status/conditions").and_then(Value::as_array).into_iter().flatten().collect();
+    w.kv(
+        0,
+        "Unschedulable",
+        &n.pointer("/spec/unschedulable")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+            .to_string(),
+    );
+    let conds: Vec<&Value> = n
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .collect();
     if !conds.is_empty() {
         w.line(0, "Conditions:");
-        w.line(1, "Type\tStatus\tLastHeartbeatTime\tLastTransitionTime\tReason\tMessage");
-        w.line(1, "----\t------\t-----------------\t------------------\t------\t-------");
+        w.line(
+            1,
+            "Type\tStatus\tLastHeartbeatTime\tLastTransitionTime\tReason\tMessage",
+        );
+        w.line(
+            1,
+            "----\t------\t-----------------\t------------------\t------\t-------",
+        );
         for c in conds {
             w.line(
                 1,
@@ -641,11 +1009,19 @@ fn describe_node(w: &mut Describer, n: &Value, pods: &[Value]) {
         }
     }
     w.line(0, "Addresses:");
-    for a in n.pointer("/status/addresses").and_then(Value::as_array).into_iter().flatten() {
+    for a in n
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         w.kv(1, s(a, "/type"), s(a, "/address"));
     }
     for (key, field) in [("Capacity", "capacity"), ("Allocatable", "allocatable")] {
-        if let Some(m) = n.pointer(&format!("/status/{field}")).and_then(Value::as_object) {
+        if let Some(m) = n
+            .pointer(&format!("/status/{field}"))
+            .and_then(Value::as_object)
+        {
             w.line(0, &format!("{key}:"));
             for (k, v) in m {
                 w.kv(1, k, v.as_str().unwrap_or_default());
@@ -666,13 +1042,20 @@ fn describe_node(w: &mut Describer, n: &Value, pods: &[Value]) {
             ("Kubelet Version", "kubeletVersion"),
             ("Kube-Proxy Version", "kubeProxyVersion"),
         ] {
-            w.kv(1, label, info.get(key).and_then(Value::as_str).unwrap_or_default());
+            w.kv(
+                1,
+                label,
+                info.get(key).and_then(Value::as_str).unwrap_or_default(),
+            );
         }
     }
     if let Some(cidr) = n.pointer("/spec/podCIDR").and_then(Value::as_str) {
         w.kv(0, "PodCIDR", cidr);
     }
-    w.line(0, &format!("Non-terminated Pods:\t({} in total)", pods.len()));
+    w.line(
+        0,
+        &format!("Non-terminated Pods:\t({} in total)", pods.len()),
+    );
     w.line(1, "Namespace\tName\tAge");
     w.line(1, "---------\t----\t---");
     for p in pods {
@@ -682,7 +1065,9 @@ fn describe_node(w: &mut Describer, n: &Value, pods: &[Value]) {
                 "{}\t{}\t{}",
                 s(p, "/metadata/namespace"),
                 s(p, "/metadata/name"),
-                age(p.pointer("/metadata/creationTimestamp").and_then(Value::as_str))
+                age(p
+                    .pointer("/metadata/creationTimestamp")
+                    .and_then(Value::as_str))
             ),
         );
     }
@@ -690,14 +1075,24 @@ fn describe_node(w: &mut Describer, n: &Value, pods: &[Value]) {
 
 fn describe_namespace(w: &mut Describer, ns: &Value) {
     w.kv(0, "Name", s(ns, "/metadata/name"));
-    w.map(0, "Labels", ns.pointer("/metadata/labels").and_then(Value::as_object), "=");
+    w.map(
+        0,
+        "Labels",
+        ns.pointer("/metadata/labels").and_then(Value::as_object),
+        "=",
+    );
     annotations(w, 0, ns);
     w.kv(0, "Status", s(ns, "/status/phase"));
 }
 
 fn describe_generic(w: &mut Describer, obj: &Value, r: &Resource) {
     common_header(w, obj, r.namespaced);
-    w.map(0, "Labels", obj.pointer("/metadata/labels").and_then(Value::as_object), "=");
+    w.map(
+        0,
+        "Labels",
+        obj.pointer("/metadata/labels").and_then(Value::as_object),
+        "=",
+    );
     annotations(w, 0, obj);
     w.kv(0, "API Version", &r.api_version());
     w.kv(0, "Kind", &r.kind);
@@ -727,7 +1122,9 @@ pub fn events_section(events: &[Value]) -> String {
     if evs.is_empty() {
         return "Events:\t<none>\n".into();
     }
-    let mut text = String::from("Events:\n  Type\tReason\tAge\tFrom\tMessage\n  ----\t------\t----\t----\t-------\n");
+    let mut text = String::from(
+        "Events:\n  Type\tReason\tAge\tFrom\tMessage\n  ----\t------\t----\t----\t-------\n",
+    );
     for e in evs {
         let count = e["count"].as_i64().unwrap_or(1);
         let mut age_text = age(Some(&when(e)));
@@ -742,13 +1139,22 @@ pub fn events_section(events: &[Value]) -> String {
             .or_else(|| e.pointer("/reportingComponent").and_then(Value::as_str))
             .unwrap_or("");
         let message = s(e, "/message").trim().replace('\n', " ");
-        text.push_str(&format!("  {}\t{}\t{age_text}\t{from}\t{message}\n", s(e, "/type"), s(e, "/reason")));
+        text.push_str(&format!(
+            "  {}\t{}\t{age_text}\t{from}\t{message}\n",
+            s(e, "/type"),
+            s(e, "/reason")
+        ));
     }
     text
 }
 
 /// Renders one object's description (without events).
-pub fn describe_object(r: &Resource, obj: &Value, related: &[Value], extra: Option<&Value>) -> String {
+pub fn describe_object(
+    r: &Resource,
+    obj: &Value,
+    related: &[Value],
+    extra: Option<&Value>,
+) -> String {
     let mut w = Describer::default();
     match (r.group.as_str(), r.kind.as_str()) {
         ("", "Pod") => describe_pod(&mut w, obj),
@@ -771,8 +1177,15 @@ pub async fn run(ctx: &Ctx, args: &DescribeArgs, out: &mut dyn Write) -> anyhow:
         let r = discovery.resolve(&t.types)?;
         let objects: Vec<Value> = if t.names.is_empty() {
             let list_ns = if ctx.all_namespaces { None } else { ns };
-            let path = format!("{}{}", r.collection_path(list_ns), super::get::list_query(args.selector.as_deref(), None));
-            ctx.get_json(&path).await?["items"].as_array().cloned().unwrap_or_default()
+            let path = format!(
+                "{}{}",
+                r.collection_path(list_ns),
+                super::get::list_query(args.selector.as_deref(), None)
+            );
+            ctx.get_json(&path).await?["items"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
         } else {
             let mut v = Vec::new();
             for n in &t.names {
@@ -803,32 +1216,65 @@ pub async fn run(ctx: &Ctx, args: &DescribeArgs, out: &mut dyn Write) -> anyhow:
 
 /// What a description needs besides the object: a Deployment's ReplicaSets, a Node's
 /// pods, a Service's Endpoints. Missing related objects only shorten the output.
-async fn related_objects(ctx: &Ctx, r: &Resource, obj: &Value, ns: Option<&str>) -> (Vec<Value>, Option<Value>) {
+async fn related_objects(
+    ctx: &Ctx,
+    r: &Resource,
+    obj: &Value,
+    ns: Option<&str>,
+) -> (Vec<Value>, Option<Value>) {
     let name = s(obj, "/metadata/name");
     let list = |path: String| async move {
-        ctx.get_json(&path).await.ok().and_then(|l| l["items"].as_array().cloned()).unwrap_or_default()
+        ctx.get_json(&path)
+            .await
+            .ok()
+            .and_then(|l| l["items"].as_array().cloned())
+            .unwrap_or_default()
     };
     match (r.group.as_str(), r.kind.as_str()) {
-        ("apps", "Deployment") => (list(format!("/apis/apps/v1/namespaces/{}/replicasets", ns.unwrap_or("default"))).await, None),
+        ("apps", "Deployment") => (
+            list(format!(
+                "/apis/apps/v1/namespaces/{}/replicasets",
+                ns.unwrap_or("default")
+            ))
+            .await,
+            None,
+        ),
         ("apps", "ReplicaSet") => {
             let uid = s(obj, "/metadata/uid");
-            let pods = list(format!("/api/v1/namespaces/{}/pods", ns.unwrap_or("default"))).await;
+            let pods = list(format!(
+                "/api/v1/namespaces/{}/pods",
+                ns.unwrap_or("default")
+            ))
+            .await;
             let owned = pods
                 .into_iter()
                 .filter(|p| {
-                    p.pointer("/metadata/ownerReferences").and_then(Value::as_array).into_iter().flatten().any(|o| o["uid"] == uid)
+                    p.pointer("/metadata/ownerReferences")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .any(|o| o["uid"] == uid)
                 })
                 .collect();
             (owned, None)
         }
         ("", "Node") => {
             let q = url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("fieldSelector", &format!("spec.nodeName={name},status.phase!=Succeeded,status.phase!=Failed"))
+                .append_pair(
+                    "fieldSelector",
+                    &format!("spec.nodeName={name},status.phase!=Succeeded,status.phase!=Failed"),
+                )
                 .finish();
             (list(format!("/api/v1/pods?{q}")).await, None)
         }
         ("", "Service") => {
-            let ep = ctx.get_json(&format!("/api/v1/namespaces/{}/endpoints/{name}", ns.unwrap_or("default"))).await.ok();
+            let ep = ctx
+                .get_json(&format!(
+                    "/api/v1/namespaces/{}/endpoints/{name}",
+                    ns.unwrap_or("default")
+                ))
+                .await
+                .ok();
             (vec![], ep)
         }
         _ => (vec![], None),
@@ -844,7 +1290,11 @@ async fn events_for(ctx: &Ctx, obj: &Value, ns: Option<&str>) -> Vec<Value> {
         Some(ns) => format!("/api/v1/namespaces/{ns}/events?{q}"),
         None => format!("/api/v1/events?{q}"),
     };
-    ctx.get_json(&path).await.ok().and_then(|l| l["items"].as_array().cloned()).unwrap_or_default()
+    ctx.get_json(&path)
+        .await
+        .ok()
+        .and_then(|l| l["items"].as_array().cloned())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -865,7 +1315,10 @@ mod tests {
         let labels = json!({"b": "2", "a": "1"});
         w.map(0, "Labels", labels.as_object(), "=");
         w.map(0, "Annotations", None, ": ");
-        assert_eq!(tabwrite(&w.buf, 2), "Labels:       a=1\n              b=2\nAnnotations:  <none>\n");
+        assert_eq!(
+            tabwrite(&w.buf, 2),
+            "Labels:       a=1\n              b=2\nAnnotations:  <none>\n"
+        );
     }
 
     #[test]
@@ -875,16 +1328,33 @@ mod tests {
         let text = tabwrite(&events_section(&[ev]), 2);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "Events:");
-        assert_eq!(lines[1], "  Type    Reason     Age   From               Message");
-        assert_eq!(lines[2], "  ----    ------     ----  ----               -------");
-        assert!(lines[3].starts_with("  Normal  Scheduled  0s    default-scheduler  assigned default/web to n1"), "{}", lines[3]);
+        assert_eq!(
+            lines[1],
+            "  Type    Reason     Age   From               Message"
+        );
+        assert_eq!(
+            lines[2],
+            "  ----    ------     ----  ----               -------"
+        );
+        assert!(
+            lines[3].starts_with(
+                "  Normal  Scheduled  0s    default-scheduler  assigned default/web to n1"
+            ),
+            "{}",
+            lines[3]
+        );
     }
 
     #[test]
     fn selectors_print_like_kubectl() {
-        assert_eq!(selector_text(&json!({"matchLabels": {"b": "2", "a": "1"}})), "a=1,b=2");
         assert_eq!(
-            selector_text(&json!({"matchExpressions": [{"key": "t", "operator": "In", "values": ["x", "y"]}]})),
+            selector_text(&json!({"matchLabels": {"b": "2", "a": "1"}})),
+            "a=1,b=2"
+        );
+        assert_eq!(
+            selector_text(
+                &json!({"matchExpressions": [{"key": "t", "operator": "In", "values": ["x", "y"]}]})
+            ),
             "t in (x,y)"
         );
     }

@@ -84,7 +84,10 @@ impl Discovery {
         lists.push(ctx.get_json("/api/v1").await?);
         let groups = ctx.get_json("/apis").await?;
         for g in groups["groups"].as_array().into_iter().flatten() {
-            let Some(gv) = g.pointer("/preferredVersion/groupVersion").and_then(Value::as_str) else {
+            let Some(gv) = g
+                .pointer("/preferredVersion/groupVersion")
+                .and_then(Value::as_str)
+            else {
                 continue;
             };
             match ctx.get_json(&format!("/apis/{gv}")).await {
@@ -115,13 +118,22 @@ impl Discovery {
                 let strings = |key: &str| -> Vec<String> {
                     r[key]
                         .as_array()
-                        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|s| s.as_str().map(str::to_string))
+                                .collect()
+                        })
                         .unwrap_or_default()
                 };
                 let prefix = format!("{name}/");
                 let subresources = entries
                     .iter()
-                    .filter_map(|s| s["name"].as_str()?.strip_prefix(&prefix).map(str::to_string))
+                    .filter_map(|s| {
+                        s["name"]
+                            .as_str()?
+                            .strip_prefix(&prefix)
+                            .map(str::to_string)
+                    })
                     .collect();
                 let kind = r["kind"].as_str().unwrap_or_default().to_string();
                 let singular = r["singularName"]
@@ -180,8 +192,11 @@ impl Discovery {
             Some((g, v)) => (g, v),
             None => ("", api_version),
         };
-        let same_group: Vec<&Resource> =
-            self.resources.iter().filter(|r| r.group == group && r.kind == kind).collect();
+        let same_group: Vec<&Resource> = self
+            .resources
+            .iter()
+            .filter(|r| r.group == group && r.kind == kind)
+            .collect();
         if same_group.is_empty() {
             bail!(
                 "no matches for kind \"{kind}\" in version \"{api_version}\": the server does not serve it; check apiVersion and kind (`skiff api-resources` lists them)"
@@ -189,12 +204,19 @@ impl Discovery {
         }
         // Discovery lists the preferred version only; an object in another version of the
         // same group is sent to the preferred one, which is what the server stores anyway.
-        Ok(same_group.iter().find(|r| r.version == version).copied().unwrap_or(same_group[0]))
+        Ok(same_group
+            .iter()
+            .find(|r| r.version == version)
+            .copied()
+            .unwrap_or(same_group[0]))
     }
 
     /// The resources in a category such as `all`.
     pub fn category(&self, name: &str) -> Vec<&Resource> {
-        self.resources.iter().filter(|r| r.categories.iter().any(|c| c == name)).collect()
+        self.resources
+            .iter()
+            .filter(|r| r.categories.iter().any(|c| c == name))
+            .collect()
     }
 
     /// Expands `a,b` and categories into resources, de-duplicated, in the order given.
@@ -247,12 +269,18 @@ pub fn parse_targets(args: &[String]) -> anyhow::Result<Vec<Target>> {
             }
             match out.iter_mut().find(|o| o.types == t) {
                 Some(o) => o.names.push(n.to_string()),
-                None => out.push(Target { types: t.to_string(), names: vec![n.to_string()] }),
+                None => out.push(Target {
+                    types: t.to_string(),
+                    names: vec![n.to_string()],
+                }),
             }
         }
         return Ok(out);
     }
-    Ok(vec![Target { types: args[0].clone(), names: args[1..].to_vec() }])
+    Ok(vec![Target {
+        types: args[0].clone(),
+        names: args[1..].to_vec(),
+    }])
 }
 
 #[cfg(test)]
@@ -297,14 +325,21 @@ mod tests {
         ];
         for (typed, group, plural) in cases {
             let r = d.resolve(typed).unwrap_or_else(|e| panic!("{typed}: {e}"));
-            assert_eq!((r.group.as_str(), r.plural.as_str()), (group, plural), "{typed}");
+            assert_eq!(
+                (r.group.as_str(), r.plural.as_str()),
+                (group, plural),
+                "{typed}"
+            );
         }
     }
 
     #[test]
     fn unknown_type_says_what_to_do() {
         let err = sample().resolve("foos").unwrap_err().to_string();
-        assert!(err.contains("doesn't have a resource type \"foos\""), "{err}");
+        assert!(
+            err.contains("doesn't have a resource type \"foos\""),
+            "{err}"
+        );
         assert!(err.contains("api-resources"), "{err}");
         assert!(sample().resolve("pods.apps").is_err());
     }
@@ -313,14 +348,25 @@ mod tests {
     fn subresources_are_attached_not_listed() {
         let d = sample();
         assert!(d.resources.iter().all(|r| !r.plural.contains('/')));
-        assert_eq!(d.resolve("deploy").unwrap().subresources, vec!["scale".to_string()]);
-        assert_eq!(d.resolve("po").unwrap().subresources, vec!["log".to_string()]);
+        assert_eq!(
+            d.resolve("deploy").unwrap().subresources,
+            vec!["scale".to_string()]
+        );
+        assert_eq!(
+            d.resolve("po").unwrap().subresources,
+            vec!["log".to_string()]
+        );
     }
 
     #[test]
     fn all_category_and_lists_expand_without_duplicates() {
         let d = sample();
-        let names: Vec<_> = d.resolve_list("all,po").unwrap().iter().map(|r| r.plural.clone()).collect();
+        let names: Vec<_> = d
+            .resolve_list("all,po")
+            .unwrap()
+            .iter()
+            .map(|r| r.plural.clone())
+            .collect();
         assert_eq!(names, vec!["pods", "services", "deployments"]);
         assert!(d.resolve_list("pods,nope").is_err());
     }
@@ -328,7 +374,10 @@ mod tests {
     #[test]
     fn kinds_map_to_resources() {
         let d = sample();
-        assert_eq!(d.for_kind("apps/v1", "Deployment").unwrap().plural, "deployments");
+        assert_eq!(
+            d.for_kind("apps/v1", "Deployment").unwrap().plural,
+            "deployments"
+        );
         let err = d.for_kind("apps/v1", "Deploymnet").unwrap_err().to_string();
         assert!(err.contains("no matches for kind \"Deploymnet\""), "{err}");
     }
@@ -336,9 +385,18 @@ mod tests {
     #[test]
     fn paths_follow_scope() {
         let d = sample();
-        assert_eq!(d.resolve("deploy").unwrap().object_path(Some("ns"), "web"), "/apis/apps/v1/namespaces/ns/deployments/web");
-        assert_eq!(d.resolve("no").unwrap().object_path(Some("ns"), "n1"), "/api/v1/nodes/n1");
-        assert_eq!(d.resolve("po").unwrap().collection_path(None), "/api/v1/pods");
+        assert_eq!(
+            d.resolve("deploy").unwrap().object_path(Some("ns"), "web"),
+            "/apis/apps/v1/namespaces/ns/deployments/web"
+        );
+        assert_eq!(
+            d.resolve("no").unwrap().object_path(Some("ns"), "n1"),
+            "/api/v1/nodes/n1"
+        );
+        assert_eq!(
+            d.resolve("po").unwrap().collection_path(None),
+            "/api/v1/pods"
+        );
     }
 
     #[test]
@@ -346,13 +404,22 @@ mod tests {
         let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
             parse_targets(&s(&["pods", "a", "b"])).unwrap(),
-            vec![Target { types: "pods".into(), names: s(&["a", "b"]) }]
+            vec![Target {
+                types: "pods".into(),
+                names: s(&["a", "b"])
+            }]
         );
         assert_eq!(
             parse_targets(&s(&["po/a", "svc/b", "po/c"])).unwrap(),
             vec![
-                Target { types: "po".into(), names: s(&["a", "c"]) },
-                Target { types: "svc".into(), names: s(&["b"]) }
+                Target {
+                    types: "po".into(),
+                    names: s(&["a", "c"])
+                },
+                Target {
+                    types: "svc".into(),
+                    names: s(&["b"])
+                }
             ]
         );
         assert!(parse_targets(&s(&["pods", "po/a"])).is_err());

@@ -25,14 +25,21 @@ pub struct EditArgs {
 
 /// The editor command line: `$KUBE_EDITOR`, then `$EDITOR`, then `vi`.
 pub fn editor(kube_editor: Option<String>, editor: Option<String>) -> String {
-    kube_editor.filter(|e| !e.is_empty()).or(editor.filter(|e| !e.is_empty())).unwrap_or_else(|| "vi".into())
+    kube_editor
+        .filter(|e| !e.is_empty())
+        .or(editor.filter(|e| !e.is_empty()))
+        .unwrap_or_else(|| "vi".into())
 }
 
 pub async fn run(ctx: &Ctx, args: &EditArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let discovery = ctx.discovery().await?;
     let targets = parse_targets(&args.resources)?;
-    let [t] = targets.as_slice() else { bail!("edit one object at a time: e.g. `skiff edit deploy/web`") };
-    let [name] = t.names.as_slice() else { bail!("edit one object at a time: e.g. `skiff edit deploy/web`") };
+    let [t] = targets.as_slice() else {
+        bail!("edit one object at a time: e.g. `skiff edit deploy/web`")
+    };
+    let [name] = t.names.as_slice() else {
+        bail!("edit one object at a time: e.g. `skiff edit deploy/web`")
+    };
     let r = discovery.resolve(&t.types)?;
     let path = r.object_path(Some(&ctx.namespace), name);
     let original = ctx.get_json(&path).await?;
@@ -41,7 +48,10 @@ pub async fn run(ctx: &Ctx, args: &EditArgs, out: &mut dyn Write) -> anyhow::Res
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let file = dir.join(format!("{}-{name}.yaml", r.plural));
     std::fs::write(&file, &text)?;
-    let cmd = editor(std::env::var("KUBE_EDITOR").ok(), std::env::var("EDITOR").ok());
+    let cmd = editor(
+        std::env::var("KUBE_EDITOR").ok(),
+        std::env::var("EDITOR").ok(),
+    );
     // Through the shell, so that EDITOR="code --wait" works as with kubectl.
     let status = tokio::process::Command::new("sh")
         .arg("-c")
@@ -60,8 +70,11 @@ pub async fn run(ctx: &Ctx, args: &EditArgs, out: &mut dyn Write) -> anyhow::Res
         eprintln!("Edit cancelled, no changes made.");
         return Ok(());
     }
-    let yaml: serde_yaml::Value = serde_yaml::from_str(&edited)
-        .map_err(|e| anyhow::anyhow!("the edited file is not valid YAML: {e}; nothing was changed, run edit again"))?;
+    let yaml: serde_yaml::Value = serde_yaml::from_str(&edited).map_err(|e| {
+        anyhow::anyhow!(
+            "the edited file is not valid YAML: {e}; nothing was changed, run edit again"
+        )
+    })?;
     let mut obj: Value = serde_json::to_value(yaml)?;
     if obj.pointer("/metadata/name") != original.pointer("/metadata/name") {
         bail!("metadata.name cannot be changed by edit; nothing was changed");
@@ -69,9 +82,15 @@ pub async fn run(ctx: &Ctx, args: &EditArgs, out: &mut dyn Write) -> anyhow::Res
     if obj.pointer("/metadata/resourceVersion").is_none() {
         obj["metadata"]["resourceVersion"] = original["metadata"]["resourceVersion"].clone();
     }
-    match ctx.send_json(Method::PUT, &path, "application/json", &obj).await {
+    match ctx
+        .send_json(Method::PUT, &path, "application/json", &obj)
+        .await
+    {
         Ok(_) => writeln!(out, "{}/{name} edited", r.kind_prefix())?,
-        Err(e) if e.downcast_ref::<ApiFailure>().is_some_and(|f| f.code == 409) => {
+        Err(e)
+            if e.downcast_ref::<ApiFailure>()
+                .is_some_and(|f| f.code == 409) =>
+        {
             bail!("{e:#}; the object changed while you edited it, run edit again")
         }
         Err(e) => return Err(e),

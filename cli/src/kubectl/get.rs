@@ -99,7 +99,11 @@ pub async fn run(ctx: &Ctx, args: &GetArgs, out: &mut dyn Write) -> anyhow::Resu
     let output = Output::parse(args.output.as_deref())?;
     let targets = parse_targets(&args.resources)?;
     let discovery = ctx.discovery().await?;
-    let namespace = if ctx.all_namespaces { None } else { Some(ctx.namespace.as_str()) };
+    let namespace = if ctx.all_namespaces {
+        None
+    } else {
+        Some(ctx.namespace.as_str())
+    };
     let is_table = matches!(output, Output::Table { .. });
 
     let mut resolved: Vec<(&Resource, Vec<String>)> = Vec::new();
@@ -119,7 +123,11 @@ pub async fn run(ctx: &Ctx, args: &GetArgs, out: &mut dyn Write) -> anyhow::Resu
     let mut errors: Vec<String> = Vec::new();
     for (r, names) in &resolved {
         let mut replies = Vec::new();
-        let accept = if is_table { ACCEPT_TABLE } else { "application/json" };
+        let accept = if is_table {
+            ACCEPT_TABLE
+        } else {
+            "application/json"
+        };
         if names.is_empty() {
             let path = format!(
                 "{}{}",
@@ -130,7 +138,11 @@ pub async fn run(ctx: &Ctx, args: &GetArgs, out: &mut dyn Write) -> anyhow::Resu
                 Ok(bytes) => replies.push(serde_json::from_slice(&bytes)?),
                 // `all` spans types the user may not be allowed to list; skip those
                 // like kubectl rather than fail the whole listing.
-                Err(e) if several && e.downcast_ref::<ApiFailure>().is_some_and(|f| f.code == 403) => {
+                Err(e)
+                    if several
+                        && e.downcast_ref::<ApiFailure>()
+                            .is_some_and(|f| f.code == 403) =>
+                {
                     tracing::debug!("skipping {}: {e:#}", r.plural);
                 }
                 Err(e) => return Err(e),
@@ -148,7 +160,10 @@ pub async fn run(ctx: &Ctx, args: &GetArgs, out: &mut dyn Write) -> anyhow::Resu
                 }
             }
         }
-        fetched.push(Fetched { resource: r, replies });
+        fetched.push(Fetched {
+            resource: r,
+            replies,
+        });
     }
 
     let names_given = resolved.iter().any(|(_, n)| !n.is_empty());
@@ -195,8 +210,13 @@ pub async fn run(ctx: &Ctx, args: &GetArgs, out: &mut dyn Write) -> anyhow::Resu
         Output::Name => {
             for f in &fetched {
                 for reply in &f.replies {
-                    for item in printer::items_of(reply, &f.resource.api_version(), &f.resource.kind) {
-                        let name = item.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+                    for item in
+                        printer::items_of(reply, &f.resource.api_version(), &f.resource.kind)
+                    {
+                        let name = item
+                            .pointer("/metadata/name")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default();
                         writeln!(out, "{}/{}", f.resource.kind_prefix(), name)?;
                     }
                 }
@@ -206,7 +226,11 @@ pub async fn run(ctx: &Ctx, args: &GetArgs, out: &mut dyn Write) -> anyhow::Resu
             let mut items = Vec::new();
             for f in &fetched {
                 for reply in &f.replies {
-                    items.extend(printer::items_of(reply, &f.resource.api_version(), &f.resource.kind));
+                    items.extend(printer::items_of(
+                        reply,
+                        &f.resource.api_version(),
+                        &f.resource.kind,
+                    ));
                 }
             }
             let single = names_given && resolved.len() == 1 && resolved[0].1.len() == 1;
@@ -234,7 +258,11 @@ pub async fn run(ctx: &Ctx, args: &GetArgs, out: &mut dyn Write) -> anyhow::Resu
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        let from = WatchFrom { resource: f.resource, namespace, resource_version: &rv };
+        let from = WatchFrom {
+            resource: f.resource,
+            namespace,
+            resource_version: &rv,
+        };
         watch(ctx, args, &from, &output, header_printed, out).await?;
     }
     Ok(())
@@ -258,14 +286,26 @@ fn table_or_names(reply: &Value, r: &Resource, opts: &TableOptions) -> Vec<Vec<S
     for item in printer::items_of(reply, &r.api_version(), &r.kind) {
         let mut row = Vec::new();
         if opts.with_namespace {
-            row.push(item.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("").to_string());
+            row.push(
+                item.pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+            );
         }
-        let name = item.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+        let name = item
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         row.push(match &opts.name_prefix {
             Some(p) => format!("{p}/{name}"),
             None => name,
         });
-        row.push(printer::age(item.pointer("/metadata/creationTimestamp").and_then(Value::as_str)));
+        row.push(printer::age(
+            item.pointer("/metadata/creationTimestamp")
+                .and_then(Value::as_str),
+        ));
         rows.push(row);
     }
     rows
@@ -289,7 +329,8 @@ async fn watch(
 ) -> anyhow::Result<()> {
     let (r, namespace, rv) = (from.resource, from.namespace, from.resource_version);
     let mut q = url::form_urlencoded::Serializer::new(String::new());
-    q.append_pair("watch", "1").append_pair("allowWatchBookmarks", "false");
+    q.append_pair("watch", "1")
+        .append_pair("allowWatchBookmarks", "false");
     if !rv.is_empty() {
         q.append_pair("resourceVersion", rv);
     }
@@ -300,7 +341,9 @@ async fn watch(
         q.append_pair("fieldSelector", s);
     }
     let path = format!("{}?{}", r.collection_path(namespace), q.finish());
-    let resp = ctx.send(Method::GET, &path, "application/json", None).await?;
+    let resp = ctx
+        .send(Method::GET, &path, "application/json", None)
+        .await?;
     let mut lines = LineStream::new(resp.into_body());
     // Last row printed per object, to show a deleted object's final state.
     let mut last_rows: std::collections::HashMap<String, Vec<String>> = Default::default();
@@ -312,12 +355,19 @@ async fn watch(
         let typ = event["type"].as_str().unwrap_or_default();
         let obj = &event["object"];
         if typ == "ERROR" {
-            bail!("the watch ended: {}; run the command again", obj["message"].as_str().unwrap_or("unknown error"));
+            bail!(
+                "the watch ended: {}; run the command again",
+                obj["message"].as_str().unwrap_or("unknown error")
+            );
         }
         if typ == "BOOKMARK" {
             continue;
         }
-        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str);
         match output {
             Output::Table { wide } => {
@@ -373,8 +423,14 @@ mod tests {
     #[test]
     fn output_flag_parses_like_kubectl() {
         assert_eq!(Output::parse(None).unwrap(), Output::Table { wide: false });
-        assert_eq!(Output::parse(Some("wide")).unwrap(), Output::Table { wide: true });
-        assert_eq!(Output::parse(Some("jsonpath={.a}")).unwrap(), Output::JsonPath("{.a}".into()));
+        assert_eq!(
+            Output::parse(Some("wide")).unwrap(),
+            Output::Table { wide: true }
+        );
+        assert_eq!(
+            Output::parse(Some("jsonpath={.a}")).unwrap(),
+            Output::JsonPath("{.a}".into())
+        );
         let err = Output::parse(Some("xml")).unwrap_err().to_string();
         assert!(err.contains("allowed formats are"), "{err}");
     }
@@ -382,7 +438,10 @@ mod tests {
     #[test]
     fn selectors_are_url_encoded() {
         assert_eq!(list_query(None, None), "");
-        assert_eq!(list_query(Some("app=web,tier!=db"), None), "?labelSelector=app%3Dweb%2Ctier%21%3Ddb");
+        assert_eq!(
+            list_query(Some("app=web,tier!=db"), None),
+            "?labelSelector=app%3Dweb%2Ctier%21%3Ddb"
+        );
         assert_eq!(list_query(None, Some("a=b")), "?fieldSelector=a%3Db");
     }
 }

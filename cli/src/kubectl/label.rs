@@ -49,9 +49,15 @@ pub fn split_changes(args: &[String]) -> anyhow::Result<(Vec<String>, Vec<Change
             if k.is_empty() {
                 bail!("invalid change {c:?}: the key is empty; use KEY=VALUE or KEY-");
             }
-            out.push(Change { key: k.into(), value: Some(v.into()) });
+            out.push(Change {
+                key: k.into(),
+                value: Some(v.into()),
+            });
         } else if let Some(k) = c.strip_suffix('-') {
-            out.push(Change { key: k.into(), value: None });
+            out.push(Change {
+                key: k.into(),
+                value: None,
+            });
         } else {
             bail!("invalid change {c:?}: changes come after the objects and look like KEY=VALUE or KEY-");
         }
@@ -101,7 +107,13 @@ pub fn changes_patch(
 }
 
 /// `field` is `labels` or `annotations`; `verb` is `labeled` or `annotated`.
-pub async fn run(ctx: &Ctx, args: &LabelArgs, field: &str, verb: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+pub async fn run(
+    ctx: &Ctx,
+    args: &LabelArgs,
+    field: &str,
+    verb: &str,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let (objects, changes) = split_changes(&args.args)?;
     let discovery = ctx.discovery().await?;
     let mut victims = Vec::new();
@@ -116,25 +128,40 @@ pub async fn run(ctx: &Ctx, args: &LabelArgs, field: &str, verb: &str, out: &mut
                 r.collection_path(Some(&ctx.namespace)),
                 super::get::list_query(args.selector.as_deref(), None)
             );
-            for item in ctx.get_json(&path).await?["items"].as_array().into_iter().flatten() {
+            for item in ctx.get_json(&path).await?["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
                 victims.push((r, item.clone()));
             }
         } else {
             for n in &t.names {
-                victims.push((r, ctx.get_json(&r.object_path(Some(&ctx.namespace), n)).await?));
+                victims.push((
+                    r,
+                    ctx.get_json(&r.object_path(Some(&ctx.namespace), n))
+                        .await?,
+                ));
             }
         }
     }
     for (r, obj) in victims {
-        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
-        let current = obj.pointer(&format!("/metadata/{field}")).and_then(Value::as_object);
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let current = obj
+            .pointer(&format!("/metadata/{field}"))
+            .and_then(Value::as_object);
         match changes_patch(field, current, &changes, args.overwrite)? {
             None => writeln!(out, "{}/{name} not {verb}", r.kind_prefix())?,
             Some(mut patch) => {
                 // Pin the version we checked `--overwrite` against.
                 patch["metadata"]["resourceVersion"] = obj["metadata"]["resourceVersion"].clone();
                 let path = r.object_path(Some(&ctx.namespace), &name);
-                ctx.send_json(Method::PATCH, &path, "application/merge-patch+json", &patch).await?;
+                ctx.send_json(Method::PATCH, &path, "application/merge-patch+json", &patch)
+                    .await?;
                 writeln!(out, "{}/{name} {verb}", r.kind_prefix())?;
             }
         }
@@ -156,7 +183,16 @@ mod tests {
         assert_eq!(o, s(&["pods", "a", "b"]));
         assert_eq!(
             c,
-            vec![Change { key: "app".into(), value: Some("web".into()) }, Change { key: "old".into(), value: None }]
+            vec![
+                Change {
+                    key: "app".into(),
+                    value: Some("web".into())
+                },
+                Change {
+                    key: "old".into(),
+                    value: None
+                }
+            ]
         );
         let (o, _) = split_changes(&s(&["deploy/web-", "x=1"])).unwrap();
         assert_eq!(o, s(&["deploy/web-"]));
@@ -168,21 +204,38 @@ mod tests {
     fn patches_respect_overwrite() {
         let mut cur = Map::new();
         cur.insert("app".into(), json!("web"));
-        let set = |k: &str, v: &str| Change { key: k.into(), value: Some(v.into()) };
-        let del = |k: &str| Change { key: k.into(), value: None };
+        let set = |k: &str, v: &str| Change {
+            key: k.into(),
+            value: Some(v.into()),
+        };
+        let del = |k: &str| Change {
+            key: k.into(),
+            value: None,
+        };
         assert_eq!(
             changes_patch("labels", Some(&cur), &[set("tier", "fe")], false).unwrap(),
             Some(json!({"metadata": {"labels": {"tier": "fe"}}}))
         );
-        assert_eq!(changes_patch("labels", Some(&cur), &[set("app", "web")], false).unwrap(), None);
-        let err = changes_patch("labels", Some(&cur), &[set("app", "db")], false).unwrap_err().to_string();
+        assert_eq!(
+            changes_patch("labels", Some(&cur), &[set("app", "web")], false).unwrap(),
+            None
+        );
+        let err = changes_patch("labels", Some(&cur), &[set("app", "db")], false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--overwrite"), "{err}");
         assert_eq!(
             changes_patch("labels", Some(&cur), &[set("app", "db")], true).unwrap(),
             Some(json!({"metadata": {"labels": {"app": "db"}}}))
         );
         assert_eq!(
-            changes_patch("annotations", Some(&cur), &[del("app"), del("missing")], false).unwrap(),
+            changes_patch(
+                "annotations",
+                Some(&cur),
+                &[del("app"), del("missing")],
+                false
+            )
+            .unwrap(),
             Some(json!({"metadata": {"annotations": {"app": null}}}))
         );
     }

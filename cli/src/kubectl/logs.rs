@@ -53,7 +53,10 @@ pub fn log_query(args: &LogsArgs, container: &str) -> anyhow::Result<String> {
         q.append_pair("tailLines", &args.tail.to_string());
     }
     if let Some(s) = &args.since {
-        q.append_pair("sinceSeconds", &parse_duration(s)?.as_secs().max(1).to_string());
+        q.append_pair(
+            "sinceSeconds",
+            &parse_duration(s)?.as_secs().max(1).to_string(),
+        );
     }
     if args.timestamps {
         q.append_pair("timestamps", "true");
@@ -70,7 +73,10 @@ pub fn pick_container(pod: &Value, flag: Option<&str>) -> anyhow::Result<(String
         .flatten()
         .filter_map(|c| c["name"].as_str())
         .collect();
-    let pod_name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let pod_name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if let Some(c) = flag {
         let init: Vec<&str> = pod
             .pointer("/spec/initContainers")
@@ -80,7 +86,10 @@ pub fn pick_container(pod: &Value, flag: Option<&str>) -> anyhow::Result<(String
             .filter_map(|c| c["name"].as_str())
             .collect();
         if !names.contains(&c) && !init.contains(&c) {
-            bail!("container {c} is not valid for pod {pod_name}; choose one of: [{}]", names.join(" "));
+            bail!(
+                "container {c} is not valid for pod {pod_name}; choose one of: [{}]",
+                names.join(" ")
+            );
         }
         return Ok((c.to_string(), None));
     }
@@ -88,9 +97,15 @@ pub fn pick_container(pod: &Value, flag: Option<&str>) -> anyhow::Result<(String
         .pointer("/metadata/annotations/kubectl.kubernetes.io~1default-container")
         .and_then(Value::as_str)
         .filter(|a| names.contains(a));
-    let chosen = annotated.or(names.first().copied()).ok_or_else(|| anyhow::anyhow!("pod {pod_name} has no containers"))?;
-    let note = (names.len() > 1 && annotated.is_none())
-        .then(|| format!("Defaulted container \"{chosen}\" out of: {}", names.join(", ")));
+    let chosen = annotated
+        .or(names.first().copied())
+        .ok_or_else(|| anyhow::anyhow!("pod {pod_name} has no containers"))?;
+    let note = (names.len() > 1 && annotated.is_none()).then(|| {
+        format!(
+            "Defaulted container \"{chosen}\" out of: {}",
+            names.join(", ")
+        )
+    });
     Ok((chosen.to_string(), note))
 }
 
@@ -99,17 +114,29 @@ async fn resolve_pod(ctx: &Ctx, target: &str) -> anyhow::Result<Value> {
     let discovery = ctx.discovery().await?;
     let (typ, name) = target.split_once('/').unwrap_or(("pods", target));
     let r = discovery.resolve(typ)?;
-    let obj = ctx.get_json(&r.object_path(Some(&ctx.namespace), name)).await?;
+    let obj = ctx
+        .get_json(&r.object_path(Some(&ctx.namespace), name))
+        .await?;
     if r.kind == "Pod" {
         return Ok(obj);
     }
     let labels = obj
         .pointer("/spec/selector/matchLabels")
-        .or_else(|| obj.pointer("/spec/selector").filter(|_| r.kind == "Service" || r.kind == "ReplicationController"))
+        .or_else(|| {
+            obj.pointer("/spec/selector")
+                .filter(|_| r.kind == "Service" || r.kind == "ReplicationController")
+        })
         .and_then(Value::as_object)
-        .ok_or_else(|| anyhow::anyhow!("cannot find the pods of {}/{name}: it has no label selector; name a pod instead", r.kind_prefix()))?;
-    let selector: Vec<String> =
-        labels.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect();
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "cannot find the pods of {}/{name}: it has no label selector; name a pod instead",
+                r.kind_prefix()
+            )
+        })?;
+    let selector: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect();
     let pods = discovery.resolve("pods")?;
     let path = format!(
         "{}{}",
@@ -120,12 +147,27 @@ async fn resolve_pod(ctx: &Ctx, target: &str) -> anyhow::Result<Value> {
     let mut items: Vec<Value> = list["items"].as_array().cloned().unwrap_or_default();
     // Oldest first, as kubectl's "first pod" is not random.
     items.sort_by(|a, b| {
-        a.pointer("/metadata/creationTimestamp").and_then(Value::as_str).cmp(&b.pointer("/metadata/creationTimestamp").and_then(Value::as_str))
+        a.pointer("/metadata/creationTimestamp")
+            .and_then(Value::as_str)
+            .cmp(
+                &b.pointer("/metadata/creationTimestamp")
+                    .and_then(Value::as_str),
+            )
     });
     match items.len() {
-        0 => bail!("no pods found for {}/{name}; check `skiff get pods -l {}`", r.kind_prefix(), selector.join(",")),
+        0 => bail!(
+            "no pods found for {}/{name}; check `skiff get pods -l {}`",
+            r.kind_prefix(),
+            selector.join(",")
+        ),
         1 => {}
-        n => eprintln!("Found {n} pods, using pod/{}", items[0].pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default()),
+        n => eprintln!(
+            "Found {n} pods, using pod/{}",
+            items[0]
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        ),
     }
     Ok(items.swap_remove(0))
 }
@@ -136,8 +178,15 @@ pub async fn run(ctx: &Ctx, args: &LogsArgs, out: &mut dyn Write) -> anyhow::Res
     if let Some(n) = note {
         eprintln!("{n}");
     }
-    let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-    let path = format!("/api/v1/namespaces/{}/pods/{name}/log?{}", ctx.namespace, log_query(args, &container)?);
+    let name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let path = format!(
+        "/api/v1/namespaces/{}/pods/{name}/log?{}",
+        ctx.namespace,
+        log_query(args, &container)?
+    );
     let resp = match ctx.send(Method::GET, &path, "*/*", None).await {
         Ok(r) => r,
         Err(e) => {
@@ -181,7 +230,14 @@ mod tests {
     #[test]
     fn query_carries_the_flags() {
         assert_eq!(log_query(&args(), "app").unwrap(), "container=app");
-        let a = LogsArgs { follow: true, previous: true, tail: 10, since: Some("2m".into()), timestamps: true, ..args() };
+        let a = LogsArgs {
+            follow: true,
+            previous: true,
+            tail: 10,
+            since: Some("2m".into()),
+            timestamps: true,
+            ..args()
+        };
         assert_eq!(
             log_query(&a, "app").unwrap(),
             "container=app&follow=true&previous=true&tailLines=10&sinceSeconds=120&timestamps=true"
@@ -195,8 +251,14 @@ mod tests {
         assert_eq!(c, "a");
         assert_eq!(note.unwrap(), "Defaulted container \"a\" out of: a, b");
         assert_eq!(pick_container(&pod, Some("b")).unwrap().0, "b");
-        assert!(pick_container(&pod, Some("zz")).unwrap_err().to_string().contains("choose one of: [a b]"));
+        assert!(pick_container(&pod, Some("zz"))
+            .unwrap_err()
+            .to_string()
+            .contains("choose one of: [a b]"));
         let annotated = json!({"metadata": {"name": "p", "annotations": {"kubectl.kubernetes.io/default-container": "b"}}, "spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
-        assert_eq!(pick_container(&annotated, None).unwrap(), ("b".to_string(), None));
+        assert_eq!(
+            pick_container(&annotated, None).unwrap(),
+            ("b".to_string(), None)
+        );
     }
 }

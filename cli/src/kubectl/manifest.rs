@@ -43,13 +43,18 @@ pub fn expand_paths(inputs: &[String], recursive: bool) -> anyhow::Result<Vec<St
 }
 
 fn walk(dir: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read directory {}", dir.display()))? {
+    for entry in std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read directory {}", dir.display()))?
+    {
         let path = entry?.path();
         if path.is_dir() {
             if recursive {
                 walk(&path, recursive, out)?;
             }
-        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")) {
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        ) {
             out.push(path);
         }
     }
@@ -62,12 +67,18 @@ pub fn read_inputs(inputs: &[String], recursive: bool) -> anyhow::Result<Vec<Doc
     for path in expand_paths(inputs, recursive)? {
         let text = if path == "-" {
             let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s).context("cannot read objects from standard input")?;
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("cannot read objects from standard input")?;
             s
         } else {
             std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?
         };
-        let name = if path == "-" { "STDIN".to_string() } else { path };
+        let name = if path == "-" {
+            "STDIN".to_string()
+        } else {
+            path
+        };
         docs.extend(parse_documents(&name, &text)?);
     }
     if docs.is_empty() {
@@ -86,16 +97,24 @@ pub fn parse_documents(source: &str, text: &str) -> anyhow::Result<Vec<Doc>> {
         let mut i = 0;
         for v in stream {
             i += 1;
-            let v = v.map_err(|e| anyhow!("error parsing {source} (JSON object {i}): {e}; fix the JSON and retry"))?;
+            let v = v.map_err(|e| {
+                anyhow!("error parsing {source} (JSON object {i}): {e}; fix the JSON and retry")
+            })?;
             values.push((i, v));
         }
     } else {
         for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
             let v: serde_yaml::Value = serde::Deserialize::deserialize(de).map_err(|e| {
-                anyhow!("error parsing {source} (document {}): {e}; fix the YAML and retry", i + 1)
+                anyhow!(
+                    "error parsing {source} (document {}): {e}; fix the YAML and retry",
+                    i + 1
+                )
             })?;
             let json: Value = serde_json::to_value(&v).map_err(|e| {
-                anyhow!("error converting {source} (document {}) to JSON: {e}; keys must be strings", i + 1)
+                anyhow!(
+                    "error converting {source} (document {}) to JSON: {e}; keys must be strings",
+                    i + 1
+                )
             })?;
             values.push((i + 1, json));
         }
@@ -108,10 +127,16 @@ pub fn parse_documents(source: &str, text: &str) -> anyhow::Result<Vec<Doc>> {
         let where_ = format!("{source} (document {i})");
         if v["kind"].as_str().is_some_and(|k| k.ends_with("List")) && v["items"].is_array() {
             for (j, item) in v["items"].as_array().into_iter().flatten().enumerate() {
-                docs.push(Doc { source: format!("{where_}, item {j}"), object: item.clone() });
+                docs.push(Doc {
+                    source: format!("{where_}, item {j}"),
+                    object: item.clone(),
+                });
             }
         } else {
-            docs.push(Doc { source: where_, object: v });
+            docs.push(Doc {
+                source: where_,
+                object: v,
+            });
         }
     }
     Ok(docs)
@@ -145,8 +170,14 @@ pub fn check_documents<'a>(
             continue;
         }
         let (Some(api_version), Some(kind)) = (o["apiVersion"].as_str(), o["kind"].as_str()) else {
-            let missing = if o["apiVersion"].as_str().is_none() { "apiVersion" } else { "kind" };
-            problems.push(format!("{src}: {missing} not set; every object needs apiVersion and kind"));
+            let missing = if o["apiVersion"].as_str().is_none() {
+                "apiVersion"
+            } else {
+                "kind"
+            };
+            problems.push(format!(
+                "{src}: {missing} not set; every object needs apiVersion and kind"
+            ));
             continue;
         };
         let resource = match discovery.for_kind(api_version, kind) {
@@ -156,10 +187,19 @@ pub fn check_documents<'a>(
                 continue;
             }
         };
-        let name = o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
-        let generate = o.pointer("/metadata/generateName").and_then(Value::as_str).is_some();
+        let name = o
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let generate = o
+            .pointer("/metadata/generateName")
+            .and_then(Value::as_str)
+            .is_some();
         if name.is_empty() && !(allow_generate_name && generate) {
-            problems.push(format!("{src}: metadata.name is required; give the {kind} a name"));
+            problems.push(format!(
+                "{src}: metadata.name is required; give the {kind} a name"
+            ));
             continue;
         }
         let doc_ns = o.pointer("/metadata/namespace").and_then(Value::as_str);
@@ -176,7 +216,12 @@ pub fn check_documents<'a>(
         } else {
             None
         };
-        ok.push(Checked { doc, resource, namespace, name });
+        ok.push(Checked {
+            doc,
+            resource,
+            namespace,
+            name,
+        });
     }
     if problems.is_empty() {
         Ok(ok)
@@ -194,8 +239,18 @@ pub async fn load_checked<'a>(
 ) -> anyhow::Result<Vec<Checked<'a>>> {
     let docs = read_inputs(files, recursive)?;
     let discovery = ctx.discovery().await?;
-    check_documents(docs, discovery, &ctx.namespace, ctx.explicit_namespace, allow_generate_name).map_err(|p| {
-        anyhow!("{}\nnothing was sent: fix the documents above and retry", p.join("\n"))
+    check_documents(
+        docs,
+        discovery,
+        &ctx.namespace,
+        ctx.explicit_namespace,
+        allow_generate_name,
+    )
+    .map_err(|p| {
+        anyhow!(
+            "{}\nnothing was sent: fix the documents above and retry",
+            p.join("\n")
+        )
     })
 }
 
@@ -220,7 +275,10 @@ mod tests {
     fn multi_document_yaml_skips_empty_documents_and_expands_lists() {
         let text = "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n---\napiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: b}}\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: c}}\n";
         let docs = parse_documents("x.yaml", text).unwrap();
-        let names: Vec<_> = docs.iter().map(|d| d.object["metadata"]["name"].as_str().unwrap()).collect();
+        let names: Vec<_> = docs
+            .iter()
+            .map(|d| d.object["metadata"]["name"].as_str().unwrap())
+            .collect();
         assert_eq!(names, vec!["a", "b", "c"]);
         assert!(docs[1].source.contains("item 0"), "{}", docs[1].source);
     }
@@ -233,7 +291,12 @@ mod tests {
 
     #[test]
     fn malformed_yaml_names_file_and_document() {
-        let err = parse_documents("bad.yaml", "apiVersion: v1\nkind: ConfigMap\n---\nmetadata: [unclosed\n").unwrap_err().to_string();
+        let err = parse_documents(
+            "bad.yaml",
+            "apiVersion: v1\nkind: ConfigMap\n---\nmetadata: [unclosed\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("bad.yaml (document 2)"), "{err}");
         assert!(!err.contains('\n'), "one line: {err}");
     }
@@ -241,16 +304,34 @@ mod tests {
     #[test]
     fn checks_report_every_bad_document() {
         let docs = vec![
-            Doc { source: "f (document 1)".into(), object: json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ok"}}) },
-            Doc { source: "f (document 2)".into(), object: json!({"apiVersion": "v1", "kind": "Widget", "metadata": {"name": "w"}}) },
-            Doc { source: "f (document 3)".into(), object: json!({"kind": "ConfigMap", "metadata": {"name": "x"}}) },
-            Doc { source: "f (document 4)".into(), object: json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {}}) },
-            Doc { source: "f (document 5)".into(), object: json!("text") },
+            Doc {
+                source: "f (document 1)".into(),
+                object: json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ok"}}),
+            },
+            Doc {
+                source: "f (document 2)".into(),
+                object: json!({"apiVersion": "v1", "kind": "Widget", "metadata": {"name": "w"}}),
+            },
+            Doc {
+                source: "f (document 3)".into(),
+                object: json!({"kind": "ConfigMap", "metadata": {"name": "x"}}),
+            },
+            Doc {
+                source: "f (document 4)".into(),
+                object: json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {}}),
+            },
+            Doc {
+                source: "f (document 5)".into(),
+                object: json!("text"),
+            },
         ];
         let d = discovery();
         let problems = check_documents(docs, &d, "default", false, false).unwrap_err();
         assert_eq!(problems.len(), 4, "{problems:?}");
-        assert!(problems[0].contains("document 2") && problems[0].contains("no matches for kind \"Widget\""));
+        assert!(
+            problems[0].contains("document 2")
+                && problems[0].contains("no matches for kind \"Widget\"")
+        );
         assert!(problems[1].contains("apiVersion not set"));
         assert!(problems[2].contains("metadata.name is required"));
         assert!(problems[3].contains("not an object"));
@@ -260,20 +341,34 @@ mod tests {
     fn namespaces_follow_scope_and_flag() {
         let d = discovery();
         let docs = vec![
-            Doc { source: "a".into(), object: json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}}) },
-            Doc { source: "b".into(), object: json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "b"}}) },
-            Doc { source: "c".into(), object: json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "other"}}) },
+            Doc {
+                source: "a".into(),
+                object: json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}}),
+            },
+            Doc {
+                source: "b".into(),
+                object: json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "b"}}),
+            },
+            Doc {
+                source: "c".into(),
+                object: json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "other"}}),
+            },
         ];
         let ok = check_documents(docs.clone(), &d, "dev", false, false).unwrap();
         let ns: Vec<_> = ok.iter().map(|c| c.namespace.clone()).collect();
         assert_eq!(ns, vec![Some("dev".into()), None, Some("other".into())]);
         let problems = check_documents(docs, &d, "dev", true, false).unwrap_err();
-        assert!(problems[0].contains("does not match the namespace \"dev\""), "{problems:?}");
+        assert!(
+            problems[0].contains("does not match the namespace \"dev\""),
+            "{problems:?}"
+        );
     }
 
     #[test]
     fn missing_paths_say_so() {
-        let err = expand_paths(&["/nonexistent/x.yaml".into()], false).unwrap_err().to_string();
+        let err = expand_paths(&["/nonexistent/x.yaml".into()], false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("does not exist"), "{err}");
     }
 
@@ -285,7 +380,10 @@ mod tests {
         std::fs::create_dir(dir.path().join("sub")).unwrap();
         std::fs::write(dir.path().join("sub/b.json"), "").unwrap();
         let d = dir.path().display().to_string();
-        assert_eq!(expand_paths(std::slice::from_ref(&d), false).unwrap().len(), 1);
+        assert_eq!(
+            expand_paths(std::slice::from_ref(&d), false).unwrap().len(),
+            1
+        );
         assert_eq!(expand_paths(&[d], true).unwrap().len(), 2);
     }
 }

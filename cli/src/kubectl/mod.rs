@@ -21,8 +21,8 @@ pub mod completion;
 pub mod config;
 pub mod delete;
 pub mod describe;
-pub mod edit;
 pub mod discovery;
+pub mod edit;
 pub mod get;
 pub mod label;
 pub mod logs;
@@ -102,8 +102,19 @@ pub async fn execute(cmd: KubeCommand, out: &mut dyn std::io::Write) -> anyhow::
         KubeCommand::Describe(a) => describe::run(&connect(&a.kube).await?, &a, out).await,
         KubeCommand::Edit(a) => edit::run(&connect(&a.kube).await?, &a, out).await,
         KubeCommand::Scale(a) => scale::run(&connect(&a.kube).await?, &a, out).await,
-        KubeCommand::Label(a) => label::run(&connect(&a.kube).await?, &a, "labels", "labeled", out).await,
-        KubeCommand::Annotate(a) => label::run(&connect(&a.kube).await?, &a, "annotations", "annotated", out).await,
+        KubeCommand::Label(a) => {
+            label::run(&connect(&a.kube).await?, &a, "labels", "labeled", out).await
+        }
+        KubeCommand::Annotate(a) => {
+            label::run(
+                &connect(&a.kube).await?,
+                &a,
+                "annotations",
+                "annotated",
+                out,
+            )
+            .await
+        }
         KubeCommand::Rollout(c) => rollout::run(&connect(&c.target().kube).await?, &c, out).await,
         KubeCommand::Wait(a) => wait::run(&connect(&a.kube).await?, &a, out).await,
         KubeCommand::Logs(a) => logs::run(&connect(&a.kube).await?, &a, out).await,
@@ -112,7 +123,15 @@ pub async fn execute(cmd: KubeCommand, out: &mut dyn std::io::Write) -> anyhow::
 }
 
 /// Flags that take a value and may come before the subcommand (`skiff -n dev get pods`).
-const VALUE_FLAGS: &[&str] = &["-n", "--namespace", "--kubeconfig", "--context", "-s", "--server", "--token"];
+const VALUE_FLAGS: &[&str] = &[
+    "-n",
+    "--namespace",
+    "--kubeconfig",
+    "--context",
+    "-s",
+    "--server",
+    "--token",
+];
 const SWITCH_FLAGS: &[&str] = &["-A", "--all-namespaces", "--insecure-skip-tls-verify"];
 
 /// Moves connection flags given before a kubectl-like subcommand to just after it, so
@@ -126,7 +145,10 @@ pub fn hoist_global_flags(args: Vec<String>) -> Vec<String> {
         #[command(subcommand)]
         _c: KubeCommand,
     }
-    let names: Vec<String> = Probe::command().get_subcommands().map(|c| c.get_name().to_string()).collect();
+    let names: Vec<String> = Probe::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
     let mut hoisted = Vec::new();
     let mut i = 1;
     while i < args.len() {
@@ -150,7 +172,11 @@ pub fn hoist_global_flags(args: Vec<String>) -> Vec<String> {
             if hoisted.is_empty() || !names.iter().any(|n| n == a) {
                 return args;
             }
-            let mut out: Vec<String> = args[..=i].iter().filter(|x| !hoisted.contains(x)).cloned().collect();
+            let mut out: Vec<String> = args[..=i]
+                .iter()
+                .filter(|x| !hoisted.contains(x))
+                .cloned()
+                .collect();
             out.extend(hoisted);
             out.extend(args[i + 1..].iter().cloned());
             return out;
@@ -171,8 +197,14 @@ mod hoist_tests {
     fn connection_flags_move_after_our_subcommands_only() {
         let cases = [
             ("skiff -n dev get pods", "skiff get -n dev pods"),
-            ("skiff --kubeconfig=k -A get pods", "skiff get --kubeconfig=k -A pods"),
-            ("skiff -v --context c rollout status deploy/web", "skiff -v rollout --context c status deploy/web"),
+            (
+                "skiff --kubeconfig=k -A get pods",
+                "skiff get --kubeconfig=k -A pods",
+            ),
+            (
+                "skiff -v --context c rollout status deploy/web",
+                "skiff -v rollout --context c status deploy/web",
+            ),
             ("skiff get pods -n dev", "skiff get pods -n dev"),
             ("skiff --server x agent", "skiff --server x agent"),
             ("skiff server --listen a", "skiff server --listen a"),

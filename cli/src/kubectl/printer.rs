@@ -67,19 +67,29 @@ pub fn format_labels(labels: Option<&Map<String, Value>>) -> String {
     if sorted.is_empty() {
         return "<none>".into();
     }
-    sorted.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    sorted
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Header plus rows of a `meta.k8s.io/v1` Table.
 pub fn table_rows(table: &Value, opts: &TableOptions) -> Vec<Vec<String>> {
-    let columns: Vec<&Value> = table["columnDefinitions"].as_array().into_iter().flatten().collect();
+    let columns: Vec<&Value> = table["columnDefinitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
     let shown: Vec<usize> = columns
         .iter()
         .enumerate()
         .filter(|(_, c)| opts.wide || c["priority"].as_i64().unwrap_or(0) == 0)
         .map(|(i, _)| i)
         .collect();
-    let name_col = columns.iter().position(|c| c["name"].as_str() == Some("Name"));
+    let name_col = columns
+        .iter()
+        .position(|c| c["name"].as_str() == Some("Name"));
     let mut rows = Vec::new();
     if !opts.no_headers {
         let mut header = Vec::new();
@@ -87,7 +97,12 @@ pub fn table_rows(table: &Value, opts: &TableOptions) -> Vec<Vec<String>> {
             header.push("NAMESPACE".to_string());
         }
         for i in &shown {
-            header.push(columns[*i]["name"].as_str().unwrap_or_default().to_uppercase());
+            header.push(
+                columns[*i]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_uppercase(),
+            );
         }
         if opts.show_labels {
             header.push("LABELS".into());
@@ -127,8 +142,10 @@ pub fn items_of(reply: &Value, api_version: &str, kind: &str) -> Vec<Value> {
     };
     for it in &mut items {
         if let Some(map) = it.as_object_mut() {
-            map.entry("apiVersion").or_insert_with(|| Value::String(api_version.into()));
-            map.entry("kind").or_insert_with(|| Value::String(kind.into()));
+            map.entry("apiVersion")
+                .or_insert_with(|| Value::String(api_version.into()));
+            map.entry("kind")
+                .or_insert_with(|| Value::String(kind.into()));
         }
     }
     items
@@ -148,7 +165,11 @@ pub fn sorted(v: &Value) -> Value {
         Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort();
-            Value::Object(keys.into_iter().map(|k| (k.clone(), sorted(&m[k]))).collect())
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted(&m[k])))
+                    .collect(),
+            )
         }
         Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
         other => other.clone(),
@@ -179,7 +200,11 @@ pub fn human_duration(secs: i64) -> String {
     let m = s / 60;
     if m < 10 {
         let rem = s % 60;
-        return if rem == 0 { format!("{m}m") } else { format!("{m}m{rem}s") };
+        return if rem == 0 {
+            format!("{m}m")
+        } else {
+            format!("{m}m{rem}s")
+        };
     }
     if m < 180 {
         return format!("{m}m");
@@ -187,14 +212,22 @@ pub fn human_duration(secs: i64) -> String {
     let h = s / 3600;
     if h < 8 {
         let rem = (s % 3600) / 60;
-        return if rem == 0 { format!("{h}h") } else { format!("{h}h{rem}m") };
+        return if rem == 0 {
+            format!("{h}h")
+        } else {
+            format!("{h}h{rem}m")
+        };
     }
     if h < 48 {
         return format!("{h}h");
     }
     if h < 192 {
         let rem = h % 24;
-        return if rem == 0 { format!("{}d", h / 24) } else { format!("{}d{rem}h", h / 24) };
+        return if rem == 0 {
+            format!("{}d", h / 24)
+        } else {
+            format!("{}d{rem}h", h / 24)
+        };
     }
     if h < 24 * 365 * 2 {
         return format!("{}d", h / 24);
@@ -202,14 +235,20 @@ pub fn human_duration(secs: i64) -> String {
     let y = h / (24 * 365);
     if y < 8 {
         let d = (h / 24) % 365;
-        return if d == 0 { format!("{y}y") } else { format!("{y}y{d}d") };
+        return if d == 0 {
+            format!("{y}y")
+        } else {
+            format!("{y}y{d}d")
+        };
     }
     format!("{y}y")
 }
 
 /// Age of an RFC 3339 timestamp relative to now; `<unknown>` when absent.
 pub fn age(timestamp: Option<&str>) -> String {
-    let Some(ts) = timestamp else { return "<unknown>".into() };
+    let Some(ts) = timestamp else {
+        return "<unknown>".into();
+    };
     match chrono::DateTime::parse_from_rfc3339(ts) {
         Ok(t) => human_duration((chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds()),
         Err(_) => "<unknown>".into(),
@@ -246,16 +285,23 @@ fn parse_template(t: &str) -> anyhow::Result<Vec<Piece>> {
     let mut rest = t;
     while !rest.is_empty() {
         let Some(open) = rest.find('{') else {
-            stack.last_mut().expect("root").1.push(Piece::Text(rest.to_string()));
+            stack
+                .last_mut()
+                .expect("root")
+                .1
+                .push(Piece::Text(rest.to_string()));
             break;
         };
         if open > 0 {
-            stack.last_mut().expect("root").1.push(Piece::Text(rest[..open].to_string()));
+            stack
+                .last_mut()
+                .expect("root")
+                .1
+                .push(Piece::Text(rest[..open].to_string()));
         }
-        let close = rest[open..]
-            .find('}')
-            .ok_or_else(|| anyhow!("error parsing jsonpath {t}: unclosed action; every {{ needs a }}"))?
-            + open;
+        let close = rest[open..].find('}').ok_or_else(|| {
+            anyhow!("error parsing jsonpath {t}: unclosed action; every {{ needs a }}")
+        })? + open;
         let inner = rest[open + 1..close].trim();
         rest = &rest[close + 1..];
         if let Some(expr) = inner.strip_prefix("range ") {
@@ -265,12 +311,20 @@ fn parse_template(t: &str) -> anyhow::Result<Vec<Piece>> {
                 bail!("error parsing jsonpath {t}: {{end}} without {{range}}");
             }
             let (path, body) = stack.pop().expect("range");
-            stack.last_mut().expect("root").1.push(Piece::Range(path, body));
+            stack
+                .last_mut()
+                .expect("root")
+                .1
+                .push(Piece::Range(path, body));
         } else if let Some(lit) = inner.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
             let text = lit.replace("\\n", "\n").replace("\\t", "\t");
             stack.last_mut().expect("root").1.push(Piece::Text(text));
         } else {
-            stack.last_mut().expect("root").1.push(Piece::Expr(parse_path(inner)?));
+            stack
+                .last_mut()
+                .expect("root")
+                .1
+                .push(Piece::Expr(parse_path(inner)?));
         }
     }
     if stack.len() != 1 {
@@ -295,14 +349,18 @@ fn parse_path(expr: &str) -> anyhow::Result<Vec<Step>> {
             steps.push(Step::Field(r[..end].to_string()));
             rest = &r[end..];
         } else if let Some(r) = rest.strip_prefix('[') {
-            let end = r.find(']').ok_or_else(|| anyhow!("error parsing jsonpath {expr}: unclosed ["))?;
+            let end = r
+                .find(']')
+                .ok_or_else(|| anyhow!("error parsing jsonpath {expr}: unclosed ["))?;
             let idx = &r[..end];
             if idx == "*" {
                 steps.push(Step::All);
             } else if let Some(q) = idx.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')) {
                 steps.push(Step::Field(q.to_string()));
             } else {
-                let n = idx.parse().map_err(|_| anyhow!("error parsing jsonpath {expr}: bad index [{idx}]"))?;
+                let n = idx
+                    .parse()
+                    .map_err(|_| anyhow!("error parsing jsonpath {expr}: bad index [{idx}]"))?;
                 steps.push(Step::Index(n));
             }
             rest = &r[end + 1..];
@@ -449,7 +507,10 @@ mod tests {
             ("{.items[*].metadata.name}", "a b"),
             ("{.items[0].spec.replicas}", "2"),
             ("{.items[-1].metadata.name}", "b"),
-            ("{range .items[*]}{.metadata.name}={.spec.replicas}{\"\\n\"}{end}", "a=2\nb=3\n"),
+            (
+                "{range .items[*]}{.metadata.name}={.spec.replicas}{\"\\n\"}{end}",
+                "a=2\nb=3\n",
+            ),
             ("name: {.items[0].metadata.labels['app']}", "name: x"),
             ("{.kind}", "List"),
             ("{.missing}", ""),

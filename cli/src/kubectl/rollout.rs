@@ -67,18 +67,30 @@ impl RolloutCommand {
 
 /// kubectl's rollout status message for a Deployment, and whether it is done.
 pub fn deployment_status(d: &Value) -> Result<(String, bool), String> {
-    let name = d.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let name = d
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let int = |p: &str| d.pointer(p).and_then(Value::as_i64).unwrap_or(0);
     if int("/metadata/generation") > int("/status/observedGeneration") {
-        return Ok(("Waiting for deployment spec update to be observed...".into(), false));
+        return Ok((
+            "Waiting for deployment spec update to be observed...".into(),
+            false,
+        ));
     }
-    let deadline = d.pointer("/status/conditions").and_then(Value::as_array).into_iter().flatten().any(|c| {
-        c["type"] == "Progressing" && c["reason"] == "ProgressDeadlineExceeded"
-    });
+    let deadline = d
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Progressing" && c["reason"] == "ProgressDeadlineExceeded");
     if deadline {
         return Err(format!("deployment \"{name}\" exceeded its progress deadline; see `skiff describe deployment {name}`"));
     }
-    let want = d.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+    let want = d
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
     let updated = int("/status/updatedReplicas");
     let total = int("/status/replicas");
     let available = int("/status/availableReplicas");
@@ -100,7 +112,10 @@ pub fn deployment_status(d: &Value) -> Result<(String, bool), String> {
             false,
         ));
     }
-    Ok((format!("deployment \"{name}\" successfully rolled out"), true))
+    Ok((
+        format!("deployment \"{name}\" successfully rolled out"),
+        true,
+    ))
 }
 
 /// `(revision, replicaset)` pairs owned by the deployment `uid`, oldest first.
@@ -108,7 +123,11 @@ pub fn revisions(replicasets: &[Value], uid: &str) -> Vec<(i64, Value)> {
     let mut out: Vec<(i64, Value)> = replicasets
         .iter()
         .filter(|rs| {
-            rs.pointer("/metadata/ownerReferences").and_then(Value::as_array).into_iter().flatten().any(|o| o["uid"] == uid)
+            rs.pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .any(|o| o["uid"] == uid)
         })
         .filter_map(|rs| {
             let rev = rs
@@ -132,11 +151,20 @@ pub fn template_for_undo(revs: &[(i64, Value)], to: i64) -> anyhow::Result<(i64,
         &revs[revs.len() - 2]
     } else {
         revs.iter().find(|(r, _)| *r == to).ok_or_else(|| {
-            anyhow::anyhow!("unable to find the specified revision {to}; `skiff rollout history` lists them")
+            anyhow::anyhow!(
+                "unable to find the specified revision {to}; `skiff rollout history` lists them"
+            )
         })?
     };
-    let mut template = target.1.pointer("/spec/template").cloned().unwrap_or(json!({}));
-    if let Some(l) = template.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
+    let mut template = target
+        .1
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or(json!({}));
+    if let Some(l) = template
+        .pointer_mut("/metadata/labels")
+        .and_then(Value::as_object_mut)
+    {
         l.remove("pod-template-hash");
     }
     Ok((target.0, template))
@@ -153,7 +181,10 @@ async fn deployment(ctx: &Ctx, t: &RolloutTarget) -> anyhow::Result<(&'static st
     };
     let r = ctx.discovery().await?.resolve(&typ)?;
     if r.kind != "Deployment" {
-        bail!("rollout supports deployments only here, not {}", r.qualified_plural());
+        bail!(
+            "rollout supports deployments only here, not {}",
+            r.qualified_plural()
+        );
     }
     Ok(("deployment", name))
 }
@@ -177,7 +208,9 @@ pub async fn run(ctx: &Ctx, cmd: &RolloutCommand, out: &mut dyn Write) -> anyhow
             let mut last = String::new();
             loop {
                 let remaining = match deadline {
-                    Some(d) => d.saturating_duration_since(tokio::time::Instant::now()).max(Duration::from_millis(1)),
+                    Some(d) => d
+                        .saturating_duration_since(tokio::time::Instant::now())
+                        .max(Duration::from_millis(1)),
                     None => Duration::ZERO,
                 };
                 let seen = last.clone();
@@ -189,7 +222,9 @@ pub async fn run(ctx: &Ctx, cmd: &RolloutCommand, out: &mut dyn Write) -> anyhow
                     },
                 })
                 .await?;
-                let Some(obj) = obj else { bail!("deployments.apps \"{name}\" not found") };
+                let Some(obj) = obj else {
+                    bail!("deployments.apps \"{name}\" not found")
+                };
                 let (msg, done) = deployment_status(&obj).map_err(|e| anyhow::anyhow!(e))?;
                 if msg != last {
                     writeln!(out, "{msg}")?;
@@ -239,43 +274,75 @@ pub async fn run(ctx: &Ctx, cmd: &RolloutCommand, out: &mut dyn Write) -> anyhow
                 {"op": "test", "path": "/metadata/resourceVersion", "value": d["metadata"]["resourceVersion"]},
                 {"op": "replace", "path": "/spec/template", "value": template}
             ]);
-            ctx.send_json(Method::PATCH, &path, "application/json-patch+json", &patch).await?;
+            ctx.send_json(Method::PATCH, &path, "application/json-patch+json", &patch)
+                .await?;
             writeln!(out, "{prefix}/{name} rolled back")?;
         }
         RolloutCommand::Restart(_) => {
             let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
             let patch = json!({"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": now}}}}});
-            ctx.send_json(Method::PATCH, &path, "application/merge-patch+json", &patch).await?;
+            ctx.send_json(Method::PATCH, &path, "application/merge-patch+json", &patch)
+                .await?;
             writeln!(out, "{prefix}/{name} restarted")?;
         }
         RolloutCommand::Pause(_) | RolloutCommand::Resume(_) => {
             let pause = matches!(cmd, RolloutCommand::Pause(_));
             let d = ctx.get_json(&path).await?;
-            let is_paused = d.pointer("/spec/paused").and_then(Value::as_bool).unwrap_or(false);
+            let is_paused = d
+                .pointer("/spec/paused")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
             let word = if pause { "paused" } else { "resumed" };
             if is_paused == pause {
-                bail!("{prefix}/{name} is already {}", if pause { "paused" } else { "not paused (resumed)" });
+                bail!(
+                    "{prefix}/{name} is already {}",
+                    if pause {
+                        "paused"
+                    } else {
+                        "not paused (resumed)"
+                    }
+                );
             }
             let patch = json!({"spec": {"paused": pause}});
-            ctx.send_json(Method::PATCH, &path, "application/merge-patch+json", &patch).await?;
+            ctx.send_json(Method::PATCH, &path, "application/merge-patch+json", &patch)
+                .await?;
             writeln!(out, "{prefix}/{name} {word}")?;
         }
     }
     Ok(())
 }
 
-async fn owned_revisions(ctx: &Ctx, d: &super::discovery::Discovery, dep: &Value) -> anyhow::Result<Vec<(i64, Value)>> {
+async fn owned_revisions(
+    ctx: &Ctx,
+    d: &super::discovery::Discovery,
+    dep: &Value,
+) -> anyhow::Result<Vec<(i64, Value)>> {
     let rs = d.resolve("replicasets.apps")?;
-    let uid = dep.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default();
-    let list = ctx.get_json(&rs.collection_path(Some(&ctx.namespace))).await?;
-    Ok(revisions(list["items"].as_array().map(Vec::as_slice).unwrap_or(&[]), uid))
+    let uid = dep
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let list = ctx
+        .get_json(&rs.collection_path(Some(&ctx.namespace)))
+        .await?;
+    Ok(revisions(
+        list["items"].as_array().map(Vec::as_slice).unwrap_or(&[]),
+        uid,
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn dep(gen: i64, observed: i64, want: i64, replicas: i64, updated: i64, available: i64) -> Value {
+    fn dep(
+        gen: i64,
+        observed: i64,
+        want: i64,
+        replicas: i64,
+        updated: i64,
+        available: i64,
+    ) -> Value {
         json!({
             "metadata": {"name": "web", "generation": gen},
             "spec": {"replicas": want},
@@ -297,7 +364,9 @@ mod tests {
         }
         let mut stuck = dep(1, 1, 1, 1, 0, 0);
         stuck["status"]["conditions"] = json!([{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]);
-        assert!(deployment_status(&stuck).unwrap_err().contains("exceeded its progress deadline"));
+        assert!(deployment_status(&stuck)
+            .unwrap_err()
+            .contains("exceeded its progress deadline"));
     }
 
     fn rs(rev: &str, owner: &str, image: &str) -> Value {
@@ -309,12 +378,23 @@ mod tests {
 
     #[test]
     fn history_and_undo_pick_the_right_revision() {
-        let all = vec![rs("2", "u1", "v2"), rs("1", "u1", "v1"), rs("3", "u1", "v3"), rs("9", "other", "x")];
+        let all = vec![
+            rs("2", "u1", "v2"),
+            rs("1", "u1", "v1"),
+            rs("3", "u1", "v3"),
+            rs("9", "other", "x"),
+        ];
         let revs = revisions(&all, "u1");
-        assert_eq!(revs.iter().map(|(r, _)| *r).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(
+            revs.iter().map(|(r, _)| *r).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
         let (rev, t) = template_for_undo(&revs, 0).unwrap();
         assert_eq!(rev, 2);
-        assert_eq!(t, json!({"metadata": {"labels": {"app": "web"}}, "spec": {"image": "v2"}}));
+        assert_eq!(
+            t,
+            json!({"metadata": {"labels": {"app": "web"}}, "spec": {"image": "v2"}})
+        );
         assert_eq!(template_for_undo(&revs, 1).unwrap().0, 1);
         assert!(template_for_undo(&revs, 7).is_err());
         assert!(template_for_undo(&revs[..1], 0).is_err());

@@ -44,7 +44,10 @@ pub async fn run(ctx: &Ctx, args: &ScaleArgs, out: &mut dyn Write) -> anyhow::Re
             let path = format!("{}/scale", r.object_path(Some(&ctx.namespace), name));
             let current = ctx.get_json(&path).await?;
             if let Some(want) = args.current_replicas {
-                let have = current.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
+                let have = current
+                    .pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
                 if have != want {
                     bail!("expected replicas to be {want}, was {have}; check `skiff get {}/{name}` and retry", r.kind_prefix());
                 }
@@ -52,9 +55,11 @@ pub async fn run(ctx: &Ctx, args: &ScaleArgs, out: &mut dyn Write) -> anyhow::Re
             let mut body = json!({"spec": {"replicas": args.replicas}});
             if args.current_replicas.is_some() {
                 // Guards the precondition against a concurrent change.
-                body["metadata"] = json!({"resourceVersion": current.pointer("/metadata/resourceVersion")});
+                body["metadata"] =
+                    json!({"resourceVersion": current.pointer("/metadata/resourceVersion")});
             }
-            ctx.send_json(Method::PATCH, &path, "application/merge-patch+json", &body).await?;
+            ctx.send_json(Method::PATCH, &path, "application/merge-patch+json", &body)
+                .await?;
             writeln!(out, "{}/{name} scaled", r.kind_prefix())?;
         }
     }

@@ -27,7 +27,9 @@ async fn skiff(server: &TestServer, args: &[&str]) -> Result<String, String> {
 }
 
 async fn ok(server: &TestServer, args: &[&str]) -> String {
-    skiff(server, args).await.unwrap_or_else(|e| panic!("skiff {args:?} failed: {e}"))
+    skiff(server, args)
+        .await
+        .unwrap_or_else(|e| panic!("skiff {args:?} failed: {e}"))
 }
 
 const WEB: &str = "apiVersion: v1
@@ -70,18 +72,50 @@ async fn apply_creates_then_reports_unchanged_then_configured() {
     let server = TestServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let f = write(dir.path(), "web.yaml", WEB);
-    assert_eq!(ok(&server, &["apply", "-f", &f]).await, "configmap/cfg created\ndeployment.apps/web created\n");
-    assert_eq!(ok(&server, &["apply", "-f", &f]).await, "configmap/cfg unchanged\ndeployment.apps/web unchanged\n");
-    let changed = WEB.replace("greeting: hello", "greeting: bonjour").replace("replicas: 2", "replicas: 4");
+    assert_eq!(
+        ok(&server, &["apply", "-f", &f]).await,
+        "configmap/cfg created\ndeployment.apps/web created\n"
+    );
+    assert_eq!(
+        ok(&server, &["apply", "-f", &f]).await,
+        "configmap/cfg unchanged\ndeployment.apps/web unchanged\n"
+    );
+    let changed = WEB
+        .replace("greeting: hello", "greeting: bonjour")
+        .replace("replicas: 2", "replicas: 4");
     let f2 = write(dir.path(), "web2.yaml", &changed);
-    assert_eq!(ok(&server, &["apply", "-f", &f2]).await, "configmap/cfg configured\ndeployment.apps/web configured\n");
-    assert_eq!(ok(&server, &["get", "cm", "cfg", "-o", "jsonpath={.data.greeting}"]).await, "bonjour");
-    assert_eq!(ok(&server, &["get", "deploy/web", "-o", "jsonpath={.spec.replicas}"]).await, "4");
+    assert_eq!(
+        ok(&server, &["apply", "-f", &f2]).await,
+        "configmap/cfg configured\ndeployment.apps/web configured\n"
+    );
+    assert_eq!(
+        ok(
+            &server,
+            &["get", "cm", "cfg", "-o", "jsonpath={.data.greeting}"]
+        )
+        .await,
+        "bonjour"
+    );
+    assert_eq!(
+        ok(
+            &server,
+            &["get", "deploy/web", "-o", "jsonpath={.spec.replicas}"]
+        )
+        .await,
+        "4"
+    );
     // A key removed from the file is removed from the object.
     let dropped = changed.replace("  labels: {app: web}\ndata:", "data:");
     let f3 = write(dir.path(), "web3.yaml", &dropped);
     ok(&server, &["apply", "-f", &f3]).await;
-    assert_eq!(ok(&server, &["get", "cm", "cfg", "-o", "jsonpath={.metadata.labels}"]).await, "");
+    assert_eq!(
+        ok(
+            &server,
+            &["get", "cm", "cfg", "-o", "jsonpath={.metadata.labels}"]
+        )
+        .await,
+        ""
+    );
 }
 
 #[tokio::test]
@@ -91,15 +125,25 @@ async fn a_bad_document_means_nothing_is_sent() {
     let bad = format!("{WEB}---\napiVersion: v1\nkind: Widget\nmetadata: {{name: w}}\n");
     let f = write(dir.path(), "bad.yaml", &bad);
     let err = skiff(&server, &["apply", "-f", &f]).await.unwrap_err();
-    assert!(err.contains("bad.yaml (document 3)") && err.contains("no matches for kind \"Widget\""), "{err}");
+    assert!(
+        err.contains("bad.yaml (document 3)") && err.contains("no matches for kind \"Widget\""),
+        "{err}"
+    );
     assert!(err.contains("nothing was sent"), "{err}");
     let err = skiff(&server, &["get", "cm", "cfg"]).await.unwrap_err();
     assert!(err.contains("(NotFound)"), "{err}");
 
     let malformed = write(dir.path(), "m.yaml", "apiVersion: v1\nkind: [\n");
-    let err = skiff(&server, &["apply", "-f", &malformed]).await.unwrap_err();
-    assert!(err.starts_with("error parsing ") && err.contains("m.yaml (document 1)"), "{err}");
-    let err = skiff(&server, &["apply", "-f", "/nonexistent/file.yaml"]).await.unwrap_err();
+    let err = skiff(&server, &["apply", "-f", &malformed])
+        .await
+        .unwrap_err();
+    assert!(
+        err.starts_with("error parsing ") && err.contains("m.yaml (document 1)"),
+        "{err}"
+    );
+    let err = skiff(&server, &["apply", "-f", "/nonexistent/file.yaml"])
+        .await
+        .unwrap_err();
     assert!(err.contains("does not exist"), "{err}");
 }
 
@@ -107,70 +151,166 @@ async fn a_bad_document_means_nothing_is_sent() {
 async fn get_prints_tables_names_and_documents() {
     let server = TestServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    ok(&server, &["apply", "-f", &write(dir.path(), "web.yaml", WEB)]).await;
+    ok(
+        &server,
+        &["apply", "-f", &write(dir.path(), "web.yaml", WEB)],
+    )
+    .await;
 
     let table = ok(&server, &["get", "configmaps", "cfg"]).await;
     let header = table.lines().next().unwrap();
     assert!(header.starts_with("NAME   "), "{table}");
-    assert!(header.contains("DATA") && header.ends_with("AGE"), "{table}");
-    assert!(table.lines().nth(1).unwrap().starts_with("cfg    "), "{table}");
+    assert!(
+        header.contains("DATA") && header.ends_with("AGE"),
+        "{table}"
+    );
+    assert!(
+        table.lines().nth(1).unwrap().starts_with("cfg    "),
+        "{table}"
+    );
 
     let labels = ok(&server, &["get", "cm", "-l", "app=web", "--show-labels"]).await;
-    assert!(labels.lines().next().unwrap().ends_with("LABELS"), "{labels}");
+    assert!(
+        labels.lines().next().unwrap().ends_with("LABELS"),
+        "{labels}"
+    );
     assert!(labels.contains("app=web"), "{labels}");
-    assert!(!labels.contains("kube-root-ca"), "selector applied: {labels}");
+    assert!(
+        !labels.contains("kube-root-ca"),
+        "selector applied: {labels}"
+    );
 
     let several = ok(&server, &["get", "cm,deploy", "-l", "app=web"]).await;
     assert!(several.contains("\nconfigmap/cfg "), "{several}");
     assert!(several.contains("\ndeployment.apps/web "), "{several}");
-    assert!(several.contains("\n\nNAME"), "tables are separated by a blank line: {several}");
+    assert!(
+        several.contains("\n\nNAME"),
+        "tables are separated by a blank line: {several}"
+    );
 
-    assert_eq!(ok(&server, &["get", "deploy", "-o", "name"]).await, "deployment.apps/web\n");
+    assert_eq!(
+        ok(&server, &["get", "deploy", "-o", "name"]).await,
+        "deployment.apps/web\n"
+    );
     let yaml = ok(&server, &["get", "deploy", "web", "-o", "yaml"]).await;
-    assert!(yaml.starts_with("apiVersion: apps/v1\n") && yaml.contains("kind: Deployment"), "{yaml}");
-    let list: serde_json::Value = serde_json::from_str(&ok(&server, &["get", "cm", "-o", "json"]).await).unwrap();
+    assert!(
+        yaml.starts_with("apiVersion: apps/v1\n") && yaml.contains("kind: Deployment"),
+        "{yaml}"
+    );
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(&server, &["get", "cm", "-o", "json"]).await).unwrap();
     assert_eq!(list["kind"], "List");
 
     let all_ns = ok(&server, &["get", "cm", "-A"]).await;
     assert!(all_ns.starts_with("NAMESPACE   NAME"), "{all_ns}");
 
     let wide = ok(&server, &["get", "deploy", "-o", "wide"]).await;
-    assert!(wide.contains("IMAGES") || wide.contains("SELECTOR"), "wide adds priority-1 columns: {wide}");
+    assert!(
+        wide.contains("IMAGES") || wide.contains("SELECTOR"),
+        "wide adds priority-1 columns: {wide}"
+    );
 
     let err = skiff(&server, &["get", "cm", "nope"]).await.unwrap_err();
-    assert_eq!(err, "Error from server (NotFound): configmaps \"nope\" not found");
+    assert_eq!(
+        err,
+        "Error from server (NotFound): configmaps \"nope\" not found"
+    );
     let err = skiff(&server, &["get", "widgets"]).await.unwrap_err();
-    assert!(err.starts_with("the server doesn't have a resource type \"widgets\""), "{err}");
+    assert!(
+        err.starts_with("the server doesn't have a resource type \"widgets\""),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn delete_waits_and_scale_label_annotate_change_objects() {
     let server = TestServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    ok(&server, &["apply", "-f", &write(dir.path(), "web.yaml", WEB)]).await;
+    ok(
+        &server,
+        &["apply", "-f", &write(dir.path(), "web.yaml", WEB)],
+    )
+    .await;
 
-    assert_eq!(ok(&server, &["scale", "--replicas=5", "deploy/web"]).await, "deployment.apps/web scaled\n");
-    assert_eq!(ok(&server, &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]).await, "5");
-    let err = skiff(&server, &["scale", "--replicas=1", "--current-replicas=2", "deploy/web"]).await.unwrap_err();
+    assert_eq!(
+        ok(&server, &["scale", "--replicas=5", "deploy/web"]).await,
+        "deployment.apps/web scaled\n"
+    );
+    assert_eq!(
+        ok(
+            &server,
+            &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]
+        )
+        .await,
+        "5"
+    );
+    let err = skiff(
+        &server,
+        &[
+            "scale",
+            "--replicas=1",
+            "--current-replicas=2",
+            "deploy/web",
+        ],
+    )
+    .await
+    .unwrap_err();
     assert!(err.contains("expected replicas to be 2, was 5"), "{err}");
 
-    assert_eq!(ok(&server, &["label", "cm", "cfg", "tier=fe"]).await, "configmap/cfg labeled\n");
-    let err = skiff(&server, &["label", "cm", "cfg", "tier=be"]).await.unwrap_err();
+    assert_eq!(
+        ok(&server, &["label", "cm", "cfg", "tier=fe"]).await,
+        "configmap/cfg labeled\n"
+    );
+    let err = skiff(&server, &["label", "cm", "cfg", "tier=be"])
+        .await
+        .unwrap_err();
     assert!(err.contains("--overwrite"), "{err}");
     ok(&server, &["label", "cm", "cfg", "tier=be", "--overwrite"]).await;
     ok(&server, &["annotate", "cm/cfg", "note=hi"]).await;
-    let got = ok(&server, &["get", "cm", "cfg", "-o", "jsonpath={.metadata.labels.tier} {.metadata.annotations.note}"]).await;
+    let got = ok(
+        &server,
+        &[
+            "get",
+            "cm",
+            "cfg",
+            "-o",
+            "jsonpath={.metadata.labels.tier} {.metadata.annotations.note}",
+        ],
+    )
+    .await;
     assert_eq!(got, "be hi");
     ok(&server, &["label", "cm", "cfg", "tier-"]).await;
-    assert_eq!(ok(&server, &["get", "cm", "cfg", "-o", "jsonpath={.metadata.labels.tier}"]).await, "");
+    assert_eq!(
+        ok(
+            &server,
+            &["get", "cm", "cfg", "-o", "jsonpath={.metadata.labels.tier}"]
+        )
+        .await,
+        ""
+    );
 
-    assert_eq!(ok(&server, &["delete", "cm", "cfg"]).await, "configmap \"cfg\" deleted\n");
-    assert!(skiff(&server, &["get", "cm", "cfg"]).await.unwrap_err().contains("NotFound"));
+    assert_eq!(
+        ok(&server, &["delete", "cm", "cfg"]).await,
+        "configmap \"cfg\" deleted\n"
+    );
+    assert!(skiff(&server, &["get", "cm", "cfg"])
+        .await
+        .unwrap_err()
+        .contains("NotFound"));
     let err = skiff(&server, &["delete", "cm", "cfg"]).await.unwrap_err();
     assert!(err.contains("NotFound"), "{err}");
     ok(&server, &["delete", "cm", "cfg", "--ignore-not-found"]).await;
     assert_eq!(
-        ok(&server, &["delete", "-f", &dir.path().join("web.yaml").display().to_string(), "--ignore-not-found"]).await,
+        ok(
+            &server,
+            &[
+                "delete",
+                "-f",
+                &dir.path().join("web.yaml").display().to_string(),
+                "--ignore-not-found"
+            ]
+        )
+        .await,
         "deployment.apps \"web\" deleted\n"
     );
 }
@@ -179,27 +319,76 @@ async fn delete_waits_and_scale_label_annotate_change_objects() {
 async fn rollout_pause_resume_restart_and_wait() {
     let server = TestServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    ok(&server, &["apply", "-f", &write(dir.path(), "web.yaml", WEB)]).await;
-    assert_eq!(ok(&server, &["rollout", "pause", "deployment/web"]).await, "deployment.apps/web paused\n");
-    assert!(skiff(&server, &["rollout", "pause", "deployment/web"]).await.unwrap_err().contains("already paused"));
-    assert_eq!(ok(&server, &["rollout", "resume", "deploy/web"]).await, "deployment.apps/web resumed\n");
-    assert_eq!(ok(&server, &["rollout", "restart", "deploy/web"]).await, "deployment.apps/web restarted\n");
-    let at = ok(&server, &["get", "deploy/web", "-o", "jsonpath={.spec.template.metadata.annotations}"]).await;
+    ok(
+        &server,
+        &["apply", "-f", &write(dir.path(), "web.yaml", WEB)],
+    )
+    .await;
+    assert_eq!(
+        ok(&server, &["rollout", "pause", "deployment/web"]).await,
+        "deployment.apps/web paused\n"
+    );
+    assert!(skiff(&server, &["rollout", "pause", "deployment/web"])
+        .await
+        .unwrap_err()
+        .contains("already paused"));
+    assert_eq!(
+        ok(&server, &["rollout", "resume", "deploy/web"]).await,
+        "deployment.apps/web resumed\n"
+    );
+    assert_eq!(
+        ok(&server, &["rollout", "restart", "deploy/web"]).await,
+        "deployment.apps/web restarted\n"
+    );
+    let at = ok(
+        &server,
+        &[
+            "get",
+            "deploy/web",
+            "-o",
+            "jsonpath={.spec.template.metadata.annotations}",
+        ],
+    )
+    .await;
     assert!(at.contains("kubectl.kubernetes.io/restartedAt"), "{at}");
 
     // wait --for=delete returns once the object is gone.
     ok(&server, &["delete", "cm", "cfg", "--wait=false"]).await;
-    assert_eq!(ok(&server, &["wait", "--for=delete", "cm/cfg", "--timeout=10s"]).await, "configmap/cfg condition met\n");
+    assert_eq!(
+        ok(
+            &server,
+            &["wait", "--for=delete", "cm/cfg", "--timeout=10s"]
+        )
+        .await,
+        "configmap/cfg condition met\n"
+    );
     // A condition no controller will set times out with a clear message.
-    let err = skiff(&server, &["wait", "--for=condition=Available", "deploy/web", "--timeout=1s"]).await.unwrap_err();
-    assert!(err.contains("timed out waiting for the condition on deployment.apps/web"), "{err}");
+    let err = skiff(
+        &server,
+        &[
+            "wait",
+            "--for=condition=Available",
+            "deploy/web",
+            "--timeout=1s",
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.contains("timed out waiting for the condition on deployment.apps/web"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn describe_api_resources_version_and_connection_errors() {
     let server = TestServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    ok(&server, &["apply", "-f", &write(dir.path(), "web.yaml", WEB)]).await;
+    ok(
+        &server,
+        &["apply", "-f", &write(dir.path(), "web.yaml", WEB)],
+    )
+    .await;
 
     let d = ok(&server, &["describe", "deployment", "web"]).await;
     let lines: Vec<&str> = d.lines().collect();
@@ -208,7 +397,10 @@ async fn describe_api_resources_version_and_connection_errors() {
     assert!(d.contains("\nReplicas:               2 desired | "), "{d}");
     // Template containers: name at three spaces, fields at four (kubectl's layout).
     assert!(d.contains("\nPod Template:\n  Labels:"), "{d}");
-    assert!(d.contains("\n  Containers:\n   web:\n    Image:      busybox\n"), "{d}");
+    assert!(
+        d.contains("\n  Containers:\n   web:\n    Image:      busybox\n"),
+        "{d}"
+    );
     assert!(d.contains("\nEvents:"), "{d}");
     assert!(!d.contains("last-applied-configuration"), "{d}");
 
@@ -217,26 +409,57 @@ async fn describe_api_resources_version_and_connection_errors() {
 
     let ar = ok(&server, &["api-resources"]).await;
     assert!(ar.lines().next().unwrap().starts_with("NAME "), "{ar}");
-    assert!(ar.lines().any(|l| l.starts_with("deployments ") && l.contains("deploy") && l.contains("apps/v1")), "{ar}");
+    assert!(
+        ar.lines().any(|l| l.starts_with("deployments ")
+            && l.contains("deploy")
+            && l.contains("apps/v1")),
+        "{ar}"
+    );
     let v = ok(&server, &["version"]).await;
-    assert!(v.starts_with("Client Version: v") && v.contains("\nServer Version: v"), "{v}");
+    assert!(
+        v.starts_with("Client Version: v") && v.contains("\nServer Version: v"),
+        "{v}"
+    );
 
-    let err = skiff(&server, &["get", "pods", "--server", "https://127.0.0.1:1"]).await.unwrap_err();
-    assert!(err.contains("127.0.0.1:1") && err.contains("is the server running"), "{err}");
-    let err = skiff(&server, &["get", "pods", "--token", "wrong"]).await.unwrap_err();
-    assert!(err.contains("Unauthorized") && err.contains("token"), "{err}");
+    let err = skiff(&server, &["get", "pods", "--server", "https://127.0.0.1:1"])
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("127.0.0.1:1") && err.contains("is the server running"),
+        "{err}"
+    );
+    let err = skiff(&server, &["get", "pods", "--token", "wrong"])
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("Unauthorized") && err.contains("token"),
+        "{err}"
+    );
     let err = skiff(&server, &["logs", "nope"]).await.unwrap_err();
     assert!(err.contains("NotFound"), "{err}");
     let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p1}\nspec:\n  containers:\n  - {name: a, image: busybox}\n";
-    ok(&server, &["create", "-f", &write(dir.path(), "pod.yaml", pod)]).await;
+    ok(
+        &server,
+        &["create", "-f", &write(dir.path(), "pod.yaml", pod)],
+    )
+    .await;
     match skiff(&server, &["logs", "pod/p1", "--tail=5"]).await {
         // No kubelet runs in this test: the server refuses (unscheduled pod) or cannot
         // reach a node, and the error must say which.
-        Err(e) => assert!(e.contains("not scheduled") || e.contains("cannot stream logs from the node"), "{e}"),
-        Ok(text) => assert!(text.is_empty(), "no kubelet ran the pod, so no lines: {text}"),
+        Err(e) => assert!(
+            e.contains("not scheduled") || e.contains("cannot stream logs from the node"),
+            "{e}"
+        ),
+        Ok(text) => assert!(
+            text.is_empty(),
+            "no kubelet ran the pod, so no lines: {text}"
+        ),
     }
     let err = skiff(&server, &["logs", "deploy/web"]).await.unwrap_err();
-    assert!(err.contains("no pods found for deployment.apps/web"), "{err}");
+    assert!(
+        err.contains("no pods found for deployment.apps/web"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -244,17 +467,53 @@ async fn flags_are_accepted_before_and_after_arguments() {
     let server = TestServer::start().await;
     let kc = server.kubeconfig_path().display().to_string();
     for argv in [
-        vec!["skiff", "get", "-n", "kube-system", "cm", "--kubeconfig", &kc],
-        vec!["skiff", "get", "cm", "-n", "kube-system", "--kubeconfig", &kc],
-        vec!["skiff", "get", "--kubeconfig", &kc, "--namespace=kube-system", "cm"],
+        vec![
+            "skiff",
+            "get",
+            "-n",
+            "kube-system",
+            "cm",
+            "--kubeconfig",
+            &kc,
+        ],
+        vec![
+            "skiff",
+            "get",
+            "cm",
+            "-n",
+            "kube-system",
+            "--kubeconfig",
+            &kc,
+        ],
+        vec![
+            "skiff",
+            "get",
+            "--kubeconfig",
+            &kc,
+            "--namespace=kube-system",
+            "cm",
+        ],
     ] {
         let line = Line::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
         let mut out = Vec::new();
         execute(line.command, &mut out).await.unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("kube-root-ca.crt") || text.is_empty(), "{argv:?}: {text}");
+        assert!(
+            text.contains("kube-root-ca.crt") || text.is_empty(),
+            "{argv:?}: {text}"
+        );
     }
-    let line = Line::try_parse_from(["skiff", "rollout", "status", "deploy/web", "-n", "x", "--kubeconfig", &kc]).unwrap();
+    let line = Line::try_parse_from([
+        "skiff",
+        "rollout",
+        "status",
+        "deploy/web",
+        "-n",
+        "x",
+        "--kubeconfig",
+        &kc,
+    ])
+    .unwrap();
     assert!(matches!(line.command, KubeCommand::Rollout(_)));
 }
 
@@ -262,13 +521,28 @@ async fn flags_are_accepted_before_and_after_arguments() {
 async fn edit_sends_what_the_editor_wrote() {
     let server = TestServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    ok(&server, &["apply", "-f", &write(dir.path(), "web.yaml", WEB)]).await;
+    ok(
+        &server,
+        &["apply", "-f", &write(dir.path(), "web.yaml", WEB)],
+    )
+    .await;
     // A non-interactive "editor" that changes one value in place.
-    let script = write(dir.path(), "ed.sh", "#!/bin/sh\nsed -i 's/greeting: hello/greeting: edited/' \"$1\"\n");
+    let script = write(
+        dir.path(),
+        "ed.sh",
+        "#!/bin/sh\nsed -i 's/greeting: hello/greeting: edited/' \"$1\"\n",
+    );
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     std::env::set_var("KUBE_EDITOR", &script);
     let out = ok(&server, &["edit", "cm/cfg"]).await;
     std::env::remove_var("KUBE_EDITOR");
     assert_eq!(out, "configmap/cfg edited\n");
-    assert_eq!(ok(&server, &["get", "cm", "cfg", "-o", "jsonpath={.data.greeting}"]).await, "edited");
+    assert_eq!(
+        ok(
+            &server,
+            &["get", "cm", "cfg", "-o", "jsonpath={.data.greeting}"]
+        )
+        .await,
+        "edited"
+    );
 }

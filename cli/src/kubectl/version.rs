@@ -39,7 +39,11 @@ pub async fn run(args: &VersionArgs, out: &mut dyn Write) -> anyhow::Result<()> 
         None => {
             writeln!(out, "Client Version: {CLIENT_VERSION}")?;
             if let Some(s) = &server {
-                writeln!(out, "Server Version: {}", s["gitVersion"].as_str().unwrap_or("unknown"))?;
+                writeln!(
+                    out,
+                    "Server Version: {}",
+                    s["gitVersion"].as_str().unwrap_or("unknown")
+                )?;
             }
         }
     }

@@ -33,7 +33,9 @@ pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
         if c == 'm' && chars.peek() == Some(&'s') {
             unit.push(chars.next().expect("peeked"));
         }
-        let n: f64 = num.parse().map_err(|_| anyhow::anyhow!("invalid duration {s:?}; use e.g. 30s, 5m or 1h"))?;
+        let n: f64 = num
+            .parse()
+            .map_err(|_| anyhow::anyhow!("invalid duration {s:?}; use e.g. 30s, 5m or 1h"))?;
         let secs = match unit.as_str() {
             "ms" => n / 1000.0,
             "s" => n,
@@ -65,10 +67,19 @@ pub async fn wait_for(
         loop {
             let (current, rv) = match ctx.get_json(&r.object_path(namespace, name)).await {
                 Ok(v) => {
-                    let rv = v.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
+                    let rv = v
+                        .pointer("/metadata/resourceVersion")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
                     (Some(v), rv)
                 }
-                Err(e) if e.downcast_ref::<ApiFailure>().is_some_and(ApiFailure::is_not_found) => (None, String::new()),
+                Err(e)
+                    if e.downcast_ref::<ApiFailure>()
+                        .is_some_and(ApiFailure::is_not_found) =>
+                {
+                    (None, String::new())
+                }
                 Err(e) => return Err(e),
             };
             if done(current.as_ref()) {
@@ -79,18 +90,25 @@ pub async fn wait_for(
                 tracing::debug!("{name} does not exist yet");
             }
             let mut q = url::form_urlencoded::Serializer::new(String::new());
-            q.append_pair("watch", "1").append_pair("fieldSelector", &format!("metadata.name={name}"));
+            q.append_pair("watch", "1")
+                .append_pair("fieldSelector", &format!("metadata.name={name}"));
             if !rv.is_empty() {
                 q.append_pair("resourceVersion", &rv);
             }
             let path = format!("{}?{}", r.collection_path(namespace), q.finish());
-            let resp = ctx.send(Method::GET, &path, "application/json", None).await?;
+            let resp = ctx
+                .send(Method::GET, &path, "application/json", None)
+                .await?;
             let mut lines = LineStream::new(resp.into_body());
             while let Some(line) = lines.next_line().await? {
-                let Ok(event) = serde_json::from_slice::<Value>(&line) else { continue };
+                let Ok(event) = serde_json::from_slice::<Value>(&line) else {
+                    continue;
+                };
                 match event["type"].as_str() {
                     Some("DELETED") if done(None) => return Ok(None),
-                    Some("ADDED" | "MODIFIED") if done(Some(&event["object"])) => return Ok(Some(event["object"].clone())),
+                    Some("ADDED" | "MODIFIED") if done(Some(&event["object"])) => {
+                        return Ok(Some(event["object"].clone()))
+                    }
                     // An expired watch: start over from a fresh GET.
                     Some("ERROR") => break,
                     _ => {}
@@ -114,10 +132,18 @@ pub async fn wait_for(
 /// Whether `obj` has condition `cond` with status `want` (case-insensitive type, like
 /// kubectl).
 pub fn has_condition(obj: &Value, cond: &str, want: &str) -> bool {
-    obj.pointer("/status/conditions").and_then(Value::as_array).into_iter().flatten().any(|c| {
-        c["type"].as_str().is_some_and(|t| t.eq_ignore_ascii_case(cond))
-            && c["status"].as_str().is_some_and(|s| s.eq_ignore_ascii_case(want))
-    })
+    obj.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|c| {
+            c["type"]
+                .as_str()
+                .is_some_and(|t| t.eq_ignore_ascii_case(cond))
+                && c["status"]
+                    .as_str()
+                    .is_some_and(|s| s.eq_ignore_ascii_case(want))
+        })
 }
 
 /// The parsed `--for` value.
@@ -138,7 +164,10 @@ impl WaitFor {
             if name.is_empty() {
                 bail!("--for=condition= needs a condition name, e.g. --for=condition=Available");
             }
-            return Ok(WaitFor::Condition { name: name.into(), status: status.into() });
+            return Ok(WaitFor::Condition {
+                name: name.into(),
+                status: status.into(),
+            });
         }
         if let Some(j) = s.strip_prefix("jsonpath=") {
             // `{.status.phase}=Running`: the value follows the closing brace.
@@ -146,7 +175,10 @@ impl WaitFor {
                 bail!("--for=jsonpath= needs a {{...}} expression, e.g. --for=jsonpath='{{.status.phase}}'=Running");
             };
             let value = j[close + 1..].strip_prefix('=').unwrap_or("").to_string();
-            return Ok(WaitFor::JsonPath { template: j[..=close].to_string(), value });
+            return Ok(WaitFor::JsonPath {
+                template: j[..=close].to_string(),
+                value,
+            });
         }
         bail!("unrecognized condition: \"{s}\"; use --for=delete, --for=condition=NAME[=STATUS] or --for=jsonpath='{{...}}'=VALUE")
     }
@@ -157,7 +189,9 @@ impl WaitFor {
             (_, None) => false,
             (WaitFor::Condition { name, status }, Some(o)) => has_condition(o, name, status),
             (WaitFor::JsonPath { template, value }, Some(o)) => {
-                super::printer::jsonpath(template, o).map(|v| &v == value).unwrap_or(false)
+                super::printer::jsonpath(template, o)
+                    .map(|v| &v == value)
+                    .unwrap_or(false)
             }
         }
     }
@@ -206,7 +240,14 @@ mod tests {
 
     #[test]
     fn durations_parse() {
-        let cases = [("30s", 30_000), ("5m", 300_000), ("1h30m", 5_400_000), ("500ms", 500), ("0", 0), ("1.5s", 1500)];
+        let cases = [
+            ("30s", 30_000),
+            ("5m", 300_000),
+            ("1h30m", 5_400_000),
+            ("500ms", 500),
+            ("0", 0),
+            ("1.5s", 1500),
+        ];
         for (s, ms) in cases {
             assert_eq!(parse_duration(s).unwrap().as_millis(), ms, "{s}");
         }

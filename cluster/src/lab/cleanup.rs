@@ -13,19 +13,31 @@ use super::net;
 /// Removes every trace of the lab `id` rooted at `dir`. Best effort and idempotent:
 /// each step goes on when something is already gone.
 pub fn force(dir: &Path, id: &str) {
-    let dir_str = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()).display().to_string();
+    let dir_str = std::fs::canonicalize(dir)
+        .unwrap_or_else(|_| dir.to_path_buf())
+        .display()
+        .to_string();
     // Only the lab's daemons name these directories on their command lines (the shims
     // and agents name the node's containerd socket); the commands that started the lab
     // name the lab directory itself and must survive.
-    let mut killed = skiff_kubelet::process::kill_process_trees_mentioning(&format!("{dir_str}/nodes/"));
-    killed.extend(skiff_kubelet::process::kill_process_trees_mentioning(&format!("{dir_str}/registry/")));
+    let mut killed =
+        skiff_kubelet::process::kill_process_trees_mentioning(&format!("{dir_str}/nodes/"));
+    killed.extend(skiff_kubelet::process::kill_process_trees_mentioning(
+        &format!("{dir_str}/registry/"),
+    ));
     if !killed.is_empty() {
-        tracing::info!(count = killed.len(), "killed lab processes (shims, containers, daemons)");
+        tracing::info!(
+            count = killed.len(),
+            "killed lab processes (shims, containers, daemons)"
+        );
     }
     for ns in net::existing_netns(id) {
         for pid in net::pids_in(&ns) {
             if pid != std::process::id() {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
         }
     }

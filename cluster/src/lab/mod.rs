@@ -40,7 +40,12 @@ pub struct LabConfig {
 
 impl LabConfig {
     pub fn new(dir: &Path) -> LabConfig {
-        LabConfig { dir: dir.to_path_buf(), nodes: 2, api_port: 6443, fast_failover: true }
+        LabConfig {
+            dir: dir.to_path_buf(),
+            nodes: 2,
+            api_port: 6443,
+            fast_failover: true,
+        }
     }
 }
 
@@ -49,7 +54,10 @@ pub enum LabError {
     #[error("{0}")]
     Prerequisites(String),
     #[error("lab directory {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("the lab did not come up: {0}")]
     Failed(String),
     /// A bring-up step that failed (the supervisor reports these as they are).
@@ -62,7 +70,10 @@ pub enum LabError {
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> LabError + '_ {
-    move |source| LabError::Io { path: path.display().to_string(), source }
+    move |source| LabError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// A short id derived from the lab directory, so two labs (yours and a test's) get
@@ -97,7 +108,10 @@ pub fn check_prerequisites() -> Result<(), LabError> {
     ];
     let mut missing: Vec<&str> = Vec::new();
     for (bin, pkg) in needs {
-        let found = Command::new("sh").args(["-c", &format!("command -v {bin}")]).stdout(Stdio::null()).status();
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {bin}")])
+            .stdout(Stdio::null())
+            .status();
         if !found.map(|s| s.success()).unwrap_or(false) && !missing.contains(pkg) {
             missing.push(pkg);
         }
@@ -129,7 +143,10 @@ pub fn up(config: &LabConfig, exe: &Path) -> Result<LabState, LabError> {
             println!("export KUBECONFIG={}", state.kubeconfig.display());
             return Ok(state);
         }
-        println!("a previous lab in {} is not running; cleaning it up first", config.dir.display());
+        println!(
+            "a previous lab in {} is not running; cleaning it up first",
+            config.dir.display()
+        );
         down(&config.dir)?;
     }
     // Leftovers of a crashed lab that never wrote its state.
@@ -144,21 +161,29 @@ pub fn up(config: &LabConfig, exe: &Path) -> Result<LabState, LabError> {
     cmd.arg(exe)
         .args(["lab", "supervise", "--dir"])
         .arg(&config.dir)
-        .args(["--nodes", &config.nodes.to_string(), "--api-port", &config.api_port.to_string()])
+        .args([
+            "--nodes",
+            &config.nodes.to_string(),
+            "--api-port",
+            &config.api_port.to_string(),
+        ])
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log2);
     if !config.fast_failover {
         cmd.arg("--slow-failover");
     }
-    let mut child = cmd.spawn().map_err(|e| LabError::Failed(format!("cannot start the lab supervisor: {e}")))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| LabError::Failed(format!("cannot start the lab supervisor: {e}")))?;
 
     // Follow progress.log until READY or FAILED.
     let started = Instant::now();
     let mut f = std::fs::File::open(&progress).map_err(io(&progress))?;
     let mut pos = 0u64;
     loop {
-        f.seek(std::io::SeekFrom::Start(pos)).map_err(io(&progress))?;
+        f.seek(std::io::SeekFrom::Start(pos))
+            .map_err(io(&progress))?;
         let mut reader = std::io::BufReader::new(&f);
         let mut line = String::new();
         while reader.read_line(&mut line).map_err(io(&progress))? > 0 {
@@ -175,7 +200,8 @@ pub fn up(config: &LabConfig, exe: &Path) -> Result<LabState, LabError> {
                 )));
             }
             if l == "READY" {
-                let state = LabState::load(&config.dir).ok_or_else(|| LabError::Failed("the lab state was not written".into()))?;
+                let state = LabState::load(&config.dir)
+                    .ok_or_else(|| LabError::Failed("the lab state was not written".into()))?;
                 return Ok(state);
             }
             println!("{l}");
@@ -188,7 +214,9 @@ pub fn up(config: &LabConfig, exe: &Path) -> Result<LabState, LabError> {
             )));
         }
         if started.elapsed() > Duration::from_secs(600) {
-            return Err(LabError::Failed("the lab took more than 10 minutes to come up".into()));
+            return Err(LabError::Failed(
+                "the lab took more than 10 minutes to come up".into(),
+            ));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -230,7 +258,10 @@ pub fn exec(dir: &Path, host: &str, cmd: &[String]) -> Result<i32, LabError> {
             .iter()
             .find(|h| h.name == host)
             .map(|h| h.netns.clone())
-            .ok_or_else(|| LabError::UnknownHost { name: host.into(), known: known.join(", ") })?
+            .ok_or_else(|| LabError::UnknownHost {
+                name: host.into(),
+                known: known.join(", "),
+            })?
     };
     let status = Command::new("nsenter")
         .arg(format!("--net=/var/run/netns/{netns}"))
@@ -263,18 +294,36 @@ pub fn status(dir: &Path) -> Result<String, LabError> {
         state.id,
         dir.display(),
         state.supervisor_pid,
-        if state.supervisor_alive() { "running" } else { "NOT running" }
+        if state.supervisor_alive() {
+            "running"
+        } else {
+            "NOT running"
+        }
     ));
     out.push_str(&format!("kubeconfig: {}\n", state.kubeconfig.display()));
-    out.push_str(&format!("{:<8} {:<16} {:<20} {:<14}\n", "HOST", "ADDRESS", "NAMESPACE", "POD CIDR"));
+    out.push_str(&format!(
+        "{:<8} {:<16} {:<20} {:<14}\n",
+        "HOST", "ADDRESS", "NAMESPACE", "POD CIDR"
+    ));
     for h in &state.hosts {
-        out.push_str(&format!("{:<8} {:<16} {:<20} {:<14}\n", h.name, h.ip.to_string(), h.netns, h.pod_cidr.clone().unwrap_or_default()));
+        out.push_str(&format!(
+            "{:<8} {:<16} {:<20} {:<14}\n",
+            h.name,
+            h.ip.to_string(),
+            h.netns,
+            h.pod_cidr.clone().unwrap_or_default()
+        ));
     }
-    out.push_str(&format!("\n{:<26} {:>8} {:>10}\n", "PROCESS", "PID", "RSS MiB"));
+    out.push_str(&format!(
+        "\n{:<26} {:>8} {:>10}\n",
+        "PROCESS", "PID", "RSS MiB"
+    ));
     let mut procs: Vec<(String, u32)> = vec![("server (supervisor)".into(), state.supervisor_pid)];
     procs.extend(state.processes.iter().map(|(k, v)| (k.clone(), *v)));
     for (name, pid) in procs {
-        let rss = rss_mib(pid).map(|m| format!("{m:.1}")).unwrap_or_else(|| "gone".into());
+        let rss = rss_mib(pid)
+            .map(|m| format!("{m:.1}"))
+            .unwrap_or_else(|| "gone".into());
         out.push_str(&format!("{name:<26} {pid:>8} {rss:>10}\n"));
     }
     Ok(out)
@@ -283,7 +332,13 @@ pub fn status(dir: &Path) -> Result<String, LabError> {
 /// Resident memory of a process in MiB, from /proc.
 pub fn rss_mib(pid: u32) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    let kb: f64 = s
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
     Some(kb / 1024.0)
 }
 

@@ -53,7 +53,12 @@ pub fn hosts(id: &str, nodes: usize) -> Vec<Host> {
             hub_veth: format!("sk{id}n{i}"),
         })
         .collect();
-    out.push(Host { name: "client".into(), netns: format!("skiff-{id}-client"), ip: CLIENT_IP, hub_veth: format!("sk{id}c") });
+    out.push(Host {
+        name: "client".into(),
+        netns: format!("skiff-{id}-client"),
+        ip: CLIENT_IP,
+        hub_veth: format!("sk{id}c"),
+    });
     out
 }
 
@@ -65,21 +70,58 @@ pub fn plan_up(id: &str, hosts: &[Host]) -> Vec<Vec<String>> {
     c(&["netns", "add", &hub]);
     c(&["-n", &hub, "link", "set", "lo", "up"]);
     c(&["-n", &hub, "link", "add", "br0", "type", "bridge"]);
-    c(&["-n", &hub, "addr", "add", &format!("{HUB_IP}/{PREFIX}"), "dev", "br0"]);
+    c(&[
+        "-n",
+        &hub,
+        "addr",
+        "add",
+        &format!("{HUB_IP}/{PREFIX}"),
+        "dev",
+        "br0",
+    ]);
     c(&["-n", &hub, "link", "set", "br0", "up"]);
     for h in hosts {
         c(&["netns", "add", &h.netns]);
         c(&["-n", &h.netns, "link", "set", "lo", "up"]);
         // Create the pair inside the hub, then move one end into the host's namespace.
-        c(&["-n", &hub, "link", "add", &h.hub_veth, "type", "veth", "peer", "name", "eth0", "netns", &h.netns]);
+        c(&[
+            "-n",
+            &hub,
+            "link",
+            "add",
+            &h.hub_veth,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &h.netns,
+        ]);
         c(&["-n", &hub, "link", "set", &h.hub_veth, "master", "br0"]);
         c(&["-n", &hub, "link", "set", &h.hub_veth, "up"]);
-        c(&["-n", &h.netns, "addr", "add", &format!("{}/{PREFIX}", h.ip), "dev", "eth0"]);
+        c(&[
+            "-n",
+            &h.netns,
+            "addr",
+            "add",
+            &format!("{}/{PREFIX}", h.ip),
+            "dev",
+            "eth0",
+        ]);
         c(&["-n", &h.netns, "link", "set", "eth0", "up"]);
         // A default route into the hub, which routes nowhere: node-local connections to
         // ClusterIPs need some route before iptables can rewrite them, and anything
         // not rewritten dies in the hub.
-        c(&["-n", &h.netns, "route", "add", "default", "via", &HUB_IP.to_string()]);
+        c(&[
+            "-n",
+            &h.netns,
+            "route",
+            "add",
+            "default",
+            "via",
+            &HUB_IP.to_string(),
+        ]);
     }
     cmds
 }
@@ -93,14 +135,20 @@ pub struct NetError {
 
 /// Runs `ip` with `args`.
 pub fn ip(args: &[String]) -> Result<(), NetError> {
-    let out = Command::new("ip").args(args).output().map_err(|e| NetError {
-        args: args.join(" "),
-        stderr: format!("cannot run ip: {e} (install iproute2)"),
-    })?;
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| NetError {
+            args: args.join(" "),
+            stderr: format!("cannot run ip: {e} (install iproute2)"),
+        })?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(NetError { args: args.join(" "), stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() })
+        Err(NetError {
+            args: args.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
     }
 }
 
@@ -113,13 +161,26 @@ pub fn apply(plan: &[Vec<String>]) -> Result<(), NetError> {
 pub fn sysctl_in(netns: &str, key: &str, value: &str) -> Result<(), NetError> {
     let path = format!("/proc/sys/{}", key.replace('.', "/"));
     let out = Command::new("ip")
-        .args(["netns", "exec", netns, "sh", "-c", &format!("echo {value} > {path}")])
+        .args([
+            "netns",
+            "exec",
+            netns,
+            "sh",
+            "-c",
+            &format!("echo {value} > {path}"),
+        ])
         .output()
-        .map_err(|e| NetError { args: format!("netns exec {netns} sysctl {key}"), stderr: e.to_string() })?;
+        .map_err(|e| NetError {
+            args: format!("netns exec {netns} sysctl {key}"),
+            stderr: e.to_string(),
+        })?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(NetError { args: format!("netns exec {netns} sysctl {key}"), stderr: String::from_utf8_lossy(&out.stderr).to_string() })
+        Err(NetError {
+            args: format!("netns exec {netns} sysctl {key}"),
+            stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+        })
     }
 }
 
@@ -141,7 +202,12 @@ pub fn pids_in(netns: &str) -> Vec<u32> {
     Command::new("ip")
         .args(["netns", "pids", netns])
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().filter_map(|p| p.parse().ok()).collect())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -157,7 +223,11 @@ mod tests {
         assert_eq!(hs[3].name, "client");
         let mut seen = std::collections::HashSet::new();
         for h in &hs {
-            assert!(h.hub_veth.len() <= 15, "{} is too long for an interface name", h.hub_veth);
+            assert!(
+                h.hub_veth.len() <= 15,
+                "{} is too long for an interface name",
+                h.hub_veth
+            );
             assert!(seen.insert(h.ip));
             assert!(seen.len() <= 4);
         }
@@ -176,6 +246,8 @@ mod tests {
             }
         }
         // The bridge is addressed inside the hub only.
-        assert!(plan.iter().any(|a| a.join(" ") == "-n skiff-ab12-hub addr add 172.30.0.1/24 dev br0"));
+        assert!(plan
+            .iter()
+            .any(|a| a.join(" ") == "-n skiff-ab12-hub addr add 172.30.0.1/24 dev br0"));
     }
 }

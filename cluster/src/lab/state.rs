@@ -47,7 +47,12 @@ impl LabState {
 /// A PID that exists and is not a zombie.
 pub fn pid_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Ok(s) => !s
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
         Err(_) => false,
     }
 }
@@ -64,7 +69,12 @@ mod tests {
             supervisor_pid: std::process::id(),
             kubeconfig: dir.path().join("k"),
             api_url: "https://127.0.0.1:6443".into(),
-            hosts: vec![HostState { name: "node1".into(), netns: "skiff-ab12-node1".into(), ip: Ipv4Addr::new(172, 30, 0, 11), pod_cidr: Some("10.244.1.0/24".into()) }],
+            hosts: vec![HostState {
+                name: "node1".into(),
+                netns: "skiff-ab12-node1".into(),
+                ip: Ipv4Addr::new(172, 30, 0, 11),
+                pod_cidr: Some("10.244.1.0/24".into()),
+            }],
             processes: BTreeMap::new(),
             node_port: 30080,
         };

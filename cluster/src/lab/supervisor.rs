@@ -104,12 +104,23 @@ impl Running {
 }
 
 /// Runs the lab until `shutdown`; returns after tearing it down.
-pub async fn run(config: LabConfig, exe: PathBuf, shutdown: CancellationToken) -> Result<(), LabError> {
+pub async fn run(
+    config: LabConfig,
+    exe: PathBuf,
+    shutdown: CancellationToken,
+) -> Result<(), LabError> {
     let dir = std::fs::canonicalize(&config.dir).unwrap_or(config.dir.clone());
     let id = lab_id(&dir);
     let progress_path = dir.join("progress.log");
-    let file = std::fs::OpenOptions::new().append(true).create(true).open(&progress_path).map_err(super::io(&progress_path))?;
-    let mut p = Progress { file, started: Instant::now() };
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&progress_path)
+        .map_err(super::io(&progress_path))?;
+    let mut p = Progress {
+        file,
+        started: Instant::now(),
+    };
     let mut running = Running::default();
     let result = bring_up(&config, &dir, &id, &exe, &mut p, &mut running, &shutdown).await;
     match result {
@@ -120,8 +131,11 @@ pub async fn run(config: LabConfig, exe: PathBuf, shutdown: CancellationToken) -
             // or `kill` in a failover exercise) comes back, and re-adopts its pods.
             // SIGUSR1 (`skiff lab restart-server`) restarts the control plane over its
             // data dir, as a server reboot would.
-            let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
-                .map_err(|e| LabError::Failed(format!("installing the SIGUSR1 handler: {e}")))?;
+            let mut usr1 =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+                    .map_err(|e| {
+                        LabError::Failed(format!("installing the SIGUSR1 handler: {e}"))
+                    })?;
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
@@ -158,7 +172,9 @@ pub async fn run(config: LabConfig, exe: PathBuf, shutdown: CancellationToken) -
                             }
                             *agent = d;
                         }
-                        Err(e) => tracing::error!(node = %node, error = %e, "cannot restart the agent"),
+                        Err(e) => {
+                            tracing::error!(node = %node, error = %e, "cannot restart the agent")
+                        }
                     }
                 }
                 if changed {
@@ -178,7 +194,12 @@ pub async fn run(config: LabConfig, exe: PathBuf, shutdown: CancellationToken) -
                     api_url: String::new(),
                     hosts: net::hosts(&id, config.nodes)
                         .into_iter()
-                        .map(|h| HostState { name: h.name, netns: h.netns, ip: h.ip, pod_cidr: None })
+                        .map(|h| HostState {
+                            name: h.name,
+                            netns: h.netns,
+                            ip: h.ip,
+                            pod_cidr: None,
+                        })
                         .collect(),
                     processes: BTreeMap::new(),
                     node_port: DEMO_NODE_PORT,
@@ -220,7 +241,10 @@ async fn bring_up(
         // traffic must pass iptables for the DNAT to apply.
         let _ = net::sysctl_in(&h.netns, "net.bridge.bridge-nf-call-iptables", "1");
     }
-    p.line(&format!("network: hub {hub}, {} nodes and a client on 172.30.0.0/24", nodes.len()));
+    p.line(&format!(
+        "network: hub {hub}, {} nodes and a client on 172.30.0.0/24",
+        nodes.len()
+    ));
 
     // 2. Images and the registry mirror.
     let images_dir = dir.join("images");
@@ -231,18 +255,34 @@ async fn bring_up(
     .await
     .map_err(|e| failed("images")(&e))?
     .map_err(|e| failed("images")(&e))?;
-    p.line(&format!("images: built {}", images.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")));
+    p.line(&format!(
+        "images: built {}",
+        images
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     let reg_addr = SocketAddr::from((net::HUB_IP, REGISTRY_PORT));
-    let registry = Registry::start(RegistryConfig { addr: reg_addr, dir: dir.join("registry"), netns: Some(hub.clone()) })
+    let registry = Registry::start(RegistryConfig {
+        addr: reg_addr,
+        dir: dir.join("registry"),
+        netns: Some(hub.clone()),
+    })
+    .await
+    .map_err(|e| failed("registry")(&e))?;
+    registry
+        .push_all(&images)
         .await
-        .map_err(|e| failed("registry")(&e))?;
-    registry.push_all(&images).await.map_err(|e| failed("registry push")(&e))?;
+        .map_err(|e| failed("registry push")(&e))?;
     let mut processes = BTreeMap::new();
     if let Some(pid) = registry.pid() {
         processes.insert("registry".to_string(), pid);
     }
     running.registry = Some(registry);
-    p.line(&format!("registry: mirror for docker.io at {reg_addr} (inside the lab), images pushed"));
+    p.line(&format!(
+        "registry: mirror for docker.io at {reg_addr} (inside the lab), images pushed"
+    ));
 
     // 3. Control plane.
     let mut controllers = skiff_controllers::ControllersConfig::default();
@@ -261,19 +301,33 @@ async fn bring_up(
         ..Default::default()
     };
     let cp_token = shutdown.child_token();
-    let cp_config = ControlPlaneConfig { api, controllers: Some(controllers), scheduler: Some(control_plane::default_scheduler()) };
+    let cp_config = ControlPlaneConfig {
+        api,
+        controllers: Some(controllers),
+        scheduler: Some(control_plane::default_scheduler()),
+    };
     running.control_plane_config = Some(cp_config.clone());
-    let cp = control_plane::start(cp_config, cp_token.clone()).await.map_err(|e| failed("control plane")(&e))?;
+    let cp = control_plane::start(cp_config, cp_token.clone())
+        .await
+        .map_err(|e| failed("control plane")(&e))?;
     let kubeconfig = cp.api.kubeconfig.clone();
     let api_url = cp.api.url.clone();
     // Agents reach the server on the lab network, not on the host's loopback.
     let agent_kc = dir.join("agent.kubeconfig");
     let text = std::fs::read_to_string(&kubeconfig).map_err(super::io(&kubeconfig))?;
-    std::fs::write(&agent_kc, text.replace(&api_url, &format!("https://{}:{LAB_API_PORT}", net::HUB_IP)))
-        .map_err(super::io(&agent_kc))?;
-    let client = control_plane::admin_client(&kubeconfig).await.map_err(|e| failed("control plane")(&e))?;
+    std::fs::write(
+        &agent_kc,
+        text.replace(&api_url, &format!("https://{}:{LAB_API_PORT}", net::HUB_IP)),
+    )
+    .map_err(super::io(&agent_kc))?;
+    let client = control_plane::admin_client(&kubeconfig)
+        .await
+        .map_err(|e| failed("control plane")(&e))?;
     running.control_plane = Some((cp, cp_token));
-    p.line(&format!("control plane: API server at {api_url} (host) and https://{}:{LAB_API_PORT} (lab)", net::HUB_IP));
+    p.line(&format!(
+        "control plane: API server at {api_url} (host) and https://{}:{LAB_API_PORT} (lab)",
+        net::HUB_IP
+    ));
 
     // 4. One containerd and one agent per node.
     let mut host_states = Vec::new();
@@ -284,18 +338,41 @@ async fn bring_up(
         cc.netns = Some(h.netns.clone());
         cc.mirror = Some(reg_addr.to_string());
         let pod_net = skiff_kubelet::network::PodNetwork::new(&pod_cidr, &base.join("ipam"));
-        skiff_kubelet::network::write_config(&cc.cni_conf_dir, &pod_net).map_err(|e| failed("pod network")(&e))?;
-        let containerd = Containerd::start(cc).await.map_err(|e| failed(&format!("containerd on {}", h.name))(&e))?;
+        skiff_kubelet::network::write_config(&cc.cni_conf_dir, &pod_net)
+            .map_err(|e| failed("pod network")(&e))?;
+        let containerd = Containerd::start(cc)
+            .await
+            .map_err(|e| failed(&format!("containerd on {}", h.name))(&e))?;
         if let Some(pid) = containerd.pid() {
             processes.insert(format!("containerd {}", h.name), pid);
         }
         let socket = containerd.socket();
         running.containerds.push((h.name.clone(), containerd));
 
-        let mut args: Vec<String> = vec!["agent".into(), "--kubeconfig".into(), agent_kc.display().to_string()];
-        args.extend(["--node-name", &h.name, "--node-ip", &h.ip.to_string(), "--pod-cidr", &pod_cidr].map(String::from));
-        args.extend(["--containerd-socket".to_string(), socket.display().to_string()]);
-        args.extend(["--data-dir".to_string(), base.join("agent").display().to_string()]);
+        let mut args: Vec<String> = vec![
+            "agent".into(),
+            "--kubeconfig".into(),
+            agent_kc.display().to_string(),
+        ];
+        args.extend(
+            [
+                "--node-name",
+                &h.name,
+                "--node-ip",
+                &h.ip.to_string(),
+                "--pod-cidr",
+                &pod_cidr,
+            ]
+            .map(String::from),
+        );
+        args.extend([
+            "--containerd-socket".to_string(),
+            socket.display().to_string(),
+        ]);
+        args.extend([
+            "--data-dir".to_string(),
+            base.join("agent").display().to_string(),
+        ]);
         if config.fast_failover {
             args.extend(["--heartbeat-seconds".to_string(), "2".to_string()]);
         }
@@ -304,18 +381,40 @@ async fn bring_up(
         args.push("--no-dns-upstream".to_string());
         let logs = dir.join("logs");
         std::fs::create_dir_all(&logs).map_err(super::io(&logs))?;
-        let spec = AgentSpec { node: h.name.clone(), netns: h.netns.clone(), exe: exe.to_path_buf(), args, log: logs.join(format!("{}-agent.log", h.name)) };
+        let spec = AgentSpec {
+            node: h.name.clone(),
+            netns: h.netns.clone(),
+            exe: exe.to_path_buf(),
+            args,
+            log: logs.join(format!("{}-agent.log", h.name)),
+        };
         let agent = spec.spawn().map_err(|e| failed("agent")(&e))?;
         if let Some(pid) = agent.pid() {
             processes.insert(format!("agent {}", h.name), pid);
         }
         running.specs.push(spec);
         running.agents.push((h.name.clone(), agent));
-        host_states.push(HostState { name: h.name.clone(), netns: h.netns.clone(), ip: h.ip, pod_cidr: Some(pod_cidr.clone()) });
-        p.line(&format!("{}: {} on {pod_cidr}, containerd and agent started", h.name, h.ip));
+        host_states.push(HostState {
+            name: h.name.clone(),
+            netns: h.netns.clone(),
+            ip: h.ip,
+            pod_cidr: Some(pod_cidr.clone()),
+        });
+        p.line(&format!(
+            "{}: {} on {pod_cidr}, containerd and agent started",
+            h.name, h.ip
+        ));
     }
-    let client_host = hosts.iter().find(|h| h.name == "client").expect("client host");
-    host_states.push(HostState { name: "client".into(), netns: client_host.netns.clone(), ip: client_host.ip, pod_cidr: None });
+    let client_host = hosts
+        .iter()
+        .find(|h| h.name == "client")
+        .expect("client host");
+    host_states.push(HostState {
+        name: "client".into(),
+        netns: client_host.netns.clone(),
+        ip: client_host.ip,
+        pod_cidr: None,
+    });
 
     // 5. Nodes Ready.
     let nodes_api: kube::Api<Node> = kube::Api::all(client.clone());
@@ -325,21 +424,34 @@ async fn bring_up(
         (ready >= nodes.len()).then_some(())
     })
     .await
-    .ok_or_else(|| LabError::Step(format!("nodes did not become Ready within 90 s; see {}/logs/*-agent.log", dir.display())))?;
+    .ok_or_else(|| {
+        LabError::Step(format!(
+            "nodes did not become Ready within 90 s; see {}/logs/*-agent.log",
+            dir.display()
+        ))
+    })?;
     p.line(&format!("nodes: {} Ready", nodes.len()));
 
     // 6. The demo.
-    let lines = crate::apply::create_all(&client, DEMO).await.map_err(|e| failed("demo")(&e))?;
+    let lines = crate::apply::create_all(&client, DEMO)
+        .await
+        .map_err(|e| failed("demo")(&e))?;
     p.line(&format!("demo: {}", lines.join(", ")));
     let deploys: kube::Api<Deployment> = kube::Api::namespaced(client.clone(), "demo");
     wait_until(Duration::from_secs(180), shutdown, || async {
         let d = deploys.get("web").await.ok()?;
         let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-        let have = d.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0);
+        let have = d
+            .status
+            .as_ref()
+            .and_then(|s| s.available_replicas)
+            .unwrap_or(0);
         (have >= want).then_some(())
     })
     .await
-    .ok_or_else(|| LabError::Step("the demo Deployment did not become available within 180 s".into()))?;
+    .ok_or_else(|| {
+        LabError::Step("the demo Deployment did not become available within 180 s".into())
+    })?;
     p.line("demo: all replicas available");
     let url = format!("http://{}:{DEMO_NODE_PORT}/", nodes[0].ip);
     let answer = wait_until(Duration::from_secs(60), shutdown, || async {
@@ -351,18 +463,30 @@ async fn bring_up(
             .output()
             .await
             .ok()?;
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
     })
     .await
-    .ok_or_else(|| LabError::Step(format!("the demo did not answer at {url} from the client namespace within 60 s")))?;
-    p.line(&format!("demo: {url} answered from the client namespace: {answer}"));
+    .ok_or_else(|| {
+        LabError::Step(format!(
+            "the demo did not answer at {url} from the client namespace within 60 s"
+        ))
+    })?;
+    p.line(&format!(
+        "demo: {url} answered from the client namespace: {answer}"
+    ));
 
     let secs = p.started.elapsed().as_secs_f64();
     p.raw("");
     p.raw(&format!("lab up in {secs:.1}s"));
     p.raw(&format!("export KUBECONFIG={}", kubeconfig.display()));
     p.raw("kubectl get pods -o wide -n demo");
-    p.raw(&format!("skiff lab exec client --dir {} -- busybox wget -qO- http://{}:{DEMO_NODE_PORT}/", dir.display(), nodes[0].ip));
+    p.raw(&format!(
+        "skiff lab exec client --dir {} -- busybox wget -qO- http://{}:{DEMO_NODE_PORT}/",
+        dir.display(),
+        nodes[0].ip
+    ));
     p.raw(&format!("skiff lab exec client --dir {} -- busybox wget -qO- --header 'Host: web.skiff.lab' http://{}/", dir.display(), nodes[0].ip));
     p.raw(&format!("skiff lab down --dir {}", dir.display()));
 

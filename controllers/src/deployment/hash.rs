@@ -29,7 +29,9 @@ pub fn fnv32a(data: &[u8]) -> u32 {
 
 /// Maps every byte of `s` into the safe alphabet.
 pub fn safe_encode(s: &str) -> String {
-    s.bytes().map(|b| ALPHABET[usize::from(b) % ALPHABET.len()] as char).collect()
+    s.bytes()
+        .map(|b| ALPHABET[usize::from(b) % ALPHABET.len()] as char)
+        .collect()
 }
 
 /// The hash of `template` (ignoring any `pod-template-hash` label already on it) and the
@@ -56,7 +58,11 @@ mod tests {
     #[test]
     fn fnv32a_matches_reference_vectors() {
         // Published FNV-1a 32-bit test vectors.
-        let cases: &[(&[u8], u32)] = &[(b"", 0x811c9dc5), (b"a", 0xe40c292c), (b"foobar", 0xbf9cf968)];
+        let cases: &[(&[u8], u32)] = &[
+            (b"", 0x811c9dc5),
+            (b"a", 0xe40c292c),
+            (b"foobar", 0xbf9cf968),
+        ];
         for (input, want) in cases {
             assert_eq!(fnv32a(input), *want, "{:?}", String::from_utf8_lossy(input));
         }
@@ -80,7 +86,14 @@ mod tests {
         // The hash label itself does not change the hash (a ReplicaSet's template
         // hashes like its Deployment's).
         let mut labeled = template("nginx:1");
-        labeled.metadata.as_mut().unwrap().labels.as_mut().unwrap().insert(LABEL.into(), a.clone());
+        labeled
+            .metadata
+            .as_mut()
+            .unwrap()
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert(LABEL.into(), a.clone());
         assert_eq!(a, pod_template_hash(&labeled, None));
     }
 }

@@ -93,27 +93,45 @@ fn same_template(rs: &ReplicaSet, template: &PodTemplateSpec) -> bool {
         }
         serde_json::to_value(t).unwrap_or_default()
     };
-    rs.spec.as_ref().and_then(|s| s.template.as_ref()).is_some_and(|t| strip(t) == strip(template))
+    rs.spec
+        .as_ref()
+        .and_then(|s| s.template.as_ref())
+        .is_some_and(|t| strip(t) == strip(template))
 }
 
 fn view(rs: &ReplicaSet) -> RsView {
     RsView {
         name: rs.name_any(),
         replicas: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
-        available: rs.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0),
+        available: rs
+            .status
+            .as_ref()
+            .and_then(|s| s.available_replicas)
+            .unwrap_or(0),
     }
 }
 
 /// The new ReplicaSet for `d`, named by `hash`, with `replicas` and `annotations`.
-pub fn new_replicaset(d: &Deployment, hash_value: &str, replicas: i32, annotations: BTreeMap<String, String>) -> ReplicaSet {
+pub fn new_replicaset(
+    d: &Deployment,
+    hash_value: &str,
+    replicas: i32,
+    annotations: BTreeMap<String, String>,
+) -> ReplicaSet {
     let spec = d.spec.clone().unwrap_or_default();
     let mut template = spec.template.clone();
     let mut tmeta = template.metadata.take().unwrap_or_default();
-    tmeta.labels.get_or_insert_with(BTreeMap::new).insert(hash::LABEL.into(), hash_value.into());
+    tmeta
+        .labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(hash::LABEL.into(), hash_value.into());
     let labels = tmeta.labels.clone();
     template.metadata = Some(tmeta);
     let mut selector: LabelSelector = spec.selector.clone();
-    selector.match_labels.get_or_insert_with(BTreeMap::new).insert(hash::LABEL.into(), hash_value.into());
+    selector
+        .match_labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(hash::LABEL.into(), hash_value.into());
     ReplicaSet {
         metadata: ObjectMeta {
             name: Some(format!("{}-{}", d.name_any(), hash_value)),
@@ -137,14 +155,24 @@ pub fn new_replicaset(d: &Deployment, hash_value: &str, replicas: i32, annotatio
 /// namespace.
 pub fn plan(d: &Deployment, all_in_ns: &[Arc<ReplicaSet>], now: Timestamp) -> Plan {
     let mut out = Plan::default();
-    let Some(spec) = d.spec.as_ref() else { return out };
+    let Some(spec) = d.spec.as_ref() else {
+        return out;
+    };
     let uid = d.metadata.uid.as_deref().unwrap_or("");
     let deleting = d.metadata.deletion_timestamp.is_some();
     let replicas = spec.replicas.unwrap_or(1).max(0);
-    let rolling_update = spec.strategy.as_ref().and_then(|s| s.type_.as_deref()) != Some("Recreate");
-    let ru = spec.strategy.as_ref().and_then(|s| s.rolling_update.as_ref());
+    let rolling_update =
+        spec.strategy.as_ref().and_then(|s| s.type_.as_deref()) != Some("Recreate");
+    let ru = spec
+        .strategy
+        .as_ref()
+        .and_then(|s| s.rolling_update.as_ref());
     let (surge, unavailable) = if rolling_update {
-        rolling::resolve_bounds(replicas, ru.and_then(|r| r.max_surge.as_ref()), ru.and_then(|r| r.max_unavailable.as_ref()))
+        rolling::resolve_bounds(
+            replicas,
+            ru.and_then(|r| r.max_surge.as_ref()),
+            ru.and_then(|r| r.max_unavailable.as_ref()),
+        )
     } else {
         (0, replicas)
     };
@@ -162,7 +190,12 @@ pub fn plan(d: &Deployment, all_in_ns: &[Arc<ReplicaSet>], now: Timestamp) -> Pl
         }
     }
     // Oldest first: the order old ReplicaSets are drained in.
-    owned.sort_by_key(|rs| (rs.metadata.creation_timestamp.as_ref().map(|t| t.0), rs.name_any()));
+    owned.sort_by_key(|rs| {
+        (
+            rs.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            rs.name_any(),
+        )
+    });
 
     let collision = d.status.as_ref().and_then(|s| s.collision_count);
     let hash_value = hash::pod_template_hash(&spec.template, collision);
@@ -181,7 +214,11 @@ pub fn plan(d: &Deployment, all_in_ns: &[Arc<ReplicaSet>], now: Timestamp) -> Pl
         .map(|rs| (**rs).clone());
     let old: Vec<Arc<ReplicaSet>> = owned
         .iter()
-        .filter(|rs| new_rs.as_ref().is_none_or(|n| n.metadata.uid != rs.metadata.uid))
+        .filter(|rs| {
+            new_rs
+                .as_ref()
+                .is_none_or(|n| n.metadata.uid != rs.metadata.uid)
+        })
         .cloned()
         .collect();
     let mut old_views: Vec<RsView> = old.iter().map(|rs| view(rs)).collect();
@@ -213,18 +250,33 @@ pub fn plan(d: &Deployment, all_in_ns: &[Arc<ReplicaSet>], now: Timestamp) -> Pl
                 out.events.push((
                     EventType::Warning,
                     "HashCollision".into(),
-                    format!("ReplicaSet \"{}\" has the name the new template hashes to", clash.name_any()),
+                    format!(
+                        "ReplicaSet \"{}\" has the name the new template hashes to",
+                        clash.name_any()
+                    ),
                 ));
                 out.requeue_after = Some(Duration::from_millis(100));
                 return out;
             }
             let initial = if rolling_update {
                 let all_total: i32 = old_views.iter().map(|v| v.replicas).sum();
-                let fresh = RsView { name: new_name.clone(), replicas: 0, available: 0 };
+                let fresh = RsView {
+                    name: new_name.clone(),
+                    replicas: 0,
+                    available: 0,
+                };
                 let s = rolling::step(replicas, surge, unavailable, &fresh, &old_views);
                 // With no old pods at all, start at full size (a first rollout).
-                if all_total == 0 { replicas } else { s.scale_new.unwrap_or(0) }
-            } else if old_active || old.iter().any(|rs| rs.status.as_ref().is_some_and(|s| s.replicas > 0)) {
+                if all_total == 0 {
+                    replicas
+                } else {
+                    s.scale_new.unwrap_or(0)
+                }
+            } else if old_active
+                || old
+                    .iter()
+                    .any(|rs| rs.status.as_ref().is_some_and(|s| s.replicas > 0))
+            {
                 0
             } else {
                 replicas
@@ -246,13 +298,26 @@ pub fn plan(d: &Deployment, all_in_ns: &[Arc<ReplicaSet>], now: Timestamp) -> Pl
             let want = revision::new_rs_annotations(d, Some(&n.metadata), max_old_revision, surge);
             let have = n.metadata.annotations.clone().unwrap_or_default();
             if want != have {
-                out.updates.push(RsUpdate { name: n.name_any(), annotations: Some(want.clone()), ..Default::default() });
+                out.updates.push(RsUpdate {
+                    name: n.name_any(),
+                    annotations: Some(want.clone()),
+                    ..Default::default()
+                });
             }
             let min_ready = spec.min_ready_seconds.unwrap_or(0);
-            if n.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0) != min_ready {
+            if n.spec
+                .as_ref()
+                .and_then(|s| s.min_ready_seconds)
+                .unwrap_or(0)
+                != min_ready
+            {
                 match out.updates.iter_mut().find(|u| u.name == n.name_any()) {
                     Some(u) => u.min_ready_seconds = Some(min_ready),
-                    None => out.updates.push(RsUpdate { name: n.name_any(), min_ready_seconds: Some(min_ready), ..Default::default() }),
+                    None => out.updates.push(RsUpdate {
+                        name: n.name_any(),
+                        min_ready_seconds: Some(min_ready),
+                        ..Default::default()
+                    }),
                 }
             }
             let rev = want.get(revision::REVISION).cloned().unwrap_or_default();
@@ -264,11 +329,18 @@ pub fn plan(d: &Deployment, all_in_ns: &[Arc<ReplicaSet>], now: Timestamp) -> Pl
         let scale = |name: &str, from: i32, to: i32, out: &mut Plan| {
             if from != to {
                 let verb = if to > from { "up" } else { "down" };
-                out.events.push((EventType::Normal, "ScalingReplicaSet".into(), format!("Scaled {verb} replica set {name} from {from} to {to}")));
+                out.events.push((
+                    EventType::Normal,
+                    "ScalingReplicaSet".into(),
+                    format!("Scaled {verb} replica set {name} from {from} to {to}"),
+                ));
             }
             let ann: BTreeMap<String, String> = [
                 (revision::DESIRED_REPLICAS.to_string(), replicas.to_string()),
-                (revision::MAX_REPLICAS.to_string(), (replicas + surge).to_string()),
+                (
+                    revision::MAX_REPLICAS.to_string(),
+                    (replicas + surge).to_string(),
+                ),
             ]
             .into_iter()
             .collect();
@@ -277,7 +349,12 @@ pub fn plan(d: &Deployment, all_in_ns: &[Arc<ReplicaSet>], now: Timestamp) -> Pl
                     u.replicas = Some(to);
                     u.annotations.get_or_insert_with(BTreeMap::new).extend(ann);
                 }
-                None => out.updates.push(RsUpdate { name: name.to_string(), replicas: Some(to), annotations: Some(ann), ..Default::default() }),
+                None => out.updates.push(RsUpdate {
+                    name: name.to_string(),
+                    replicas: Some(to),
+                    annotations: Some(ann),
+                    ..Default::default()
+                }),
             }
         };
 
@@ -300,7 +377,11 @@ pub fn plan(d: &Deployment, all_in_ns: &[Arc<ReplicaSet>], now: Timestamp) -> Pl
                 v.replicas == replicas && v.available >= replicas
             });
             if active.len() <= 1 {
-                let target = active.first().copied().or(new_rs.as_ref()).or(owned.last().map(|rs| rs.as_ref()));
+                let target = active
+                    .first()
+                    .copied()
+                    .or(new_rs.as_ref())
+                    .or(owned.last().map(|rs| rs.as_ref()));
                 if let Some(t) = target {
                     let v = view(t);
                     if v.replicas != replicas || scaling_event {
@@ -308,7 +389,9 @@ pub fn plan(d: &Deployment, all_in_ns: &[Arc<ReplicaSet>], now: Timestamp) -> Pl
                     }
                 }
             } else if saturated {
-                for rs in active.iter().filter(|rs| Some(rs.metadata.uid.clone()) != new_rs.as_ref().map(|n| n.metadata.uid.clone())) {
+                for rs in active.iter().filter(|rs| {
+                    Some(rs.metadata.uid.clone()) != new_rs.as_ref().map(|n| n.metadata.uid.clone())
+                }) {
                     let v = view(rs);
                     scale(&v.name, v.replicas, 0, &mut out);
                 }
@@ -319,11 +402,21 @@ pub fn plan(d: &Deployment, all_in_ns: &[Arc<ReplicaSet>], now: Timestamp) -> Pl
                     .map(|rs| rolling::Sizing {
                         name: rs.name_any(),
                         replicas: view(rs).replicas,
-                        max_annotation: rs.annotations().get(revision::MAX_REPLICAS).and_then(|v| v.parse().ok()),
-                        age_rank: owned.iter().position(|o| o.metadata.uid == rs.metadata.uid).unwrap_or(usize::MAX),
+                        max_annotation: rs
+                            .annotations()
+                            .get(revision::MAX_REPLICAS)
+                            .and_then(|v| v.parse().ok()),
+                        age_rank: owned
+                            .iter()
+                            .position(|o| o.metadata.uid == rs.metadata.uid)
+                            .unwrap_or(usize::MAX),
                     })
                     .collect();
-                for ((name, to), before) in rolling::proportional(replicas, surge, status_replicas, &sizing).into_iter().zip(&sizing) {
+                for ((name, to), before) in
+                    rolling::proportional(replicas, surge, status_replicas, &sizing)
+                        .into_iter()
+                        .zip(&sizing)
+                {
                     // Every active ReplicaSet gets the new desired size annotation, so
                     // the scaling event ends even where the size stays.
                     scale(&name, before.replicas, to, &mut out);
@@ -345,7 +438,10 @@ pub fn plan(d: &Deployment, all_in_ns: &[Arc<ReplicaSet>], now: Timestamp) -> Pl
                         scale(&nv.name, nv.replicas, to, &mut out);
                     }
                     for (name, to) in &s.scale_old {
-                        let from = old_views.iter().find(|v| &v.name == name).map_or(0, |v| v.replicas);
+                        let from = old_views
+                            .iter()
+                            .find(|v| &v.name == name)
+                            .map_or(0, |v| v.replicas);
                         scale(name, from, *to, &mut out);
                     }
                     for v in old_views.iter_mut() {
@@ -354,10 +450,16 @@ pub fn plan(d: &Deployment, all_in_ns: &[Arc<ReplicaSet>], now: Timestamp) -> Pl
                         }
                     }
                 } else {
-                    let old_pods: i32 = old.iter().map(|rs| rs.status.as_ref().map_or(0, |s| s.replicas)).sum();
+                    let old_pods: i32 = old
+                        .iter()
+                        .map(|rs| rs.status.as_ref().map_or(0, |s| s.replicas))
+                        .sum();
                     let s = recreate::step(replicas, Some(&nv), &old_views, old_pods);
                     for name in &s.scale_old_to_zero {
-                        let from = old_views.iter().find(|v| &v.name == name).map_or(0, |v| v.replicas);
+                        let from = old_views
+                            .iter()
+                            .find(|v| &v.name == name)
+                            .map_or(0, |v| v.replicas);
                         scale(name, from, 0, &mut out);
                     }
                     if let Some(to) = s.new_replicas {
@@ -369,8 +471,19 @@ pub fn plan(d: &Deployment, all_in_ns: &[Arc<ReplicaSet>], now: Timestamp) -> Pl
         out.delete = revision::history_to_delete(d, &old);
     }
 
-    let all_refs: Vec<&ReplicaSet> = old.iter().map(|rs| rs.as_ref()).chain(new_rs.iter()).collect();
-    let (status, requeue) = status::compute(d, new_rs.as_ref(), &all_refs, unavailable.min(replicas), happened, now);
+    let all_refs: Vec<&ReplicaSet> = old
+        .iter()
+        .map(|rs| rs.as_ref())
+        .chain(new_rs.iter())
+        .collect();
+    let (status, requeue) = status::compute(
+        d,
+        new_rs.as_ref(),
+        &all_refs,
+        unavailable.min(replicas),
+        happened,
+        now,
+    );
     out.status = status;
     out.requeue_after = requeue;
     out
@@ -388,10 +501,13 @@ pub struct Context {
 /// Runs the Deployment controller until `shutdown` fires.
 pub async fn run(client: Client, shutdown: CancellationToken) -> Result<(), ControllerError> {
     let (replicasets, writer) = reflector::store();
-    let rs_events = watcher(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .touched_objects();
+    let rs_events = watcher(
+        Api::<ReplicaSet>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .touched_objects();
     let ctx = Arc::new(Context {
         client: client.clone(),
         replicasets,
@@ -402,7 +518,9 @@ pub async fn run(client: Client, shutdown: CancellationToken) -> Result<(), Cont
     let controller = Controller::new(Api::<Deployment>::all(client), watcher::Config::default());
     let deployments = controller.store();
     controller
-        .watches_stream(rs_events, move |rs: ReplicaSet| owners_of_rs(&deployments, &rs))
+        .watches_stream(rs_events, move |rs: ReplicaSet| {
+            owners_of_rs(&deployments, &rs)
+        })
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
@@ -424,7 +542,10 @@ fn owners_of_rs(deployments: &Store<Deployment>, rs: &ReplicaSet) -> Vec<ObjectR
         .iter()
         .filter(|d| d.namespace().as_deref() == Some(ns.as_str()))
         .filter(|d| {
-            d.spec.as_ref().is_some_and(|s| !util::selector_is_empty(&s.selector) && util::selector_matches(&s.selector, &labels))
+            d.spec.as_ref().is_some_and(|s| {
+                !util::selector_is_empty(&s.selector)
+                    && util::selector_matches(&s.selector, &labels)
+            })
         })
         .map(|d| ObjectRef::from_obj(d.as_ref()))
         .collect()
@@ -459,7 +580,13 @@ pub async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, 
         rss.iter().any(|rs| {
             rs.metadata.name.as_deref() == Some(name)
                 && (replicas.is_empty()
-                    || rs.spec.as_ref().and_then(|s| s.replicas).map(|r| r.to_string()).as_deref() == Some(replicas))
+                    || rs
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.replicas)
+                        .map(|r| r.to_string())
+                        .as_deref()
+                        == Some(replicas))
         })
     };
     if !ctx.expectations.satisfied(&key, Instant::now(), seen) {
@@ -471,15 +598,23 @@ pub async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, 
 
     for (names, adopt) in [(&plan.adopt, true), (&plan.release, false)] {
         for name in names {
-            let Some(rs) = rss.iter().find(|rs| rs.metadata.name.as_deref() == Some(name)) else { continue };
-            let mut refs: Vec<OwnerReference> = rs.metadata.owner_references.clone().unwrap_or_default();
+            let Some(rs) = rss
+                .iter()
+                .find(|rs| rs.metadata.name.as_deref() == Some(name))
+            else {
+                continue;
+            };
+            let mut refs: Vec<OwnerReference> =
+                rs.metadata.owner_references.clone().unwrap_or_default();
             if adopt {
                 refs.push(util::owner_ref("apps/v1", "Deployment", &d.metadata));
             } else {
                 refs.retain(|r| Some(&r.uid) != d.metadata.uid.as_ref());
             }
             let patch = crate::replicaset::owner_refs_patch(&rs.metadata, refs);
-            rs_api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            rs_api
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
         }
     }
 
@@ -509,10 +644,14 @@ pub async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, 
         if !spec.is_empty() {
             patch["spec"] = serde_json::Value::Object(spec);
         }
-        match rs_api.patch(&u.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match rs_api
+            .patch(&u.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
             Ok(_) => {
                 if let Some(r) = u.replicas {
-                    ctx.expectations.expect_add(&key, &format!("{}#{}", u.name, r), Instant::now());
+                    ctx.expectations
+                        .expect_add(&key, &format!("{}#{}", u.name, r), Instant::now());
                 }
             }
             Err(e) if not_found(&e) => {}
@@ -520,18 +659,36 @@ pub async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, 
         }
     }
     for (type_, reason, message) in &plan.events {
-        ctx.recorder.record("apps/v1", "Deployment", &d.metadata, *type_, reason, message).await;
+        ctx.recorder
+            .record(
+                "apps/v1",
+                "Deployment",
+                &d.metadata,
+                *type_,
+                reason,
+                message,
+            )
+            .await;
     }
     for name in &plan.delete {
         match rs_api.delete(name, &DeleteParams::background()).await {
-            Ok(_) => tracing::info!(replicaset = %name, "deleted old replicaset beyond revisionHistoryLimit"),
+            Ok(_) => {
+                tracing::info!(replicaset = %name, "deleted old replicaset beyond revisionHistoryLimit")
+            }
             Err(e) if not_found(&e) => {}
             Err(e) => return Err(e.into()),
         }
     }
     if let Some(rev) = &plan.revision {
         let patch = json!({"metadata": {"annotations": {revision::REVISION: rev}}});
-        match d_api.patch(&d.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match d_api
+            .patch(
+                &d.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
             Ok(_) => {}
             Err(e) if not_found(&e) => return Ok(Action::await_change()),
             Err(e) => return Err(e.into()),
@@ -539,7 +696,14 @@ pub async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, 
     }
     if d.status.as_ref() != Some(&plan.status) {
         let patch = json!({"status": plan.status});
-        match d_api.patch_status(&d.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match d_api
+            .patch_status(
+                &d.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
             Ok(_) => {}
             Err(e) if not_found(&e) => return Ok(Action::await_change()),
             Err(e) => return Err(e.into()),
@@ -569,7 +733,10 @@ pub(crate) mod fixtures {
             },
             spec: Some(DeploymentSpec {
                 replicas: Some(replicas),
-                selector: LabelSelector { match_labels: Some(labels(&[("app", "web")])), ..Default::default() },
+                selector: LabelSelector {
+                    match_labels: Some(labels(&[("app", "web")])),
+                    ..Default::default()
+                },
                 template: template("nginx:1"),
                 ..Default::default()
             }),
@@ -580,9 +747,17 @@ pub(crate) mod fixtures {
     /// An old ReplicaSet: `spec` replicas, `pods` status replicas, `revision`.
     pub fn rs_with(name: &str, uid: &str, spec: i32, pods: i32, revision: i64) -> ReplicaSet {
         let mut rs = crate::replicaset::fixtures::rs(name, uid, spec);
-        rs.status = Some(ReplicaSetStatus { replicas: pods, available_replicas: Some(pods), ..Default::default() });
+        rs.status = Some(ReplicaSetStatus {
+            replicas: pods,
+            available_replicas: Some(pods),
+            ..Default::default()
+        });
         if revision > 0 {
-            rs.metadata.annotations = Some([(revision::REVISION.to_string(), revision.to_string())].into_iter().collect());
+            rs.metadata.annotations = Some(
+                [(revision::REVISION.to_string(), revision.to_string())]
+                    .into_iter()
+                    .collect(),
+            );
         }
         rs
     }
@@ -602,7 +777,9 @@ pub(crate) mod fixtures {
     /// replicas with `available` of them available.
     pub fn owned_rs(d: &Deployment, spec: i32, available: i32, rev: i64) -> Arc<ReplicaSet> {
         let h = hash::pod_template_hash(&d.spec.as_ref().unwrap().template, None);
-        let ann = [(revision::REVISION.to_string(), rev.to_string())].into_iter().collect();
+        let ann = [(revision::REVISION.to_string(), rev.to_string())]
+            .into_iter()
+            .collect();
         let mut rs = new_replicaset(d, &h, spec, ann);
         rs.metadata.uid = Some(format!("rs-{h}"));
         rs.status = Some(ReplicaSetStatus {
@@ -639,12 +816,30 @@ mod tests {
         assert_eq!(rs.name_any(), format!("web-{h}"));
         assert_eq!(rs.spec.as_ref().unwrap().replicas, Some(3));
         assert_eq!(rs.labels()[hash::LABEL], h);
-        assert_eq!(rs.spec.as_ref().unwrap().selector.match_labels.as_ref().unwrap()[hash::LABEL], h);
+        assert_eq!(
+            rs.spec
+                .as_ref()
+                .unwrap()
+                .selector
+                .match_labels
+                .as_ref()
+                .unwrap()[hash::LABEL],
+            h
+        );
         assert_eq!(rs.annotations()[revision::REVISION], "1");
         assert_eq!(p.revision.as_deref(), Some("1"));
         assert_eq!(util::controller_ref(&rs.metadata).unwrap().uid, "web-uid");
-        assert!(p.events.iter().any(|(_, r, m)| r == "ScalingReplicaSet" && m.contains("from 0 to 3")));
-        let prog = p.status.conditions.unwrap().into_iter().find(|c| c.type_ == "Progressing").unwrap();
+        assert!(p
+            .events
+            .iter()
+            .any(|(_, r, m)| r == "ScalingReplicaSet" && m.contains("from 0 to 3")));
+        let prog = p
+            .status
+            .conditions
+            .unwrap()
+            .into_iter()
+            .find(|c| c.type_ == "Progressing")
+            .unwrap();
         assert_eq!(prog.reason.as_deref(), Some(status::NEW_RS_CREATED));
     }
 
@@ -658,7 +853,11 @@ mod tests {
         // default maxSurge 25% of 4 = 1
         assert_eq!(new.spec.as_ref().unwrap().replicas, Some(1));
         assert_eq!(new.annotations()[revision::REVISION], "2");
-        assert!(p.updates.is_empty(), "old replicaset is not scaled in the same pass: {:?}", p.updates);
+        assert!(
+            p.updates.is_empty(),
+            "old replicaset is not scaled in the same pass: {:?}",
+            p.updates
+        );
     }
 
     #[test]
@@ -670,14 +869,21 @@ mod tests {
         let p = plan(&v2, &[old.clone(), new.clone()], Timestamp::now());
         assert!(p.create.is_none());
         // 5 pods, floor 3 (4 - 1): two old pods may go.
-        let u = p.updates.iter().find(|u| u.name == old.name_any()).expect("old scaled");
+        let u = p
+            .updates
+            .iter()
+            .find(|u| u.name == old.name_any())
+            .expect("old scaled");
         assert_eq!(u.replicas, Some(2));
     }
 
     #[test]
     fn recreate_scales_old_to_zero_before_creating() {
         let mut v1 = deployment("web", 3);
-        v1.spec.as_mut().unwrap().strategy = Some(DeploymentStrategy { type_: Some("Recreate".into()), rolling_update: None });
+        v1.spec.as_mut().unwrap().strategy = Some(DeploymentStrategy {
+            type_: Some("Recreate".into()),
+            rolling_update: None,
+        });
         let old = owned_rs(&v1, 3, 3, 1);
         let v2 = with_image(&v1, "nginx:2");
         let p = plan(&v2, std::slice::from_ref(&old), Timestamp::now());
@@ -689,12 +895,29 @@ mod tests {
             n
         });
         let p = plan(&v2, &[old.clone(), new.clone()], Timestamp::now());
-        assert_eq!(p.updates.iter().find(|u| u.name == old.name_any()).unwrap().replicas, Some(0));
-        assert!(p.updates.iter().all(|u| u.name != new.name_any() || u.replicas.is_none()));
+        assert_eq!(
+            p.updates
+                .iter()
+                .find(|u| u.name == old.name_any())
+                .unwrap()
+                .replicas,
+            Some(0)
+        );
+        assert!(p
+            .updates
+            .iter()
+            .all(|u| u.name != new.name_any() || u.replicas.is_none()));
         // Old scaled and drained: the new one comes up.
         let drained = owned_rs(&v1, 0, 0, 1);
         let p = plan(&v2, &[drained, new.clone()], Timestamp::now());
-        assert_eq!(p.updates.iter().find(|u| u.name == new.name_any()).unwrap().replicas, Some(3));
+        assert_eq!(
+            p.updates
+                .iter()
+                .find(|u| u.name == new.name_any())
+                .unwrap()
+                .replicas,
+            Some(3)
+        );
     }
 
     #[test]
@@ -706,7 +929,11 @@ mod tests {
         // kubectl rollout undo put v1's template back.
         let p = plan(&v1, &[rs1.clone(), rs2], Timestamp::now());
         assert!(p.create.is_none(), "the old replicaset is reused");
-        let u = p.updates.iter().find(|u| u.name == rs1.name_any()).expect("rs1 updated");
+        let u = p
+            .updates
+            .iter()
+            .find(|u| u.name == rs1.name_any())
+            .expect("rs1 updated");
         let ann = u.annotations.as_ref().unwrap();
         assert_eq!(ann[revision::REVISION], "3");
         assert_eq!(ann[revision::REVISION_HISTORY], "1");
@@ -720,7 +947,14 @@ mod tests {
         let rs = owned_rs(&d, 1, 1, 1);
         d.spec.as_mut().unwrap().min_ready_seconds = Some(7);
         let p = plan(&d, std::slice::from_ref(&rs), Timestamp::now());
-        assert_eq!(p.updates.iter().find(|u| u.name == rs.name_any()).unwrap().min_ready_seconds, Some(7));
+        assert_eq!(
+            p.updates
+                .iter()
+                .find(|u| u.name == rs.name_any())
+                .unwrap()
+                .min_ready_seconds,
+            Some(7)
+        );
     }
 
     #[test]
@@ -747,17 +981,36 @@ mod tests {
         }
         let mut v2_big = v2.clone();
         v2_big.spec.as_mut().unwrap().replicas = Some(20);
-        let p = plan(&v2_big, &[Arc::new(old.clone()), Arc::new(new.clone())], Timestamp::now());
+        let p = plan(
+            &v2_big,
+            &[Arc::new(old.clone()), Arc::new(new.clone())],
+            Timestamp::now(),
+        );
         let sizes: Vec<i32> = p.updates.iter().filter_map(|u| u.replicas).collect();
-        assert_eq!(sizes.iter().sum::<i32>(), 25, "20 + 25% surge: {:?}", p.updates);
-        assert!(p.updates.iter().all(|u| u.annotations.as_ref().unwrap()[revision::DESIRED_REPLICAS] == "20"));
+        assert_eq!(
+            sizes.iter().sum::<i32>(),
+            25,
+            "20 + 25% surge: {:?}",
+            p.updates
+        );
+        assert!(p
+            .updates
+            .iter()
+            .all(|u| u.annotations.as_ref().unwrap()[revision::DESIRED_REPLICAS] == "20"));
 
         // Paused and resized with one active replicaset: it takes the new size.
         let mut paused = deployment("web", 3);
         paused.spec.as_mut().unwrap().paused = Some(true);
         let rs = owned_rs(&deployment("web", 2), 2, 2, 1);
         let p = plan(&paused, std::slice::from_ref(&rs), Timestamp::now());
-        assert_eq!(p.updates.iter().find(|u| u.name == rs.name_any()).unwrap().replicas, Some(3));
+        assert_eq!(
+            p.updates
+                .iter()
+                .find(|u| u.name == rs.name_any())
+                .unwrap()
+                .replicas,
+            Some(3)
+        );
     }
 
     #[test]
@@ -767,7 +1020,11 @@ mod tests {
         orphan.metadata.owner_references = None;
         let mut foreign = (*owned_rs(&with_image(&d, "x"), 1, 1, 1)).clone();
         foreign.metadata.owner_references.as_mut().unwrap()[0].uid = "someone-else".into();
-        let p = plan(&d, &[Arc::new(orphan.clone()), Arc::new(foreign)], Timestamp::now());
+        let p = plan(
+            &d,
+            &[Arc::new(orphan.clone()), Arc::new(foreign)],
+            Timestamp::now(),
+        );
         assert_eq!(p.adopt, vec![orphan.name_any()]);
         assert!(p.create.is_none(), "the adopted replicaset is the new one");
     }
@@ -821,7 +1078,13 @@ mod tests {
         }]);
         v2.status = Some(st);
         let p = plan(&v2, &[old, new], now);
-        let c = p.status.conditions.unwrap().into_iter().find(|c| c.type_ == "Progressing").unwrap();
+        let c = p
+            .status
+            .conditions
+            .unwrap()
+            .into_iter()
+            .find(|c| c.type_ == "Progressing")
+            .unwrap();
         assert_eq!(c.reason.as_deref(), Some(status::DEADLINE_EXCEEDED));
     }
 }

@@ -36,7 +36,10 @@ pub fn revision(meta: &ObjectMeta) -> i64 {
 }
 
 pub fn max_revision(rss: &[Arc<ReplicaSet>]) -> i64 {
-    rss.iter().map(|rs| revision(&rs.metadata)).max().unwrap_or(0)
+    rss.iter()
+        .map(|rs| revision(&rs.metadata))
+        .max()
+        .unwrap_or(0)
 }
 
 /// The annotations the new ReplicaSet should carry: the Deployment's (minus
@@ -48,15 +51,20 @@ pub fn new_rs_annotations(
     max_old_revision: i64,
     max_surge: i32,
 ) -> BTreeMap<String, String> {
-    let mut out: BTreeMap<String, String> =
-        current.and_then(|m| m.annotations.clone()).unwrap_or_default();
+    let mut out: BTreeMap<String, String> = current
+        .and_then(|m| m.annotations.clone())
+        .unwrap_or_default();
     for (k, v) in d.annotations() {
         if !NOT_COPIED.contains(&k.as_str()) {
             out.insert(k.clone(), v.clone());
         }
     }
     let old = current.map(revision).unwrap_or(0);
-    let new = if old > max_old_revision { old } else { max_old_revision + 1 };
+    let new = if old > max_old_revision {
+        old
+    } else {
+        max_old_revision + 1
+    };
     if old != 0 && old != new {
         let history = match out.get(REVISION_HISTORY) {
             Some(h) if !h.is_empty() => format!("{h},{old}"),
@@ -74,7 +82,12 @@ pub fn new_rs_annotations(
 /// Old ReplicaSets to delete so that at most `revisionHistoryLimit` (default 10) fully
 /// scaled-down ones remain; the oldest revisions go first.
 pub fn history_to_delete(d: &Deployment, old: &[Arc<ReplicaSet>]) -> Vec<String> {
-    let limit = d.spec.as_ref().and_then(|s| s.revision_history_limit).unwrap_or(10).max(0) as usize;
+    let limit = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.revision_history_limit)
+        .unwrap_or(10)
+        .max(0) as usize;
     let mut idle: Vec<&Arc<ReplicaSet>> = old
         .iter()
         .filter(|rs| rs.metadata.deletion_timestamp.is_none())
@@ -84,7 +97,12 @@ pub fn history_to_delete(d: &Deployment, old: &[Arc<ReplicaSet>]) -> Vec<String>
     if idle.len() <= limit {
         return Vec::new();
     }
-    idle.sort_by_key(|rs| (revision(&rs.metadata), rs.metadata.creation_timestamp.as_ref().map(|t| t.0)));
+    idle.sort_by_key(|rs| {
+        (
+            revision(&rs.metadata),
+            rs.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        )
+    });
     let n = idle.len() - limit;
     idle[..n].iter().map(|rs| rs.name_any()).collect()
 }
@@ -109,7 +127,11 @@ mod tests {
             let current = current_rev.map(|r| rs_with("web-x", "u", 0, 0, r).metadata.clone());
             let a = new_rs_annotations(&d, current.as_ref(), max_old, 1);
             assert_eq!(a[REVISION], want, "{name}");
-            assert_eq!(a.get(REVISION_HISTORY).map(String::as_str), history, "{name}");
+            assert_eq!(
+                a.get(REVISION_HISTORY).map(String::as_str),
+                history,
+                "{name}"
+            );
             assert_eq!(a[DESIRED_REPLICAS], "3", "{name}");
             assert_eq!(a[MAX_REPLICAS], "4", "{name}");
         }
@@ -145,7 +167,10 @@ mod tests {
             // still running pods: never deleted
             Arc::new(rs_with("busy", "u4", 0, 2, 0)),
         ];
-        assert_eq!(history_to_delete(&d, &old), vec!["r1".to_string(), "r2".to_string()]);
+        assert_eq!(
+            history_to_delete(&d, &old),
+            vec!["r1".to_string(), "r2".to_string()]
+        );
         d.spec.as_mut().unwrap().revision_history_limit = Some(5);
         assert!(history_to_delete(&d, &old).is_empty());
     }

@@ -63,7 +63,10 @@ pub fn step(replicas: i32, surge: i32, unavailable: i32, new: &RsView, old: &[Rs
         }
     };
     if target_new != new.replicas {
-        return Step { scale_new: Some(target_new), scale_old: Vec::new() };
+        return Step {
+            scale_new: Some(target_new),
+            scale_old: Vec::new(),
+        };
     }
     if old_total == 0 {
         return Step::default();
@@ -93,7 +96,11 @@ pub fn step(replicas: i32, surge: i32, unavailable: i32, new: &RsView, old: &[Rs
         cleaned += n;
     }
     // Then available ones, as far as availability above the floor allows.
-    let available: i32 = new.available + olds.iter().map(|r| r.available.min(r.replicas)).sum::<i32>();
+    let available: i32 = new.available
+        + olds
+            .iter()
+            .map(|r| r.available.min(r.replicas))
+            .sum::<i32>();
     let mut budget = (available - min_available).max(0);
     for rs in olds.iter_mut() {
         if budget == 0 {
@@ -112,7 +119,10 @@ pub fn step(replicas: i32, surge: i32, unavailable: i32, new: &RsView, old: &[Rs
         .filter(|(after, before)| after.replicas != before.replicas)
         .map(|(after, _)| (after.name, after.replicas))
         .collect();
-    Step { scale_new: None, scale_old }
+    Step {
+        scale_new: None,
+        scale_old,
+    }
 }
 
 /// One active ReplicaSet as proportional scaling sees it.
@@ -133,14 +143,23 @@ pub struct Sizing {
 /// its share of the difference, rounded, and the largest one absorbs the leftover.
 /// `status_replicas` is the Deployment's `status.replicas`, used for ReplicaSets without
 /// the annotation. Returns the new size of every ReplicaSet, in input order.
-pub fn proportional(replicas: i32, surge: i32, status_replicas: i32, active: &[Sizing]) -> Vec<(String, i32)> {
+pub fn proportional(
+    replicas: i32,
+    surge: i32,
+    status_replicas: i32,
+    active: &[Sizing],
+) -> Vec<(String, i32)> {
     let current: i32 = active.iter().map(|r| r.replicas).sum();
     let allowed = if replicas > 0 { replicas + surge } else { 0 };
     let to_add = allowed - current;
     let mut order: Vec<&Sizing> = active.iter().collect();
     // Scaling up favours the larger, then newer; scaling down the larger, then older.
     order.sort_by(|a, b| {
-        b.replicas.cmp(&a.replicas).then(if to_add > 0 { b.age_rank.cmp(&a.age_rank) } else { a.age_rank.cmp(&b.age_rank) })
+        b.replicas.cmp(&a.replicas).then(if to_add > 0 {
+            b.age_rank.cmp(&a.age_rank)
+        } else {
+            a.age_rank.cmp(&b.age_rank)
+        })
     });
     let mut sizes: Vec<(String, i32)> = Vec::new();
     let mut added = 0;
@@ -151,11 +170,16 @@ pub fn proportional(replicas: i32, surge: i32, status_replicas: i32, active: &[S
                 -rs.replicas
             } else {
                 let annotated = rs.max_annotation.unwrap_or(status_replicas).max(1);
-                let target = f64::from(rs.replicas) * f64::from(replicas + surge) / f64::from(annotated);
+                let target =
+                    f64::from(rs.replicas) * f64::from(replicas + surge) / f64::from(annotated);
                 target.round() as i32 - rs.replicas
             };
             let left = to_add - added;
-            share = if to_add > 0 { fraction.min(left) } else { fraction.max(left) };
+            share = if to_add > 0 {
+                fraction.min(left)
+            } else {
+                fraction.max(left)
+            };
         }
         added += share;
         sizes.push((rs.name.clone(), rs.replicas + share));
@@ -165,7 +189,13 @@ pub fn proportional(replicas: i32, surge: i32, status_replicas: i32, active: &[S
     }
     active
         .iter()
-        .map(|rs| sizes.iter().find(|(n, _)| n == &rs.name).cloned().unwrap_or((rs.name.clone(), rs.replicas)))
+        .map(|rs| {
+            sizes
+                .iter()
+                .find(|(n, _)| n == &rs.name)
+                .cloned()
+                .unwrap_or((rs.name.clone(), rs.replicas))
+        })
         .collect()
 }
 
@@ -175,7 +205,11 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
     fn v(name: &str, replicas: i32, available: i32) -> RsView {
-        RsView { name: name.into(), replicas, available }
+        RsView {
+            name: name.into(),
+            replicas,
+            available,
+        }
     }
 
     #[test]
@@ -184,12 +218,26 @@ mod tests {
         let cases = vec![
             (10, None, None, (3, 2)),
             (1, None, None, (1, 0)),
-            (4, Some(IntOrString::Int(0)), Some(IntOrString::Int(0)), (0, 1)),
+            (
+                4,
+                Some(IntOrString::Int(0)),
+                Some(IntOrString::Int(0)),
+                (0, 1),
+            ),
             (10, Some(s("50%")), Some(s("10%")), (5, 1)),
-            (3, Some(IntOrString::Int(1)), Some(IntOrString::Int(5)), (1, 3)),
+            (
+                3,
+                Some(IntOrString::Int(1)),
+                Some(IntOrString::Int(5)),
+                (1, 3),
+            ),
         ];
         for (replicas, surge, unav, want) in cases {
-            assert_eq!(resolve_bounds(replicas, surge.as_ref(), unav.as_ref()), want, "{replicas} {surge:?} {unav:?}");
+            assert_eq!(
+                resolve_bounds(replicas, surge.as_ref(), unav.as_ref()),
+                want,
+                "{replicas} {surge:?} {unav:?}"
+            );
         }
     }
 
@@ -207,60 +255,115 @@ mod tests {
         let cases = vec![
             Case {
                 name: "start: surge up the new replicaset",
-                replicas: 4, surge: 1, unavailable: 1,
-                new: v("new", 0, 0), old: vec![v("old", 4, 4)],
-                want: Step { scale_new: Some(1), scale_old: vec![] },
+                replicas: 4,
+                surge: 1,
+                unavailable: 1,
+                new: v("new", 0, 0),
+                old: vec![v("old", 4, 4)],
+                want: Step {
+                    scale_new: Some(1),
+                    scale_old: vec![],
+                },
             },
             Case {
                 name: "surge used: scale old down by what availability allows",
-                replicas: 4, surge: 1, unavailable: 1,
-                new: v("new", 1, 0), old: vec![v("old", 4, 4)],
-                want: Step { scale_new: None, scale_old: vec![("old".into(), 3)] },
+                replicas: 4,
+                surge: 1,
+                unavailable: 1,
+                new: v("new", 1, 0),
+                old: vec![v("old", 4, 4)],
+                want: Step {
+                    scale_new: None,
+                    scale_old: vec![("old".into(), 3)],
+                },
             },
             Case {
                 name: "new pods not available yet: wait",
-                replicas: 4, surge: 1, unavailable: 0,
-                new: v("new", 1, 0), old: vec![v("old", 4, 4)],
+                replicas: 4,
+                surge: 1,
+                unavailable: 0,
+                new: v("new", 1, 0),
+                old: vec![v("old", 4, 4)],
                 want: Step::default(),
             },
             Case {
                 name: "unhealthy old pods go first",
-                replicas: 4, surge: 0, unavailable: 1,
-                new: v("new", 0, 0), old: vec![v("older", 2, 0), v("old", 4, 4)],
-                want: Step { scale_new: None, scale_old: vec![("older".into(), 0), ("old".into(), 3)] },
+                replicas: 4,
+                surge: 0,
+                unavailable: 1,
+                new: v("new", 0, 0),
+                old: vec![v("older", 2, 0), v("old", 4, 4)],
+                want: Step {
+                    scale_new: None,
+                    scale_old: vec![("older".into(), 0), ("old".into(), 3)],
+                },
             },
             Case {
                 name: "done",
-                replicas: 3, surge: 1, unavailable: 0,
-                new: v("new", 3, 3), old: vec![v("old", 0, 0)],
+                replicas: 3,
+                surge: 1,
+                unavailable: 0,
+                new: v("new", 3, 3),
+                old: vec![v("old", 0, 0)],
                 want: Step::default(),
             },
             Case {
                 name: "deployment scaled down: new shrinks at once",
-                replicas: 2, surge: 1, unavailable: 0,
-                new: v("new", 5, 5), old: vec![],
-                want: Step { scale_new: Some(2), scale_old: vec![] },
+                replicas: 2,
+                surge: 1,
+                unavailable: 0,
+                new: v("new", 5, 5),
+                old: vec![],
+                want: Step {
+                    scale_new: Some(2),
+                    scale_old: vec![],
+                },
             },
         ];
         for c in cases {
-            assert_eq!(step(c.replicas, c.surge, c.unavailable, &c.new, &c.old), c.want, "{}", c.name);
+            assert_eq!(
+                step(c.replicas, c.surge, c.unavailable, &c.new, &c.old),
+                c.want,
+                "{}",
+                c.name
+            );
         }
     }
 
     #[test]
     fn proportional_scaling_keeps_shares() {
-        let sz = |name: &str, replicas: i32, max: Option<i32>, age: usize| Sizing { name: name.into(), replicas, max_annotation: max, age_rank: age };
+        let sz = |name: &str, replicas: i32, max: Option<i32>, age: usize| Sizing {
+            name: name.into(),
+            replicas,
+            max_annotation: max,
+            age_rank: age,
+        };
         // 10 -> 20 replicas (surge 3 -> 5), mid-rollout with old 8, new 5 (13 = 10 + 3).
-        let out = proportional(20, 5, 13, &[sz("old", 8, Some(13), 0), sz("new", 5, Some(13), 1)]);
+        let out = proportional(
+            20,
+            5,
+            13,
+            &[sz("old", 8, Some(13), 0), sz("new", 5, Some(13), 1)],
+        );
         assert_eq!(out.iter().map(|(_, n)| n).sum::<i32>(), 25);
         let old = out.iter().find(|(n, _)| n == "old").unwrap().1;
         let new = out.iter().find(|(n, _)| n == "new").unwrap().1;
         assert!(old > 8 && new > 5 && old > new, "{out:?}");
         // Scale down to 0.
-        let out = proportional(0, 0, 13, &[sz("old", 8, Some(13), 0), sz("new", 5, Some(13), 1)]);
+        let out = proportional(
+            0,
+            0,
+            13,
+            &[sz("old", 8, Some(13), 0), sz("new", 5, Some(13), 1)],
+        );
         assert_eq!(out, vec![("old".to_string(), 0), ("new".to_string(), 0)]);
         // Scale down 10 -> 5 (surge 2).
-        let out = proportional(5, 2, 13, &[sz("old", 8, Some(13), 0), sz("new", 5, Some(13), 1)]);
+        let out = proportional(
+            5,
+            2,
+            13,
+            &[sz("old", 8, Some(13), 0), sz("new", 5, Some(13), 1)],
+        );
         assert_eq!(out.iter().map(|(_, n)| n).sum::<i32>(), 7);
         assert!(out.iter().all(|(_, n)| *n >= 0));
     }
@@ -269,13 +372,23 @@ mod tests {
     /// tick later, and checks the bounds at every tick.
     #[test]
     fn simulated_rollouts_never_exceed_bounds_and_finish() {
-        for &(replicas, surge, unavailable) in &[(10, 3, 2), (10, 0, 1), (10, 1, 0), (5, 5, 0), (1, 1, 0), (7, 2, 3)] {
+        for &(replicas, surge, unavailable) in &[
+            (10, 3, 2),
+            (10, 0, 1),
+            (10, 1, 0),
+            (5, 5, 0),
+            (1, 1, 0),
+            (7, 2, 3),
+        ] {
             let mut new = v("new", 0, 0);
             let mut old = vec![v("old", replicas, replicas)];
             let mut ticks = 0;
             loop {
                 ticks += 1;
-                assert!(ticks < 200, "rollout {replicas}/{surge}/{unavailable} did not finish");
+                assert!(
+                    ticks < 200,
+                    "rollout {replicas}/{surge}/{unavailable} did not finish"
+                );
                 let s = step(replicas, surge, unavailable, &new, &old);
                 if let Some(n) = s.scale_new {
                     new.replicas = n;
@@ -288,9 +401,18 @@ mod tests {
                 }
                 let total: i32 = new.replicas + old.iter().map(|r| r.replicas).sum::<i32>();
                 let avail: i32 = new.available + old.iter().map(|r| r.available).sum::<i32>();
-                assert!(total <= replicas + surge, "surge exceeded: {total} at tick {ticks}");
-                assert!(avail >= replicas - unavailable, "availability {avail} below floor at tick {ticks}");
-                if s == Step::default() && new.available == replicas && old.iter().all(|r| r.replicas == 0) {
+                assert!(
+                    total <= replicas + surge,
+                    "surge exceeded: {total} at tick {ticks}"
+                );
+                assert!(
+                    avail >= replicas - unavailable,
+                    "availability {avail} below floor at tick {ticks}"
+                );
+                if s == Step::default()
+                    && new.available == replicas
+                    && old.iter().all(|r| r.replicas == 0)
+                {
                     break;
                 }
                 // The kubelet: pods created last tick are available now.

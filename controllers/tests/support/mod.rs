@@ -33,12 +33,23 @@ impl Cluster {
         let server = TestServer::start().await;
         let client = server.client().await;
         let stop = CancellationToken::new();
-        let controllers = tokio::spawn(skiff_controllers::run(config, client.clone(), stop.clone()));
+        let controllers =
+            tokio::spawn(skiff_controllers::run(config, client.clone(), stop.clone()));
         let dead_nodes = Arc::new(Mutex::new(HashSet::new()));
         if kubelet {
-            tokio::spawn(fake_kubelet(client.clone(), stop.clone(), dead_nodes.clone()));
+            tokio::spawn(fake_kubelet(
+                client.clone(),
+                stop.clone(),
+                dead_nodes.clone(),
+            ));
         }
-        Cluster { server, client, stop, controllers, dead_nodes }
+        Cluster {
+            server,
+            client,
+            stop,
+            controllers,
+            dead_nodes,
+        }
     }
 
     pub async fn stop(self) {
@@ -50,23 +61,36 @@ impl Cluster {
 
 /// Marks every pod Running and Ready (with a made-up IP) and finishes graceful deletions
 /// at once, like a kubelet whose containers start and stop instantly.
-pub async fn fake_kubelet(client: Client, stop: CancellationToken, dead: Arc<Mutex<HashSet<String>>>) {
+pub async fn fake_kubelet(
+    client: Client,
+    stop: CancellationToken,
+    dead: Arc<Mutex<HashSet<String>>>,
+) {
     let pods: Api<Pod> = Api::all(client.clone());
-    let mut stream = watcher(pods, watcher::Config::default()).default_backoff().applied_objects().boxed();
+    let mut stream = watcher(pods, watcher::Config::default())
+        .default_backoff()
+        .applied_objects()
+        .boxed();
     let mut n: u32 = 0;
     loop {
         let pod = tokio::select! {
             _ = stop.cancelled() => return,
             p = stream.next() => match p { Some(Ok(p)) => p, Some(Err(_)) => continue, None => return },
         };
-        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default();
         if dead.lock().unwrap().contains(&node) {
             continue;
         }
         let ns = pod.namespace().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
         if pod.metadata.deletion_timestamp.is_some() {
-            let _ = api.delete(&pod.name_any(), &DeleteParams::default().grace_period(0)).await;
+            let _ = api
+                .delete(&pod.name_any(), &DeleteParams::default().grace_period(0))
+                .await;
             continue;
         }
         if skiff_controllers::util::pod_is_ready(&pod) {
@@ -84,7 +108,13 @@ pub async fn fake_kubelet(client: Client, stop: CancellationToken, dead: Arc<Mut
                 {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
             ],
         }});
-        let _ = api.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await;
+        let _ = api
+            .patch_status(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await;
     }
 }
 
@@ -112,7 +142,12 @@ pub async fn active_pods(client: &Client, ns: &str, app: &str) -> Vec<Pod> {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     api.list(&kube::api::ListParams::default().labels(&format!("app={app}")))
         .await
-        .map(|l| l.items.into_iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect())
+        .map(|l| {
+            l.items
+                .into_iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .collect()
+        })
         .unwrap_or_default()
 }
 

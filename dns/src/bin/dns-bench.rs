@@ -37,7 +37,14 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut a = Args { services: 1000, seconds: 10, clients: 16, max_queries: 5_000_000, serve: None, names: None };
+    let mut a = Args {
+        services: 1000,
+        seconds: 10,
+        clients: 16,
+        max_queries: 5_000_000,
+        serve: None,
+        names: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -85,13 +92,25 @@ fn names(n: usize) -> Vec<(String, RecordType)> {
         out.push((format!("svc{i}.{ns}.svc.cluster.local."), RecordType::A));
         out.push((format!("svc{i}.{ns}.svc.cluster.local."), RecordType::A));
         out.push((format!("svc{i}.{ns}.svc.cluster.local."), RecordType::A));
-        out.push((format!("svc{i}.{ns}.{ns}.svc.cluster.local."), RecordType::A));
+        out.push((
+            format!("svc{i}.{ns}.{ns}.svc.cluster.local."),
+            RecordType::A,
+        ));
         out.push((format!("svc{i}.{ns}.svc.svc.cluster.local."), RecordType::A));
-        out.push((format!("svc{i}.{ns}.svc.cluster.local.cluster.local."), RecordType::A));
-        out.push((format!("svc{i}.ns{}.svc.cluster.local.", (i + 1) % 20), RecordType::A));
+        out.push((
+            format!("svc{i}.{ns}.svc.cluster.local.cluster.local."),
+            RecordType::A,
+        ));
+        out.push((
+            format!("svc{i}.ns{}.svc.cluster.local.", (i + 1) % 20),
+            RecordType::A,
+        ));
         out.push((format!("svc{i}.{ns}.svc.cluster.local."), RecordType::A));
         out.push((format!("svc{i}.{ns}.svc.cluster.local."), RecordType::A));
-        out.push((format!("_http._tcp.svc{i}.{ns}.svc.cluster.local."), RecordType::SRV));
+        out.push((
+            format!("_http._tcp.svc{i}.{ns}.svc.cluster.local."),
+            RecordType::SRV,
+        ));
     }
     out
 }
@@ -104,8 +123,16 @@ struct ClientStats {
     nxdomain: u64,
 }
 
-async fn client(addr: SocketAddr, queries: Arc<Vec<Vec<u8>>>, start: usize, stop: Arc<AtomicBool>, budget: u64) -> ClientStats {
-    let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind client socket");
+async fn client(
+    addr: SocketAddr,
+    queries: Arc<Vec<Vec<u8>>>,
+    start: usize,
+    stop: Arc<AtomicBool>,
+    budget: u64,
+) -> ClientStats {
+    let sock = UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind client socket");
     let mut stats = ClientStats::default();
     let mut buf = vec![0u8; 4096];
     let mut i = start;
@@ -124,7 +151,9 @@ async fn client(addr: SocketAddr, queries: Arc<Vec<Vec<u8>>>, start: usize, stop
         loop {
             match tokio::time::timeout(Duration::from_secs(1), sock.recv_from(&mut buf)).await {
                 Ok(Ok((n, _))) if n >= 4 && buf[..2] == id.to_be_bytes() => {
-                    stats.latencies_us.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                    stats
+                        .latencies_us
+                        .push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
                     if buf[3] & 0x0f == 3 {
                         stats.nxdomain += 1;
                     } else if buf[3] & 0x0f != 0 {
@@ -150,7 +179,10 @@ async fn client(addr: SocketAddr, queries: Arc<Vec<Vec<u8>>>, start: usize, stop
 fn encode(name: &str, qtype: RecordType) -> Vec<u8> {
     let mut m = Message::new(0, MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
-    m.add_query(Query::query(Name::from_ascii(name).expect("valid name"), qtype));
+    m.add_query(Query::query(
+        Name::from_ascii(name).expect("valid name"),
+        qtype,
+    ));
     m.to_vec().expect("encode query")
 }
 
@@ -164,17 +196,29 @@ fn pct(sorted: &[u32], p: f64) -> f64 {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args()?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let (services, slices) = cluster(args.services);
         let t0 = Instant::now();
         let mut built = RecordTable::build("cluster.local", services.iter(), slices.iter());
         let build_time = t0.elapsed();
         built.serial = 1;
-        println!("table: {} services -> {} names, built in {:.2} ms", args.services, built.len(), build_time.as_secs_f64() * 1000.0);
+        println!(
+            "table: {} services -> {} names, built in {:.2} ms",
+            args.services,
+            built.len(),
+            build_time.as_secs_f64() * 1000.0
+        );
         let table: SharedTable = Arc::new(ArcSwap::from_pointee(built));
         let listen = args.serve.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap());
-        let server = DnsServer::bind(listen, table, Forwarder::new(vec![], listen, Duration::from_secs(2))).await?;
+        let server = DnsServer::bind(
+            listen,
+            table,
+            Forwarder::new(vec![], listen, Duration::from_secs(2)),
+        )
+        .await?;
         let addr = server.local_addr()?;
         let stop_server = CancellationToken::new();
         let serving = tokio::spawn(server.serve(stop_server.clone()));
@@ -182,7 +226,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
         if args.serve.is_some() {
             if let Some(path) = &args.names {
-                let text: String = mix.iter().map(|(n, t)| format!("{} {}\n", n.trim_end_matches('.'), t)).collect();
+                let text: String = mix
+                    .iter()
+                    .map(|(n, t)| format!("{} {}\n", n.trim_end_matches('.'), t))
+                    .collect();
                 std::fs::write(path, text)?;
             }
             println!("serving on {addr} for {} s", args.seconds);
@@ -197,7 +244,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let budget = args.max_queries / args.clients as u64;
         let started = Instant::now();
         let tasks: Vec<_> = (0..args.clients)
-            .map(|c| tokio::spawn(client(addr, queries.clone(), c * 7919, stop.clone(), budget)))
+            .map(|c| {
+                tokio::spawn(client(
+                    addr,
+                    queries.clone(),
+                    c * 7919,
+                    stop.clone(),
+                    budget,
+                ))
+            })
             .collect();
         tokio::time::sleep(Duration::from_secs(args.seconds)).await;
         stop.store(true, Ordering::Relaxed);

@@ -60,14 +60,19 @@ impl Drop for Nginx {
 }
 
 fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn start_nginx(backends: &[SocketAddr]) -> std::result::Result<(Nginx, u16), BoxError> {
     let dir = std::env::temp_dir().join(format!("ski-nginx-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let port = free_port()?;
-    let servers: String = backends.iter().map(|b| format!("        server {b};\n")).collect();
+    let servers: String = backends
+        .iter()
+        .map(|b| format!("        server {b};\n"))
+        .collect();
     let d = dir.display();
     // The usual tuned reverse-proxy setup: upstream keep-alive, HTTP/1.1 to the
     // backends, no access log, one worker per core.
@@ -117,7 +122,9 @@ http {{
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .map_err(|e| format!("starting nginx failed: {e}; install it with apt-get install -y nginx"))?;
+        .map_err(|e| {
+            format!("starting nginx failed: {e}; install it with apt-get install -y nginx")
+        })?;
     let nginx = Nginx { child, dir };
     wait_listening(port)?;
     Ok((nginx, port))
@@ -137,7 +144,14 @@ fn wait_listening(port: u16) -> std::result::Result<(), BoxError> {
 /// Runs `wrk -t2 -c64 -dNs --latency` with the benchmark Host header.
 async fn wrk(port: u16, seconds: u64) -> std::result::Result<Result, BoxError> {
     let out = tokio::process::Command::new("wrk")
-        .args(["-t2", "-c64", &format!("-d{seconds}s"), "--latency", "-H", &format!("Host: {HOST}")])
+        .args([
+            "-t2",
+            "-c64",
+            &format!("-d{seconds}s"),
+            "--latency",
+            "-H",
+            &format!("Host: {HOST}"),
+        ])
         .arg(format!("http://127.0.0.1:{port}/"))
         .kill_on_drop(true)
         .output()
@@ -164,21 +178,45 @@ fn parse_wrk(text: &str) -> Option<Result> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> std::result::Result<(), BoxError> {
-    let seconds: u64 = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(10);
+    let seconds: u64 = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(10);
     let shutdown = CancellationToken::new();
     let _stop = shutdown.clone().drop_guard();
 
     // Two backend "pods" on the same port of two loopback addresses.
     let first = echo_backend("127.0.0.1:0".parse()?, "pod-1", shutdown.clone()).await?;
-    let second = echo_backend(SocketAddr::new("127.0.0.2".parse()?, first.port()), "pod-2", shutdown.clone()).await?;
+    let second = echo_backend(
+        SocketAddr::new("127.0.0.2".parse()?, first.port()),
+        "pod-2",
+        shutdown.clone(),
+    )
+    .await?;
     let backends = [first, second];
 
     // skiff-ingress, in-process, with a table built from real objects.
-    let sel = ClassSelector { class_name: "skiff".into(), controller: "bench".into(), claim_classless: true };
+    let sel = ClassSelector {
+        class_name: "skiff".into(),
+        controller: "bench".into(),
+        claim_classless: true,
+    };
     let inputs = Inputs {
-        ingresses: vec![simple_ingress("default", "bench", Some(HOST), &[("/", "Prefix", "web", 80)])],
+        ingresses: vec![simple_ingress(
+            "default",
+            "bench",
+            Some(HOST),
+            &[("/", "Prefix", "web", 80)],
+        )],
         services: vec![service("default", "web", &[("http", 80)])],
-        slices: vec![slice("default", "web", "http", first.port(), &[("127.0.0.1", true), ("127.0.0.2", true)])],
+        slices: vec![slice(
+            "default",
+            "web",
+            "http",
+            first.port(),
+            &[("127.0.0.1", true), ("127.0.0.2", true)],
+        )],
         ..Default::default()
     };
     let shared = Arc::new(Shared::default());
@@ -186,8 +224,15 @@ async fn main() -> std::result::Result<(), BoxError> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let skiff_port = listener.local_addr()?.port();
     // Optional third argument: proxy worker threads (default: one per CPU).
-    let workers: usize = std::env::args().nth(3).map(|s| s.parse()).transpose()?.unwrap_or(0);
-    let config = IngressConfig { workers, ..IngressConfig::default() };
+    let workers: usize = std::env::args()
+        .nth(3)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(0);
+    let config = IngressConfig {
+        workers,
+        ..IngressConfig::default()
+    };
     let (s, t) = (shared.clone(), shutdown.clone());
     tokio::spawn(async move { skiff_ingress::serve(&config, s, Some(listener), None, t).await });
 
@@ -208,10 +253,19 @@ async fn main() -> std::result::Result<(), BoxError> {
 
 type Row = (usize, &'static str, Result);
 
-async fn measure(skiff_port: u16, nginx_port: u16, backend_port: u16, seconds: u64) -> std::result::Result<(Vec<Row>, u64), BoxError> {
+async fn measure(
+    skiff_port: u16,
+    nginx_port: u16,
+    backend_port: u16,
+    seconds: u64,
+) -> std::result::Result<(Vec<Row>, u64), BoxError> {
     // Rounds alternate the order, because on a small shared machine the background
     // load drifts; every measured run follows a short warm-up of the same target.
-    let rounds: usize = std::env::args().nth(2).map(|s| s.parse()).transpose()?.unwrap_or(2);
+    let rounds: usize = std::env::args()
+        .nth(2)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(2);
     let mut rows = Vec::new();
     for round in 0..rounds {
         let mut order = vec![("skiff-ingress", skiff_port), ("nginx", nginx_port)];
@@ -223,21 +277,39 @@ async fn measure(skiff_port: u16, nginx_port: u16, backend_port: u16, seconds: u
             rows.push((round + 1, name, wrk(port, seconds).await?));
         }
     }
-    rows.push((0, "backend direct (ceiling)", wrk(backend_port, seconds).await?));
+    rows.push((
+        0,
+        "backend direct (ceiling)",
+        wrk(backend_port, seconds).await?,
+    ));
     Ok((rows, seconds))
 }
 
 fn report(rows: &[Row], seconds: u64) {
-    let cmd = format!("wrk -t2 -c64 -d{seconds}s --latency -H 'Host: {HOST}' http://127.0.0.1:PORT/");
+    let cmd =
+        format!("wrk -t2 -c64 -d{seconds}s --latency -H 'Host: {HOST}' http://127.0.0.1:PORT/");
     println!("command: {cmd}");
-    let nginx_version =
-        Command::new("nginx").arg("-v").output().map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string()).unwrap_or_default();
-    println!("{nginx_version}; {} cores", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    let nginx_version = Command::new("nginx")
+        .arg("-v")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string())
+        .unwrap_or_default();
+    println!(
+        "{nginx_version}; {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     println!();
     println!("| round | target | requests/s | p50 | p99 | errors |");
     println!("|---:|---|---:|---:|---:|---|");
     for (round, name, r) in rows {
-        let errors = if r.errors.is_empty() { "none" } else { &r.errors };
-        println!("| {round} | {name} | {:.0} | {} | {} | {errors} |", r.requests_per_sec, r.p50, r.p99);
+        let errors = if r.errors.is_empty() {
+            "none"
+        } else {
+            &r.errors
+        };
+        println!(
+            "| {round} | {name} | {:.0} | {} | {} | {errors} |",
+            r.requests_per_sec, r.p50, r.p99
+        );
     }
 }

@@ -6,19 +6,36 @@ use crate::testing::{class, ingress, service, simple_ingress, slice};
 use serde_json::json;
 
 fn sel() -> ClassSelector {
-    ClassSelector { class_name: "skiff".into(), controller: "skiff.dev/ingress".into(), claim_classless: true }
+    ClassSelector {
+        class_name: "skiff".into(),
+        controller: "skiff.dev/ingress".into(),
+        claim_classless: true,
+    }
 }
 
 /// One Service per (path, type) so the matched backend names the rule that won.
 fn table_for(paths: &[(&str, &str)], host: Option<&str>) -> RouteTable {
     let rules: Vec<(String, &str, String, i32)> = paths
         .iter()
-        .map(|(p, t)| (p.to_string(), *t, format!("{}{}", t.to_lowercase(), p.replace('/', "-")), 80))
+        .map(|(p, t)| {
+            (
+                p.to_string(),
+                *t,
+                format!("{}{}", t.to_lowercase(), p.replace('/', "-")),
+                80,
+            )
+        })
         .collect();
-    let refs: Vec<(&str, &str, &str, i32)> = rules.iter().map(|(p, t, s, n)| (p.as_str(), *t, s.as_str(), *n)).collect();
+    let refs: Vec<(&str, &str, &str, i32)> = rules
+        .iter()
+        .map(|(p, t, s, n)| (p.as_str(), *t, s.as_str(), *n))
+        .collect();
     let inputs = Inputs {
         ingresses: vec![simple_ingress("default", "web", host, &refs)],
-        services: rules.iter().map(|(_, _, s, _)| service("default", s, &[("", 80)])).collect(),
+        services: rules
+            .iter()
+            .map(|(_, _, s, _)| service("default", s, &[("", 80)]))
+            .collect(),
         ..Default::default()
     };
     build(&inputs, &sel())
@@ -26,7 +43,13 @@ fn table_for(paths: &[(&str, &str)], host: Option<&str>) -> RouteTable {
 
 fn matched(t: &RouteTable, host: &str, path: &str) -> Option<String> {
     match t.route(host, path) {
-        Match::Found(r) => Some(r.backend.name.trim_start_matches("default/").trim_end_matches(":80").to_string()),
+        Match::Found(r) => Some(
+            r.backend
+                .name
+                .trim_start_matches("default/")
+                .trim_end_matches(":80")
+                .to_string(),
+        ),
         Match::NotFound => None,
     }
 }
@@ -46,34 +69,91 @@ fn path_types_follow_the_kubernetes_examples_table() {
         (&[("/foo/", "Prefix")], "/foo", Some("prefix-foo-")),
         (&[("/foo/", "Prefix")], "/foo/", Some("prefix-foo-")),
         (&[("/aaa/bb", "Prefix")], "/aaa/bbb", None),
-        (&[("/aaa/bbb", "Prefix")], "/aaa/bbb", Some("prefix-aaa-bbb")),
-        (&[("/aaa/bbb/", "Prefix")], "/aaa/bbb", Some("prefix-aaa-bbb-")),
-        (&[("/aaa/bbb", "Prefix")], "/aaa/bbb/", Some("prefix-aaa-bbb")),
-        (&[("/aaa/bbb", "Prefix")], "/aaa/bbb/ccc", Some("prefix-aaa-bbb")),
+        (
+            &[("/aaa/bbb", "Prefix")],
+            "/aaa/bbb",
+            Some("prefix-aaa-bbb"),
+        ),
+        (
+            &[("/aaa/bbb/", "Prefix")],
+            "/aaa/bbb",
+            Some("prefix-aaa-bbb-"),
+        ),
+        (
+            &[("/aaa/bbb", "Prefix")],
+            "/aaa/bbb/",
+            Some("prefix-aaa-bbb"),
+        ),
+        (
+            &[("/aaa/bbb", "Prefix")],
+            "/aaa/bbb/ccc",
+            Some("prefix-aaa-bbb"),
+        ),
         (&[("/aaa/bbb", "Prefix")], "/aaa/bbbxyz", None),
-        (&[("/", "Prefix"), ("/aaa", "Prefix")], "/aaa/ccc", Some("prefix-aaa")),
-        (&[("/", "Prefix"), ("/aaa", "Prefix"), ("/aaa/bbb", "Prefix")], "/aaa/bbb", Some("prefix-aaa-bbb")),
-        (&[("/", "Prefix"), ("/aaa", "Prefix"), ("/aaa/bbb", "Prefix")], "/ccc", Some("prefix-")),
+        (
+            &[("/", "Prefix"), ("/aaa", "Prefix")],
+            "/aaa/ccc",
+            Some("prefix-aaa"),
+        ),
+        (
+            &[("/", "Prefix"), ("/aaa", "Prefix"), ("/aaa/bbb", "Prefix")],
+            "/aaa/bbb",
+            Some("prefix-aaa-bbb"),
+        ),
+        (
+            &[("/", "Prefix"), ("/aaa", "Prefix"), ("/aaa/bbb", "Prefix")],
+            "/ccc",
+            Some("prefix-"),
+        ),
         (&[("/aaa", "Prefix")], "/ccc", None),
-        (&[("/foo", "Prefix"), ("/foo", "Exact")], "/foo", Some("exact-foo")),
-        (&[("/foo", "Exact"), ("/foo", "Prefix")], "/foo/x", Some("prefix-foo")),
+        (
+            &[("/foo", "Prefix"), ("/foo", "Exact")],
+            "/foo",
+            Some("exact-foo"),
+        ),
+        (
+            &[("/foo", "Exact"), ("/foo", "Prefix")],
+            "/foo/x",
+            Some("prefix-foo"),
+        ),
         // ImplementationSpecific is a Prefix here
-        (&[("/api", "ImplementationSpecific")], "/api/v1", Some("implementationspecific-api")),
+        (
+            &[("/api", "ImplementationSpecific")],
+            "/api/v1",
+            Some("implementationspecific-api"),
+        ),
         // a longer exact path beats a shorter prefix, a longer prefix beats a shorter exact
-        (&[("/a", "Prefix"), ("/a/b", "Exact")], "/a/b", Some("exact-a-b")),
-        (&[("/a/b", "Prefix"), ("/a", "Exact")], "/a/b/c", Some("prefix-a-b")),
+        (
+            &[("/a", "Prefix"), ("/a/b", "Exact")],
+            "/a/b",
+            Some("exact-a-b"),
+        ),
+        (
+            &[("/a/b", "Prefix"), ("/a", "Exact")],
+            "/a/b/c",
+            Some("prefix-a-b"),
+        ),
     ];
     for (paths, request, want) in cases {
         let t = table_for(paths, None);
         assert!(t.warnings.is_empty(), "{paths:?}: {:?}", t.warnings);
-        assert_eq!(matched(&t, "example.com", request).as_deref(), *want, "rules {paths:?}, request {request}");
+        assert_eq!(
+            matched(&t, "example.com", request).as_deref(),
+            *want,
+            "rules {paths:?}, request {request}"
+        );
     }
 }
 
 #[test]
 fn wildcard_hosts_cover_exactly_one_label() {
     let t = table_for(&[("/", "Prefix")], Some("*.foo.com"));
-    let cases = [("bar.foo.com", true), ("baz.bar.foo.com", false), ("foo.com", false), (".foo.com", false)];
+    let cases = [
+        ("bar.foo.com", true),
+        ("baz.bar.foo.com", false),
+        ("foo.com", false),
+        (".foo.com", false),
+    ];
     for (host, hit) in cases {
         assert_eq!(matched(&t, host, "/").is_some(), hit, "{host}");
     }
@@ -83,11 +163,24 @@ fn wildcard_hosts_cover_exactly_one_label() {
 fn exact_host_beats_wildcard_beats_hostless_and_tiers_fall_through() {
     let inputs = Inputs {
         ingresses: vec![
-            simple_ingress("default", "exact", Some("a.foo.com"), &[("/only", "Prefix", "exact", 80)]),
-            simple_ingress("default", "wild", Some("*.foo.com"), &[("/", "Prefix", "wild", 80)]),
+            simple_ingress(
+                "default",
+                "exact",
+                Some("a.foo.com"),
+                &[("/only", "Prefix", "exact", 80)],
+            ),
+            simple_ingress(
+                "default",
+                "wild",
+                Some("*.foo.com"),
+                &[("/", "Prefix", "wild", 80)],
+            ),
             simple_ingress("default", "any", None, &[("/", "Prefix", "any", 80)]),
         ],
-        services: ["exact", "wild", "any"].iter().map(|s| service("default", s, &[("", 80)])).collect(),
+        services: ["exact", "wild", "any"]
+            .iter()
+            .map(|s| service("default", s, &[("", 80)]))
+            .collect(),
         ..Default::default()
     };
     let t = build(&inputs, &sel());
@@ -99,7 +192,11 @@ fn exact_host_beats_wildcard_beats_hostless_and_tiers_fall_through() {
         ("example.org", "/x", "any"),
     ];
     for (host, path, want) in cases {
-        assert_eq!(matched(&t, host, path).as_deref(), Some(want), "{host}{path}");
+        assert_eq!(
+            matched(&t, host, path).as_deref(),
+            Some(want),
+            "{host}{path}"
+        );
     }
 }
 
@@ -116,14 +213,39 @@ fn default_backend_catches_the_rest_and_404_without_one() {
             ]}}]
         }),
     );
-    let services = vec![service("default", "fallback", &[("", 80)]), service("default", "app", &[("", 80)])];
-    let t = build(&Inputs { ingresses: vec![with_default], services: services.clone(), ..Default::default() }, &sel());
+    let services = vec![
+        service("default", "fallback", &[("", 80)]),
+        service("default", "app", &[("", 80)]),
+    ];
+    let t = build(
+        &Inputs {
+            ingresses: vec![with_default],
+            services: services.clone(),
+            ..Default::default()
+        },
+        &sel(),
+    );
     assert_eq!(matched(&t, "foo.com", "/app/x").as_deref(), Some("app"));
-    assert_eq!(matched(&t, "foo.com", "/other").as_deref(), Some("fallback"));
+    assert_eq!(
+        matched(&t, "foo.com", "/other").as_deref(),
+        Some("fallback")
+    );
     assert_eq!(matched(&t, "bar.com", "/app").as_deref(), Some("fallback"));
 
-    let without = simple_ingress("default", "web", Some("foo.com"), &[("/app", "Prefix", "app", 80)]);
-    let t = build(&Inputs { ingresses: vec![without], services, ..Default::default() }, &sel());
+    let without = simple_ingress(
+        "default",
+        "web",
+        Some("foo.com"),
+        &[("/app", "Prefix", "app", 80)],
+    );
+    let t = build(
+        &Inputs {
+            ingresses: vec![without],
+            services,
+            ..Default::default()
+        },
+        &sel(),
+    );
     assert_eq!(matched(&t, "bar.com", "/app"), None);
 }
 
@@ -151,12 +273,27 @@ fn backends_resolve_ready_endpoints_by_port_number_or_name() {
             {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"name": "http"}}}}
         ]}}]}),
     );
-    let by_number = simple_ingress("default", "numbered", Some("num.com"), &[("/", "Prefix", "web", 8080)]);
+    let by_number = simple_ingress(
+        "default",
+        "numbered",
+        Some("num.com"),
+        &[("/", "Prefix", "web", 8080)],
+    );
     let inputs = Inputs {
         ingresses: vec![by_name, by_number],
-        services: vec![service("default", "web", &[("http", 8080), ("metrics", 9090)])],
+        services: vec![service(
+            "default",
+            "web",
+            &[("http", 8080), ("metrics", 9090)],
+        )],
         slices: vec![
-            slice("default", "web", "http", 80, &[("10.1.0.2", true), ("10.1.0.3", false), ("10.1.0.4", true)]),
+            slice(
+                "default",
+                "web",
+                "http",
+                80,
+                &[("10.1.0.2", true), ("10.1.0.3", false), ("10.1.0.4", true)],
+            ),
             slice("default", "web", "metrics", 9100, &[("10.1.0.9", true)]),
             // same service name in another namespace must not leak in
             slice("other", "web", "http", 80, &[("10.9.0.1", true)]),
@@ -165,7 +302,9 @@ fn backends_resolve_ready_endpoints_by_port_number_or_name() {
     };
     let t = build(&inputs, &sel());
     for host in ["named.com", "num.com"] {
-        let Match::Found(r) = t.route(host, "/") else { panic!("{host} not routed") };
+        let Match::Found(r) = t.route(host, "/") else {
+            panic!("{host} not routed")
+        };
         let eps: Vec<String> = r.backend.endpoints.iter().map(|e| e.to_string()).collect();
         assert_eq!(eps, ["10.1.0.2:80", "10.1.0.4:80"], "{host}");
     }
@@ -175,7 +314,12 @@ fn backends_resolve_ready_endpoints_by_port_number_or_name() {
 fn missing_service_or_port_gives_a_backend_without_endpoints() {
     let inputs = Inputs {
         ingresses: vec![
-            simple_ingress("default", "a", Some("a.com"), &[("/", "Prefix", "nosuch", 80)]),
+            simple_ingress(
+                "default",
+                "a",
+                Some("a.com"),
+                &[("/", "Prefix", "nosuch", 80)],
+            ),
             simple_ingress("default", "b", Some("b.com"), &[("/", "Prefix", "web", 81)]),
         ],
         services: vec![service("default", "web", &[("", 80)])],
@@ -183,7 +327,9 @@ fn missing_service_or_port_gives_a_backend_without_endpoints() {
     };
     let t = build(&inputs, &sel());
     for host in ["a.com", "b.com"] {
-        let Match::Found(r) = t.route(host, "/") else { panic!("{host} not routed") };
+        let Match::Found(r) = t.route(host, "/") else {
+            panic!("{host} not routed")
+        };
         assert!(r.backend.endpoints.is_empty(), "{host}");
     }
     assert_eq!(t.warnings.len(), 2, "{:?}", t.warnings);
@@ -191,7 +337,14 @@ fn missing_service_or_port_gives_a_backend_without_endpoints() {
 
 #[test]
 fn round_robin_visits_every_endpoint_and_lists_the_rest_for_retries() {
-    let b = Backend::new("x", vec!["10.0.0.1:80".parse().unwrap(), "10.0.0.2:80".parse().unwrap(), "10.0.0.3:80".parse().unwrap()]);
+    let b = Backend::new(
+        "x",
+        vec![
+            "10.0.0.1:80".parse().unwrap(),
+            "10.0.0.2:80".parse().unwrap(),
+            "10.0.0.3:80".parse().unwrap(),
+        ],
+    );
     let firsts: Vec<_> = (0..3).map(|_| b.pick().next().unwrap()).collect();
     assert_eq!(firsts, b.endpoints);
     let order: Vec<_> = b.pick().collect();
@@ -202,7 +355,10 @@ fn round_robin_visits_every_endpoint_and_lists_the_rest_for_retries() {
 
 #[test]
 fn ingress_class_selection() {
-    let sel = ClassSelector { claim_classless: false, ..sel() };
+    let sel = ClassSelector {
+        claim_classless: false,
+        ..sel()
+    };
     let ours = class("skiff", "skiff.dev/ingress", false);
     let theirs = class("nginx", "k8s.io/ingress-nginx", false);
     let ours_default = class("skiff-default", "skiff.dev/ingress", true);
@@ -213,47 +369,112 @@ fn ingress_class_selection() {
 
     type Case = (&'static str, Arc<Ingress>, Vec<Arc<IngressClass>>, bool);
     let cases: Vec<Case> = vec![
-        ("our class", with_class("skiff"), vec![ours.clone(), theirs.clone()], true),
-        ("other controller's class", with_class("nginx"), vec![ours.clone(), theirs.clone()], false),
-        ("our name, no class object", with_class("skiff"), vec![], true),
+        (
+            "our class",
+            with_class("skiff"),
+            vec![ours.clone(), theirs.clone()],
+            true,
+        ),
+        (
+            "other controller's class",
+            with_class("nginx"),
+            vec![ours.clone(), theirs.clone()],
+            false,
+        ),
+        (
+            "our name, no class object",
+            with_class("skiff"),
+            vec![],
+            true,
+        ),
         ("unknown class", with_class("mystery"), vec![], false),
-        ("class object named like us but another controller", with_class("skiff"),
-            vec![class("skiff", "k8s.io/ingress-nginx", false)], false),
+        (
+            "class object named like us but another controller",
+            with_class("skiff"),
+            vec![class("skiff", "k8s.io/ingress-nginx", false)],
+            false,
+        ),
         ("legacy annotation", legacy("skiff"), vec![], true),
-        ("legacy annotation for another", legacy("nginx"), vec![theirs.clone()], false),
-        ("classless, our default", classless.clone(), vec![ours_default.clone(), theirs.clone()], true),
-        ("classless, their default", classless.clone(), vec![theirs_default.clone(), ours.clone()], false),
-        ("classless, no default, not claimed", classless.clone(), vec![ours.clone()], false),
+        (
+            "legacy annotation for another",
+            legacy("nginx"),
+            vec![theirs.clone()],
+            false,
+        ),
+        (
+            "classless, our default",
+            classless.clone(),
+            vec![ours_default.clone(), theirs.clone()],
+            true,
+        ),
+        (
+            "classless, their default",
+            classless.clone(),
+            vec![theirs_default.clone(), ours.clone()],
+            false,
+        ),
+        (
+            "classless, no default, not claimed",
+            classless.clone(),
+            vec![ours.clone()],
+            false,
+        ),
     ];
     for (what, ing, classes, want) in cases {
         assert_eq!(is_ours(&ing, &classes, &sel), want, "{what}");
     }
-    let claiming = ClassSelector { claim_classless: true, ..sel };
+    let claiming = ClassSelector {
+        claim_classless: true,
+        ..sel
+    };
     assert!(is_ours(&classless, &[], &claiming));
-    assert!(!is_ours(&classless, &[theirs_default], &claiming), "a default class of another controller wins over claiming");
+    assert!(
+        !is_ours(&classless, &[theirs_default], &claiming),
+        "a default class of another controller wins over claiming"
+    );
 }
 
 #[test]
 fn oldest_ingress_wins_a_conflict() {
     let mk = |name: &str, svc: &str, ts: &str| {
-        let mut i = (*simple_ingress("default", name, Some("foo.com"), &[("/", "Prefix", svc, 80)])).clone();
-        i.metadata.creation_timestamp =
-            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(ts.parse().expect("timestamp")));
+        let mut i = (*simple_ingress(
+            "default",
+            name,
+            Some("foo.com"),
+            &[("/", "Prefix", svc, 80)],
+        ))
+        .clone();
+        i.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            ts.parse().expect("timestamp"),
+        ));
         Arc::new(i)
     };
     let inputs = Inputs {
-        ingresses: vec![mk("young", "new", "2025-01-02T00:00:00Z"), mk("old", "old", "2025-01-01T00:00:00Z")],
-        services: vec![service("default", "new", &[("", 80)]), service("default", "old", &[("", 80)])],
+        ingresses: vec![
+            mk("young", "new", "2025-01-02T00:00:00Z"),
+            mk("old", "old", "2025-01-01T00:00:00Z"),
+        ],
+        services: vec![
+            service("default", "new", &[("", 80)]),
+            service("default", "old", &[("", 80)]),
+        ],
         ..Default::default()
     };
     let t = build(&inputs, &sel());
     assert_eq!(matched(&t, "foo.com", "/").as_deref(), Some("old"));
-    assert!(t.warnings.iter().any(|w| w.contains("default/young")), "{:?}", t.warnings);
+    assert!(
+        t.warnings.iter().any(|w| w.contains("default/young")),
+        "{:?}",
+        t.warnings
+    );
 }
 
 #[test]
 fn invalid_paths_are_skipped_with_a_warning() {
-    let t = table_for(&[("relative", "Prefix"), ("/ok", "Weird"), ("/good", "Exact")], None);
+    let t = table_for(
+        &[("relative", "Prefix"), ("/ok", "Weird"), ("/good", "Exact")],
+        None,
+    );
     assert_eq!(t.warnings.len(), 2, "{:?}", t.warnings);
     assert_eq!(matched(&t, "x", "/good").as_deref(), Some("exact-good"));
 }
@@ -273,9 +494,17 @@ fn rewrite_target_replaces_the_matched_prefix() {
         (route("/api", PathType::Prefix, "/"), "/api", "/"),
         (route("/api", PathType::Prefix, "/"), "/api/", "/"),
         (route("/api", PathType::Prefix, "/"), "/api/v1/x", "/v1/x"),
-        (route("/api", PathType::Prefix, "/v2/"), "/api/users", "/v2/users"),
+        (
+            route("/api", PathType::Prefix, "/v2/"),
+            "/api/users",
+            "/v2/users",
+        ),
         (route("", PathType::Prefix, "/app"), "/x", "/app/x"),
-        (route("/exact", PathType::Exact, "/other"), "/exact", "/other"),
+        (
+            route("/exact", PathType::Exact, "/other"),
+            "/exact",
+            "/other",
+        ),
     ];
     for (r, path, want) in cases {
         assert_eq!(r.upstream_path(path), want, "{} -> {path}", r.path);
@@ -298,10 +527,29 @@ fn ssl_redirect_defaults_to_tls_hosts_and_obeys_the_annotation() {
         Match::Found(r) => r.ssl_redirect,
         Match::NotFound => panic!("{host} not routed"),
     };
-    let t = build(&Inputs { ingresses: vec![ingress("default", "a", &[], spec.clone())], services: services.clone(), ..Default::default() }, &sel());
+    let t = build(
+        &Inputs {
+            ingresses: vec![ingress("default", "a", &[], spec.clone())],
+            services: services.clone(),
+            ..Default::default()
+        },
+        &sel(),
+    );
     assert!(redirect(&t, "secure.com"));
     assert!(!redirect(&t, "plain.com"));
-    let off = ingress("default", "a", &[("nginx.ingress.kubernetes.io/ssl-redirect", "false")], spec);
-    let t = build(&Inputs { ingresses: vec![off], services, ..Default::default() }, &sel());
+    let off = ingress(
+        "default",
+        "a",
+        &[("nginx.ingress.kubernetes.io/ssl-redirect", "false")],
+        spec,
+    );
+    let t = build(
+        &Inputs {
+            ingresses: vec![off],
+            services,
+            ..Default::default()
+        },
+        &sel(),
+    );
     assert!(!redirect(&t, "secure.com"));
 }

@@ -56,11 +56,18 @@ pub struct FakeRuntime {
 }
 
 fn now_nanos() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 fn err(op: &'static str, code: Code, message: impl Into<String>) -> CriError {
-    CriError::Call { op, code, message: message.into() }
+    CriError::Call {
+        op,
+        code,
+        message: message.into(),
+    }
 }
 
 fn image_id(name: &str) -> String {
@@ -101,7 +108,11 @@ impl FakeRuntime {
 
     /// The next call of `op` (the CRI method name, e.g. `"RunPodSandbox"`) fails.
     pub fn fail_next(&self, op: &'static str, code: Code, message: &str) {
-        self.state.lock().unwrap().failures.insert(op, (code, message.to_string()));
+        self.state
+            .lock()
+            .unwrap()
+            .failures
+            .insert(op, (code, message.to_string()));
     }
 
     /// What `ExecSync` answers from now on (default: exit 0, no output).
@@ -130,7 +141,8 @@ impl FakeRuntime {
 
     /// Records the call and fires an injected failure, if any.
     fn enter(&self, s: &mut State, op: &'static str, subject: &str) -> Result<(), CriError> {
-        s.calls.push(format!("{op} {subject}").trim_end().to_string());
+        s.calls
+            .push(format!("{op} {subject}").trim_end().to_string());
         match s.failures.remove(op) {
             Some((code, message)) => Err(err(op, code, message)),
             None => Ok(()),
@@ -162,19 +174,41 @@ impl Runtime for FakeRuntime {
         let meta = config.metadata.clone().unwrap_or_default();
         self.enter(&mut s, OP, &format!("{}/{}", meta.namespace, meta.name))?;
         if meta.name.is_empty() || meta.uid.is_empty() {
-            return Err(err(OP, Code::InvalidArgument, "sandbox config must include metadata name and uid"));
+            return Err(err(
+                OP,
+                Code::InvalidArgument,
+                "sandbox config must include metadata name and uid",
+            ));
         }
         let taken = s.sandboxes.values().any(|sb| {
             let m = sb.config.metadata.clone().unwrap_or_default();
-            m.name == meta.name && m.namespace == meta.namespace && m.uid == meta.uid && m.attempt == meta.attempt
+            m.name == meta.name
+                && m.namespace == meta.namespace
+                && m.uid == meta.uid
+                && m.attempt == meta.attempt
         });
         if taken {
-            return Err(err(OP, Code::Unknown, format!("failed to reserve sandbox name {:?}: name is reserved", meta.name)));
+            return Err(err(
+                OP,
+                Code::Unknown,
+                format!(
+                    "failed to reserve sandbox name {:?}: name is reserved",
+                    meta.name
+                ),
+            ));
         }
         let id = Self::new_id(&mut s);
         s.next_ip += 1;
         let ip = format!("10.88.{}.{}", s.next_ip / 250, 2 + s.next_ip % 250);
-        s.sandboxes.insert(id.clone(), Sandbox { config, ready: true, created_at: now_nanos(), ip });
+        s.sandboxes.insert(
+            id.clone(),
+            Sandbox {
+                config,
+                ready: true,
+                created_at: now_nanos(),
+                ip,
+            },
+        );
         Ok(id)
     }
 
@@ -183,11 +217,19 @@ impl Runtime for FakeRuntime {
         let mut s = self.state.lock().unwrap();
         self.enter(&mut s, OP, sandbox_id)?;
         let Some(sb) = s.sandboxes.get_mut(sandbox_id) else {
-            return Err(err(OP, Code::NotFound, format!("an error occurred when try to find sandbox {sandbox_id:?}: not found")));
+            return Err(err(
+                OP,
+                Code::NotFound,
+                format!("an error occurred when try to find sandbox {sandbox_id:?}: not found"),
+            ));
         };
         sb.ready = false;
         let now = now_nanos();
-        for c in s.containers.values_mut().filter(|c| c.sandbox_id == sandbox_id) {
+        for c in s
+            .containers
+            .values_mut()
+            .filter(|c| c.sandbox_id == sandbox_id)
+        {
             if c.state != api::ContainerState::ContainerExited {
                 c.state = api::ContainerState::ContainerExited;
                 c.exit_code = 137;
@@ -204,7 +246,11 @@ impl Runtime for FakeRuntime {
         match s.sandboxes.get(sandbox_id) {
             None => return Ok(()),
             Some(sb) if sb.ready => {
-                return Err(err(OP, Code::Unknown, format!("sandbox container {sandbox_id:?} is not fully stopped")));
+                return Err(err(
+                    OP,
+                    Code::Unknown,
+                    format!("sandbox container {sandbox_id:?} is not fully stopped"),
+                ));
             }
             Some(_) => {}
         }
@@ -213,25 +259,44 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
 
-    async fn pod_sandbox_status(&self, sandbox_id: &str) -> Result<api::PodSandboxStatus, CriError> {
+    async fn pod_sandbox_status(
+        &self,
+        sandbox_id: &str,
+    ) -> Result<api::PodSandboxStatus, CriError> {
         const OP: &str = "PodSandboxStatus";
         let mut s = self.state.lock().unwrap();
         self.enter(&mut s, OP, sandbox_id)?;
-        let sb = s.sandboxes.get(sandbox_id).ok_or_else(|| err(OP, Code::NotFound, format!("sandbox {sandbox_id:?} not found")))?;
-        let state = if sb.ready { api::PodSandboxState::SandboxReady } else { api::PodSandboxState::SandboxNotready };
+        let sb = s.sandboxes.get(sandbox_id).ok_or_else(|| {
+            err(
+                OP,
+                Code::NotFound,
+                format!("sandbox {sandbox_id:?} not found"),
+            )
+        })?;
+        let state = if sb.ready {
+            api::PodSandboxState::SandboxReady
+        } else {
+            api::PodSandboxState::SandboxNotready
+        };
         Ok(api::PodSandboxStatus {
             id: sandbox_id.to_string(),
             metadata: sb.config.metadata.clone(),
             state: state as i32,
             created_at: sb.created_at,
-            network: Some(api::PodSandboxNetworkStatus { ip: sb.ip.clone(), additional_ips: vec![] }),
+            network: Some(api::PodSandboxNetworkStatus {
+                ip: sb.ip.clone(),
+                additional_ips: vec![],
+            }),
             labels: sb.config.labels.clone(),
             annotations: sb.config.annotations.clone(),
             ..Default::default()
         })
     }
 
-    async fn list_pod_sandboxes(&self, filter: Option<api::PodSandboxFilter>) -> Result<Vec<api::PodSandbox>, CriError> {
+    async fn list_pod_sandboxes(
+        &self,
+        filter: Option<api::PodSandboxFilter>,
+    ) -> Result<Vec<api::PodSandbox>, CriError> {
         let mut s = self.state.lock().unwrap();
         self.enter(&mut s, "ListPodSandbox", "")?;
         let filter = filter.unwrap_or_default();
@@ -263,22 +328,43 @@ impl Runtime for FakeRuntime {
         let meta = config.metadata.clone().unwrap_or_default();
         self.enter(&mut s, OP, &meta.name)?;
         match s.sandboxes.get(sandbox_id) {
-            None => return Err(err(OP, Code::NotFound, format!("failed to find sandbox id {sandbox_id:?}: not found"))),
+            None => {
+                return Err(err(
+                    OP,
+                    Code::NotFound,
+                    format!("failed to find sandbox id {sandbox_id:?}: not found"),
+                ))
+            }
             Some(sb) if !sb.ready => {
-                return Err(err(OP, Code::Unknown, format!("sandbox {sandbox_id:?} is not ready: cannot create containers in it")));
+                return Err(err(
+                    OP,
+                    Code::Unknown,
+                    format!("sandbox {sandbox_id:?} is not ready: cannot create containers in it"),
+                ));
             }
             Some(_) => {}
         }
         let image = normalize_image(&config.image.clone().unwrap_or_default().image);
         let Some(image_ref) = s.images.get(&image).cloned() else {
-            return Err(err(OP, Code::NotFound, format!("failed to get image {image:?}: not found; pull it first")));
+            return Err(err(
+                OP,
+                Code::NotFound,
+                format!("failed to get image {image:?}: not found; pull it first"),
+            ));
         };
         let taken = s.containers.values().any(|c| {
             let m = c.config.metadata.clone().unwrap_or_default();
             c.sandbox_id == sandbox_id && m.name == meta.name && m.attempt == meta.attempt
         });
         if taken {
-            return Err(err(OP, Code::Unknown, format!("failed to reserve container name {:?}: name is reserved", meta.name)));
+            return Err(err(
+                OP,
+                Code::Unknown,
+                format!(
+                    "failed to reserve container name {:?}: name is reserved",
+                    meta.name
+                ),
+            ));
         }
         let id = Self::new_id(&mut s);
         s.containers.insert(
@@ -301,9 +387,22 @@ impl Runtime for FakeRuntime {
         const OP: &str = "StartContainer";
         let mut s = self.state.lock().unwrap();
         self.enter(&mut s, OP, container_id)?;
-        let c = s.containers.get_mut(container_id).ok_or_else(|| err(OP, Code::NotFound, format!("container {container_id:?} not found")))?;
+        let c = s.containers.get_mut(container_id).ok_or_else(|| {
+            err(
+                OP,
+                Code::NotFound,
+                format!("container {container_id:?} not found"),
+            )
+        })?;
         if c.state != api::ContainerState::ContainerCreated {
-            return Err(err(OP, Code::Unknown, format!("container {container_id:?} is in {:?} state, not created", c.state)));
+            return Err(err(
+                OP,
+                Code::Unknown,
+                format!(
+                    "container {container_id:?} is in {:?} state, not created",
+                    c.state
+                ),
+            ));
         }
         c.state = api::ContainerState::ContainerRunning;
         c.started_at = now_nanos();
@@ -314,10 +413,20 @@ impl Runtime for FakeRuntime {
         const OP: &str = "StopContainer";
         let mut s = self.state.lock().unwrap();
         self.enter(&mut s, OP, container_id)?;
-        let c = s.containers.get_mut(container_id).ok_or_else(|| err(OP, Code::NotFound, format!("container {container_id:?} not found")))?;
+        let c = s.containers.get_mut(container_id).ok_or_else(|| {
+            err(
+                OP,
+                Code::NotFound,
+                format!("container {container_id:?} not found"),
+            )
+        })?;
         if c.state != api::ContainerState::ContainerExited {
             // 128 + SIGTERM: the fake's processes always honour SIGTERM.
-            c.exit_code = if c.state == api::ContainerState::ContainerRunning { 143 } else { 0 };
+            c.exit_code = if c.state == api::ContainerState::ContainerRunning {
+                143
+            } else {
+                0
+            };
             c.state = api::ContainerState::ContainerExited;
             c.finished_at = now_nanos();
         }
@@ -346,7 +455,13 @@ impl Runtime for FakeRuntime {
         const OP: &str = "ContainerStatus";
         let mut s = self.state.lock().unwrap();
         self.enter(&mut s, OP, container_id)?;
-        let c = s.containers.get(container_id).ok_or_else(|| err(OP, Code::NotFound, format!("container {container_id:?} not found")))?;
+        let c = s.containers.get(container_id).ok_or_else(|| {
+            err(
+                OP,
+                Code::NotFound,
+                format!("container {container_id:?} not found"),
+            )
+        })?;
         let reason = match (c.state, c.exit_code) {
             (api::ContainerState::ContainerExited, 0) => "Completed",
             (api::ContainerState::ContainerExited, _) => "Error",
@@ -370,7 +485,10 @@ impl Runtime for FakeRuntime {
         })
     }
 
-    async fn list_containers(&self, filter: Option<api::ContainerFilter>) -> Result<Vec<api::Container>, CriError> {
+    async fn list_containers(
+        &self,
+        filter: Option<api::ContainerFilter>,
+    ) -> Result<Vec<api::Container>, CriError> {
         let mut s = self.state.lock().unwrap();
         self.enter(&mut s, "ListContainers", "")?;
         let filter = filter.unwrap_or_default();
@@ -389,13 +507,19 @@ impl Runtime for FakeRuntime {
                 image_id: c.image_ref.clone(),
             })
             .filter(|c| c.id.starts_with(&filter.id))
-            .filter(|c| filter.pod_sandbox_id.is_empty() || c.pod_sandbox_id == filter.pod_sandbox_id)
+            .filter(|c| {
+                filter.pod_sandbox_id.is_empty() || c.pod_sandbox_id == filter.pod_sandbox_id
+            })
             .filter(|c| filter.state.as_ref().is_none_or(|st| st.state == c.state))
             .filter(|c| labels_match(&c.labels, &filter.label_selector))
             .collect())
     }
 
-    async fn pull_image(&self, image: &str, _sandbox_config: Option<api::PodSandboxConfig>) -> Result<String, CriError> {
+    async fn pull_image(
+        &self,
+        image: &str,
+        _sandbox_config: Option<api::PodSandboxConfig>,
+    ) -> Result<String, CriError> {
         const OP: &str = "PullImage";
         let mut s = self.state.lock().unwrap();
         self.enter(&mut s, OP, image)?;
@@ -419,7 +543,10 @@ impl Runtime for FakeRuntime {
         let mut s = self.state.lock().unwrap();
         self.enter(&mut s, "ImageStatus", image)?;
         let name = normalize_image(image);
-        let found = s.images.iter().find(|(n, id)| **n == name || id.as_str() == image);
+        let found = s
+            .images
+            .iter()
+            .find(|(n, id)| **n == name || id.as_str() == image);
         Ok(found.map(|(n, id)| api::Image {
             id: id.clone(),
             repo_tags: vec![n.clone()],
@@ -428,16 +555,37 @@ impl Runtime for FakeRuntime {
         }))
     }
 
-    async fn exec_sync(&self, container_id: &str, _cmd: Vec<String>, _timeout: Duration) -> Result<ExecOutput, CriError> {
+    async fn exec_sync(
+        &self,
+        container_id: &str,
+        _cmd: Vec<String>,
+        _timeout: Duration,
+    ) -> Result<ExecOutput, CriError> {
         const OP: &str = "ExecSync";
         let mut s = self.state.lock().unwrap();
         self.enter(&mut s, OP, container_id)?;
         match s.containers.get(container_id) {
             Some(c) if c.state == api::ContainerState::ContainerRunning => {}
-            Some(_) => return Err(err(OP, Code::Unknown, format!("container {container_id:?} is not running"))),
-            None => return Err(err(OP, Code::NotFound, format!("container {container_id:?} not found"))),
+            Some(_) => {
+                return Err(err(
+                    OP,
+                    Code::Unknown,
+                    format!("container {container_id:?} is not running"),
+                ))
+            }
+            None => {
+                return Err(err(
+                    OP,
+                    Code::NotFound,
+                    format!("container {container_id:?} not found"),
+                ))
+            }
         }
-        Ok(s.exec_output.clone().unwrap_or(ExecOutput { stdout: vec![], stderr: vec![], exit_code: 0 }))
+        Ok(s.exec_output.clone().unwrap_or(ExecOutput {
+            stdout: vec![],
+            stderr: vec![],
+            exit_code: 0,
+        }))
     }
 
     async fn exec(&self, request: api::ExecRequest) -> Result<String, CriError> {
@@ -449,13 +597,19 @@ impl Runtime for FakeRuntime {
     async fn attach(&self, request: api::AttachRequest) -> Result<String, CriError> {
         let mut s = self.state.lock().unwrap();
         self.enter(&mut s, "Attach", &request.container_id)?;
-        Ok(format!("http://127.0.0.1:0/attach/{}", request.container_id))
+        Ok(format!(
+            "http://127.0.0.1:0/attach/{}",
+            request.container_id
+        ))
     }
 
     async fn port_forward(&self, request: api::PortForwardRequest) -> Result<String, CriError> {
         let mut s = self.state.lock().unwrap();
         self.enter(&mut s, "PortForward", &request.pod_sandbox_id)?;
-        Ok(format!("http://127.0.0.1:0/portforward/{}", request.pod_sandbox_id))
+        Ok(format!(
+            "http://127.0.0.1:0/portforward/{}",
+            request.pod_sandbox_id
+        ))
     }
 }
 
@@ -479,8 +633,14 @@ mod tests {
 
     fn container_config(name: &str, image: &str) -> api::ContainerConfig {
         api::ContainerConfig {
-            metadata: Some(api::ContainerMetadata { name: name.into(), attempt: 0 }),
-            image: Some(api::ImageSpec { image: image.into(), ..Default::default() }),
+            metadata: Some(api::ContainerMetadata {
+                name: name.into(),
+                attempt: 0,
+            }),
+            image: Some(api::ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }
@@ -490,29 +650,65 @@ mod tests {
         let rt = FakeRuntime::new().with_pullable(&["busybox"]);
         let sb_cfg = sandbox_config("web");
         let sb = rt.run_pod_sandbox(sb_cfg.clone()).await.unwrap();
-        assert!(rt.run_pod_sandbox(sb_cfg.clone()).await.is_err(), "same name+uid+attempt is reserved");
+        assert!(
+            rt.run_pod_sandbox(sb_cfg.clone()).await.is_err(),
+            "same name+uid+attempt is reserved"
+        );
 
         // Image must be pulled before create.
-        let e = rt.create_container(&sb, container_config("app", "busybox"), sb_cfg.clone()).await.unwrap_err();
+        let e = rt
+            .create_container(&sb, container_config("app", "busybox"), sb_cfg.clone())
+            .await
+            .unwrap_err();
         assert!(e.is_not_found(), "{e}");
-        let image_ref = rt.pull_image("docker.io/library/busybox:latest", None).await.unwrap();
-        assert_eq!(rt.image_status("busybox").await.unwrap().unwrap().id, image_ref);
+        let image_ref = rt
+            .pull_image("docker.io/library/busybox:latest", None)
+            .await
+            .unwrap();
+        assert_eq!(
+            rt.image_status("busybox").await.unwrap().unwrap().id,
+            image_ref
+        );
 
-        let c = rt.create_container(&sb, container_config("app", "busybox"), sb_cfg.clone()).await.unwrap();
-        assert!(rt.create_container(&sb, container_config("app", "busybox"), sb_cfg.clone()).await.is_err());
+        let c = rt
+            .create_container(&sb, container_config("app", "busybox"), sb_cfg.clone())
+            .await
+            .unwrap();
+        assert!(rt
+            .create_container(&sb, container_config("app", "busybox"), sb_cfg.clone())
+            .await
+            .is_err());
         rt.start_container(&c).await.unwrap();
         assert!(rt.start_container(&c).await.is_err(), "start twice");
-        assert_eq!(container_state(rt.container_status(&c).await.unwrap().state), api::ContainerState::ContainerRunning);
-        assert!(rt.remove_container(&c).await.is_err(), "running containers cannot be removed");
-        assert!(rt.remove_pod_sandbox(&sb).await.is_err(), "ready sandboxes cannot be removed");
+        assert_eq!(
+            container_state(rt.container_status(&c).await.unwrap().state),
+            api::ContainerState::ContainerRunning
+        );
+        assert!(
+            rt.remove_container(&c).await.is_err(),
+            "running containers cannot be removed"
+        );
+        assert!(
+            rt.remove_pod_sandbox(&sb).await.is_err(),
+            "ready sandboxes cannot be removed"
+        );
 
         rt.stop_pod_sandbox(&sb).await.unwrap();
         let st = rt.container_status(&c).await.unwrap();
-        assert_eq!(container_state(st.state), api::ContainerState::ContainerExited);
+        assert_eq!(
+            container_state(st.state),
+            api::ContainerState::ContainerExited
+        );
         assert_eq!(st.exit_code, 137);
-        assert!(rt.create_container(&sb, container_config("late", "busybox"), sb_cfg).await.is_err());
+        assert!(rt
+            .create_container(&sb, container_config("late", "busybox"), sb_cfg)
+            .await
+            .is_err());
         rt.remove_pod_sandbox(&sb).await.unwrap();
-        assert!(rt.list_containers(None).await.unwrap().is_empty(), "containers go with their sandbox");
+        assert!(
+            rt.list_containers(None).await.unwrap().is_empty(),
+            "containers go with their sandbox"
+        );
         rt.remove_pod_sandbox(&sb).await.unwrap(); // idempotent
         assert!(rt.stop_pod_sandbox(&sb).await.unwrap_err().is_not_found());
     }
@@ -532,16 +728,27 @@ mod tests {
         let rt = FakeRuntime::new().with_images(&["busybox"]);
         let a = rt.run_pod_sandbox(sandbox_config("a")).await.unwrap();
         let b = rt.run_pod_sandbox(sandbox_config("b")).await.unwrap();
-        let ca = rt.create_container(&a, container_config("x", "busybox"), sandbox_config("a")).await.unwrap();
-        rt.create_container(&b, container_config("x", "busybox"), sandbox_config("b")).await.unwrap();
+        let ca = rt
+            .create_container(&a, container_config("x", "busybox"), sandbox_config("a"))
+            .await
+            .unwrap();
+        rt.create_container(&b, container_config("x", "busybox"), sandbox_config("b"))
+            .await
+            .unwrap();
 
         let only_a = api::PodSandboxFilter {
             label_selector: HashMap::from([("app".into(), "a".into())]),
             ..Default::default()
         };
         let listed = rt.list_pod_sandboxes(Some(only_a)).await.unwrap();
-        assert_eq!(listed.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), vec![a.as_str()]);
-        let in_a = api::ContainerFilter { pod_sandbox_id: a.clone(), ..Default::default() };
+        assert_eq!(
+            listed.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+            vec![a.as_str()]
+        );
+        let in_a = api::ContainerFilter {
+            pod_sandbox_id: a.clone(),
+            ..Default::default()
+        };
         let listed = rt.list_containers(Some(in_a)).await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].id, ca);
@@ -550,7 +757,13 @@ mod tests {
         let e = rt.run_pod_sandbox(sandbox_config("c")).await.unwrap_err();
         assert!(e.to_string().contains("cni failed"));
         rt.run_pod_sandbox(sandbox_config("c")).await.unwrap(); // only the next call fails
-        assert!(rt.calls().iter().filter(|c| c.starts_with("RunPodSandbox")).count() == 4);
+        assert!(
+            rt.calls()
+                .iter()
+                .filter(|c| c.starts_with("RunPodSandbox"))
+                .count()
+                == 4
+        );
 
         assert_eq!(remove_all_pods(&rt).await.unwrap(), 3);
         assert!(rt.list_pod_sandboxes(None).await.unwrap().is_empty());
@@ -560,11 +773,24 @@ mod tests {
     async fn exec_needs_a_running_container_and_returns_the_scripted_output() {
         let rt = FakeRuntime::new().with_images(&["busybox"]);
         let sb = rt.run_pod_sandbox(sandbox_config("e")).await.unwrap();
-        let c = rt.create_container(&sb, container_config("x", "busybox"), sandbox_config("e")).await.unwrap();
-        assert!(rt.exec_sync(&c, vec!["true".into()], Duration::ZERO).await.is_err());
+        let c = rt
+            .create_container(&sb, container_config("x", "busybox"), sandbox_config("e"))
+            .await
+            .unwrap();
+        assert!(rt
+            .exec_sync(&c, vec!["true".into()], Duration::ZERO)
+            .await
+            .is_err());
         rt.start_container(&c).await.unwrap();
-        rt.set_exec_output(ExecOutput { stdout: b"e\n".to_vec(), stderr: vec![], exit_code: 0 });
-        let out = rt.exec_sync(&c, vec!["hostname".into()], Duration::ZERO).await.unwrap();
+        rt.set_exec_output(ExecOutput {
+            stdout: b"e\n".to_vec(),
+            stderr: vec![],
+            exit_code: 0,
+        });
+        let out = rt
+            .exec_sync(&c, vec!["hostname".into()], Duration::ZERO)
+            .await
+            .unwrap();
         assert_eq!(out.stdout, b"e\n");
         assert!(rt.exit_container(&c, 3));
         let st = rt.container_status(&c).await.unwrap();

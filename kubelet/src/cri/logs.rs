@@ -31,9 +31,15 @@ pub struct ParseError {
 
 /// Parses one record (without its trailing newline).
 pub fn parse_record(line: &str) -> Result<Record<'_>, ParseError> {
-    let bad = |why| ParseError { line: line.to_string(), why };
+    let bad = |why| ParseError {
+        line: line.to_string(),
+        why,
+    };
     let mut parts = line.splitn(4, ' ');
-    let time = parts.next().filter(|t| !t.is_empty()).ok_or_else(|| bad("no timestamp"))?;
+    let time = parts
+        .next()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| bad("no timestamp"))?;
     let stream = match parts.next() {
         Some("stdout") => Stream::Stdout,
         Some("stderr") => Stream::Stderr,
@@ -48,7 +54,12 @@ pub fn parse_record(line: &str) -> Result<Record<'_>, ParseError> {
     if !time.contains('T') {
         return Err(bad("timestamp is not RFC 3339"));
     }
-    Ok(Record { time, stream, partial, content: parts.next().unwrap_or("") })
+    Ok(Record {
+        time,
+        stream,
+        partial,
+        content: parts.next().unwrap_or(""),
+    })
 }
 
 /// All complete lines of a log file, partial records joined, in order. Malformed
@@ -73,13 +84,24 @@ mod tests {
     #[test]
     fn records_parse_or_say_why_not() {
         let ok = parse_record("2024-01-02T03:04:05.123456789Z stdout F hello world").unwrap();
-        assert_eq!(ok, Record { time: "2024-01-02T03:04:05.123456789Z", stream: Stream::Stdout, partial: false, content: "hello world" });
+        assert_eq!(
+            ok,
+            Record {
+                time: "2024-01-02T03:04:05.123456789Z",
+                stream: Stream::Stdout,
+                partial: false,
+                content: "hello world"
+            }
+        );
         let p = parse_record("2024-01-02T03:04:05Z stderr P ").unwrap();
         assert!(p.partial);
         assert_eq!(p.content, "");
         let cases = [
             ("", "no timestamp"),
-            ("2024-01-02T03:04:05Z stdin F x", "stream must be stdout or stderr"),
+            (
+                "2024-01-02T03:04:05Z stdin F x",
+                "stream must be stdout or stderr",
+            ),
             ("2024-01-02T03:04:05Z stdout X x", "tag must be P or F"),
             ("yesterday stdout F x", "timestamp is not RFC 3339"),
         ];

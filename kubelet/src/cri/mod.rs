@@ -31,14 +31,22 @@ pub enum CriError {
     #[error("cannot connect to the CRI socket {socket}: {reason}; is containerd running with this grpc.address?")]
     Connect { socket: String, reason: String },
     #[error("cri {op} failed ({code:?}): {message}")]
-    Call { op: &'static str, code: tonic::Code, message: String },
+    Call {
+        op: &'static str,
+        code: tonic::Code,
+        message: String,
+    },
     #[error("cri {op} returned an empty response: the runtime does not follow CRI v1")]
     EmptyResponse { op: &'static str },
 }
 
 impl CriError {
     pub fn call(op: &'static str, status: tonic::Status) -> CriError {
-        CriError::Call { op, code: status.code(), message: status.message().to_string() }
+        CriError::Call {
+            op,
+            code: status.code(),
+            message: status.message().to_string(),
+        }
     }
 
     /// The gRPC code of a failed call (`Unknown` for connection errors).
@@ -74,7 +82,8 @@ pub trait Runtime: Send + Sync {
     /// Removes a stopped sandbox and its containers (containerd refuses a ready one:
     /// stop it first). Removing an unknown sandbox succeeds.
     async fn remove_pod_sandbox(&self, sandbox_id: &str) -> Result<(), CriError>;
-    async fn pod_sandbox_status(&self, sandbox_id: &str) -> Result<api::PodSandboxStatus, CriError>;
+    async fn pod_sandbox_status(&self, sandbox_id: &str)
+        -> Result<api::PodSandboxStatus, CriError>;
     async fn list_pod_sandboxes(
         &self,
         filter: Option<api::PodSandboxFilter>,
@@ -146,14 +155,20 @@ pub async fn remove_all_pods(runtime: &dyn Runtime) -> Result<usize, CriError> {
 /// `library/`, no tag and no digest means `:latest`).
 pub fn normalize_image(image: &str) -> String {
     let (host, path) = match image.split_once('/') {
-        Some((first, rest)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+        Some((first, rest))
+            if first.contains('.') || first.contains(':') || first == "localhost" =>
+        {
             (first.to_string(), rest.to_string())
         }
         Some(_) => ("docker.io".to_string(), image.to_string()),
         None => ("docker.io".to_string(), format!("library/{image}")),
     };
     let last = path.rsplit('/').next().unwrap_or(&path);
-    let suffix = if last.contains(':') || last.contains('@') { "" } else { ":latest" };
+    let suffix = if last.contains(':') || last.contains('@') {
+        ""
+    } else {
+        ":latest"
+    };
     format!("{host}/{path}{suffix}")
 }
 

@@ -28,10 +28,10 @@ pub const PAUSE_C: &str = include_str!("../../../images/pause/pause.c");
 
 /// The applets the demos need; used when `busybox --list` cannot be run.
 const BASE_APPLETS: &[&str] = &[
-    "sh", "ash", "cat", "echo", "ls", "sleep", "hostname", "httpd", "wget", "nc",
-    "nslookup", "ps", "mkdir", "rm", "cp", "mv", "env", "true", "false", "test", "[",
-    "grep", "sed", "awk", "head", "tail", "date", "id", "kill", "ip", "ping", "touch",
-    "chmod", "uname", "wc", "tr", "printf", "seq", "timeout", "vi", "du", "df",
+    "sh", "ash", "cat", "echo", "ls", "sleep", "hostname", "httpd", "wget", "nc", "nslookup", "ps",
+    "mkdir", "rm", "cp", "mv", "env", "true", "false", "test", "[", "grep", "sed", "awk", "head",
+    "tail", "date", "id", "kill", "ip", "ping", "touch", "chmod", "uname", "wc", "tr", "printf",
+    "seq", "timeout", "vi", "du", "df",
 ];
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -67,7 +67,10 @@ pub struct Sources {
 
 impl Default for Sources {
     fn default() -> Self {
-        Sources { busybox: PathBuf::from("/bin/busybox"), cc: "gcc".into() }
+        Sources {
+            busybox: PathBuf::from("/bin/busybox"),
+            cc: "gcc".into(),
+        }
     }
 }
 
@@ -88,7 +91,10 @@ pub fn build_all(out_dir: &Path) -> Result<Vec<BuiltImage>, ImageError> {
 
 /// [`build_all`] with explicit inputs.
 pub fn build_all_with(out_dir: &Path, sources: &Sources) -> Result<Vec<BuiltImage>, ImageError> {
-    let io = |source| ImageError::Io { path: out_dir.to_path_buf(), source };
+    let io = |source| ImageError::Io {
+        path: out_dir.to_path_buf(),
+        source,
+    };
     std::fs::create_dir_all(out_dir).map_err(io)?;
 
     let pause_bin = compile_pause(&out_dir.join("pause-build"), &sources.cc)?;
@@ -98,13 +104,23 @@ pub fn build_all_with(out_dir: &Path, sources: &Sources) -> Result<Vec<BuiltImag
 
     let applets = busybox_applets(&sources.busybox);
     let busybox_bytes = std::fs::read(&sources.busybox).map_err(|source| {
-        ImageError::Oci(oci::OciError::ReadSource { path: sources.busybox.clone(), source })
+        ImageError::Oci(oci::OciError::ReadSource {
+            path: sources.busybox.clone(),
+            source,
+        })
     })?;
-    let busybox = oci::write_layout(&out_dir.join("busybox"), &busybox_spec(busybox_bytes, &applets))?;
+    let busybox = oci::write_layout(
+        &out_dir.join("busybox"),
+        &busybox_spec(busybox_bytes, &applets),
+    )?;
     tracing::info!(image = BUSYBOX_IMAGE, digest = %busybox.manifest_digest, applets = applets.len(), "built image");
 
     Ok(vec![
-        BuiltImage { name: "pause".into(), layout: pause, references: vec![PAUSE_IMAGE.into()] },
+        BuiltImage {
+            name: "pause".into(),
+            layout: pause,
+            references: vec![PAUSE_IMAGE.into()],
+        },
         BuiltImage {
             name: "busybox".into(),
             layout: busybox,
@@ -115,7 +131,10 @@ pub fn build_all_with(out_dir: &Path, sources: &Sources) -> Result<Vec<BuiltImag
 
 /// Compiles [`PAUSE_C`] statically into `build_dir/pause` and returns its path.
 pub fn compile_pause(build_dir: &Path, cc: &str) -> Result<PathBuf, ImageError> {
-    let io = |source| ImageError::Io { path: build_dir.to_path_buf(), source };
+    let io = |source| ImageError::Io {
+        path: build_dir.to_path_buf(),
+        source,
+    };
     std::fs::create_dir_all(build_dir).map_err(io)?;
     let src = build_dir.join("pause.c");
     std::fs::write(&src, PAUSE_C).map_err(io)?;
@@ -125,7 +144,10 @@ pub fn compile_pause(build_dir: &Path, cc: &str) -> Result<PathBuf, ImageError> 
         .arg(&out)
         .arg(&src)
         .output()
-        .map_err(|source| ImageError::CompilerMissing { cc: cc.into(), source })?;
+        .map_err(|source| ImageError::CompilerMissing {
+            cc: cc.into(),
+            source,
+        })?;
     if !output.status.success() {
         return Err(ImageError::CompileFailed {
             cc: cc.into(),
@@ -139,7 +161,11 @@ pub fn compile_pause(build_dir: &Path, cc: &str) -> Result<PathBuf, ImageError> 
 pub fn pause_spec(binary: Vec<u8>) -> ImageSpec {
     ImageSpec {
         tag: "3.9".into(),
-        entries: vec![Entry::File { path: "/pause".into(), mode: 0o755, contents: binary }],
+        entries: vec![Entry::File {
+            path: "/pause".into(),
+            mode: 0o755,
+            contents: binary,
+        }],
         config: RuntimeConfig {
             entrypoint: vec!["/pause".into()],
             cmd: vec![],
@@ -171,7 +197,10 @@ pub fn busybox_applets(busybox: &Path) -> Vec<String> {
 /// The busybox image: `/bin/busybox`, a symlink per applet, the directories programs
 /// expect, and passwd/group files so `id` and `httpd` find root and nobody.
 pub fn busybox_spec(binary: Vec<u8>, applets: &[String]) -> ImageSpec {
-    let dir = |path: &str, mode| Entry::Dir { path: path.into(), mode };
+    let dir = |path: &str, mode| Entry::Dir {
+        path: path.into(),
+        mode,
+    };
     let mut entries = vec![
         dir("/bin", 0o755),
         dir("/etc", 0o755),
@@ -180,11 +209,17 @@ pub fn busybox_spec(binary: Vec<u8>, applets: &[String]) -> ImageSpec {
         dir("/var", 0o755),
         dir("/usr", 0o755),
         dir("/usr/bin", 0o755),
-        Entry::File { path: "/bin/busybox".into(), mode: 0o755, contents: binary },
+        Entry::File {
+            path: "/bin/busybox".into(),
+            mode: 0o755,
+            contents: binary,
+        },
         Entry::File {
             path: "/etc/passwd".into(),
             mode: 0o644,
-            contents: b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n".to_vec(),
+            contents:
+                b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n"
+                    .to_vec(),
         },
         Entry::File {
             path: "/etc/group".into(),
@@ -196,7 +231,10 @@ pub fn busybox_spec(binary: Vec<u8>, applets: &[String]) -> ImageSpec {
     sorted.sort();
     sorted.dedup();
     for applet in sorted {
-        entries.push(Entry::Symlink { path: format!("/bin/{applet}"), target: "busybox".into() });
+        entries.push(Entry::Symlink {
+            path: format!("/bin/{applet}"),
+            target: "busybox".into(),
+        });
     }
     ImageSpec {
         tag: "latest".into(),
@@ -216,7 +254,10 @@ mod tests {
 
     #[test]
     fn busybox_spec_links_every_applet_once_and_defaults_to_sh() {
-        let applets: Vec<String> = ["sh", "httpd", "sh", "wget"].iter().map(|s| s.to_string()).collect();
+        let applets: Vec<String> = ["sh", "httpd", "sh", "wget"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let spec = busybox_spec(b"bb".to_vec(), &applets);
         let links: Vec<&str> = spec
             .entries
@@ -231,7 +272,10 @@ mod tests {
             .collect();
         assert_eq!(links, vec!["/bin/httpd", "/bin/sh", "/bin/wget"]);
         assert_eq!(spec.config.cmd, vec!["sh"]);
-        assert!(spec.entries.contains(&Entry::Dir { path: "/tmp".into(), mode: 0o1777 }));
+        assert!(spec.entries.contains(&Entry::Dir {
+            path: "/tmp".into(),
+            mode: 0o1777
+        }));
     }
 
     #[test]
@@ -254,10 +298,17 @@ mod tests {
     fn build_all_writes_pause_and_busybox_layouts() {
         let sources = Sources::default();
         if !sources.busybox.exists() {
-            println!("skipped: {} not found (Debian: apt-get install busybox-static)", sources.busybox.display());
+            println!(
+                "skipped: {} not found (Debian: apt-get install busybox-static)",
+                sources.busybox.display()
+            );
             return;
         }
-        if std::process::Command::new(&sources.cc).arg("--version").output().is_err() {
+        if std::process::Command::new(&sources.cc)
+            .arg("--version")
+            .output()
+            .is_err()
+        {
             println!("skipped: no C compiler {:?}", sources.cc);
             return;
         }
@@ -270,8 +321,14 @@ mod tests {
             assert!(b.layout.dir.join("index.json").is_file());
         }
         // The compiled pause answers -v, which proves it is a runnable binary.
-        let out = std::process::Command::new(tmp.path().join("pause-build/pause")).arg("-v").output().unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "skiff pause 1.0");
+        let out = std::process::Command::new(tmp.path().join("pause-build/pause"))
+            .arg("-v")
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "skiff pause 1.0"
+        );
 
         // pause sleeps until told to stop, and SIGTERM is a clean exit (status 0).
         let mut child = std::process::Command::new(tmp.path().join("pause-build/pause"))
@@ -279,8 +336,15 @@ mod tests {
             .spawn()
             .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(200));
-        assert!(child.try_wait().unwrap().is_none(), "pause must keep running");
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "pause must keep running"
+        );
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
         assert_eq!(child.wait().unwrap().code(), Some(0));
     }
 }

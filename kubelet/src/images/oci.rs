@@ -47,9 +47,19 @@ pub enum OciError {
 /// `bin/sh`, both mean the same).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Entry {
-    Dir { path: String, mode: u32 },
-    File { path: String, mode: u32, contents: Vec<u8> },
-    Symlink { path: String, target: String },
+    Dir {
+        path: String,
+        mode: u32,
+    },
+    File {
+        path: String,
+        mode: u32,
+        contents: Vec<u8>,
+    },
+    Symlink {
+        path: String,
+        target: String,
+    },
 }
 
 /// The runtime defaults of the image (the `config` object of the image config).
@@ -118,7 +128,10 @@ fn tar_path(path: &str) -> Result<String, OciError> {
 
 /// Builds the uncompressed tar of the layer.
 pub fn layer_tar(entries: &[Entry]) -> Result<Vec<u8>, OciError> {
-    let io_err = |source| OciError::Write { path: PathBuf::from("<layer tar>"), source };
+    let io_err = |source| OciError::Write {
+        path: PathBuf::from("<layer tar>"),
+        source,
+    };
     let mut builder = tar::Builder::new(Vec::new());
     for entry in entries {
         let mut header = tar::Header::new_ustar();
@@ -131,9 +144,15 @@ pub fn layer_tar(entries: &[Entry]) -> Result<Vec<u8>, OciError> {
                 header.set_mode(*mode);
                 header.set_size(0);
                 let p = format!("{}/", tar_path(path)?);
-                builder.append_data(&mut header, p, std::io::empty()).map_err(io_err)?;
+                builder
+                    .append_data(&mut header, p, std::io::empty())
+                    .map_err(io_err)?;
             }
-            Entry::File { path, mode, contents } => {
+            Entry::File {
+                path,
+                mode,
+                contents,
+            } => {
                 header.set_entry_type(tar::EntryType::Regular);
                 header.set_mode(*mode);
                 header.set_size(contents.len() as u64);
@@ -179,7 +198,10 @@ pub fn config_json(config: &RuntimeConfig, diff_id: &str) -> serde_json::Value {
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), OciError> {
-    let werr = |source| OciError::Write { path: path.to_path_buf(), source };
+    let werr = |source| OciError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut f = std::fs::File::create(path).map_err(werr)?;
     f.write_all(bytes).map_err(werr)?;
     Ok(())
@@ -195,7 +217,10 @@ fn write_blob(blobs: &Path, bytes: &[u8]) -> Result<String, OciError> {
 /// Writes `spec` as an OCI image layout into `dir` (created if missing; an existing
 /// layout there is replaced, so rebuilding is idempotent).
 pub fn write_layout(dir: &Path, spec: &ImageSpec) -> Result<Written, OciError> {
-    let werr = |source| OciError::Write { path: dir.to_path_buf(), source };
+    let werr = |source| OciError::Write {
+        path: dir.to_path_buf(),
+        source,
+    };
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(werr)?;
     }
@@ -233,7 +258,10 @@ pub fn write_layout(dir: &Path, spec: &ImageSpec) -> Result<Written, OciError> {
     }))
     .expect("a json! value always serialises");
     write_file(&dir.join("index.json"), &index)?;
-    write_file(&dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    write_file(
+        &dir.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )?;
 
     Ok(Written {
         dir: dir.to_path_buf(),
@@ -248,9 +276,15 @@ pub fn write_layout(dir: &Path, spec: &ImageSpec) -> Result<Written, OciError> {
 
 /// Reads a host file into a layer entry.
 pub fn file_from_host(image_path: &str, host_path: &Path, mode: u32) -> Result<Entry, OciError> {
-    let contents = std::fs::read(host_path)
-        .map_err(|source| OciError::ReadSource { path: host_path.to_path_buf(), source })?;
-    Ok(Entry::File { path: image_path.to_string(), mode, contents })
+    let contents = std::fs::read(host_path).map_err(|source| OciError::ReadSource {
+        path: host_path.to_path_buf(),
+        source,
+    })?;
+    Ok(Entry::File {
+        path: image_path.to_string(),
+        mode,
+        contents,
+    })
 }
 
 #[cfg(test)]
@@ -262,9 +296,19 @@ mod tests {
         ImageSpec {
             tag: "1.0".into(),
             entries: vec![
-                Entry::Dir { path: "/bin".into(), mode: 0o755 },
-                Entry::File { path: "/bin/tool".into(), mode: 0o755, contents: b"#!x\n".to_vec() },
-                Entry::Symlink { path: "/bin/sh".into(), target: "tool".into() },
+                Entry::Dir {
+                    path: "/bin".into(),
+                    mode: 0o755,
+                },
+                Entry::File {
+                    path: "/bin/tool".into(),
+                    mode: 0o755,
+                    contents: b"#!x\n".to_vec(),
+                },
+                Entry::Symlink {
+                    path: "/bin/sh".into(),
+                    target: "tool".into(),
+                },
             ],
             config: RuntimeConfig {
                 entrypoint: vec!["/bin/tool".into()],
@@ -280,7 +324,11 @@ mod tests {
     }
 
     fn blob(dir: &Path, digest: &str) -> Vec<u8> {
-        std::fs::read(dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))).unwrap()
+        std::fs::read(
+            dir.join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -304,7 +352,10 @@ mod tests {
         let dir = tmp.path().join("img");
         let w = write_layout(&dir, &spec()).unwrap();
 
-        assert_eq!(read_json(&dir.join("oci-layout"))["imageLayoutVersion"], "1.0.0");
+        assert_eq!(
+            read_json(&dir.join("oci-layout"))["imageLayoutVersion"],
+            "1.0.0"
+        );
         let index = read_json(&dir.join("index.json"));
         let desc = &index["manifests"][0];
         assert_eq!(desc["digest"], w.manifest_digest.as_str());
@@ -321,14 +372,19 @@ mod tests {
         let config: serde_json::Value =
             serde_json::from_slice(&blob(&dir, &w.config_digest)).unwrap();
         assert_eq!(config["config"]["Entrypoint"][0], "/bin/tool");
-        assert!(config["config"].get("Cmd").is_none(), "empty cmd must be omitted");
+        assert!(
+            config["config"].get("Cmd").is_none(),
+            "empty cmd must be omitted"
+        );
         assert_eq!(config["os"], "linux");
 
         // The diff_id is the digest of the *uncompressed* layer.
         let layer = blob(&dir, &w.layer_digest);
         assert_eq!(sha256_digest(&layer), w.layer_digest);
         let mut tar = Vec::new();
-        flate2::read::GzDecoder::new(layer.as_slice()).read_to_end(&mut tar).unwrap();
+        flate2::read::GzDecoder::new(layer.as_slice())
+            .read_to_end(&mut tar)
+            .unwrap();
         assert_eq!(sha256_digest(&tar), w.diff_id);
         assert_eq!(config["rootfs"]["diff_ids"][0], w.diff_id.as_str());
     }
@@ -345,13 +401,19 @@ mod tests {
             assert_eq!(h.uid().unwrap(), 0);
             let mut body = Vec::new();
             e.read_to_end(&mut body).unwrap();
-            let link = e.link_name().unwrap().map(|l| l.to_string_lossy().into_owned());
+            let link = e
+                .link_name()
+                .unwrap()
+                .map(|l| l.to_string_lossy().into_owned());
             seen.push((path, h.entry_type(), h.mode().unwrap(), body, link));
         }
         assert_eq!(seen.len(), 3);
         assert_eq!(seen[0].0, "bin/");
         assert!(seen[0].1.is_dir());
-        assert_eq!((seen[1].0.as_str(), seen[1].2, seen[1].3.as_slice()), ("bin/tool", 0o755, &b"#!x\n"[..]));
+        assert_eq!(
+            (seen[1].0.as_str(), seen[1].2, seen[1].3.as_slice()),
+            ("bin/tool", 0o755, &b"#!x\n"[..])
+        );
         assert!(seen[2].1.is_symlink());
         assert_eq!(seen[2].4.as_deref(), Some("tool"));
     }

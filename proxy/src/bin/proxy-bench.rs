@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use skiff_proxy::backend::{IptablesBackend, RuleBackend};
 use skiff_proxy::conntrack::RecordingConntrack;
 use skiff_proxy::diff::{self, TableState};
-use skiff_proxy::model::{Endpoint, ProxyModel, Protocol, ServicePortInfo, ServicePortName};
+use skiff_proxy::model::{Endpoint, Protocol, ProxyModel, ServicePortInfo, ServicePortName};
 use skiff_proxy::rules::{self, NodeInfo, Table};
 use skiff_proxy::sync::Syncer;
 
@@ -26,8 +26,14 @@ struct Netns(String);
 
 impl Netns {
     fn create(name: &str) -> Netns {
-        let ok = Command::new("ip").args(["netns", "add", name]).status().is_ok_and(|s| s.success());
-        assert!(ok, "cannot create network namespace {name}: run as root with iproute2 installed");
+        let ok = Command::new("ip")
+            .args(["netns", "add", name])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "cannot create network namespace {name}: run as root with iproute2 installed"
+        );
         Netns(name.to_string())
     }
 
@@ -43,11 +49,21 @@ impl Drop for Netns {
 }
 
 fn ip(n: usize, base: [u8; 2]) -> Ipv4Addr {
-    Ipv4Addr::new(base[0], base[1].wrapping_add((n >> 16) as u8), (n >> 8) as u8, n as u8)
+    Ipv4Addr::new(
+        base[0],
+        base[1].wrapping_add((n >> 16) as u8),
+        (n >> 8) as u8,
+        n as u8,
+    )
 }
 
 fn service(i: usize, endpoints: usize) -> ServicePortInfo {
-    let name = ServicePortName { namespace: "bench".into(), name: format!("svc-{i}"), port: "http".into(), protocol: Protocol::Tcp };
+    let name = ServicePortName {
+        namespace: "bench".into(),
+        name: format!("svc-{i}"),
+        port: "http".into(),
+        protocol: Protocol::Tcp,
+    };
     ServicePortInfo {
         name,
         cluster_ip: Some(ip(i, [10, 96])),
@@ -70,7 +86,12 @@ fn service(i: usize, endpoints: usize) -> ServicePortInfo {
 }
 
 fn model(services: usize, endpoints: usize) -> ProxyModel {
-    ProxyModel { ports: (0..services).map(|i| service(i, endpoints)).map(|s| (s.name.clone(), s)).collect() }
+    ProxyModel {
+        ports: (0..services)
+            .map(|i| service(i, endpoints))
+            .map(|s| (s.name.clone(), s))
+            .collect(),
+    }
 }
 
 fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
@@ -106,7 +127,11 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let sizes = parse_list(&args, "--sizes", &[1000, 5000, 10000]);
     let endpoint_counts = parse_list(&args, "--endpoints", &[1, 10]);
-    let node = NodeInfo { name: "bench".into(), node_port_addresses: vec![], cluster_cidr: Some("10.128.0.0/9".parse().unwrap()) };
+    let node = NodeInfo {
+        name: "bench".into(),
+        node_port_addresses: vec![],
+        cluster_cidr: Some("10.128.0.0/9".parse().unwrap()),
+    };
 
     println!("| services | endpoints each | rules | compute | raw restore into empty table (floor) | skiff first (full) sync | naive full re-apply | skiff: one endpoint added | skiff: one service added | skiff: one service removed | skiff: idle sync | canary check |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -127,7 +152,8 @@ fn main() {
 
             let ns = Netns::create(&format!("skpbench{}s", std::process::id()));
             let backend = IptablesBackend::with_prefix(ns.prefix());
-            let mut syncer = Syncer::new(backend.clone(), RecordingConntrack::default(), node.clone());
+            let mut syncer =
+                Syncer::new(backend.clone(), RecordingConntrack::default(), node.clone());
             let input = m.clone();
             let (r, t_first) = timed(|| syncer.sync(input, false));
             r.expect("first sync");
@@ -135,11 +161,23 @@ fn main() {
             // Single changes, several rounds each; the median is reported because the
             // machine is shared and single samples are noisy.
             let mut current = m.clone();
-            let (mut t_ep, mut t_svc, mut t_del, mut t_idle, mut r_ep) = (vec![], vec![], vec![], vec![], vec![]);
+            let (mut t_ep, mut t_svc, mut t_del, mut t_idle, mut r_ep) =
+                (vec![], vec![], vec![], vec![], vec![]);
             for round in 0..ROUNDS {
                 // One endpoint added to one service.
-                let target = current.ports.values_mut().nth(n / 2 + round).expect("a service");
-                let extra = Endpoint { ip: Ipv4Addr::new(10, 127, 255, round as u8), port: 8080, ready: true, serving: true, terminating: false, node_name: None };
+                let target = current
+                    .ports
+                    .values_mut()
+                    .nth(n / 2 + round)
+                    .expect("a service");
+                let extra = Endpoint {
+                    ip: Ipv4Addr::new(10, 127, 255, round as u8),
+                    port: 8080,
+                    ready: true,
+                    serving: true,
+                    terminating: false,
+                    node_name: None,
+                };
                 target.endpoints.push(extra);
                 let input = current.clone();
                 let (r, t) = timed(|| syncer.sync(input, false));
@@ -155,7 +193,12 @@ fn main() {
                 t_svc.push(t);
 
                 // One service removed (its KUBE-SERVICES rule needs a `-D`).
-                let gone = current.ports.keys().nth(n / 3 + round).expect("a service").clone();
+                let gone = current
+                    .ports
+                    .keys()
+                    .nth(n / 3 + round)
+                    .expect("a service")
+                    .clone();
                 current.ports.remove(&gone);
                 let input = current.clone();
                 let (r, t) = timed(|| syncer.sync(input, false));

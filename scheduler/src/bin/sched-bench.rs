@@ -30,15 +30,25 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
-    let mode = it.next().ok_or("usage: sched-bench pure|api [--nodes N] [--pods P] [--concurrency C] [--precreate]")?;
-    let mut a = Args { mode, nodes: 1000, pods: 10000, concurrency: 64, precreate: false };
+    let mode = it.next().ok_or(
+        "usage: sched-bench pure|api [--nodes N] [--pods P] [--concurrency C] [--precreate]",
+    )?;
+    let mut a = Args {
+        mode,
+        nodes: 1000,
+        pods: 10000,
+        concurrency: 64,
+        precreate: false,
+    };
     while let Some(flag) = it.next() {
         if flag == "--precreate" {
             a.precreate = true;
             continue;
         }
         let v = it.next().ok_or(format!("{flag} needs a value"))?;
-        let n: usize = v.parse().map_err(|_| format!("{flag} wants a number, got {v:?}"))?;
+        let n: usize = v
+            .parse()
+            .map_err(|_| format!("{flag} wants a number, got {v:?}"))?;
         match flag.as_str() {
             "--nodes" => a.nodes = n,
             "--pods" => a.pods = n,
@@ -81,7 +91,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 fn pure(a: &Args) {
     let mut snap = Snapshot::new();
     for i in 0..a.nodes {
-        let n: k8s_openapi::api::core::v1::Node = serde_json::from_value(node_json(&format!("node-{i}"))).unwrap();
+        let n: k8s_openapi::api::core::v1::Node =
+            serde_json::from_value(node_json(&format!("node-{i}"))).unwrap();
         snap.upsert_node(&n);
     }
     let pods: Vec<PodInfo> = (0..a.pods)
@@ -113,10 +124,10 @@ fn pure(a: &Args) {
 #[cfg(feature = "bench")]
 async fn api(a: &Args) {
     use futures::{StreamExt, TryStreamExt};
-    use kube::runtime::WatchStreamExt;
     use k8s_openapi::api::core::v1::{Node, Pod};
     use kube::api::{Api, Patch, PatchParams, PostParams};
     use kube::runtime::watcher;
+    use kube::runtime::WatchStreamExt;
     use std::collections::HashMap;
     use std::sync::{Arc, Mutex};
     use tokio_util::sync::CancellationToken;
@@ -134,7 +145,13 @@ async fn api(a: &Args) {
                 let v = node_json(&name);
                 let n: Node = serde_json::from_value(v.clone()).unwrap();
                 nodes.create(&PostParams::default(), &n).await?;
-                nodes.patch_status(&name, &PatchParams::default(), &Patch::Merge(serde_json::json!({"status": v["status"]}))).await?;
+                nodes
+                    .patch_status(
+                        &name,
+                        &PatchParams::default(),
+                        &Patch::Merge(serde_json::json!({"status": v["status"]})),
+                    )
+                    .await?;
                 Ok::<_, kube::Error>(())
             }
         })
@@ -142,11 +159,24 @@ async fn api(a: &Args) {
         .try_collect::<Vec<_>>()
         .await
         .expect("create nodes");
-    eprintln!("created {} nodes in {:.1} s", a.nodes, t.elapsed().as_secs_f64());
+    eprintln!(
+        "created {} nodes in {:.1} s",
+        a.nodes,
+        t.elapsed().as_secs_f64()
+    );
 
     let shutdown = CancellationToken::new();
-    let config = skiff_scheduler::SchedulerConfig { identity: "bench".into(), ..Default::default() };
-    let start_scheduler = || tokio::spawn(skiff_scheduler::run(config.clone(), client.clone(), shutdown.clone()));
+    let config = skiff_scheduler::SchedulerConfig {
+        identity: "bench".into(),
+        ..Default::default()
+    };
+    let start_scheduler = || {
+        tokio::spawn(skiff_scheduler::run(
+            config.clone(),
+            client.clone(),
+            shutdown.clone(),
+        ))
+    };
     let mut sched = (!a.precreate).then(start_scheduler);
 
     // Watch bindings from the client side: "bound" is when a watcher sees spec.nodeName.
@@ -167,7 +197,8 @@ async fn api(a: &Args) {
                 };
                 if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() {
                     let mut b = bound.lock().unwrap();
-                    b.entry(p.metadata.name.clone().unwrap_or_default()).or_insert(now);
+                    b.entry(p.metadata.name.clone().unwrap_or_default())
+                        .or_insert(now);
                     if b.len() >= want {
                         return;
                     }
@@ -212,7 +243,11 @@ async fn api(a: &Args) {
 
     if a.precreate {
         let bound = std::mem::take(&mut *bound.lock().unwrap());
-        let last_bound = bound.values().max().map(|t| t.duration_since(start)).unwrap_or(total);
+        let last_bound = bound
+            .values()
+            .max()
+            .map(|t| t.duration_since(start))
+            .unwrap_or(total);
         println!(
             "api --precreate: {} nodes, {} pods created beforehand in {:.2} s; scheduler start (list + sync) to all bound {:.2} s: {:.0} pods/s ({} bound)",
             a.nodes,
@@ -227,10 +262,16 @@ async fn api(a: &Args) {
     }
     let created = std::mem::take(&mut *created.lock().unwrap());
     let bound = std::mem::take(&mut *bound.lock().unwrap());
-    let mut lat: Vec<Duration> =
-        bound.iter().filter_map(|(n, b)| created.get(n).map(|c| b.saturating_duration_since(*c))).collect();
+    let mut lat: Vec<Duration> = bound
+        .iter()
+        .filter_map(|(n, b)| created.get(n).map(|c| b.saturating_duration_since(*c)))
+        .collect();
     lat.sort();
-    let last_bound = bound.values().max().map(|t| t.duration_since(start)).unwrap_or(total);
+    let last_bound = bound
+        .values()
+        .max()
+        .map(|t| t.duration_since(start))
+        .unwrap_or(total);
     println!(
         "api: {} nodes, {} pods: created in {:.2} s ({:.0}/s), all bound after {:.2} s: {:.0} pods/s; create->bound p50 {:?} p99 {:?} ({} bound)",
         a.nodes,
@@ -258,8 +299,13 @@ fn main() {
         "pure" => pure(&a),
         #[cfg(feature = "bench")]
         "api" => {
-            tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .init();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
             rt.block_on(api(&a));
         }
         #[cfg(not(feature = "bench"))]

@@ -21,8 +21,14 @@ impl ScorePlugin for BalancedAllocation {
     }
 
     fn score(&self, pod: &PodInfo, node: &NodeInfo) -> i64 {
-        let cpu = fraction(node.non_zero_milli_cpu + pod.non_zero_milli_cpu, node.allocatable.milli_cpu);
-        let mem = fraction(node.non_zero_memory + pod.non_zero_memory, node.allocatable.memory);
+        let cpu = fraction(
+            node.non_zero_milli_cpu + pod.non_zero_milli_cpu,
+            node.allocatable.milli_cpu,
+        );
+        let mem = fraction(
+            node.non_zero_memory + pod.non_zero_memory,
+            node.allocatable.memory,
+        );
         // The standard deviation of two values is half their distance.
         let std = (cpu - mem).abs() / 2.0;
         ((1.0 - std) * MAX_NODE_SCORE as f64) as i64
@@ -40,7 +46,14 @@ mod tests {
         let cases = [
             ("same share of both", node_info("n", "4", "4Gi", "10"), 100),
             ("cpu 50%, memory 25%", node_info("n", "2", "4Gi", "10"), 87),
-            ("cpu 100%, memory 0%", with_pods(node_info("n", "2", "1000Gi", "10"), vec![sized_pod("a", "1", "0")]), 50),
+            (
+                "cpu 100%, memory 0%",
+                with_pods(
+                    node_info("n", "2", "1000Gi", "10"),
+                    vec![sized_pod("a", "1", "0")],
+                ),
+                50,
+            ),
         ];
         for (what, node, want) in cases {
             assert_eq!(BalancedAllocation.score(&pod, &node), want, "{what}");

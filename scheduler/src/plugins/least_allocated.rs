@@ -23,8 +23,14 @@ impl ScorePlugin for LeastAllocated {
     }
 
     fn score(&self, pod: &PodInfo, node: &NodeInfo) -> i64 {
-        let cpu = free_score(node.non_zero_milli_cpu + pod.non_zero_milli_cpu, node.allocatable.milli_cpu);
-        let mem = free_score(node.non_zero_memory + pod.non_zero_memory, node.allocatable.memory);
+        let cpu = free_score(
+            node.non_zero_milli_cpu + pod.non_zero_milli_cpu,
+            node.allocatable.milli_cpu,
+        );
+        let mem = free_score(
+            node.non_zero_memory + pod.non_zero_memory,
+            node.allocatable.memory,
+        );
         (cpu + mem) / 2
     }
 }
@@ -39,9 +45,30 @@ mod tests {
         let pod = sized_pod("p", "1", "1Gi");
         let cases = [
             ("empty 4 cpu / 4Gi", node_info("n", "4", "4Gi", "10"), 75),
-            ("half full", with_pods(node_info("n", "4", "4Gi", "10"), vec![sized_pod("a", "1", "1Gi")]), 50),
-            ("cpu full, memory empty", with_pods(node_info("n", "2", "4Gi", "10"), vec![sized_pod("a", "1", "0")]), 75 / 2),
-            ("overcommitted", with_pods(node_info("n", "1", "1Gi", "10"), vec![sized_pod("a", "1", "1Gi")]), 0),
+            (
+                "half full",
+                with_pods(
+                    node_info("n", "4", "4Gi", "10"),
+                    vec![sized_pod("a", "1", "1Gi")],
+                ),
+                50,
+            ),
+            (
+                "cpu full, memory empty",
+                with_pods(
+                    node_info("n", "2", "4Gi", "10"),
+                    vec![sized_pod("a", "1", "0")],
+                ),
+                75 / 2,
+            ),
+            (
+                "overcommitted",
+                with_pods(
+                    node_info("n", "1", "1Gi", "10"),
+                    vec![sized_pod("a", "1", "1Gi")],
+                ),
+                0,
+            ),
             ("no allocatable", node_info("n", "0", "0", "10"), 0),
         ];
         for (what, node, want) in cases {
@@ -49,6 +76,9 @@ mod tests {
         }
         // A pod with no requests counts as 100m / 200Mi.
         let empty = pod_info("e", serde_json::json!({"containers": [{"name": "c"}]}));
-        assert_eq!(LeastAllocated.score(&empty, &node_info("n", "1", "400Mi", "10")), (90 + 50) / 2);
+        assert_eq!(
+            LeastAllocated.score(&empty, &node_info("n", "1", "400Mi", "10")),
+            (90 + 50) / 2
+        );
     }
 }

@@ -29,18 +29,33 @@ pub struct Weights {
 
 impl Default for Weights {
     fn default() -> Self {
-        Weights { least_allocated: 1, balanced_allocation: 1, node_affinity: 2, owner_spread: 2, taint_toleration: 3 }
+        Weights {
+            least_allocated: 1,
+            balanced_allocation: 1,
+            node_affinity: 2,
+            owner_spread: 2,
+            taint_toleration: 3,
+        }
     }
 }
 
 /// The default profile.
 pub fn default_plugins(weights: &Weights, percentage_of_nodes_to_score: u32) -> Plugins {
     let mut scores: Vec<(Box<dyn crate::framework::ScorePlugin>, i64)> = vec![
-        (Box::new(least_allocated::LeastAllocated), weights.least_allocated),
-        (Box::new(balanced_allocation::BalancedAllocation), weights.balanced_allocation),
+        (
+            Box::new(least_allocated::LeastAllocated),
+            weights.least_allocated,
+        ),
+        (
+            Box::new(balanced_allocation::BalancedAllocation),
+            weights.balanced_allocation,
+        ),
         (Box::new(node_affinity::NodeAffinity), weights.node_affinity),
         (Box::new(owner_spread::OwnerSpread), weights.owner_spread),
-        (Box::new(taint_toleration::PreferNoScheduleTaints), weights.taint_toleration),
+        (
+            Box::new(taint_toleration::PreferNoScheduleTaints),
+            weights.taint_toleration,
+        ),
     ];
     // A zero weight switches a score off; skip the work.
     scores.retain(|(_, w)| *w != 0);
@@ -76,7 +91,12 @@ mod tests {
         s.upsert_node(&node("small-1", "500m", "1Gi", "10"));
         s.upsert_node(&node("small-2", "500m", "1Gi", "10"));
         let mut tainted = node("tainted", "8", "8Gi", "10");
-        tainted.spec = Some(serde_json::from_value(json!({"taints": [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]})).unwrap());
+        tainted.spec = Some(
+            serde_json::from_value(
+                json!({"taints": [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]}),
+            )
+            .unwrap(),
+        );
         s.upsert_node(&tainted);
         let plugins = default_plugins(&Weights::default(), 0);
         let pod = sized_pod("p", "1", "100Mi");
@@ -88,7 +108,10 @@ mod tests {
             json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}],
                    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]}),
         );
-        assert_eq!(schedule(&tolerant, &s, &plugins, &mut Cursor::new(1)).unwrap(), "tainted");
+        assert_eq!(
+            schedule(&tolerant, &s, &plugins, &mut Cursor::new(1)).unwrap(),
+            "tainted"
+        );
     }
 
     /// Scores steer replicas of one owner onto different nodes.

@@ -34,7 +34,9 @@ impl ScorePlugin for NodeAffinity {
     fn score(&self, pod: &PodInfo, node: &NodeInfo) -> i64 {
         pod.preferred_node_affinity
             .iter()
-            .filter(|p| p.weight != 0 && node_selector_term_matches(&p.preference, &node.name, &node.labels))
+            .filter(|p| {
+                p.weight != 0 && node_selector_term_matches(&p.preference, &node.name, &node.labels)
+            })
             .map(|p| i64::from(p.weight))
             .sum()
     }
@@ -73,12 +75,30 @@ mod tests {
             )
         };
         let cases = [
-            (json!([{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}]}]), true),
-            (json!([{"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}]), false),
-            (json!([{"matchExpressions": [{"key": "gpu", "operator": "Exists"}]}]), false),
-            (json!([{"matchExpressions": [{"key": "gpu", "operator": "DoesNotExist"}]}]), true),
-            (json!([{"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["8"]}]}]), true),
-            (json!([{"matchExpressions": [{"key": "cores", "operator": "Lt", "values": ["8"]}]}]), false),
+            (
+                json!([{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}]}]),
+                true,
+            ),
+            (
+                json!([{"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}]),
+                false,
+            ),
+            (
+                json!([{"matchExpressions": [{"key": "gpu", "operator": "Exists"}]}]),
+                false,
+            ),
+            (
+                json!([{"matchExpressions": [{"key": "gpu", "operator": "DoesNotExist"}]}]),
+                true,
+            ),
+            (
+                json!([{"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["8"]}]}]),
+                true,
+            ),
+            (
+                json!([{"matchExpressions": [{"key": "cores", "operator": "Lt", "values": ["8"]}]}]),
+                false,
+            ),
             (
                 json!([{"matchExpressions": [{"key": "gpu", "operator": "Exists"}]},
                        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}]),
@@ -93,7 +113,10 @@ mod tests {
                 assert_eq!(got.unwrap_err(), vec![AFFINITY_MISMATCH.to_string()]);
             }
         }
-        assert!(NodeAffinity.filter(&pod_info("p", json!({})), &n).is_ok(), "no affinity fits anywhere");
+        assert!(
+            NodeAffinity.filter(&pod_info("p", json!({})), &n).is_ok(),
+            "no affinity fits anywhere"
+        );
     }
 
     #[test]
@@ -111,7 +134,10 @@ mod tests {
             labelled("c", &[("zone", "a"), ("disk", "ssd")]),
             labelled("d", &[]),
         ];
-        let mut scores: Vec<i64> = nodes.iter().map(|n| ScorePlugin::score(&NodeAffinity, &pod, n)).collect();
+        let mut scores: Vec<i64> = nodes
+            .iter()
+            .map(|n| ScorePlugin::score(&NodeAffinity, &pod, n))
+            .collect();
         assert_eq!(scores, vec![10, 30, 40, 0]);
         ScorePlugin::normalize(&NodeAffinity, &mut scores);
         assert_eq!(scores, vec![25, 75, 100, 0]);

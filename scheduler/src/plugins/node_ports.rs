@@ -44,16 +44,31 @@ mod tests {
     #[test]
     fn host_port_conflicts_on_node() {
         let web = port_pod("web", json!([{"containerPort": 80, "hostPort": 8080}]));
-        let dns = port_pod("dns", json!([{"containerPort": 53, "hostPort": 53, "protocol": "UDP", "hostIP": "10.0.0.1"}]));
+        let dns = port_pod(
+            "dns",
+            json!([{"containerPort": 53, "hostPort": 53, "protocol": "UDP", "hostIP": "10.0.0.1"}]),
+        );
         let node = with_pods(node_info("n", "4", "4Gi", "10"), vec![web, dns]);
         let cases = [
             (json!([{"containerPort": 80}]), true),
             (json!([{"containerPort": 80, "hostPort": 8080}]), false),
-            (json!([{"containerPort": 80, "hostPort": 8080, "protocol": "UDP"}]), true),
+            (
+                json!([{"containerPort": 80, "hostPort": 8080, "protocol": "UDP"}]),
+                true,
+            ),
             (json!([{"containerPort": 80, "hostPort": 8081}]), true),
-            (json!([{"containerPort": 53, "hostPort": 53, "protocol": "UDP", "hostIP": "10.0.0.2"}]), true),
-            (json!([{"containerPort": 53, "hostPort": 53, "protocol": "UDP"}]), false),
-            (json!([{"containerPort": 1, "hostPort": 9000}, {"containerPort": 2, "hostPort": 8080}]), false),
+            (
+                json!([{"containerPort": 53, "hostPort": 53, "protocol": "UDP", "hostIP": "10.0.0.2"}]),
+                true,
+            ),
+            (
+                json!([{"containerPort": 53, "hostPort": 53, "protocol": "UDP"}]),
+                false,
+            ),
+            (
+                json!([{"containerPort": 1, "hostPort": 9000}, {"containerPort": 2, "hostPort": 8080}]),
+                false,
+            ),
         ];
         for (ports, fits) in cases {
             let got = NodePorts.filter(&port_pod("p", ports.clone()), &node);

@@ -69,7 +69,10 @@ mod tests {
             NodeInfo::from_node(&n)
         };
         let gpu_pod = |name: &str, n: &str| {
-            pod_info(name, json!({"containers": [{"name": "c", "resources": {"requests": {"example.com/gpu": n}}}]}))
+            pod_info(
+                name,
+                json!({"containers": [{"name": "c", "resources": {"requests": {"example.com/gpu": n}}}]}),
+            )
         };
         struct Case {
             what: &'static str,
@@ -78,33 +81,60 @@ mod tests {
             want: Vec<&'static str>,
         }
         let cases = vec![
-            Case { what: "empty node", node: node_info("n", "2", "2Gi", "10"), pod: sized_pod("p", "2", "2Gi"), want: vec![] },
+            Case {
+                what: "empty node",
+                node: node_info("n", "2", "2Gi", "10"),
+                pod: sized_pod("p", "2", "2Gi"),
+                want: vec![],
+            },
             Case {
                 what: "cpu exhausted by bound pods",
-                node: with_pods(node_info("n", "2", "2Gi", "10"), vec![sized_pod("a", "1500m", "0")]),
+                node: with_pods(
+                    node_info("n", "2", "2Gi", "10"),
+                    vec![sized_pod("a", "1500m", "0")],
+                ),
                 pod: sized_pod("p", "600m", "1Gi"),
                 want: vec!["Insufficient cpu"],
             },
             Case {
                 what: "both short",
-                node: with_pods(node_info("n", "2", "2Gi", "10"), vec![sized_pod("a", "1500m", "1536Mi")]),
+                node: with_pods(
+                    node_info("n", "2", "2Gi", "10"),
+                    vec![sized_pod("a", "1500m", "1536Mi")],
+                ),
                 pod: sized_pod("p", "600m", "1Gi"),
                 want: vec!["Insufficient cpu", "Insufficient memory"],
             },
             Case {
                 what: "pod count",
-                node: with_pods(node_info("n", "8", "8Gi", "1"), vec![sized_pod("a", "0", "0")]),
+                node: with_pods(
+                    node_info("n", "8", "8Gi", "1"),
+                    vec![sized_pod("a", "0", "0")],
+                ),
                 pod: sized_pod("p", "0", "0"),
                 want: vec![TOO_MANY_PODS],
             },
             Case {
                 what: "zero request fits an overcommitted node",
-                node: with_pods(node_info("n", "1", "1Gi", "10"), vec![sized_pod("a", "2", "2Gi")]),
+                node: with_pods(
+                    node_info("n", "1", "1Gi", "10"),
+                    vec![sized_pod("a", "2", "2Gi")],
+                ),
                 pod: pod_info("p", json!({"containers": [{"name": "c"}]})),
                 want: vec![],
             },
-            Case { what: "extended resource present", node: gpu_node.clone(), pod: gpu_pod("p", "1"), want: vec![] },
-            Case { what: "extended resource short", node: gpu_node, pod: gpu_pod("p", "2"), want: vec!["Insufficient example.com/gpu"] },
+            Case {
+                what: "extended resource present",
+                node: gpu_node.clone(),
+                pod: gpu_pod("p", "1"),
+                want: vec![],
+            },
+            Case {
+                what: "extended resource short",
+                node: gpu_node,
+                pod: gpu_pod("p", "2"),
+                want: vec!["Insufficient example.com/gpu"],
+            },
             Case {
                 what: "extended resource missing",
                 node: node_info("n", "2", "2Gi", "10"),
@@ -114,8 +144,11 @@ mod tests {
         ];
         for c in cases {
             let got = NodeResourcesFit.filter(&c.pod, &c.node);
-            let want: Result<(), Vec<String>> =
-                if c.want.is_empty() { Ok(()) } else { Err(c.want.iter().map(|s| s.to_string()).collect()) };
+            let want: Result<(), Vec<String>> = if c.want.is_empty() {
+                Ok(())
+            } else {
+                Err(c.want.iter().map(|s| s.to_string()).collect())
+            };
             assert_eq!(got, want, "{}", c.what);
         }
     }

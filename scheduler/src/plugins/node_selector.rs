@@ -15,7 +15,11 @@ impl FilterPlugin for NodeSelector {
     }
 
     fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Vec<String>> {
-        if pod.node_selector.iter().all(|(k, v)| node.labels.get(k) == Some(v)) {
+        if pod
+            .node_selector
+            .iter()
+            .all(|(k, v)| node.labels.get(k) == Some(v))
+        {
             Ok(())
         } else {
             Err(vec![AFFINITY_MISMATCH.into()])

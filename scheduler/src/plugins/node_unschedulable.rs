@@ -23,7 +23,11 @@ impl FilterPlugin for NodeUnschedulable {
         if !node.unschedulable {
             return Ok(());
         }
-        let taint = Taint { key: UNSCHEDULABLE_TAINT.into(), effect: "NoSchedule".into(), ..Default::default() };
+        let taint = Taint {
+            key: UNSCHEDULABLE_TAINT.into(),
+            effect: "NoSchedule".into(),
+            ..Default::default()
+        };
         if pod.tolerations.iter().any(|t| tolerates(t, &taint)) {
             Ok(())
         } else {
@@ -45,7 +49,10 @@ mod tests {
             "t",
             json!({"tolerations": [{"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}]}),
         );
-        let other = pod_info("o", json!({"tolerations": [{"key": "x", "operator": "Exists"}]}));
+        let other = pod_info(
+            "o",
+            json!({"tolerations": [{"key": "x", "operator": "Exists"}]}),
+        );
         let mut n = node_info("n", "1", "1Gi", "10");
         let cases = [
             (false, &plain, true),

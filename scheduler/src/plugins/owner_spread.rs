@@ -15,10 +15,16 @@ impl ScorePlugin for OwnerSpread {
 
     /// Raw score: how many pods of the same owner are already on the node.
     fn score(&self, pod: &PodInfo, node: &NodeInfo) -> i64 {
-        let Some(owner) = &pod.owner_uid else { return 0 };
+        let Some(owner) = &pod.owner_uid else {
+            return 0;
+        };
         node.pods
             .iter()
-            .filter(|p| p.uid != pod.uid && p.owner_uid.as_ref() == Some(owner) && p.namespace == pod.namespace)
+            .filter(|p| {
+                p.uid != pod.uid
+                    && p.owner_uid.as_ref() == Some(owner)
+                    && p.namespace == pod.namespace
+            })
             .count() as i64
     }
 
@@ -26,7 +32,11 @@ impl ScorePlugin for OwnerSpread {
     fn normalize(&self, scores: &mut [i64]) {
         let max = scores.iter().copied().max().unwrap_or(0);
         for s in scores.iter_mut() {
-            *s = if max == 0 { MAX_NODE_SCORE } else { MAX_NODE_SCORE * (max - *s) / max };
+            *s = if max == 0 {
+                MAX_NODE_SCORE
+            } else {
+                MAX_NODE_SCORE * (max - *s) / max
+            };
         }
     }
 }
@@ -46,8 +56,14 @@ mod tests {
     fn fewer_siblings_scores_higher() {
         let pod = owned("new", Some("rs1"));
         let nodes = [
-            with_pods(node_info("a", "1", "1Gi", "10"), vec![owned("x1", Some("rs1")), owned("x2", Some("rs1"))]),
-            with_pods(node_info("b", "1", "1Gi", "10"), vec![owned("x3", Some("rs1")), owned("y", Some("rs2"))]),
+            with_pods(
+                node_info("a", "1", "1Gi", "10"),
+                vec![owned("x1", Some("rs1")), owned("x2", Some("rs1"))],
+            ),
+            with_pods(
+                node_info("b", "1", "1Gi", "10"),
+                vec![owned("x3", Some("rs1")), owned("y", Some("rs2"))],
+            ),
             with_pods(node_info("c", "1", "1Gi", "10"), vec![owned("z", None)]),
         ];
         let mut scores: Vec<i64> = nodes.iter().map(|n| OwnerSpread.score(&pod, n)).collect();
@@ -56,8 +72,15 @@ mod tests {
         assert_eq!(scores, vec![0, 50, 100]);
 
         let orphan = owned("o", None);
-        let mut scores: Vec<i64> = nodes.iter().map(|n| OwnerSpread.score(&orphan, n)).collect();
+        let mut scores: Vec<i64> = nodes
+            .iter()
+            .map(|n| OwnerSpread.score(&orphan, n))
+            .collect();
         OwnerSpread.normalize(&mut scores);
-        assert_eq!(scores, vec![100, 100, 100], "pods without owner are not spread");
+        assert_eq!(
+            scores,
+            vec![100, 100, 100],
+            "pods without owner are not spread"
+        );
     }
 }

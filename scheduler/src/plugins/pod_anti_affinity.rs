@@ -29,7 +29,12 @@ impl FilterPlugin for PodAntiAffinity {
                 .pods
                 .iter()
                 .filter(|other| other.uid != pod.uid)
-                .any(|other| pod.anti_affinity.iter().filter(|t| per_node(t)).any(|t| t.selects(other)));
+                .any(|other| {
+                    pod.anti_affinity
+                        .iter()
+                        .filter(|t| per_node(t))
+                        .any(|t| t.selects(other))
+                });
             if clash {
                 return Err(vec![POD_ANTI_AFFINITY.into()]);
             }
@@ -39,7 +44,13 @@ impl FilterPlugin for PodAntiAffinity {
                 .pods
                 .iter()
                 .filter(|other| other.uid != pod.uid)
-                .any(|other| other.anti_affinity.iter().filter(|t| per_node(t)).any(|t| t.selects(pod)));
+                .any(|other| {
+                    other
+                        .anti_affinity
+                        .iter()
+                        .filter(|t| per_node(t))
+                        .any(|t| t.selects(pod))
+                });
             if clash {
                 return Err(vec![EXISTING_ANTI_AFFINITY.into()]);
             }
@@ -55,7 +66,8 @@ mod tests {
     use serde_json::json;
 
     fn anti(app: &str, topology: &str, namespaces: Option<Vec<&str>>) -> serde_json::Value {
-        let mut term = json!({"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": topology});
+        let mut term =
+            json!({"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": topology});
         if let Some(ns) = namespaces {
             term["namespaces"] = json!(ns);
         }
@@ -84,7 +96,12 @@ mod tests {
             want: Result<(), &'static str>,
         }
         let cases = vec![
-            Case { what: "empty node", on_node: vec![], pod: pod("web-2", "web", Some(anti("web", HOSTNAME_LABEL, None))), want: Ok(()) },
+            Case {
+                what: "empty node",
+                on_node: vec![],
+                pod: pod("web-2", "web", Some(anti("web", HOSTNAME_LABEL, None))),
+                want: Ok(()),
+            },
             Case {
                 what: "own term selects a pod there",
                 on_node: vec![plain_web.clone()],
@@ -100,7 +117,11 @@ mod tests {
             Case {
                 what: "own term naming that namespace",
                 on_node: vec![other_ns],
-                pod: pod("web-2", "web", Some(anti("web", HOSTNAME_LABEL, Some(vec!["other"])))),
+                pod: pod(
+                    "web-2",
+                    "web",
+                    Some(anti("web", HOSTNAME_LABEL, Some(vec!["other"]))),
+                ),
                 want: Err(POD_ANTI_AFFINITY),
             },
             Case {
@@ -109,11 +130,20 @@ mod tests {
                 pod: plain_web.clone(),
                 want: Err(EXISTING_ANTI_AFFINITY),
             },
-            Case { what: "existing pod's term does not select", on_node: vec![guarded_db], pod: pod("api", "api", None), want: Ok(()) },
+            Case {
+                what: "existing pod's term does not select",
+                on_node: vec![guarded_db],
+                pod: pod("api", "api", None),
+                want: Ok(()),
+            },
             Case {
                 what: "zone topology is not enforced",
                 on_node: vec![plain_web],
-                pod: pod("web-2", "web", Some(anti("web", "topology.kubernetes.io/zone", None))),
+                pod: pod(
+                    "web-2",
+                    "web",
+                    Some(anti("web", "topology.kubernetes.io/zone", None)),
+                ),
                 want: Ok(()),
             },
         ];

@@ -11,7 +11,10 @@ use crate::snapshot::NodeInfo;
 /// Does one toleration match one taint? An empty effect matches every effect, an empty
 /// key with `Exists` matches every key, `Equal` (the default) also compares values.
 pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    if t.effect.as_deref().is_some_and(|e| !e.is_empty() && e != taint.effect) {
+    if t.effect
+        .as_deref()
+        .is_some_and(|e| !e.is_empty() && e != taint.effect)
+    {
         return false;
     }
     let key = t.key.as_deref().unwrap_or("");
@@ -20,7 +23,10 @@ pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
     }
     match t.operator.as_deref().unwrap_or("Equal") {
         "Exists" => true,
-        "Equal" | "" => !key.is_empty() && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
+        "Equal" | "" => {
+            !key.is_empty()
+                && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+        }
         _ => false,
     }
 }
@@ -59,7 +65,10 @@ impl ScorePlugin for PreferNoScheduleTaints {
     fn score(&self, pod: &PodInfo, node: &NodeInfo) -> i64 {
         node.taints
             .iter()
-            .filter(|taint| taint.effect == "PreferNoSchedule" && !pod.tolerations.iter().any(|t| tolerates(t, taint)))
+            .filter(|taint| {
+                taint.effect == "PreferNoSchedule"
+                    && !pod.tolerations.iter().any(|t| tolerates(t, taint))
+            })
             .count() as i64
     }
 
@@ -67,7 +76,11 @@ impl ScorePlugin for PreferNoScheduleTaints {
     fn normalize(&self, scores: &mut [i64]) {
         let max = scores.iter().copied().max().unwrap_or(0);
         for s in scores.iter_mut() {
-            *s = if max == 0 { MAX_NODE_SCORE } else { MAX_NODE_SCORE * (max - *s) / max };
+            *s = if max == 0 {
+                MAX_NODE_SCORE
+            } else {
+                MAX_NODE_SCORE * (max - *s) / max
+            };
         }
     }
 }
@@ -79,7 +92,12 @@ mod tests {
     use serde_json::json;
 
     fn taint(key: &str, value: &str, effect: &str) -> Taint {
-        Taint { key: key.into(), value: Some(value.into()), effect: effect.into(), time_added: None }
+        Taint {
+            key: key.into(),
+            value: Some(value.into()),
+            effect: effect.into(),
+            time_added: None,
+        }
     }
 
     fn toleration(v: serde_json::Value) -> Toleration {
@@ -90,11 +108,20 @@ mod tests {
     fn toleration_matching() {
         let t = taint("dedicated", "gpu", "NoSchedule");
         let cases = [
-            (json!({"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}), true),
-            (json!({"key": "dedicated", "operator": "Equal", "value": "gpu"}), true),
+            (
+                json!({"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}),
+                true,
+            ),
+            (
+                json!({"key": "dedicated", "operator": "Equal", "value": "gpu"}),
+                true,
+            ),
             (json!({"key": "dedicated", "value": "cpu"}), false),
             (json!({"key": "dedicated", "operator": "Exists"}), true),
-            (json!({"key": "dedicated", "operator": "Exists", "effect": "NoExecute"}), false),
+            (
+                json!({"key": "dedicated", "operator": "Exists", "effect": "NoExecute"}),
+                false,
+            ),
             (json!({"operator": "Exists"}), true),
             (json!({"operator": "Exists", "effect": "NoSchedule"}), true),
             (json!({"key": "other", "operator": "Exists"}), false),
@@ -110,22 +137,51 @@ mod tests {
     fn filter_blocks_untolerated_hard_taints() {
         let mut n = node_info("n", "1", "1Gi", "10");
         let plain = pod_info("p", json!({}));
-        let tolerant = pod_info("t", json!({"tolerations": [{"key": "dedicated", "operator": "Exists"}]}));
+        let tolerant = pod_info(
+            "t",
+            json!({"tolerations": [{"key": "dedicated", "operator": "Exists"}]}),
+        );
         let cases = [
             (vec![], &plain, Ok(())),
-            (vec![taint("dedicated", "gpu", "PreferNoSchedule")], &plain, Ok(())),
-            (vec![taint("dedicated", "gpu", "NoSchedule")], &plain, Err(vec!["node(s) had untolerated taint {dedicated: gpu}".to_string()])),
-            (vec![taint("gone", "", "NoExecute")], &plain, Err(vec!["node(s) had untolerated taint {gone: }".to_string()])),
-            (vec![taint("dedicated", "gpu", "NoSchedule")], &tolerant, Ok(())),
             (
-                vec![taint("dedicated", "gpu", "NoSchedule"), taint("x", "1", "NoSchedule")],
+                vec![taint("dedicated", "gpu", "PreferNoSchedule")],
+                &plain,
+                Ok(()),
+            ),
+            (
+                vec![taint("dedicated", "gpu", "NoSchedule")],
+                &plain,
+                Err(vec![
+                    "node(s) had untolerated taint {dedicated: gpu}".to_string()
+                ]),
+            ),
+            (
+                vec![taint("gone", "", "NoExecute")],
+                &plain,
+                Err(vec!["node(s) had untolerated taint {gone: }".to_string()]),
+            ),
+            (
+                vec![taint("dedicated", "gpu", "NoSchedule")],
+                &tolerant,
+                Ok(()),
+            ),
+            (
+                vec![
+                    taint("dedicated", "gpu", "NoSchedule"),
+                    taint("x", "1", "NoSchedule"),
+                ],
                 &tolerant,
                 Err(vec!["node(s) had untolerated taint {x: 1}".to_string()]),
             ),
         ];
         for (taints, pod, want) in cases {
             n.taints = taints.clone();
-            assert_eq!(TaintToleration.filter(pod, &n), want, "taints {taints:?} pod {}", pod.name);
+            assert_eq!(
+                TaintToleration.filter(pod, &n),
+                want,
+                "taints {taints:?} pod {}",
+                pod.name
+            );
         }
     }
 
@@ -133,11 +189,17 @@ mod tests {
     fn prefer_no_schedule_scores() {
         let pod = pod_info("p", json!({}));
         let mut a = node_info("a", "1", "1Gi", "10");
-        a.taints = vec![taint("x", "", "PreferNoSchedule"), taint("y", "", "PreferNoSchedule")];
+        a.taints = vec![
+            taint("x", "", "PreferNoSchedule"),
+            taint("y", "", "PreferNoSchedule"),
+        ];
         let mut b = node_info("b", "1", "1Gi", "10");
         b.taints = vec![taint("x", "", "PreferNoSchedule")];
         let c = node_info("c", "1", "1Gi", "10");
-        let mut scores: Vec<i64> = [&a, &b, &c].iter().map(|n| PreferNoScheduleTaints.score(&pod, n)).collect();
+        let mut scores: Vec<i64> = [&a, &b, &c]
+            .iter()
+            .map(|n| PreferNoScheduleTaints.score(&pod, n))
+            .collect();
         assert_eq!(scores, vec![2, 1, 0]);
         PreferNoScheduleTaints.normalize(&mut scores);
         assert_eq!(scores, vec![0, 50, 100]);
