@@ -12,55 +12,50 @@ use crate::strategy;
 
 /// Creates whatever of the bootstrap objects is missing. Idempotent.
 pub async fn ensure(api: &Api, api_port: u16, endpoint_ips: &[String]) -> Result<(), StoreError> {
-    let ns = lookup("", "v1", "namespaces").expect("namespaces");
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        let key = key_of(ns, None, name);
-        if api.store.get(&key).is_some() {
-            continue;
-        }
-        let mut obj = json!({"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": name}});
-        strategy::prepare_create(ns, &mut obj, &api.alloc)
-            .map_err(|e| StoreError::Io(e.message))?;
-        match api.store.create(&key, obj).await {
-            Ok(_) | Err(StoreError::AlreadyExists) => {}
-            Err(e) => return Err(e),
-        }
+        let obj = json!({"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": name}});
+        create_missing(api, "namespaces", None, name, obj).await?;
     }
-    let svc = lookup("", "v1", "services").expect("services");
-    let key = key_of(svc, Some("default"), "kubernetes");
-    if api.store.get(&key).is_none() {
-        let ip = api.alloc.api_service_ip().to_string();
-        let mut obj = json!({
-            "kind": "Service", "apiVersion": "v1",
-            "metadata": {"name": "kubernetes", "namespace": "default",
-                          "labels": {"component": "apiserver", "provider": "kubernetes"}},
-            "spec": {"type": "ClusterIP", "clusterIP": ip,
-                      "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": api_port}]}
-        });
-        strategy::prepare_create(svc, &mut obj, &api.alloc)
-            .map_err(|e| StoreError::Io(e.message))?;
-        match api.store.create(&key, obj).await {
-            Ok(_) | Err(StoreError::AlreadyExists) => {}
-            Err(e) => return Err(e),
-        }
-    }
+    let ip = api.alloc.api_service_ip().to_string();
+    let svc = json!({
+        "kind": "Service", "apiVersion": "v1",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+                      "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {"type": "ClusterIP", "clusterIP": ip,
+                  "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": api_port}]}
+    });
+    create_missing(api, "services", Some("default"), "kubernetes", svc).await?;
     // The Endpoints of the kubernetes Service are the server's own addresses: no
     // selector, so no controller maintains them.
-    let ep = lookup("", "v1", "endpoints").expect("endpoints");
-    let key = key_of(ep, Some("default"), "kubernetes");
-    if api.store.get(&key).is_none() && !endpoint_ips.is_empty() {
+    if !endpoint_ips.is_empty() {
         let addrs: Vec<_> = endpoint_ips.iter().map(|ip| json!({"ip": ip})).collect();
-        let mut obj = json!({
+        let ep = json!({
             "kind": "Endpoints", "apiVersion": "v1",
             "metadata": {"name": "kubernetes", "namespace": "default"},
             "subsets": [{"addresses": addrs, "ports": [{"name": "https", "port": api_port, "protocol": "TCP"}]}]
         });
-        strategy::prepare_create(ep, &mut obj, &api.alloc)
-            .map_err(|e| StoreError::Io(e.message))?;
-        match api.store.create(&key, obj).await {
-            Ok(_) | Err(StoreError::AlreadyExists) => {}
-            Err(e) => return Err(e),
-        }
+        create_missing(api, "endpoints", Some("default"), "kubernetes", ep).await?;
     }
     Ok(())
+}
+
+/// Creates a core/v1 object through the same create rules as a request, unless it
+/// exists.
+async fn create_missing(
+    api: &Api,
+    plural: &str,
+    namespace: Option<&str>,
+    name: &str,
+    mut obj: serde_json::Value,
+) -> Result<(), StoreError> {
+    let res = lookup("", "v1", plural).expect("a served core resource");
+    let key = key_of(res, namespace, name);
+    if api.store.get(&key).is_some() {
+        return Ok(());
+    }
+    strategy::prepare_create(res, &mut obj, &api.alloc).map_err(|e| StoreError::Io(e.message))?;
+    match api.store.create(&key, obj).await {
+        Ok(_) | Err(StoreError::AlreadyExists) => Ok(()),
+        Err(e) => Err(e),
+    }
 }

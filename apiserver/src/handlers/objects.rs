@@ -471,6 +471,31 @@ pub fn same_object(a: &Value, b: &Value) -> bool {
     strip(a) == strip(b)
 }
 
+/// The end of every read-modify-write (PUT and PATCH): an update that changes nothing
+/// writes nothing (same resourceVersion), a dry run writes nothing, anything else is
+/// committed at `old`'s revision. `Ok(None)`: another writer got in first.
+async fn write_back(
+    api: &Api,
+    res: &ResourceInfo,
+    key: &str,
+    name: &str,
+    old: &Value,
+    mut new: Value,
+    req: &Req,
+) -> Result<Option<Response<Body>>, ApiError> {
+    meta::set(&mut new, "resourceVersion", json!(rv_of(old).to_string()));
+    if same_object(&new, old) {
+        return Ok(Some(response::json(200, &render_one(res, old, req)?)));
+    }
+    if req.query.dry_run() {
+        return Ok(Some(response::json(200, &new)));
+    }
+    match commit_update(api, res, key, name, old, new).await? {
+        Some(stored) => Ok(Some(response::json(200, &render_one(res, &stored, req)?))),
+        None => Ok(None),
+    }
+}
+
 pub async fn update(
     api: &Api,
     rp: &ResourcePath,
@@ -525,15 +550,8 @@ pub async fn update(
         } else {
             strategy::prepare_update(res, &mut new, &old, sub, &api.alloc)?;
         }
-        meta::set(&mut new, "resourceVersion", json!(rv_of(&old).to_string()));
-        if same_object(&new, &old) {
-            return Ok(response::json(200, &render_one(res, &old, req)?));
-        }
-        if req.query.dry_run() {
-            return Ok(response::json(200, &new));
-        }
-        match commit_update(api, res, &key, name, &old, new).await? {
-            Some(stored) => return Ok(response::json(200, &render_one(res, &stored, req)?)),
+        match write_back(api, res, &key, name, &old, new, req).await? {
+            Some(resp) => return Ok(resp),
             None if wanted_rv.is_some() => return Err(ApiError::stale(res, name)),
             None => continue,
         }
@@ -598,16 +616,8 @@ pub async fn patch(
         }
         check_type(res, &mut new)?;
         strategy::prepare_update(res, &mut new, &old, sub, &api.alloc)?;
-        meta::set(&mut new, "resourceVersion", json!(rv_of(&old).to_string()));
-        if same_object(&new, &old) {
-            return Ok(response::json(200, &render_one(res, &old, req)?));
-        }
-        if req.query.dry_run() {
-            return Ok(response::json(200, &new));
-        }
-        match commit_update(api, res, &key, name, &old, new).await? {
-            Some(stored) => return Ok(response::json(200, &render_one(res, &stored, req)?)),
-            None => continue,
+        if let Some(resp) = write_back(api, res, &key, name, &old, new, req).await? {
+            return Ok(resp);
         }
     }
     Err(ApiError::conflict(
