@@ -250,3 +250,31 @@ async fn a_directory_that_is_not_a_store_is_refused() {
         Ok(_) => panic!("a garbage directory must not open"),
     }
 }
+
+#[tokio::test]
+async fn close_then_reopen_never_trips_over_the_lock() {
+    // CI once failed here: sled's helper threads still held the lock file right after
+    // `close`, so the reopen got EWOULDBLOCK.
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..20u64 {
+        let s = open(dir.path()).await;
+        s.create(&format!("/registry/core/namespaces/n{i}"), json!({}))
+            .await
+            .unwrap();
+        assert_eq!(s.revision(), i + 1);
+        s.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_directory_in_use_is_refused_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = open(dir.path()).await;
+    match Store::open(dir.path(), StoreOptions::default()) {
+        Err(StoreError::Open { reason, .. }) => {
+            assert!(reason.contains("another skiff server"), "{reason}")
+        }
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("a second store opened a directory that is in use"),
+    }
+}

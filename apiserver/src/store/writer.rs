@@ -68,16 +68,44 @@ fn read_u64(tree: &sled::Db, key: &[u8], path: &str) -> Result<u64, StoreError> 
 
 /// Opens the database in `dir` and loads the in-memory state, refusing anything that
 /// does not read back whole.
+/// How long `open` waits for the directory lock. sled's helper threads let go of the
+/// lock file a moment after the `Db` is dropped, so a close-then-reopen in the same
+/// process (tests, an in-process restart) can find it briefly held.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+fn is_lock_busy(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
+
+/// Opens sled, retrying while another holder still has the lock file.
+fn open_locked(dir: &Path) -> Result<sled::Db, sled::Error> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match sled::Config::new().path(dir).open() {
+            Err(e) if is_lock_busy(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 pub(crate) fn open(dir: &Path, opts: &StoreOptions) -> Result<(sled::Db, State), StoreError> {
     let path = dir.display().to_string();
     std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
         path: path.clone(),
         reason: e.to_string(),
     })?;
-    let db = sled::Config::new().path(dir).open().map_err(|e| match e {
+    let db = open_locked(dir).map_err(|e| match e {
         sled::Error::Corruption { .. } | sled::Error::Unsupported(_) => StoreError::Corrupt {
             path: path.clone(),
             reason: e.to_string(),
+        },
+        other if is_lock_busy(&other) => StoreError::Open {
+            path: path.clone(),
+            reason: format!(
+                "{other}; another skiff server is using this data dir (stop it, or pass another --data-dir)"
+            ),
         },
         other => StoreError::Open {
             path: path.clone(),
