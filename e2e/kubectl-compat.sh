@@ -80,6 +80,10 @@ for K in "${KUBECTLS[@]}"; do
     expect_fail "kubectl $V: unknown resource type" "the server doesn't have a resource type" "$K" get widgets
     expect_output "kubectl $V: delete" "deleted" "$K" delete -n "$NS" deploy web
     expect_output "kubectl $V: deleted is gone" "NotFound|not found" bash -c "'$K' get -n '$NS' deploy web 2>&1 || true"
+    # More scenarios, one file per area; each sees K, V, NS, WORK and the helpers.
+    for part in "$HERE"/compat.d/*.sh; do
+        [ -e "$part" ] && . "$part"
+    done
 done
 
 # Server restart: objects and resourceVersions survive.
