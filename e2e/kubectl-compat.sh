@@ -51,7 +51,7 @@ for K in "${KUBECTLS[@]}"; do
     expect_output "kubectl $V: re-apply is unchanged" "deployment.apps/web unchanged" "$K" apply -f "$WORK/web-$NS.yaml"
     check "kubectl $V: re-apply keeps the generation" test "$GEN1" = "$("$K" get -n "$NS" deploy web -o jsonpath='{.metadata.generation}')"
     check "kubectl $V: re-apply of an unchanged ConfigMap keeps its resourceVersion" bash -c "a=\$('$K' get -n '$NS' cm web-config -o jsonpath='{.metadata.resourceVersion}'); '$K' apply -f '$WORK/web-$NS.yaml' >/dev/null; b=\$('$K' get -n '$NS' cm web-config -o jsonpath='{.metadata.resourceVersion}'); test \"\$a\" = \"\$b\""
-    expect_fail "kubectl $V: apply validates against the OpenAPI (unknown field)" "unknown field \"replicaz\"" bash -c "sed 's/replicas: 2/replicaz: 2/' '$WORK/web-$NS.yaml' | '$K' apply -f -"
+    expect_fail "kubectl $V: apply validates against the OpenAPI (unknown field)" "unknown field \"spec.replicaz\"" bash -c "sed 's/replicas: 2/replicaz: 2/' '$WORK/web-$NS.yaml' | '$K' apply -f -"
     expect_output "kubectl $V: create configmap (protobuf body on 1.32+)" "configmap/made created" "$K" create configmap -n "$NS" made --from-literal=a=b
     expect_output "kubectl $V: create deployment (protobuf body on 1.32+)" "deployment.apps/made created" "$K" create deployment -n "$NS" made --image=busybox
     sed 's/replicas: 2/replicas: 3/' "$WORK/web-$NS.yaml" >"$WORK/web3-$NS.yaml"

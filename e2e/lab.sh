@@ -169,6 +169,177 @@ echo "== deletion"
 "$K" delete -n demo deploy web --wait=false >/dev/null
 check "deleting the Deployment removes its ReplicaSets and pods" wait_for 90 bash -c "test -z \"\$('$K' get rs,pods -n demo -l app=web --no-headers 2>/dev/null | grep -v Terminating)\""
 
+# --- kubelet ---
+echo "== kubelet: lifecycle hooks, securityContext, events, node conditions"
+mkdir -p "$DIR/prestop"
+cat <<YAML | "$K" apply -f - >/dev/null
+apiVersion: v1
+kind: Pod
+metadata: {name: hooks, namespace: default}
+spec:
+  nodeName: node1
+  terminationGracePeriodSeconds: 10
+  securityContext: {runAsUser: 1000, runAsGroup: 3000, supplementalGroups: [4000]}
+  volumes:
+  - name: out
+    hostPath: {path: $DIR/prestop}
+  containers:
+  - name: c
+    image: busybox:latest
+    command: ["sh", "-c", "sleep 3600"]
+    volumeMounts: [{name: out, mountPath: /out}]
+    lifecycle:
+      postStart:
+        exec: {command: ["sh", "-c", "echo post-start > /tmp/poststart"]}
+      preStop:
+        exec: {command: ["sh", "-c", "echo pre-stop > /out/stopped"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: nonroot, namespace: default}
+spec:
+  securityContext: {runAsNonRoot: true}
+  containers:
+  - name: c
+    image: busybox:latest
+    command: ["sleep", "3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: badhook, namespace: default}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: c
+    image: busybox:latest
+    command: ["sleep", "3600"]
+    lifecycle:
+      postStart:
+        exec: {command: ["sh", "-c", "exit 7"]}
+YAML
+# The hostPath is written by uid 1000 in the pod.
+chmod 0777 "$DIR/prestop"
+check "a pod with postStart/preStop hooks and runAsUser runs" wait_for 60 bash -c "'$K' get pod hooks -o jsonpath='{.status.phase}' | grep -qx Running"
+expect_output "the postStart hook ran before the pod was in use (kubectl exec cat)" "^post-start$" "$K" exec hooks -- cat /tmp/poststart
+expect_output "runAsUser shows in id -u" "^1000$" "$K" exec hooks -- id -u
+expect_output "runAsGroup and supplementalGroups show in id -G" "^3000( .*)? 4000( |$)" "$K" exec hooks -- id -G
+check "kubectl describe pod lists the kubelet's Pulling/Pulled/Created/Started events" bash -c "d=\$('$K' describe pod hooks); for r in Pulling Pulled Created Started; do echo \"\$d\" | grep -Eq \"Normal +\$r .*kubelet\" || { echo \"no \$r in:\"; echo \"\$d\" | tail -15; exit 1; }; done"
+check "runAsNonRoot refuses the root image (CreateContainerConfigError)" wait_for 60 bash -c "'$K' get pod nonroot -o jsonpath='{.status.containerStatuses[0].state.waiting.reason}' | grep -qx CreateContainerConfigError && '$K' get pod nonroot -o jsonpath='{.status.containerStatuses[0].state.waiting.message}' | grep -q 'runAsNonRoot and image will run as root'"
+check "a failing postStart hook: FailedPostStartHook event and a restart" wait_for 90 bash -c "'$K' get events --field-selector involvedObject.name=badhook,reason=FailedPostStartHook --no-headers | grep -q . && test \$('$K' get pod badhook -o jsonpath='{.status.containerStatuses[0].restartCount}') -ge 1"
+"$K" delete pod hooks --wait=false >/dev/null 2>&1
+check "deleting the pod runs its preStop hook before the stop (file on the node)" wait_for 30 bash -c "grep -qx pre-stop '$DIR/prestop/stopped'"
+check "a Killing event is recorded for the deleted pod" wait_for 30 bash -c "'$K' get events --field-selector involvedObject.name=hooks,reason=Killing --no-headers | grep -q 'Stopping container c'"
+check "repeated events are aggregated (BackOff/FailedPostStartHook count > 1, one Event)" wait_for 90 bash -c "'$K' get events --field-selector involvedObject.name=badhook,reason=FailedPostStartHook -o jsonpath='{range .items[*]}{.count}{\"\\n\"}{end}' | awk '{n++; if (\$1>1) big=1} END {exit !(n==1 && big)}'"
+check "node conditions MemoryPressure/DiskPressure/PIDPressure are reported by the kubelet" bash -c "'$K' get node node1 -o jsonpath='{range .status.conditions[*]}{.type}={.reason} {end}' | grep -Eq 'MemoryPressure=KubeletHas(Sufficient|Insufficient)Memory DiskPressure=KubeletHas(No)?DiskPressure PIDPressure=KubeletHas(Sufficient|Insufficient)PID'"
+"$K" delete pod nonroot badhook --grace-period=0 --wait=false >/dev/null 2>&1
+# imagePullSecrets against a registry that wants a password: a second docker-registry
+# with htpasswd (bcrypt) auth in the hub namespace, named to containerd by hosts.toml.
+LAB_ID=$(python3 -c "import json;print(json.load(open('$DIR/state.json'))['id'])")
+AUTHREG=$DIR/authreg; mkdir -p "$AUTHREG"
+if python3 -c "import crypt;print('puller:'+crypt.crypt('s3cret', crypt.mksalt(crypt.METHOD_BLOWFISH)))" > "$AUTHREG/htpasswd" 2>/dev/null; then
+    printf '%s\n' "version: 0.1" "log: {level: warn}" \
+        "storage: {filesystem: {rootdirectory: $AUTHREG/data}}" \
+        "http: {addr: 172.30.0.1:5001}" \
+        "auth: {htpasswd: {realm: skiff-lab, path: $AUTHREG/htpasswd}}" > "$AUTHREG/config.yml"
+    nsenter --net="/var/run/netns/skiff-$LAB_ID-hub" docker-registry serve "$AUTHREG/config.yml" >"$AUTHREG/log" 2>&1 &
+    AUTHREG_PID=$!
+    for n in node1 node2; do
+        mkdir -p "$DIR/nodes/$n/containerd/certs.d/172.30.0.1:5001"
+        printf 'server = "http://172.30.0.1:5001"\n[host."http://172.30.0.1:5001"]\n  capabilities = ["pull", "resolve"]\n' > "$DIR/nodes/$n/containerd/certs.d/172.30.0.1:5001/hosts.toml"
+    done
+    check "an image is pushed to the password-protected registry" wait_for 15 nsenter --net="/var/run/netns/skiff-$LAB_ID-hub" skopeo copy --dest-tls-verify=false --dest-creds puller:s3cret "oci:$DIR/images/busybox:latest" docker://172.30.0.1:5001/private/busybox:1
+    "$K" create secret docker-registry regcred --docker-server=172.30.0.1:5001 --docker-username=puller --docker-password=s3cret >/dev/null
+    for p in private:regcred nocreds:absent; do
+        cat <<YAML | "$K" apply -f - >/dev/null
+apiVersion: v1
+kind: Pod
+metadata: {name: ${p%%:*}, namespace: default}
+spec:
+  imagePullSecrets: [{name: "${p#*:}"}]
+  containers:
+  - {name: c, image: "172.30.0.1:5001/private/busybox:1", command: ["sleep", "3600"]}
+YAML
+    done
+    check "a pod with imagePullSecrets pulls from the protected registry" wait_for 60 bash -c "'$K' get pod private -o jsonpath='{.status.phase}' | grep -qx Running"
+    check "without the secret the pull is refused (ErrImagePull/ImagePullBackOff)" wait_for 60 bash -c "'$K' get pod nocreds -o jsonpath='{.status.containerStatuses[0].state.waiting.reason}' | grep -Eqx 'ErrImagePull|ImagePullBackOff'"
+    "$K" delete pod private nocreds --grace-period=0 --wait=false >/dev/null 2>&1
+    kill "$AUTHREG_PID" 2>/dev/null; wait "$AUTHREG_PID" 2>/dev/null
+else
+    echo "  skip imagePullSecrets e2e: python3 cannot make a bcrypt hash (crypt module)"
+fi
+# --- end kubelet ---
+
+# --- image push ---
+echo "== skiff image push: a docker-save tarball and an OCI layout into the registry mirror"
+# A docker-save tarball made offline from the lab's own busybox layout; it carries the
+# name skiff-e2e/app:2, which `image push` uses when no --name is given.
+skopeo --insecure-policy copy -q "oci:$DIR/images/busybox:latest" "docker-archive:$DIR/app.tar:skiff-e2e/app:2" >/dev/null 2>&1
+"$SKIFF" image push "$DIR/app.tar" --dir "$DIR" >"$DIR/push.log" 2>&1
+check "image push of a docker-save tarball prints progress and the name pods use" bash -c "grep -q 'as docker.io/skiff-e2e/app:2' '$DIR/push.log' && grep -q 'Copying' '$DIR/push.log' && grep -q '^pushed docker.io/skiff-e2e/app:2 .*image: skiff-e2e/app:2' '$DIR/push.log' || { cat '$DIR/push.log'; false; }"
+check "image import of an OCI layout directory with --name" bash -c "'$SKIFF' image import '$DIR/images/busybox' --name tools:7 --dir '$DIR' | grep -q '^pushed docker.io/library/tools:7'"
+echo nope > "$DIR/junk.tar"
+check "image push refuses a file that is not an image, naming the formats" bash -c "! '$SKIFF' image push '$DIR/junk.tar' --name x:1 --dir '$DIR' >'$DIR/junk.log' 2>&1 && grep -q 'neither a docker-save tarball' '$DIR/junk.log'"
+cat <<YAML | "$K" apply -f - >/dev/null
+apiVersion: v1
+kind: Pod
+metadata: {name: pushed, namespace: default}
+spec:
+  nodeName: node2
+  containers:
+  - name: c
+    image: skiff-e2e/app:2
+    imagePullPolicy: Always
+    command: ["sh", "-c", "echo from the pushed image; sleep 3600"]
+  - name: t
+    image: tools:7
+    command: ["sleep", "3600"]
+YAML
+check "a pod runs the pushed images (pulled through the mirror)" wait_for 60 bash -c "'$K' get pod pushed -o jsonpath='{.status.phase}' | grep -qx Running"
+check "kubectl logs of the pushed image's container (kubelet cert verified by the API server)" wait_for 20 bash -c "'$K' logs pushed -c c | grep -q 'from the pushed image'"
+"$K" delete pod pushed --grace-period=0 --wait=false >/dev/null 2>&1
+# --- end image push ---
+
+# --- skiff cli (exec, port-forward) ---
+echo "== skiff exec and port-forward (websocket through the API server)"
+cat <<YAML | "$K" apply -f - >/dev/null
+apiVersion: v1
+kind: Pod
+metadata: {name: skiffcli, namespace: default, labels: {app: skiffcli}}
+spec:
+  containers:
+  - name: c
+    image: busybox:latest
+    command: ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"]
+    ports: [{name: http, containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: skiffcli, namespace: default}
+spec:
+  selector: {app: skiffcli}
+  ports: [{port: 80, targetPort: http}]
+YAML
+check "the skiff cli test pod runs" wait_for 60 bash -c "'$K' get pod skiffcli -o jsonpath='{.status.phase}' | grep -qx Running"
+expect_output "skiff exec runs a command in the pod" "^skiffcli\$" "$SKIFF" exec skiffcli -- hostname
+expect_output "skiff exec passes every argument" "^a b c\$" "$SKIFF" exec skiffcli -- sh -c 'echo a b c'
+check "skiff exec exits with the remote command's exit code (7)" bash -c "'$SKIFF' exec skiffcli -- sh -c 'exit 7' 2>/dev/null; test \$? -eq 7"
+expect_output "skiff exec -i passes stdin to the command" "^got hello-stdin\$" bash -c "echo hello-stdin | '$SKIFF' exec -i skiffcli -- sh -c 'read x; echo got \$x'"
+expect_output "skiff exec keeps stderr apart from stdout" "^to-stderr\$" bash -c "'$SKIFF' exec skiffcli -- sh -c 'echo to-stdout; echo to-stderr >&2' 2>&1 >/dev/null"
+expect_fail "skiff exec of a missing command fails and says why" "not found|no such file|executable" "$SKIFF" exec skiffcli -- /no/such/cmd
+PF1=$((19000 + RANDOM % 500)); PF2=$((19500 + RANDOM % 500))
+"$SKIFF" port-forward pod/skiffcli "$PF1:8080" >"$DIR/pf1.log" 2>&1 &
+PFPID1=$!
+"$SKIFF" port-forward svc/skiffcli "$PF2:80" >"$DIR/pf2.log" 2>&1 &
+PFPID2=$!
+check "skiff port-forward pod/NAME reaches the pod from the host's loopback" wait_for 10 bash -c "curl -s --max-time 2 http://127.0.0.1:$PF1/ | grep -qx skiffcli"
+check "skiff port-forward serves a second connection" bash -c "curl -s --max-time 2 http://127.0.0.1:$PF1/ | grep -qx skiffcli"
+check "skiff port-forward svc/NAME maps the service port to its targetPort" wait_for 10 bash -c "curl -s --max-time 2 http://127.0.0.1:$PF2/ | grep -qx skiffcli"
+check "skiff port-forward prints kubectl's Forwarding line" grep -q "^Forwarding from 127.0.0.1:$PF1 -> 8080" "$DIR/pf1.log"
+kill "$PFPID1" "$PFPID2" 2>/dev/null; wait "$PFPID1" "$PFPID2" 2>/dev/null
+"$K" delete pod skiffcli --grace-period=0 --wait=false >/dev/null 2>&1
+"$K" delete svc skiffcli --wait=false >/dev/null 2>&1
+# --- end skiff cli ---
+
 echo "== lab down"
 ID=$(python3 -c "import json;print(json.load(open('$DIR/state.json'))['id'])")
 lab down --dir "$DIR" >/dev/null

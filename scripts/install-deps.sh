@@ -40,6 +40,23 @@ for svc in containerd etcd docker-registry; do
     fi
 done
 
+# The official Python client, for e2e/clients.sh. Pinned so a new release cannot change
+# what the e2e suite checks; 33.x is the client for Kubernetes 1.33, the version skiff
+# reports.
+PY_KUBERNETES=33.1.0
+if [ "$(python3 -c 'import kubernetes; print(kubernetes.__version__)' 2>/dev/null)" != "$PY_KUBERNETES" ]; then
+    echo "install-deps: installing the Python kubernetes client $PY_KUBERNETES"
+    # Debian's own python3 refuses pip installs into the system (PEP 668) unless told.
+    if ! out=$(python3 -m pip install --quiet "kubernetes==$PY_KUBERNETES" 2>&1); then
+        if echo "$out" | grep -q externally-managed; then
+            python3 -m pip install --quiet --break-system-packages "kubernetes==$PY_KUBERNETES"
+        else
+            echo "$out" >&2
+            exit 1
+        fi
+    fi
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
     echo "install-deps: cargo is missing; install a Rust toolchain (rustup) first" >&2
     exit 1

@@ -36,6 +36,7 @@ pub fn apply(res: &ResourceInfo, obj: &mut Value) {
         ("", "Pod") => {
             let spec = child(obj, "spec");
             pod_spec(spec);
+            pod_only(spec);
         }
         ("apps", "Deployment") => deployment(obj),
         ("apps", "ReplicaSet") => {
@@ -106,7 +107,8 @@ pub fn image_pull_policy(image: &str) -> &'static str {
     }
 }
 
-/// Defaults a pod spec (a pod's, or a template's).
+/// Defaults a pod spec (a pod's, or a template's). What only a Pod gets is in
+/// `pod_only`.
 pub fn pod_spec(spec: &mut Value) {
     if !spec.is_object() {
         return;
@@ -117,20 +119,20 @@ pub fn pod_spec(spec: &mut Value) {
     set_default(spec, "schedulerName", json!("default-scheduler"));
     set_default(spec, "securityContext", json!({}));
     set_default(spec, "enableServiceLinks", json!(true));
-    // The ServiceAccount admission step names the namespace's default account, and the
-    // v1 API mirrors it in the deprecated `serviceAccount` field.
-    let sa = spec
-        .get("serviceAccount")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
+    // The v1 API mirrors the account in the deprecated `serviceAccount` field, either
+    // way round.
+    let sa = ["serviceAccountName", "serviceAccount"]
+        .iter()
+        .find_map(|k| {
+            spec.get(*k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        })
         .map(str::to_string);
-    set_default(
-        spec,
-        "serviceAccountName",
-        json!(sa.unwrap_or_else(|| "default".into())),
-    );
-    let sa_name = spec["serviceAccountName"].clone();
-    set_default(spec, "serviceAccount", sa_name);
+    if let Some(sa) = sa {
+        set_default(spec, "serviceAccountName", json!(sa));
+        set_default(spec, "serviceAccount", json!(sa));
+    }
     let host_network = spec.get("hostNetwork").and_then(Value::as_bool) == Some(true);
     for list in ["initContainers", "containers"] {
         for c in array_mut(spec, list) {
@@ -192,17 +194,40 @@ fn container(c: &mut Value, host_network: bool) {
             set_default(f, "apiVersion", json!("v1"));
         }
     }
-    // A limit without a request requests the limit (upstream's pod defaulting), so the
-    // scheduler reserves what the container may use.
-    let limits = c
-        .pointer("/resources/limits")
-        .and_then(Value::as_object)
-        .cloned();
-    if let Some(limits) = limits.filter(|l| !l.is_empty()) {
-        let resources = child(c, "resources");
-        let requests = child(resources, "requests");
-        for (k, v) in limits {
-            set_default(requests, &k, v);
+}
+
+/// Defaults a Pod gets and a template does not (upstream keeps templates as written, so
+/// `kubectl describe deployment` and `rollout history` show no account nor requests
+/// the user never set).
+fn pod_only(spec: &mut Value) {
+    if !spec.is_object() {
+        return;
+    }
+    // The ServiceAccount admission step names the namespace's default account.
+    if spec
+        .get("serviceAccountName")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .is_empty()
+    {
+        set_default(spec, "serviceAccountName", json!("default"));
+        set_default(spec, "serviceAccount", json!("default"));
+    }
+    for list in ["initContainers", "containers"] {
+        for c in array_mut(spec, list) {
+            // A limit without a request requests the limit, so the scheduler reserves
+            // what the container may use.
+            let limits = c
+                .pointer("/resources/limits")
+                .and_then(Value::as_object)
+                .cloned();
+            if let Some(limits) = limits.filter(|l| !l.is_empty()) {
+                let resources = child(c, "resources");
+                let requests = child(resources, "requests");
+                for (k, v) in limits {
+                    set_default(requests, &k, v);
+                }
+            }
         }
     }
 }
@@ -640,6 +665,30 @@ mod tests {
             json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
         );
         assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");
+        let t = defaulted(
+            "apps",
+            "deployments",
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x:1",
+                "resources": {"limits": {"cpu": "1"}}}]}}}}),
+        );
+        let ts = &t["spec"]["template"]["spec"];
+        assert!(
+            ts.get("serviceAccountName").is_none() && ts.get("serviceAccount").is_none(),
+            "only pods get the default account: {ts}"
+        );
+        assert!(
+            ts["containers"][0]["resources"].get("requests").is_none(),
+            "only pods request their limits: {ts}"
+        );
+        let named = defaulted(
+            "apps",
+            "deployments",
+            json!({"spec": {"template": {"spec": {"serviceAccountName": "builder"}}}}),
+        );
+        assert_eq!(
+            named["spec"]["template"]["spec"]["serviceAccount"],
+            "builder"
+        );
         assert_eq!(
             d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
             "IfNotPresent"

@@ -237,6 +237,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         alloc,
         auth: std::sync::RwLock::new(auth),
         ca_pem: material.ca_pem.clone(),
+        ca_signer: material.signer.clone(),
         cluster_cidr: config.cluster_cidr,
         advertise: format!("{host_part}:{port}"),
         shutdown: shutdown.clone(),

@@ -1,12 +1,17 @@
 //! Reading a request: query parameters, the Accept header's output form, and bodies
-//! (size-limited, JSON or YAML) decoded into objects.
+//! (size-limited, JSON, YAML or protobuf) decoded into objects, with server-side field
+//! validation (`fieldValidation`) for writes.
 
 use std::collections::HashMap;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
-use skiff_api::ApiError;
+use skiff_api::openapi::strict::{self, Mode, Problems};
+use skiff_api::{ApiError, ResourceInfo};
+
+use crate::handlers::Req;
+use crate::response::Body;
 
 /// Bodies larger than this get 413, as upstream's 3 MiB request limit.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -133,31 +138,192 @@ where
 
 /// Decodes an object body per Content-Type (JSON by default, YAML accepted).
 pub fn decode(bytes: &[u8], content_type: Option<&str>) -> Result<Value, ApiError> {
+    decode_tracking(bytes, content_type).map(|(v, _)| v)
+}
+
+/// [`decode`], also returning the keys that appear twice in one map (protobuf cannot
+/// repeat a field, so it never has any).
+fn decode_tracking(
+    bytes: &[u8],
+    content_type: Option<&str>,
+) -> Result<(Value, Problems), ApiError> {
     let media = content_type
         .unwrap_or("application/json")
         .split(';')
         .next()
         .unwrap_or("")
-        .trim();
-    let v: Value = match media {
-        "application/json" | "" | "*/*" => serde_json::from_slice(bytes)
-            .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?,
+        .trim()
+        .to_ascii_lowercase();
+    match media.as_str() {
+        // serde_json stops at 128 levels of nesting, so deep bodies are errors too.
+        "application/json" | "" | "*/*" => strict::decode_json(bytes)
+            .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}"))),
         "application/yaml" | "application/x-yaml" | "text/yaml" => {
             let text = std::str::from_utf8(bytes)
                 .map_err(|_| ApiError::bad_request("the YAML body is not UTF-8"))?;
             // serde_yaml bounds recursion depth and alias expansion, so a "billion
             // laughs" document is an error, not an outage.
-            serde_yaml::from_str(text)
-                .map_err(|e| ApiError::bad_request(format!("the body is not valid YAML: {e}")))?
+            strict::decode_yaml(text)
+                .map_err(|e| ApiError::bad_request(format!("the body is not valid YAML: {e}")))
         }
-        "application/vnd.kubernetes.protobuf" => skiff_api::protobuf::decode(bytes).map_err(ApiError::bad_request)?,
-        other => {
-            return Err(ApiError::unsupported_media_type(format!(
-                "the body content type {other:?} is not supported; use application/json or application/yaml"
-            )))
+        "application/vnd.kubernetes.protobuf" => skiff_api::protobuf::decode(bytes)
+            .map(|v| (v, Problems::default()))
+            .map_err(ApiError::bad_request),
+        other => Err(ApiError::unsupported_media_type(format!(
+            "the body content type {other:?} is not supported; use application/json or application/yaml"
+        ))),
+    }
+}
+
+/// The `fieldValidation` of a write; a value other than Ignore, Warn or Strict is 400.
+pub fn field_validation(q: &Query) -> Result<Mode, ApiError> {
+    Mode::parse(q.get("fieldValidation")).map_err(ApiError::bad_request)
+}
+
+/// What the mode makes of a body's problems: Strict refuses the request, Warn returns
+/// the warnings to send, Ignore nothing.
+fn judge(res: &ResourceInfo, mode: Mode, problems: Problems) -> Result<Vec<String>, ApiError> {
+    match mode {
+        _ if problems.is_empty() => Ok(Vec::new()),
+        Mode::Strict => Err(ApiError::bad_request(
+            problems.strict_message(res.kind, res.version),
+        )),
+        Mode::Warn => Ok(problems.0),
+        Mode::Ignore => Ok(Vec::new()),
+    }
+}
+
+/// Decodes the body of a create or update (PUT) of `res` with server-side field
+/// validation: unknown fields are removed whatever the mode; with Strict, unknown or
+/// duplicate fields are a 400; with Warn (the default) they come back as warnings for
+/// [`with_warnings`].
+pub fn decode_write(res: &ResourceInfo, req: &Req) -> Result<(Value, Vec<String>), ApiError> {
+    let mode = field_validation(&req.query)?;
+    let (mut obj, mut problems) = decode_tracking(&req.body, req.header("content-type"))?;
+    if !obj.is_object() {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    }
+    for field in ["apiVersion", "kind"] {
+        if obj
+            .get(field)
+            .is_some_and(|v| !v.is_string() && !v.is_null())
+        {
+            return Err(ApiError::bad_request(format!(
+                "{kind} in version {version:?} cannot be handled as a {kind}: {field} must be a string",
+                kind = res.kind,
+                version = res.version
+            )));
         }
+    }
+    // A body of another kind is refused later by the kind check, with a clearer message
+    // than a list of fields that kind does not have.
+    let matches = |field: &str, want: &str| {
+        obj.get(field)
+            .and_then(Value::as_str)
+            .is_none_or(|v| v == want)
     };
-    Ok(v)
+    if matches("kind", res.kind) && matches("apiVersion", &res.api_version()) {
+        problems.extend(strict::prune_unknown(
+            res.group,
+            res.version,
+            res.kind,
+            &mut obj,
+        ));
+        wrong_types(
+            res,
+            strict::type_errors(res.group, res.version, res.kind, &obj),
+        )?;
+    }
+    Ok((obj, judge(res, mode, problems)?))
+}
+
+/// Field validation of a PATCH, once the patch is applied: unknown fields the patch
+/// brought into `new` are removed (and reported per the mode), and so are keys repeated
+/// in a JSON merge, strategic merge or apply body. Fields that were already unknown in
+/// `old` (stored before the server checked fields) are removed without blame.
+pub fn check_patched(
+    res: &ResourceInfo,
+    req: &Req,
+    old: &Value,
+    new: &mut Value,
+) -> Result<Vec<String>, ApiError> {
+    let mode = field_validation(&req.query)?;
+    let ct = req.header("content-type").unwrap_or("");
+    let mut problems = if ct.starts_with("application/apply-patch+yaml") {
+        std::str::from_utf8(&req.body)
+            .ok()
+            .and_then(|t| strict::decode_yaml(t).ok())
+            .map(|(_, d)| d)
+            .unwrap_or_default()
+    } else if ct.starts_with("application/merge-patch+json")
+        || ct.starts_with("application/strategic-merge-patch+json")
+    {
+        strict::decode_json(&req.body)
+            .map(|(_, d)| d)
+            .unwrap_or_default()
+    } else {
+        Problems::default()
+    };
+    let before = strict::prune_unknown(res.group, res.version, res.kind, &mut old.clone());
+    let found = strict::prune_unknown(res.group, res.version, res.kind, new);
+    problems.extend(Problems(
+        found
+            .0
+            .into_iter()
+            .filter(|p| !before.0.contains(p))
+            .collect(),
+    ));
+    let was_wrong = strict::type_errors(res.group, res.version, res.kind, old);
+    wrong_types(
+        res,
+        strict::type_errors(res.group, res.version, res.kind, new)
+            .into_iter()
+            .filter(|e| !was_wrong.contains(e))
+            .collect(),
+    )?;
+    judge(res, mode, problems)
+}
+
+/// Values of the wrong JSON type are a 400 in every mode, as upstream cannot decode them.
+fn wrong_types(res: &ResourceInfo, errors: Vec<String>) -> Result<(), ApiError> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(format!(
+        "{kind} in version {version:?} cannot be handled as a {kind}: {}",
+        errors.join(", "),
+        kind = res.kind,
+        version = res.version
+    )))
+}
+
+/// At most this many `Warning` headers on one response; the rest are summed up in one.
+const MAX_WARNINGS: usize = 50;
+
+/// Adds one `Warning: 299 - "<text>"` header per warning (RFC 7234 form, as upstream
+/// sends them and kubectl prints them).
+pub fn with_warnings(mut resp: http::Response<Body>, warnings: &[String]) -> http::Response<Body> {
+    let mut texts: Vec<String> = warnings.iter().take(MAX_WARNINGS).cloned().collect();
+    if warnings.len() > MAX_WARNINGS {
+        texts.push(format!(
+            "{} more warnings not shown",
+            warnings.len() - MAX_WARNINGS
+        ));
+    }
+    for w in texts {
+        let escaped: String = w
+            .chars()
+            .flat_map(|c| match c {
+                '"' | '\\' => vec!['\\', c],
+                c if c == ' ' || c.is_ascii_graphic() => vec![c],
+                _ => vec!['?'],
+            })
+            .collect();
+        if let Ok(v) = http::HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
+            resp.headers_mut().append(http::header::WARNING, v);
+        }
+    }
+    resp
 }
 
 /// Decodes a body that must be a JSON object (a Kubernetes object or options).
@@ -224,6 +390,32 @@ mod tests {
                 .code,
             400
         );
+    }
+
+    #[test]
+    fn warnings_become_quoted_299_headers() {
+        let one = [r#"unknown field "spec.x""#.to_string()];
+        let odd = ["a\\b ü\n".to_string()];
+        let cases: &[(&[String], &[&str])] = &[
+            (&one, &[r#"299 - "unknown field \"spec.x\"""#]),
+            (&odd, &[r#"299 - "a\\b ??""#]),
+            (&[], &[]),
+        ];
+        for (warnings, want) in cases {
+            let r = with_warnings(crate::response::text(200, ""), warnings);
+            let got: Vec<&str> = r
+                .headers()
+                .get_all("warning")
+                .iter()
+                .map(|v| v.to_str().unwrap())
+                .collect();
+            assert_eq!(got, *want);
+        }
+        let many: Vec<String> = (0..60).map(|i| format!("w{i}")).collect();
+        let r = with_warnings(crate::response::text(200, ""), &many);
+        let got: Vec<_> = r.headers().get_all("warning").iter().collect();
+        assert_eq!(got.len(), MAX_WARNINGS + 1);
+        assert_eq!(got[MAX_WARNINGS], r#"299 - "10 more warnings not shown""#);
     }
 
     #[test]

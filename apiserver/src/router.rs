@@ -30,6 +30,8 @@ pub enum Route {
     CaCerts,
     /// `POST /skiff/v1/join`: a node trades the join secret for its own credential.
     Join,
+    /// `POST /skiff/v1/kubelet-serving-cert`: a node's kubelet serving certificate.
+    KubeletServingCert,
     OpenApi(String),
     /// Known prefix, unknown resource or version: 404 with a Status naming it.
     NotFound(String),
@@ -62,6 +64,7 @@ pub fn route(path: &str) -> Route {
         ["version"] => Route::Version,
         ["cacerts"] => Route::CaCerts,
         ["skiff", "v1", "join"] => Route::Join,
+        ["skiff", "v1", "kubelet-serving-cert"] => Route::KubeletServingCert,
         ["healthz", ..] => Route::Health("healthz"),
         ["livez", ..] => Route::Health("livez"),
         ["readyz", ..] => Route::Health("readyz"),

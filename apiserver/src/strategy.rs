@@ -83,6 +83,29 @@ pub fn name_suffix() -> String {
         .collect()
 }
 
+/// Removes empty labels, annotations, ownerReferences and finalizers. Upstream stores
+/// ObjectMeta through a typed struct whose fields are `omitempty`, so removing the last
+/// label (or the garbage collector orphaning a dependent) leaves no `labels: {}` or
+/// `ownerReferences: []` behind for `kubectl get -o yaml` to show.
+fn drop_empty_metadata(obj: &mut Value) {
+    let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    m.retain(|k, v| {
+        let empty = match v {
+            Value::Null => true,
+            Value::Object(o) => o.is_empty(),
+            Value::Array(a) => a.is_empty(),
+            _ => false,
+        };
+        !(empty
+            && matches!(
+                k.as_str(),
+                "labels" | "annotations" | "ownerReferences" | "finalizers"
+            ))
+    });
+}
+
 /// Prepares a new object. `name` is already settled (generateName resolved).
 pub fn prepare_create(
     res: &ResourceInfo,
@@ -108,6 +131,7 @@ pub fn prepare_create(
     if let Some(st) = initial_status(res, obj) {
         obj["status"] = st;
     }
+    drop_empty_metadata(obj);
     skiff_api::defaults::apply(res, obj);
     let name = meta::name(obj).unwrap_or("").to_string();
     let causes = skiff_api::validation::validate(res, obj, None);
@@ -189,6 +213,7 @@ pub fn prepare_update(
     {
         new["apiVersion"] = v;
     }
+    drop_empty_metadata(new);
     skiff_api::defaults::apply(res, new);
     if (res.group, res.kind) == ("", "Service") && sub.is_none() {
         // Upstream copies allocated values forward when an update leaves them unset (a
@@ -197,12 +222,13 @@ pub fn prepare_update(
         skiff_api::defaults::carry_over_service_allocations(new, old);
         skiff_api::defaults::drop_type_dependent_fields(new, old);
     }
-    if desired(new) != desired(old) {
-        let g = old
-            .pointer("/metadata/generation")
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
-        meta::set(new, "generation", json!(g + 1));
+    // Only kinds that got a generation at create time track one: a ConfigMap or Secret
+    // has none, and an update must not invent it (`kubectl diff` would show it).
+    let old_generation = old.pointer("/metadata/generation").and_then(Value::as_i64);
+    if let Some(g) = old_generation {
+        if desired(new) != desired(old) {
+            meta::set(new, "generation", json!(g + 1));
+        }
     }
     let name = meta::name(old).unwrap_or("").to_string();
     let causes = skiff_api::validation::validate(res, new, Some(old));
@@ -394,6 +420,36 @@ mod tests {
         assert_eq!(st["spec"]["replicas"], 1, "status writes keep the spec");
         assert_eq!(st["status"]["replicas"], 2);
         assert_eq!(st["metadata"]["generation"], 3);
+    }
+
+    #[test]
+    fn empty_metadata_collections_are_not_stored() {
+        let cm = lookup("", "v1", "configmaps").unwrap();
+        let a = alloc();
+        let mut old = json!({"metadata": {"name": "c", "labels": {}, "annotations": {"a": "b"}}});
+        prepare_create(cm, &mut old, &a).unwrap();
+        assert!(old["metadata"].get("labels").is_none());
+        assert_eq!(old["metadata"]["annotations"], json!({"a": "b"}));
+        let mut new = json!({"metadata": {"name": "c", "labels": {"x": "y"}, "annotations": {},
+            "ownerReferences": [], "finalizers": []}});
+        prepare_update(cm, &mut new, &old, None, &a).unwrap();
+        let m = new["metadata"].as_object().unwrap();
+        assert_eq!(m["labels"], json!({"x": "y"}));
+        for k in ["annotations", "ownerReferences", "finalizers"] {
+            assert!(!m.contains_key(k), "{k} left in {m:?}");
+        }
+    }
+
+    #[test]
+    fn kinds_without_a_generation_do_not_gain_one_on_update() {
+        let cm = lookup("", "v1", "configmaps").unwrap();
+        let a = alloc();
+        let mut old = json!({"metadata": {"name": "c", "uid": "u"}, "data": {"k": "v"}});
+        prepare_create(cm, &mut old, &a).unwrap();
+        assert!(old["metadata"].get("generation").is_none());
+        let mut changed = json!({"metadata": {"name": "c"}, "data": {"k": "other"}});
+        prepare_update(cm, &mut changed, &old, None, &a).unwrap();
+        assert!(changed["metadata"].get("generation").is_none());
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub enum AgentError {
         "cannot reach containerd at {socket}: {reason}; is containerd running with that socket?"
     )]
     Runtime { socket: String, reason: String },
+    #[error("{0}; the API server would refuse this node's kubelet for logs and exec without a certificate it signed")]
+    ServingCert(String),
 }
 
 /// Runs the agent until `shutdown` is cancelled.
@@ -72,12 +74,17 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     kcfg.root_dir = config.data_dir.join("kubelet");
     // Logs, exec and port-forward: the API server connects to this port. containerd
     // runs in the agent's own network namespace, so its streaming server is reachable
-    // from here.
+    // from here. The API server only talks to a kubelet whose certificate its CA
+    // signed for this node, so one is fetched at every start (cheap; a changed
+    // address is picked up).
+    let cert_names = vec![config.node_ip.to_string(), config.node_name.clone()];
+    let serving_cert = serving_cert(&client, &config.node_name, &cert_names, &shutdown).await?;
     kcfg.server = Some(skiff_kubelet::server::ServerConfig {
         listen: SocketAddr::new(config.node_ip.into(), 10250),
         token: None,
         streaming_netns: None,
-        cert_names: vec![config.node_ip.to_string(), config.node_name.clone()],
+        cert_names,
+        serving_cert: Some(serving_cert),
     });
     kcfg.heartbeat = config.heartbeat;
     kcfg.resync = config.resync;
@@ -158,6 +165,33 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         let _ = t.await;
     }
     Ok(())
+}
+
+/// The kubelet's serving certificate from the API server, retried with back-off while
+/// the server is not reachable yet (agents may start before it).
+async fn serving_cert(
+    client: &kube::Client,
+    node: &str,
+    names: &[String],
+    shutdown: &CancellationToken,
+) -> Result<skiff_kubelet::server::ServingCert, AgentError> {
+    let mut delay = Duration::from_millis(200);
+    let mut last = String::new();
+    for _ in 0..12 {
+        match skiff_kubelet::server::request_serving_cert(client, node, names).await {
+            Ok(c) => return Ok(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "getting the kubelet serving certificate failed; retrying");
+                last = e.to_string();
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+    Err(AgentError::ServingCert(last))
 }
 
 /// The routes this node needs: every other node's podCIDR via its InternalIP.

@@ -41,6 +41,9 @@ pub struct Config {
     pub log_root: PathBuf,
     /// The kubelet's state directory: pod volumes live in `<root_dir>/pods/<uid>`.
     pub root_dir: PathBuf,
+    /// Where the runtime keeps images (containerd's root), for the imagefs signal of
+    /// DiskPressure; `None` measures `root_dir`'s filesystem.
+    pub image_fs: Option<PathBuf>,
     pub cluster_dns: Vec<String>,
     pub cluster_domain: String,
     /// How often every pod is re-synced and orphans are collected.
@@ -68,6 +71,7 @@ impl Config {
             labels: BTreeMap::new(),
             log_root: PathBuf::from("/var/log/pods"),
             root_dir: PathBuf::from("/var/lib/kubelet"),
+            image_fs: None,
             cluster_dns: Vec::new(),
             cluster_domain: "cluster.local".into(),
             resync: Duration::from_secs(10),
@@ -121,6 +125,8 @@ pub enum KubeletError {
 
 struct Ctx {
     prober: crate::probes::Prober,
+    recorder: crate::events::Recorder,
+    pulls: pod_sync::PullBackoff,
     client: kube::Client,
     runtime: Arc<dyn Runtime>,
     node: NodeContext,
@@ -136,7 +142,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Kube
         .await
         .map_err(KubeletError::Runtime)?;
     let (kernel_version, os_image) = node::host_os();
-    let facts = NodeFacts {
+    let mut facts = NodeFacts {
         name: config.node_name.clone(),
         internal_ip: config.node_ip.clone(),
         pod_cidr: config.pod_cidr.clone(),
@@ -148,7 +154,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Kube
         kernel_version,
         os_image,
         labels: config.labels.clone(),
+        pressure: Default::default(),
+        transitions: BTreeMap::new(),
     };
+    let now = Timestamp::now();
+    node::set_pressure(&mut facts, measure_pressure(&config), now);
+    facts.transitions.insert("Ready".into(), now);
     let registered = node::register(&config.client, &facts).await?;
     let pod_cidr = config
         .pod_cidr
@@ -198,6 +209,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Kube
 
     let ctx = Arc::new(Ctx {
         prober: crate::probes::Prober::new(),
+        recorder: crate::events::Recorder::new(config.client.clone(), &config.node_name),
+        pulls: pod_sync::PullBackoff::default(),
         client: config.client.clone(),
         runtime: config.runtime.clone(),
         node: NodeContext {
@@ -237,7 +250,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Kube
     Ok(())
 }
 
-async fn heartbeat_loop(config: Config, facts: NodeFacts, shutdown: CancellationToken) {
+/// The node's resource pressure now (MemoryPressure, DiskPressure, PIDPressure).
+fn measure_pressure(config: &Config) -> crate::pressure::Pressure {
+    let image_fs = config.image_fs.as_ref().unwrap_or(&config.root_dir);
+    let signals = crate::pressure::measure(&config.root_dir, image_fs);
+    let p = crate::pressure::pressure(&signals, &crate::pressure::Thresholds::default());
+    if p != crate::pressure::Pressure::default() {
+        tracing::warn!(?p, ?signals, "node is under resource pressure");
+    }
+    p
+}
+
+async fn heartbeat_loop(config: Config, mut facts: NodeFacts, shutdown: CancellationToken) {
     let mut since_status = 0u32;
     loop {
         tokio::select! {
@@ -252,6 +276,7 @@ async fn heartbeat_loop(config: Config, facts: NodeFacts, shutdown: Cancellation
         }
         if since_status == 6 {
             since_status = 0;
+            node::set_pressure(&mut facts, measure_pressure(&config), Timestamp::now());
             if let Err(e) = node::update_status(&config.client, &facts).await {
                 tracing::warn!(error = %e, "node status update failed; retrying later");
             }
@@ -353,9 +378,17 @@ async fn sync(pod: Arc<Pod>, ctx: Arc<Ctx>, key: String) -> Result<Action, Kubel
                 .and_then(|s| s.termination_grace_period_seconds))
             .unwrap_or(30)
             .max(0);
-        pod_sync::kill_pod(runtime, &observed, Duration::from_secs(grace as u64))
-            .await
-            .map_err(|e| sync_err(e.into()))?;
+        let mut events = Vec::new();
+        let killed = pod_sync::kill_pod(
+            runtime,
+            &pod,
+            &observed,
+            Duration::from_secs(grace as u64),
+            &mut events,
+        )
+        .await;
+        ctx.recorder.post(&pod, &events);
+        killed.map_err(|e| sync_err(e.into()))?;
         let observed = pod_sync::observe(runtime, &uid)
             .await
             .map_err(|e| sync_err(e.into()))?;
@@ -363,6 +396,7 @@ async fn sync(pod: Arc<Pod>, ctx: Arc<Ctx>, key: String) -> Result<Action, Kubel
             .await
             .map_err(|e| sync_err(e.into()))?;
         ctx.prober.forget_pod(&uid);
+        ctx.pulls.forget_pod(&uid);
         if let Err(e) = crate::volumes::cleanup(&ctx.node.root_dir, &uid) {
             tracing::warn!(error = %e, "removing the pod's volumes failed; they stay on disk");
         }
@@ -393,9 +427,7 @@ async fn sync(pod: Arc<Pod>, ctx: Arc<Ctx>, key: String) -> Result<Action, Kubel
 
     let now = Timestamp::now().as_nanosecond() as i64;
     let probed = ctx.prober.probe_pod(runtime, &pod, &observed, now).await;
-    for ev in &probed.events {
-        crate::probes::post_event(&ctx.client, &pod, &ctx.node.node_name, ev).await;
-    }
+    ctx.recorder.post(&pod, &probed.events);
     let observed = if probed.kill.is_empty() {
         observed
     } else {
@@ -405,11 +437,27 @@ async fn sync(pod: Arc<Pod>, ctx: Arc<Ctx>, key: String) -> Result<Action, Kubel
             .and_then(|s| s.termination_grace_period_seconds)
             .unwrap_or(30)
             .max(0) as u64;
+        let mut events = Vec::new();
         for k in &probed.kill {
-            runtime
-                .stop_container(&k.container_id, Duration::from_secs(grace))
-                .await
-                .map_err(|e| sync_err(e.into()))?;
+            let spec = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.containers.iter().find(|c| c.name == k.container));
+            // The prober already recorded why (Killing); the preStop hook still runs.
+            let stopped = crate::lifecycle::stop_container(
+                runtime,
+                spec,
+                &k.container,
+                &k.container_id,
+                &observed.pod_ip,
+                Duration::from_secs(grace),
+                None,
+                &mut events,
+            )
+            .await;
+            ctx.recorder.post(&pod, &events);
+            events.clear();
+            stopped.map_err(|e| sync_err(e.into()))?;
         }
         pod_sync::observe(runtime, &uid)
             .await
@@ -423,9 +471,28 @@ async fn sync(pod: Arc<Pod>, ctx: Arc<Ctx>, key: String) -> Result<Action, Kubel
     if !steps.is_empty() {
         tracing::debug!(?steps, "syncing");
     }
-    let mut waiting = pod_sync::execute(runtime, &pod, &ctx.node, &observed, &steps, &objects)
-        .await
-        .map_err(sync_err)?;
+    let mut events = Vec::new();
+    let executed = pod_sync::execute_with(
+        runtime,
+        &pod,
+        &ctx.node,
+        &observed,
+        &steps,
+        &objects,
+        &ctx.pulls,
+        &mut events,
+    )
+    .await;
+    for name in plan.backoff.keys() {
+        // One message per container, so repeats aggregate into one Event's count.
+        events.push(crate::events::PodEvent::warning(
+            name,
+            "BackOff",
+            format!("Back-off restarting failed container {name} in pod {key}"),
+        ));
+    }
+    ctx.recorder.post(&pod, &events);
+    let mut waiting = executed.map_err(sync_err)?;
     for (name, left) in &plan.backoff {
         let message = format!(
             "back-off: restarting failed container {name} of pod {key} in {}s",

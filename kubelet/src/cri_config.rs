@@ -227,10 +227,10 @@ pub fn sandbox_config(
             .into_iter()
             .collect(),
         linux: Some(api::LinuxPodSandboxConfig {
-            security_context: Some(api::LinuxSandboxSecurityContext {
-                namespace_options: Some(namespace_options(pod)),
-                ..Default::default()
-            }),
+            security_context: Some(crate::security::sandbox_context(
+                pod,
+                namespace_options(pod),
+            )),
             sysctls,
             ..Default::default()
         }),
@@ -525,17 +525,6 @@ pub fn container_config(
     };
     let mut labels = pod_labels(name, namespace, uid);
     labels.insert(LABEL_CONTAINER_NAME.into(), container.name.clone());
-    let sc = container.security_context.clone().unwrap_or_default();
-    let pod_sc = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.security_context.clone())
-        .unwrap_or_default();
-    let capabilities = sc.capabilities.clone().map(|c| api::Capability {
-        add_capabilities: c.add.unwrap_or_default(),
-        drop_capabilities: c.drop.unwrap_or_default(),
-        ..Default::default()
-    });
     Ok(api::ContainerConfig {
         metadata: Some(api::ContainerMetadata {
             name: container.name.clone(),
@@ -564,21 +553,11 @@ pub fn container_config(
         tty: container.tty.unwrap_or(false),
         linux: Some(api::LinuxContainerConfig {
             resources: Some(linux_resources(container)?),
-            security_context: Some(api::LinuxContainerSecurityContext {
-                namespace_options: Some(namespace_options(pod)),
-                privileged: sc.privileged.unwrap_or(false),
-                readonly_rootfs: sc.read_only_root_filesystem.unwrap_or(false),
-                run_as_user: sc
-                    .run_as_user
-                    .or(pod_sc.run_as_user)
-                    .map(|value| api::Int64Value { value }),
-                run_as_group: sc
-                    .run_as_group
-                    .or(pod_sc.run_as_group)
-                    .map(|value| api::Int64Value { value }),
-                capabilities,
-                ..Default::default()
-            }),
+            security_context: Some(crate::security::container_context(
+                pod,
+                container,
+                namespace_options(pod),
+            )),
         }),
         ..Default::default()
     })

@@ -13,6 +13,12 @@
 //! - [`cri_config`]: Pod spec -> CRI sandbox and container configs (pure).
 //! - [`probes`]: liveness/readiness/startup probes: the state machine (pure) and the
 //!   prober the pod sync runs.
+//! - [`lifecycle`]: postStart and preStop hooks; stopping a container the upstream way.
+//! - [`security`]: pod + container `securityContext` merged into CRI's, `runAsNonRoot`.
+//! - [`pull_secrets`]: `imagePullSecrets` matched to an image's registry, as CRI auth.
+//! - [`events`]: the Events the kubelet records on pods, with repeats aggregated.
+//! - [`pressure`]: the node's MemoryPressure/DiskPressure/PIDPressure conditions from
+//!   `/proc/meminfo`, `statvfs` and the pid count against eviction thresholds.
 //! - [`volumes`]: emptyDir, hostPath, configMap, secret, downwardAPI and projected
 //!   volumes; the ConfigMaps and Secrets a pod refers to.
 //! - [`node`]: the Node object, its status and Lease.
@@ -38,15 +44,20 @@ pub mod agent;
 pub mod containerd;
 pub mod cri;
 pub mod cri_config;
+pub mod events;
 pub mod images;
+pub mod lifecycle;
 pub mod netns;
 pub mod network;
 pub mod node;
 pub mod node_runtime;
 pub mod pod_sync;
+pub mod pressure;
 pub mod probes;
 pub mod process;
+pub mod pull_secrets;
 pub mod registry;
+pub mod security;
 pub mod server;
 pub mod volumes;
 

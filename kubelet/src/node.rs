@@ -63,6 +63,24 @@ pub struct NodeFacts {
     pub kernel_version: String,
     pub os_image: String,
     pub labels: BTreeMap<String, String>,
+    /// The pressures last measured ([`crate::pressure::measure`]); none by default.
+    pub pressure: crate::pressure::Pressure,
+    /// When each condition took its current status (its `lastTransitionTime`);
+    /// absent means now. [`set_pressure`] keeps it.
+    pub transitions: BTreeMap<String, Timestamp>,
+}
+
+/// Records newly measured pressures at `now`: a condition whose status flips gets a
+/// new transition time, the others keep theirs (upstream moves `lastTransitionTime`
+/// only on a change). Pure.
+pub fn set_pressure(facts: &mut NodeFacts, new: crate::pressure::Pressure, now: Timestamp) {
+    let before = crate::pressure::conditions(facts.pressure);
+    for (old, cur) in before.iter().zip(crate::pressure::conditions(new).iter()) {
+        if old.1 != cur.1 || !facts.transitions.contains_key(cur.0) {
+            facts.transitions.insert(cur.0.to_string(), now);
+        }
+    }
+    facts.pressure = new;
 }
 
 /// `MemTotal` from `/proc/meminfo`, in bytes.
@@ -137,6 +155,7 @@ fn node_condition(
     reason: &str,
     message: &str,
     now: &Time,
+    since: Option<&Timestamp>,
 ) -> NodeCondition {
     NodeCondition {
         type_: type_.into(),
@@ -144,11 +163,12 @@ fn node_condition(
         reason: Some(reason.into()),
         message: Some(message.into()),
         last_heartbeat_time: Some(now.clone()),
-        last_transition_time: Some(now.clone()),
+        last_transition_time: Some(since.map(|t| Time(*t)).unwrap_or_else(|| now.clone())),
     }
 }
 
-/// The node's status at `now`: Ready, no pressure, addresses, capacity, system info.
+/// The node's status at `now`: Ready, the measured pressures, addresses, capacity,
+/// system info.
 pub fn node_status(facts: &NodeFacts, now: Timestamp) -> NodeStatus {
     let now = Time(now);
     let arch = crate::images::oci::oci_arch();
@@ -165,36 +185,29 @@ pub fn node_status(facts: &NodeFacts, now: Timestamp) -> NodeStatus {
         ]),
         capacity: Some(resources(&facts.capacity)),
         allocatable: Some(resources(&facts.capacity)),
-        conditions: Some(vec![
-            node_condition(
-                "MemoryPressure",
-                "False",
-                "KubeletHasSufficientMemory",
-                "kubelet has sufficient memory available",
-                &now,
-            ),
-            node_condition(
-                "DiskPressure",
-                "False",
-                "KubeletHasNoDiskPressure",
-                "kubelet has no disk pressure",
-                &now,
-            ),
-            node_condition(
-                "PIDPressure",
-                "False",
-                "KubeletHasSufficientPID",
-                "kubelet has sufficient PID available",
-                &now,
-            ),
-            node_condition(
-                "Ready",
-                "True",
-                "KubeletReady",
-                "kubelet is posting ready status",
-                &now,
-            ),
-        ]),
+        conditions: Some(
+            crate::pressure::conditions(facts.pressure)
+                .iter()
+                .map(|(type_, status, reason, message)| {
+                    node_condition(
+                        type_,
+                        status,
+                        reason,
+                        message,
+                        &now,
+                        facts.transitions.get(*type_),
+                    )
+                })
+                .chain([node_condition(
+                    "Ready",
+                    "True",
+                    "KubeletReady",
+                    "kubelet is posting ready status",
+                    &now,
+                    facts.transitions.get("Ready"),
+                )])
+                .collect(),
+        ),
         node_info: Some(NodeSystemInfo {
             architecture: arch.into(),
             operating_system: "linux".into(),
@@ -351,7 +364,72 @@ mod tests {
             kernel_version: "6.1.0".into(),
             os_image: "Debian GNU/Linux 12 (bookworm)".into(),
             labels: BTreeMap::from([("tier".to_string(), "lab".to_string())]),
+            pressure: Default::default(),
+            transitions: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn transition_times_move_only_when_a_status_flips() {
+        let t = |s: i64| Timestamp::from_second(1_700_000_000 + s).unwrap();
+        let since = |f: &NodeFacts, c: &str| {
+            node_status(f, t(99))
+                .conditions
+                .unwrap()
+                .into_iter()
+                .find(|x| x.type_ == c)
+                .unwrap()
+                .last_transition_time
+                .unwrap()
+                .0
+        };
+        let mut f = facts();
+        assert_eq!(since(&f, "DiskPressure"), t(99), "nothing recorded: now");
+        set_pressure(&mut f, Default::default(), t(0));
+        set_pressure(&mut f, Default::default(), t(10));
+        assert_eq!(
+            since(&f, "DiskPressure"),
+            t(0),
+            "unchanged status keeps its time"
+        );
+        let disk = crate::pressure::Pressure {
+            disk: true,
+            ..Default::default()
+        };
+        set_pressure(&mut f, disk, t(20));
+        set_pressure(&mut f, disk, t(30));
+        assert_eq!(
+            (since(&f, "DiskPressure"), since(&f, "MemoryPressure")),
+            (t(20), t(0))
+        );
+        set_pressure(&mut f, Default::default(), t(40));
+        assert_eq!(since(&f, "DiskPressure"), t(40));
+    }
+
+    #[test]
+    fn pressure_shows_in_the_conditions() {
+        let cond = |f: &NodeFacts, t: &str| {
+            node_status(f, Timestamp::from_second(1_700_000_000).unwrap())
+                .conditions
+                .unwrap()
+                .into_iter()
+                .find(|c| c.type_ == t)
+                .map(|c| (c.status, c.reason.unwrap()))
+                .unwrap()
+        };
+        let calm = facts();
+        assert_eq!(
+            cond(&calm, "DiskPressure"),
+            ("False".into(), "KubeletHasNoDiskPressure".into())
+        );
+        let mut hot = facts();
+        hot.pressure.disk = true;
+        assert_eq!(
+            cond(&hot, "DiskPressure"),
+            ("True".into(), "KubeletHasDiskPressure".into())
+        );
+        assert_eq!(cond(&hot, "MemoryPressure").0, "False");
+        assert_eq!(cond(&hot, "Ready").0, "True");
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! This is the kubelet's `SyncPod`: one sandbox per pod, init containers run one at a
 //! time in order (each must exit 0) before the app containers, containers restarted per
 //! `restartPolicy` with crash-loop back-off, volumes written before containers start,
-//! probe results deciding `ready`/`started`, pods torn down when deleted or finished.
+//! probe results deciding `ready`/`started`, pods torn down when deleted or finished,
+//! postStart/preStop hooks ([`crate::lifecycle`]), `runAsNonRoot` checked against the
+//! image user, pull secrets and image pull back-off, and the Events of each step.
 //! Not yet: ephemeral containers, sidecar (restartable) init containers.
 
 use std::collections::BTreeMap;
@@ -19,6 +21,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::cri::{self, api, CriError, Runtime};
 use crate::cri_config::{self, ConfigError, NodeContext, LABEL_CONTAINER_NAME, LABEL_POD_UID};
+use crate::events::PodEvent;
 use crate::probes::Health;
 use crate::volumes::{PodObjects, VolumePaths};
 
@@ -447,21 +450,46 @@ pub async fn observe(runtime: &dyn Runtime, uid: &str) -> Result<Observed, CriEr
     Ok(observed)
 }
 
-/// Stops and removes every sandbox of the pod (containers go with them).
+/// Stops every sandbox of the pod (containers go with them). Running containers are
+/// stopped first, all at once, each with its preStop hook and a `Killing` event.
 pub async fn kill_pod(
     runtime: &dyn Runtime,
+    pod: &Pod,
     observed: &Observed,
     grace: Duration,
+    events: &mut Vec<PodEvent>,
 ) -> Result<(), CriError> {
-    for c in observed
+    let spec_of = |name: &str| {
+        pod.spec.as_ref().and_then(|s| {
+            s.init_containers
+                .iter()
+                .flatten()
+                .chain(s.containers.iter())
+                .find(|c| c.name == name)
+        })
+    };
+    let stops = observed
         .containers
         .iter()
         .filter(|c| c.state == api::ContainerState::ContainerRunning)
-    {
-        match runtime.stop_container(&c.id, grace).await {
-            Err(e) if !e.is_not_found() => return Err(e),
-            _ => {}
-        }
+        .map(|c| async {
+            let mut evs = Vec::new();
+            let result = crate::lifecycle::stop_container(
+                runtime,
+                spec_of(&c.name),
+                &c.name,
+                &c.id,
+                &observed.pod_ip,
+                grace,
+                Some(format!("Stopping container {}", c.name)),
+                &mut evs,
+            )
+            .await;
+            (result, evs)
+        });
+    for (result, evs) in futures::future::join_all(stops).await {
+        events.extend(evs);
+        result?;
     }
     for sb in &observed.sandboxes {
         match runtime.stop_pod_sandbox(&sb.id).await {
@@ -480,12 +508,80 @@ pub async fn remove_pod(runtime: &dyn Runtime, observed: &Observed) -> Result<()
     Ok(())
 }
 
+/// Image pull back-off across syncs, per (pod UID, image): after a failed pull the
+/// next one waits [`restart_backoff`]-style (10 s doubling to 5 min), and the
+/// container shows `ImagePullBackOff` meanwhile, as upstream.
+#[derive(Debug, Default)]
+pub struct PullBackoff {
+    /// (pod uid, image) -> (failed pulls in a row, when the last one failed (ns), why).
+    failed: std::sync::Mutex<BTreeMap<(String, String), (u32, i64, String)>>,
+}
+
+impl PullBackoff {
+    /// How long until `image` may be pulled again for pod `uid` at `now` (zero: now).
+    pub fn wait(&self, uid: &str, image: &str, now: i64) -> Duration {
+        let failed = self.failed.lock().unwrap();
+        match failed.get(&(uid.to_string(), image.to_string())) {
+            Some((n, at, _)) => {
+                let until = at.saturating_add(restart_backoff(*n).as_nanos() as i64);
+                Duration::from_nanos(until.saturating_sub(now).max(0) as u64)
+            }
+            None => Duration::ZERO,
+        }
+    }
+    /// Why the last pull failed, if it did.
+    pub fn last_error(&self, uid: &str, image: &str) -> Option<String> {
+        let failed = self.failed.lock().unwrap();
+        failed
+            .get(&(uid.to_string(), image.to_string()))
+            .map(|f| f.2.clone())
+    }
+    fn failed(&self, uid: &str, image: &str, now: i64, why: &str) {
+        let mut failed = self.failed.lock().unwrap();
+        let e = failed
+            .entry((uid.to_string(), image.to_string()))
+            .or_insert((0, now, String::new()));
+        *e = (e.0.saturating_add(1), now, why.to_string());
+    }
+    fn succeeded(&self, uid: &str, image: &str) {
+        self.failed
+            .lock()
+            .unwrap()
+            .remove(&(uid.to_string(), image.to_string()));
+    }
+    /// Drops what is known about a pod (it was deleted).
+    pub fn forget_pod(&self, uid: &str) {
+        self.failed.lock().unwrap().retain(|k, _| k.0 != uid);
+    }
+}
+
+fn now_nanos() -> i64 {
+    Timestamp::now().as_nanosecond() as i64
+}
+
+/// Pulls per the pull policy, with the pod's pull secrets tried in turn, recording
+/// `Pulling`/`Pulled`/`Failed`/`BackOff` events.
+#[allow(clippy::too_many_arguments)]
 async fn ensure_image(
     runtime: &dyn Runtime,
+    pod: &Pod,
+    container: &str,
     image: &str,
     policy: Option<&str>,
     sandbox: &api::PodSandboxConfig,
+    objects: &PodObjects,
+    pulls: &PullBackoff,
+    events: &mut Vec<PodEvent>,
 ) -> Result<(), (String, String)> {
+    let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+    let fail = |events: &mut Vec<PodEvent>, reason: &str, message: String| {
+        events.push(PodEvent::warning(
+            container,
+            "Failed",
+            format!("Error: {reason}"),
+        ));
+        Err((reason.to_string(), message))
+    };
     let tag_is_latest =
         !image.rsplit('/').next().unwrap_or(image).contains(':') || image.ends_with(":latest");
     // Kubernetes' default: Always for :latest (or no tag), IfNotPresent otherwise.
@@ -496,26 +592,93 @@ async fn ensure_image(
     });
     if policy != "Always" {
         match runtime.image_status(image).await {
-            Ok(Some(_)) => return Ok(()),
+            Ok(Some(_)) => {
+                events.push(PodEvent::normal(
+                    container,
+                    "Pulled",
+                    format!("Container image {image:?} already present on machine"),
+                ));
+                return Ok(());
+            }
             Ok(None) if policy == "Never" => {
-                return Err((
-                    "ErrImageNeverPull".into(),
-                    format!("image {image:?} is not present and the pull policy is Never"),
-                ))
+                let message =
+                    format!("Container image {image:?} is not present with pull policy of Never");
+                events.push(PodEvent::warning(
+                    container,
+                    "ErrImageNeverPull",
+                    message.clone(),
+                ));
+                return fail(events, "ErrImageNeverPull", message);
             }
             Ok(None) => {}
-            Err(e) => return Err(("ErrImagePull".into(), e.to_string())),
+            Err(e) => return fail(events, "ErrImagePull", e.to_string()),
         }
     }
-    runtime
-        .pull_image(image, Some(sandbox.clone()))
-        .await
-        .map(|_| ())
-        .map_err(|e| ("ErrImagePull".into(), e.to_string()))
+    let wait = pulls.wait(uid, image, now_nanos());
+    if !wait.is_zero() {
+        events.push(PodEvent::normal(
+            container,
+            "BackOff",
+            format!("Back-off pulling image {image:?}"),
+        ));
+        let last = pulls.last_error(uid, image).unwrap_or_default();
+        return fail(
+            events,
+            "ImagePullBackOff",
+            format!("Back-off pulling image {image:?}: ErrImagePull: {last}"),
+        );
+    }
+    events.push(PodEvent::normal(
+        container,
+        "Pulling",
+        format!("Pulling image {image:?}"),
+    ));
+    let secrets: Vec<&k8s_openapi::api::core::v1::Secret> = crate::pull_secrets::secret_names(pod)
+        .iter()
+        .filter_map(|n| objects.secrets.get(n))
+        .collect();
+    // No matching credentials: one anonymous pull. Otherwise each in turn, as the
+    // kubelet does, until one works.
+    let mut auths: Vec<Option<api::AuthConfig>> =
+        crate::pull_secrets::credentials_for(image, &secrets)
+            .into_iter()
+            .map(Some)
+            .collect();
+    if auths.is_empty() {
+        auths.push(None);
+    }
+    let started = std::time::Instant::now();
+    let mut last_error = String::new();
+    for auth in auths {
+        match runtime
+            .pull_image_with_auth(image, auth, Some(sandbox.clone()))
+            .await
+        {
+            Ok(_) => {
+                pulls.succeeded(uid, image);
+                events.push(PodEvent::normal(
+                    container,
+                    "Pulled",
+                    format!(
+                        "Successfully pulled image {image:?} in {:.3}s",
+                        started.elapsed().as_secs_f64()
+                    ),
+                ));
+                return Ok(());
+            }
+            Err(e) => last_error = e.to_string(),
+        }
+    }
+    pulls.failed(uid, image, now_nanos(), &last_error);
+    events.push(PodEvent::warning(
+        container,
+        "Failed",
+        format!("Failed to pull image {image:?}: {last_error}"),
+    ));
+    fail(events, "ErrImagePull", last_error)
 }
 
-/// Carries out `steps`. Container-level failures become waiting reasons (the pod keeps
-/// syncing); sandbox-level failures are errors (the pod is retried as a whole).
+/// [`execute_with`] without pull back-off memory, dropping the events (tests).
 pub async fn execute(
     runtime: &dyn Runtime,
     pod: &Pod,
@@ -524,7 +687,47 @@ pub async fn execute(
     steps: &[Step],
     objects: &PodObjects,
 ) -> Result<WaitingReasons, SyncError> {
+    let mut events = Vec::new();
+    execute_with(
+        runtime,
+        pod,
+        node,
+        observed,
+        steps,
+        objects,
+        &PullBackoff::default(),
+        &mut events,
+    )
+    .await
+}
+
+/// Carries out `steps`. Container-level failures become waiting reasons (the pod keeps
+/// syncing); sandbox-level failures are errors (the pod is retried as a whole). What
+/// happened is added to `events` (`Pulling`, `Created`, `Started`, ...).
+#[allow(clippy::too_many_arguments)]
+pub async fn execute_with(
+    runtime: &dyn Runtime,
+    pod: &Pod,
+    node: &NodeContext,
+    observed: &Observed,
+    steps: &[Step],
+    objects: &PodObjects,
+    pulls: &PullBackoff,
+    events: &mut Vec<PodEvent>,
+) -> Result<WaitingReasons, SyncError> {
     let mut waiting = WaitingReasons::new();
+    let config_error = |waiting: &mut WaitingReasons,
+                        events: &mut Vec<PodEvent>,
+                        name: &str,
+                        reason: &str,
+                        message: String| {
+        events.push(PodEvent::warning(
+            name,
+            "Failed",
+            format!("Error: {message}"),
+        ));
+        waiting.insert(name.to_string(), (reason.to_string(), message));
+    };
     // Written once per sync, before the first container of it starts.
     let mut volumes: Option<Result<VolumePaths, String>> = None;
     let grace = Duration::from_secs(
@@ -542,7 +745,7 @@ pub async fn execute(
     for step in steps {
         match step {
             Step::KillPod => {
-                kill_pod(runtime, observed, grace).await?;
+                kill_pod(runtime, pod, observed, grace, events).await?;
                 sandbox = None;
             }
             Step::RunSandbox { attempt } => {
@@ -581,10 +784,8 @@ pub async fn execute(
                 }) {
                     Ok(p) => p,
                     Err(e) => {
-                        waiting.insert(
-                            name.clone(),
-                            ("CreateContainerConfigError".into(), e.clone()),
-                        );
+                        let e = e.clone();
+                        config_error(&mut waiting, events, name, "CreateContainerConfigError", e);
                         continue;
                     }
                 };
@@ -593,9 +794,12 @@ pub async fn execute(
                 ) {
                     Ok(c) => c,
                     Err(e) => {
-                        waiting.insert(
-                            name.clone(),
-                            ("CreateContainerConfigError".into(), e.to_string()),
+                        config_error(
+                            &mut waiting,
+                            events,
+                            name,
+                            "CreateContainerConfigError",
+                            e.to_string(),
                         );
                         continue;
                     }
@@ -603,13 +807,35 @@ pub async fn execute(
                 let image = spec.image.clone().unwrap_or_default();
                 if let Err(reason) = ensure_image(
                     runtime,
+                    pod,
+                    name,
                     &image,
                     spec.image_pull_policy.as_deref(),
                     &sandbox_config,
+                    objects,
+                    pulls,
+                    events,
                 )
                 .await
                 {
                     waiting.insert(name.clone(), reason);
+                    continue;
+                }
+                // runAsNonRoot is checked against the image's user once it is here.
+                let image_user = match runtime.image_status(&image).await {
+                    Ok(Some(i)) => crate::security::image_user(&i),
+                    _ => (Some(0), String::new()),
+                };
+                if let Err(message) =
+                    crate::security::verify_run_as_non_root(pod, spec, image_user.0, &image_user.1)
+                {
+                    config_error(
+                        &mut waiting,
+                        events,
+                        name,
+                        "CreateContainerConfigError",
+                        message,
+                    );
                     continue;
                 }
                 let dir = std::path::Path::new(&sandbox_config.log_directory).join(name);
@@ -624,24 +850,47 @@ pub async fn execute(
                 {
                     Ok(id) => id,
                     Err(e) => {
-                        waiting
-                            .insert(name.clone(), ("CreateContainerError".into(), e.to_string()));
+                        config_error(
+                            &mut waiting,
+                            events,
+                            name,
+                            "CreateContainerError",
+                            e.to_string(),
+                        );
                         continue;
                     }
                 };
-                if let Err(e) = runtime.start_container(&id).await {
-                    waiting.insert(name.clone(), ("RunContainerError".into(), e.to_string()));
-                }
+                events.push(PodEvent::normal(
+                    name,
+                    "Created",
+                    format!("Created container: {name}"),
+                ));
+                start_and_hook(runtime, spec, &id, &pod_ip, grace, &mut waiting, events).await;
             }
             Step::StartCreated { id } => {
-                if let Err(e) = runtime.start_container(id).await {
-                    let name = observed
-                        .containers
+                let name = observed
+                    .containers
+                    .iter()
+                    .find(|c| &c.id == id)
+                    .map(|c| c.name.clone())
+                    .unwrap_or_default();
+                let spec = pod.spec.as_ref().and_then(|s| {
+                    s.init_containers
                         .iter()
-                        .find(|c| &c.id == id)
-                        .map(|c| c.name.clone())
-                        .unwrap_or_default();
-                    waiting.insert(name, ("RunContainerError".into(), e.to_string()));
+                        .flatten()
+                        .chain(s.containers.iter())
+                        .find(|c| c.name == name)
+                });
+                match spec {
+                    Some(spec) => {
+                        start_and_hook(runtime, spec, id, &pod_ip, grace, &mut waiting, events)
+                            .await
+                    }
+                    None => {
+                        if let Err(e) = runtime.start_container(id).await {
+                            waiting.insert(name, ("RunContainerError".into(), e.to_string()));
+                        }
+                    }
                 }
             }
             Step::RemoveContainer { id } => {
@@ -650,6 +899,51 @@ pub async fn execute(
         }
     }
     Ok(waiting)
+}
+
+/// Starts a created container and runs its postStart hook; a failed hook kills the
+/// container (the restart policy then decides), as upstream.
+async fn start_and_hook(
+    runtime: &dyn Runtime,
+    spec: &k8s_openapi::api::core::v1::Container,
+    id: &str,
+    pod_ip: &str,
+    grace: Duration,
+    waiting: &mut WaitingReasons,
+    events: &mut Vec<PodEvent>,
+) {
+    let name = &spec.name;
+    if let Err(e) = runtime.start_container(id).await {
+        events.push(PodEvent::warning(name, "Failed", format!("Error: {e}")));
+        waiting.insert(name.clone(), ("RunContainerError".into(), e.to_string()));
+        return;
+    }
+    events.push(PodEvent::normal(
+        name,
+        "Started",
+        format!("Started container {name}"),
+    ));
+    if let Err(ev) = crate::lifecycle::post_start(runtime, spec, id, pod_ip).await {
+        let message = ev.message.clone();
+        events.push(ev);
+        let killed = crate::lifecycle::stop_container(
+            runtime,
+            Some(spec),
+            name,
+            id,
+            pod_ip,
+            grace,
+            Some(format!(
+                "FailedPostStartHook: container {name} will be killed and restarted per the restart policy"
+            )),
+            events,
+        )
+        .await;
+        if let Err(e) = killed {
+            tracing::warn!(container = %name, error = %e, "stopping a container whose postStart hook failed");
+        }
+        tracing::info!(container = %name, "postStart hook failed: {message}");
+    }
 }
 
 fn time_from_nanos(nanos: i64) -> Option<Time> {

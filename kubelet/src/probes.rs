@@ -144,14 +144,7 @@ pub struct Kill {
 }
 
 /// Something worth a Kubernetes Event on the pod (`Unhealthy`, `Killing`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProbeEvent {
-    pub container: String,
-    /// `Warning` or `Normal`.
-    pub type_: &'static str,
-    pub reason: &'static str,
-    pub message: String,
-}
+pub use crate::events::PodEvent as ProbeEvent;
 
 /// The outcome of one probing pass over a pod.
 #[derive(Debug, Clone, Default)]
@@ -322,56 +315,6 @@ impl Prober {
     }
 }
 
-/// The core/v1 Event for a probe event on `pod`, reported by `node`'s kubelet at `now`.
-pub fn event_object(
-    pod: &Pod,
-    node: &str,
-    ev: &ProbeEvent,
-    now: k8s_openapi::jiff::Timestamp,
-) -> serde_json::Value {
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let time = now.to_string();
-    serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Event",
-        // Upstream names events <object>.<unique suffix>; nanoseconds are unique enough
-        // for one kubelet.
-        "metadata": {"name": format!("{name}.{:x}", now.as_nanosecond()), "namespace": pod.metadata.namespace.clone().unwrap_or_else(|| "default".into())},
-        "involvedObject": {
-            "apiVersion": "v1", "kind": "Pod", "name": name,
-            "namespace": pod.metadata.namespace, "uid": pod.metadata.uid,
-            "fieldPath": format!("spec.containers{{{}}}", ev.container),
-        },
-        "reason": ev.reason,
-        "message": ev.message,
-        "type": ev.type_,
-        "source": {"component": "kubelet", "host": node},
-        "reportingComponent": "kubelet",
-        "reportingInstance": node,
-        "firstTimestamp": time,
-        "lastTimestamp": time,
-        "count": 1,
-    })
-}
-
-/// Posts a probe event; best effort (a lost event is logged, never fails a sync).
-pub async fn post_event(client: &kube::Client, pod: &Pod, node: &str, ev: &ProbeEvent) {
-    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let events: kube::Api<k8s_openapi::api::core::v1::Event> =
-        kube::Api::namespaced(client.clone(), namespace);
-    let object = event_object(pod, node, ev, k8s_openapi::jiff::Timestamp::now());
-    let result = match serde_json::from_value(object) {
-        Ok(e) => events
-            .create(&kube::api::PostParams::default(), &e)
-            .await
-            .map(|_| ()),
-        Err(e) => Err(kube::Error::SerdeError(e)),
-    };
-    if let Err(e) = result {
-        tracing::debug!(error = %e, reason = ev.reason, "recording a probe event failed");
-    }
-}
-
 /// A probe's port: a number, or the name of one of the container's ports.
 pub fn resolve_port(port: &IntOrString, container: &Container) -> Result<u16, String> {
     match port {
@@ -418,6 +361,44 @@ pub fn http_success(response_head: &str) -> Result<u16, String> {
     } else {
         Err(format!("HTTP probe failed with statuscode: {code}"))
     }
+}
+
+/// One HTTP GET to `host:port` bounded by `timeout`: the status code when it is a
+/// success (200 to 399), the failure otherwise. Probes and lifecycle hooks use it.
+pub async fn http_get(
+    host: &str,
+    port: u16,
+    path: &str,
+    headers: &[(String, String)],
+    timeout: Duration,
+) -> Result<u16, String> {
+    let request = http_request(host, port, path, headers);
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect((host, port))
+            .await
+            .map_err(|e| format!("dial tcp {host}:{port}: {e}"))?;
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        // The status line is all that matters; read a bounded prefix.
+        let mut buf = vec![0u8; 1024];
+        let mut n = 0;
+        while n < buf.len() && !buf[..n].contains(&b'\n') {
+            let got = stream
+                .read(&mut buf[n..])
+                .await
+                .map_err(|e| e.to_string())?;
+            if got == 0 {
+                break;
+            }
+            n += got;
+        }
+        http_success(&String::from_utf8_lossy(&buf[..n]))
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| format!("GET http://{host}:{port}{path}: timeout"))?
 }
 
 async fn check(
@@ -479,31 +460,15 @@ async fn check(
             .flatten()
             .map(|x| (x.name.clone(), x.value.clone()))
             .collect();
-        let request = http_request(&host, port, h.path.as_deref().unwrap_or("/"), &headers);
-        let exchange = async {
-            let mut stream = connect(host.clone(), port).await?;
-            stream
-                .write_all(request.as_bytes())
-                .await
-                .map_err(|e| e.to_string())?;
-            // The status line is all that matters; read a bounded prefix.
-            let mut buf = vec![0u8; 1024];
-            let mut n = 0;
-            while n < buf.len() && !buf[..n].contains(&b'\n') {
-                let got = stream
-                    .read(&mut buf[n..])
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if got == 0 {
-                    break;
-                }
-                n += got;
-            }
-            http_success(&String::from_utf8_lossy(&buf[..n])).map(|_| ())
-        };
-        return tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|_| format!("GET http://{host}:{port}: timeout"))?;
+        return http_get(
+            &host,
+            port,
+            h.path.as_deref().unwrap_or("/"),
+            &headers,
+            timeout,
+        )
+        .await
+        .map(|_| ());
     }
     // gRPC probes (and probes without a handler) are not run: they count as passing
     // rather than killing containers skiff cannot judge.
@@ -802,7 +767,7 @@ mod tests {
         };
         let now = k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap();
         let parsed: k8s_openapi::api::core::v1::Event =
-            serde_json::from_value(event_object(&pod, "node-a", &ev, now)).unwrap();
+            serde_json::from_value(crate::events::event_object(&pod, "node-a", &ev, now)).unwrap();
         assert_eq!(
             parsed.involved_object.field_path.as_deref(),
             Some("spec.containers{web}")

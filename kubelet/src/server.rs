@@ -11,8 +11,11 @@
 //!   copy bytes both ways. containerd speaks SPDY and websocket there, so the kubelet
 //!   never parses either protocol.
 //!
-//! The certificate is self-signed (generated at start); callers authenticate with a
-//! bearer token when one is configured.
+//! The serving certificate is signed by the cluster CA when the agent got one
+//! ([`request_serving_cert`]: the key is made here and never leaves the node; the API
+//! server signs it for this node's name and addresses and verifies it when it dials
+//! in). Without one the certificate is self-signed, which only direct callers accept.
+//! Callers authenticate with a bearer token when one is configured.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -46,6 +49,55 @@ pub struct ServerConfig {
     pub streaming_netns: Option<String>,
     /// Names and addresses written into the self-signed certificate.
     pub cert_names: Vec<String>,
+    /// The certificate to serve, signed by the cluster CA; `None`: self-signed for
+    /// `cert_names`.
+    pub serving_cert: Option<ServingCert>,
+}
+
+/// A serving certificate and its key, both PEM.
+#[derive(Clone)]
+pub struct ServingCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for ServingCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key stays out of logs.
+        f.debug_struct("ServingCert").finish_non_exhaustive()
+    }
+}
+
+/// Makes a key pair and asks the API server (`POST /skiff/v1/kubelet-serving-cert`)
+/// to sign a serving certificate for `node` naming `names` (the node's addresses and
+/// its own name). `client` is the node's credential, so the server signs for this
+/// node only; an admin client works too (tests).
+pub async fn request_serving_cert(
+    client: &kube::Client,
+    node: &str,
+    names: &[String],
+) -> Result<ServingCert, ServerError> {
+    let key = rcgen::KeyPair::generate()?;
+    let body = serde_json::json!({
+        "nodeName": node,
+        "publicKey": key.public_key_pem(),
+        "names": names,
+    });
+    let req = http::Request::post("/skiff/v1/kubelet-serving-cert")
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(serde_json::to_vec(&body).expect("json"))
+        .expect("valid request");
+    let answer: serde_json::Value = client
+        .request(req)
+        .await
+        .map_err(|e| ServerError::CertRequest(e.to_string()))?;
+    let cert_pem = answer["certificate"]
+        .as_str()
+        .ok_or_else(|| ServerError::CertRequest("the answer holds no certificate".into()))?;
+    Ok(ServingCert {
+        cert_pem: cert_pem.to_string(),
+        key_pem: key.serialize_pem(),
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +111,10 @@ pub enum ServerError {
     Cert(#[from] rcgen::Error),
     #[error("the kubelet tls configuration is invalid: {0}")]
     Tls(#[from] rustls::Error),
+    #[error("the API server did not sign the kubelet serving certificate: {0}")]
+    CertRequest(String),
+    #[error("the kubelet serving certificate or key is not usable PEM: {0}")]
+    BadPem(String),
 }
 
 /// One parsed request path.
@@ -238,7 +294,7 @@ pub async fn start(
     log_root: std::path::PathBuf,
     shutdown: CancellationToken,
 ) -> Result<SocketAddr, ServerError> {
-    let tls = tls_config(&config.cert_names)?;
+    let tls = tls_config(&config.cert_names, config.serving_cert.as_ref())?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServerError::Bind {
@@ -293,19 +349,38 @@ pub async fn start(
     Ok(addr)
 }
 
-fn tls_config(names: &[String]) -> Result<Arc<rustls::ServerConfig>, ServerError> {
-    let mut names = names.to_vec();
-    if names.is_empty() {
-        names.push("localhost".into());
-    }
-    let certified = rcgen::generate_simple_self_signed(names)?;
-    let cert = certified.cert.der().clone();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+fn tls_config(
+    names: &[String],
+    signed: Option<&ServingCert>,
+) -> Result<Arc<rustls::ServerConfig>, ServerError> {
+    use rustls::pki_types::pem::PemObject;
+    let (certs, key) = match signed {
+        Some(s) => {
+            let certs = rustls::pki_types::CertificateDer::pem_slice_iter(s.cert_pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ServerError::BadPem(e.to_string()))?;
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(s.key_pem.as_bytes())
+                .map_err(|e| ServerError::BadPem(e.to_string()))?;
+            (certs, key)
+        }
+        None => {
+            let mut names = names.to_vec();
+            if names.is_empty() {
+                names.push("localhost".into());
+            }
+            let certified = rcgen::generate_simple_self_signed(names)?;
+            let cert = certified.cert.der().clone();
+            let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
+                certified.signing_key.serialize_der().into(),
+            );
+            (vec![cert], key)
+        }
+    };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(vec![cert], key)?;
+        .with_single_cert(certs, key)?;
     // HTTP/1.1 only: the streaming calls are HTTP/1.1 upgrades.
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))

@@ -180,7 +180,10 @@ pub fn referenced(pod: &Pod) -> (BTreeSet<String>, BTreeSet<String>) {
 /// Reads every object the pod refers to.
 pub async fn fetch(source: &dyn ObjectSource, pod: &Pod) -> Result<PodObjects, VolumeError> {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let (cms, secrets) = referenced(pod);
+    let (cms, mut secrets) = referenced(pod);
+    // Pull secrets too: the image pull needs them (a missing one is skipped, as
+    // upstream pulls without it).
+    secrets.extend(crate::pull_secrets::secret_names(pod));
     let mut out = PodObjects::default();
     for name in cms {
         if let Some(cm) = source.config_map(namespace, &name).await? {

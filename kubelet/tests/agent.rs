@@ -160,7 +160,8 @@ async fn kubelet_registers_runs_reports_and_deletes_pods() {
     assert_eq!(sandboxes[0].metadata.as_ref().unwrap().uid, uid);
     assert!(logs.path().join(format!("default_web_{uid}/app")).is_dir());
 
-    // An image the registry does not have: Pending, waiting with ErrImagePull.
+    // An image the registry does not have: Pending, waiting with ErrImagePull (then
+    // ImagePullBackOff between pulls, which also names the pull error).
     pods.create(&PostParams::default(), &pod("broken", "nope:1"))
         .await
         .unwrap();
@@ -170,8 +171,11 @@ async fn kubelet_registers_runs_reports_and_deletes_pods() {
             let p = pods.get("broken").await.ok()?;
             let st = p.status?;
             let w = st.container_statuses?.first()?.state.clone()?.waiting?;
-            (w.reason.as_deref() == Some("ErrImagePull") && st.phase.as_deref() == Some("Pending"))
-                .then_some(w.message)
+            let pull_error = matches!(
+                w.reason.as_deref(),
+                Some("ErrImagePull" | "ImagePullBackOff")
+            );
+            (pull_error && st.phase.as_deref() == Some("Pending")).then_some(w.message)
         }
     })
     .await;

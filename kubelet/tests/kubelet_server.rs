@@ -95,6 +95,11 @@ async fn logs_reach_kubectl_through_the_api_server_and_the_kubelet() {
         token: None,
         streaming_netns: None,
         cert_names: vec!["127.0.0.1".into()],
+        serving_cert: Some(
+            skiff_kubelet::server::request_serving_cert(&client, "node-a", &["127.0.0.1".into()])
+                .await
+                .unwrap(),
+        ),
     });
     let shutdown = CancellationToken::new();
     let kubelet = tokio::spawn(skiff_kubelet::run(config, shutdown.clone()));
@@ -432,6 +437,11 @@ async fn exec_upgrades_pass_through_the_kubelet_to_the_streaming_server() {
         token: Some("s3cret".into()),
         streaming_netns: None,
         cert_names: vec!["127.0.0.1".into()],
+        serving_cert: Some(
+            skiff_kubelet::server::request_serving_cert(&client, "node-x", &["127.0.0.1".into()])
+                .await
+                .unwrap(),
+        ),
     });
     let shutdown = CancellationToken::new();
     let kubelet = tokio::spawn(skiff_kubelet::run(config, shutdown.clone()));

@@ -2,12 +2,18 @@
 //! strategic merge patch.
 //!
 //! The API server picks the kind of patch from the request's Content-Type and calls
-//! [`apply`]; the result is then validated and stored like an update.
+//! [`apply`]; the result is then validated and stored like an update. Server-side
+//! apply (`application/apply-patch+yaml`) is not a patch of this kind: it needs the
+//! object's managed fields and goes through [`managed::apply`].
 //!
 //! # Layout
 //! - [`schema`]: per-type patch metadata (merge keys, set and atomic lists).
 //! - [`strategic`]: the strategic merge algorithm and its directives.
+//! - [`fieldset`]: field paths, field sets and their `FieldsV1` encoding.
+//! - [`managed`]: `metadata.managedFields` bookkeeping and server-side apply.
 
+pub mod fieldset;
+pub mod managed;
 pub mod schema;
 pub mod strategic;
 
@@ -65,8 +71,7 @@ pub fn apply(
             Ok(out)
         }
         PatchType::Apply => Err(
-            "server-side apply is not supported yet; use kubectl apply without --server-side"
-                .into(),
+            "server-side apply needs the managed fields of the object; use managed::apply".into(),
         ),
     }
 }
@@ -213,8 +218,8 @@ mod tests {
     }
 
     #[test]
-    fn server_side_apply_is_refused_clearly() {
+    fn server_side_apply_is_not_a_plain_patch() {
         let err = apply(cm(), PatchType::Apply, &json!({}), &json!({})).unwrap_err();
-        assert!(err.contains("not supported yet"), "{err}");
+        assert!(err.contains("managed::apply"), "{err}");
     }
 }

@@ -1,7 +1,10 @@
 //! Joining nodes: `GET /cacerts` hands out the CA so an agent can check it against the
 //! hash in its join token (the token pins the server, kubeadm-style), and
 //! `POST /skiff/v1/join` trades the join secret for a credential of the node's own
-//! and a podCIDR.
+//! and a podCIDR. With that credential the agent then asks
+//! `POST /skiff/v1/kubelet-serving-cert` for its kubelet's serving certificate, signed
+//! by the cluster CA (upstream's kubelet serving-certificate bootstrap, without the CSR
+//! object): the API server verifies it when it dials the kubelet for logs and exec.
 
 use http::Response;
 use serde_json::{json, Value};
@@ -73,6 +76,74 @@ pub async fn join(api: &Api, authz: Option<&str>, r: &Req) -> Result<Response<Bo
     Ok(response::json(
         201,
         &json!({"nodeName": name, "token": cred.token, "podCIDR": cred.pod_cidr}),
+    ))
+}
+
+/// `POST /skiff/v1/kubelet-serving-cert` with `{"publicKey": PEM, "names": [..]}`
+/// (admins add `"nodeName"`): a certificate for the caller's own node, whatever name
+/// the body claims, so one node can never obtain another node's certificate.
+pub fn kubelet_serving_cert(
+    api: &Api,
+    user: &crate::auth::User,
+    r: &Req,
+) -> Result<Response<Body>, ApiError> {
+    if r.method != http::Method::POST {
+        return Err(ApiError::method_not_allowed(
+            "ask for a kubelet serving certificate with POST",
+        ));
+    }
+    let body = request::decode_object(&r.body, r.header("content-type"))?;
+    let asked = body.get("nodeName").and_then(Value::as_str);
+    let node = match (user.node_name(), asked) {
+        (Some(me), Some(other)) if other != me => {
+            return Err(ApiError::forbidden(format!(
+                "node \"{me}\" may only ask for its own serving certificate, not for nodeName {other:?}"
+            )))
+        }
+        (Some(me), _) => me.to_string(),
+        (None, Some(n)) if user.is_admin() && !n.is_empty() => n.to_string(),
+        (None, _) if user.is_admin() => {
+            return Err(ApiError::bad_request(
+                "nodeName is required when an administrator asks for a kubelet certificate",
+            ))
+        }
+        (None, _) => {
+            return Err(ApiError::forbidden(format!(
+                "user \"{}\" is not a node; only nodes get kubelet serving certificates",
+                user.name
+            )))
+        }
+    };
+    let public_key = body
+        .get("publicKey")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad_request("publicKey is required (a PEM public key)"))?;
+    let names: Vec<String> = match body.get("names") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| ApiError::bad_request("names must be a list of strings"))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(ApiError::bad_request("names must be a list of strings")),
+    };
+    let cert = api
+        .ca_signer
+        .sign_kubelet_serving(&node, public_key, &names)
+        .map_err(|e| match e {
+            crate::tls::SignError::BadPublicKey(_) => {
+                ApiError::bad_request(format!("publicKey: {e}"))
+            }
+            crate::tls::SignError::ForeignName(..) => ApiError::bad_request(format!("names: {e}")),
+            crate::tls::SignError::Sign(_) => ApiError::internal(e.to_string()),
+        })?;
+    tracing::info!(%node, ?names, "issued a kubelet serving certificate");
+    Ok(response::json(
+        201,
+        &json!({"nodeName": node, "certificate": cert, "ca": api.ca_signer.ca_pem()}),
     ))
 }
 

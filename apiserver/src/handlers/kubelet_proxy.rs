@@ -5,10 +5,11 @@
 //! streaming server) switches protocols, both upgraded connections are joined and bytes
 //! copied both ways, so SPDY and websocket framing are never parsed here.
 //!
-//! The kubelet's certificate is self-signed and not verified yet (upstream verifies it
-//! against `--kubelet-certificate-authority` when given): the connection is encrypted
-//! but a machine that takes over a node's address could read the streams. Pinning the
-//! kubelet's certificate on its Node is the next step.
+//! The kubelet's serving certificate is verified like upstream's
+//! `--kubelet-certificate-authority`: it must chain to the cluster CA (which signs it
+//! when the node's agent asks, `handlers/join.rs`) and name both the address dialled
+//! and the node, so a machine that takes over a node's address cannot read the
+//! streams. A kubelet that fails this is refused with a 500 naming the node.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -300,7 +301,12 @@ pub async fn stream(
             "{sub} needs an HTTP/1.1 upgrade (websocket or SPDY) that this connection cannot pass to the kubelet"
         )));
     };
-    let path = kubelet_path(sub, ns, name, container.as_deref(), &req.query);
+    let query = if sub == "portforward" {
+        portforward_query(&req.query)
+    } else {
+        req.query.clone()
+    };
+    let path = kubelet_path(sub, ns, name, container.as_deref(), &query);
     let mut sender = open(api, &node, addr).await?;
     let mut out = Request::builder().method(req.method.clone()).uri(path);
     for (k, v) in &req.headers {
@@ -345,10 +351,44 @@ pub async fn stream(
     Ok(back.body(body).expect("valid response"))
 }
 
+/// The API's `ports` (PodPortForwardOptions, repeated or comma-separated) becomes the
+/// kubelet's repeated `port`, as upstream translates it: the runtime's websocket
+/// port-forward reads its ports from there (SPDY clients name them per stream instead).
+pub fn portforward_query(raw: &str) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in url::form_urlencoded::parse(raw.as_bytes()) {
+        if k == "ports" {
+            for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                q.append_pair("port", p);
+            }
+        } else {
+            q.append_pair(&k, &v);
+        }
+    }
+    q.finish()
+}
+
 fn unreachable_node(node: &str, addr: SocketAddr, why: &str) -> ApiError {
     ApiError::service_unavailable(format!(
         "the kubelet of node {node} at {addr} is unreachable: {why}"
     ))
+}
+
+/// The Status for a failed TLS handshake with a kubelet: a certificate that does not
+/// verify is a 500 that says so (the node is up but not trusted, so retrying will not
+/// help); anything else counts as unreachable.
+fn tls_failure(node: &str, addr: SocketAddr, e: &std::io::Error) -> ApiError {
+    let bad_cert = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_)));
+    if bad_cert {
+        ApiError::internal(format!(
+            "refusing the kubelet of node {node} at {addr}: its serving certificate does not verify against the cluster CA for this node and address ({e}); restart the node's agent so it gets a certificate from this server"
+        ))
+    } else {
+        unreachable_node(node, addr, &format!("tls: {e}"))
+    }
 }
 
 /// A TLS connection to the kubelet with an HTTP/1.1 client on it.
@@ -369,10 +409,15 @@ async fn open(
             .map_err(|e| unreachable_node(node, addr, &e.to_string()))?,
     };
     let server_name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
-    let tls = tokio_rustls::TlsConnector::from(client_config())
+    let config = crate::tls::kubelet_client_config(&api.ca_pem, node).map_err(|e| {
+        ApiError::internal(format!(
+            "cannot verify the kubelet of node {node}: its name cannot be checked: {e}"
+        ))
+    })?;
+    let tls = tokio_rustls::TlsConnector::from(config)
         .connect(server_name, tcp)
         .await
-        .map_err(|e| unreachable_node(node, addr, &format!("tls: {e}")))?;
+        .map_err(|e| tls_failure(node, addr, &e))?;
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .map_err(|e| unreachable_node(node, addr, &e.to_string()))?;
@@ -382,69 +427,6 @@ async fn open(
         }
     });
     Ok(sender)
-}
-
-fn client_config() -> Arc<rustls::ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(AnyKubeletCert(provider.clone()));
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Arc::new(cfg)
-}
-
-/// Accepts any kubelet certificate (see the module comment) but still checks that the
-/// peer holds its key, so the handshake itself is sound.
-#[derive(Debug)]
-struct AnyKubeletCert(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyKubeletCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]
@@ -500,6 +482,16 @@ mod tests {
         let annotated = json!({"metadata": {"annotations": {"kubectl.kubernetes.io/default-container": "b"}},
             "spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
         assert_eq!(pick_container("p", &annotated, None).unwrap(), "b");
+    }
+
+    #[test]
+    fn portforward_ports_become_the_kubelets_port_list() {
+        assert_eq!(portforward_query("ports=8080"), "port=8080");
+        assert_eq!(
+            portforward_query("ports=80,81&ports=82"),
+            "port=80&port=81&port=82"
+        );
+        assert_eq!(portforward_query(""), "");
     }
 
     #[test]

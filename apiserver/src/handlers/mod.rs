@@ -37,6 +37,8 @@ pub struct Api {
     pub auth: std::sync::RwLock<Authenticator>,
     /// The CA certificate (PEM), served at `/cacerts`.
     pub ca_pem: String,
+    /// Signs kubelet serving certificates; its CA verifies kubelets the server dials.
+    pub ca_signer: crate::tls::CaSigner,
     /// Where joining nodes' podCIDRs come from.
     pub cluster_cidr: ipnet::Ipv4Net,
     /// `host:port` clients should use, for `/api`'s serverAddressByClientCIDRs.
@@ -171,9 +173,13 @@ where
         Route::Health(_) => Ok(response::text(200, "ok")),
         Route::CaCerts => Ok(response::text(200, &api.ca_pem)),
         Route::Join => join::join(&api, authz.as_deref(), &r).await,
+        Route::KubeletServingCert => {
+            let user = user.expect("the kubelet certificate route is authenticated");
+            join::kubelet_serving_cert(&api, &user, &r)
+        }
         Route::Version => Ok(discovery::version()),
-        Route::CoreVersions => Ok(discovery::core_versions(&api)),
-        Route::Groups => Ok(discovery::groups()),
+        Route::CoreVersions => Ok(discovery::core(&api, r.header("accept"))),
+        Route::Groups => Ok(discovery::apis(r.header("accept"))),
         Route::Group(g) => Ok(discovery::group(&g)),
         Route::Resources { group, version } => Ok(discovery::resources(&group, &version)),
         Route::OpenApi(p) => {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use base64::Engine;
 use http::{Method, Response};
 use serde_json::{json, Value};
+use skiff_api::patch::managed;
 use skiff_api::patch::PatchType;
 use skiff_api::{fields, meta, selector, ApiError, Cause, ResourceInfo};
 
@@ -167,8 +168,11 @@ fn list(api: &Api, rp: &ResourcePath, req: &Req) -> Result<Response<Body>, ApiEr
         .u64("limit")?
         .filter(|l| *l > 0)
         .map(|l| l as usize);
-    let start_after = match req.query.get("continue") {
-        None => None,
+    // Every page of a paginated list reports the first page's revision, as upstream
+    // does: a client that watches from it after the last page then replays whatever
+    // changed while it paged, instead of missing writes behind its cursor.
+    let (start_after, first_rv) = match req.query.get("continue") {
+        None => (None, None),
         Some(tok) => {
             let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(tok)
@@ -183,10 +187,11 @@ fn list(api: &Api, rp: &ResourcePath, req: &Req) -> Result<Response<Body>, ApiEr
                     "the provided continue parameter is too old to display a consistent list result; start a new list without it",
                 ));
             }
-            Some(raw.k)
+            (Some(raw.k), Some(raw.rv))
         }
     };
-    let (all, rev, _) = api.store.list(&prefix, start_after.as_deref(), None);
+    let (all, current_rev, _) = api.store.list(&prefix, start_after.as_deref(), None);
+    let rev = first_rv.unwrap_or(current_rev);
     let mut items: Vec<(String, Arc<Value>)> = Vec::new();
     let mut more = false;
     let mut remaining = 0usize;
@@ -321,7 +326,7 @@ pub fn check_namespace_open(
 
 async fn create(api: &Api, rp: &ResourcePath, req: &Req) -> Result<Response<Body>, ApiError> {
     let res = rp.res;
-    let mut obj = request::decode_object(&req.body, req.header("content-type"))?;
+    let (mut obj, warnings) = request::decode_write(res, req)?;
     check_type(res, &mut obj)?;
     check_namespace(rp, &mut obj)?;
     check_namespace_open(api, res, rp.namespace.as_deref())?;
@@ -351,9 +356,10 @@ async fn create(api: &Api, rp: &ResourcePath, req: &Req) -> Result<Response<Body
         if (res.group, res.kind) == ("", "Pod") {
             add_default_tolerations(&mut o, api.default_toleration_seconds);
         }
+        record_write(res, None, None, &mut o, req)?;
         if req.query.dry_run() {
             release_allocations(api, res, &o);
-            return Ok(response::json(201, &o));
+            return Ok(request::with_warnings(response::json(201, &o), &warnings));
         }
         match api
             .store
@@ -362,7 +368,10 @@ async fn create(api: &Api, rp: &ResourcePath, req: &Req) -> Result<Response<Body
         {
             Ok(stored) => {
                 tracing::info!(kind = res.kind, namespace = rp.namespace.as_deref(), name = %name, "created");
-                return Ok(response::json(201, &stored));
+                return Ok(request::with_warnings(
+                    response::json(201, &stored),
+                    &warnings,
+                ));
             }
             Err(StoreError::AlreadyExists) if fixed_name.is_none() && attempt + 1 < attempts => {
                 release_allocations(api, res, &o);
@@ -504,7 +513,7 @@ pub async fn update(
     req: &Req,
 ) -> Result<Response<Body>, ApiError> {
     let res = rp.res;
-    let mut body = request::decode_object(&req.body, req.header("content-type"))?;
+    let (mut body, warnings) = request::decode_write(res, req)?;
     check_type(res, &mut body)?;
     if let Some(n) = meta::name(&body) {
         if n != name {
@@ -549,9 +558,10 @@ pub async fn update(
             new = n;
         } else {
             strategy::prepare_update(res, &mut new, &old, sub, &api.alloc)?;
+            record_write(res, sub, Some(&old), &mut new, req)?;
         }
         match write_back(api, res, &key, name, &old, new, req).await? {
-            Some(resp) => return Ok(resp),
+            Some(resp) => return Ok(request::with_warnings(resp, &warnings)),
             None if wanted_rv.is_some() => return Err(ApiError::stale(res, name)),
             None => continue,
         }
@@ -576,15 +586,14 @@ pub async fn patch(
     let ct = req.header("content-type").unwrap_or("");
     let ty = PatchType::from_content_type(ct).ok_or_else(|| {
         ApiError::unsupported_media_type(format!(
-            "the patch content type {ct:?} is not supported; use application/json-patch+json, application/merge-patch+json or application/strategic-merge-patch+json"
+            "the patch content type {ct:?} is not supported; use application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json or application/apply-patch+yaml"
         ))
     })?;
-    let patch_doc: Value = if ty == PatchType::Apply {
-        request::decode(&req.body, Some("application/yaml"))?
-    } else {
-        serde_json::from_slice(&req.body)
-            .map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?
-    };
+    if ty == PatchType::Apply {
+        return server_side_apply(api, rp, name, sub, req).await;
+    }
+    let patch_doc: Value = serde_json::from_slice(&req.body)
+        .map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?;
     let key = key_of(res, rp.namespace.as_deref(), name);
     for _ in 0..RETRIES {
         let old = api
@@ -592,11 +601,7 @@ pub async fn patch(
             .get(&key)
             .ok_or_else(|| ApiError::not_found(res, name))?;
         let mut new = skiff_api::patch::apply(res, ty, &old, &patch_doc).map_err(|msg| {
-            if ty == PatchType::Apply {
-                ApiError::unsupported_media_type(msg)
-            } else {
-                ApiError::invalid(res, name, vec![Cause::new("FieldValueInvalid", "", msg)])
-            }
+            ApiError::invalid(res, name, vec![Cause::new("FieldValueInvalid", "", msg)])
         })?;
         if !new.is_object() {
             return Err(ApiError::bad_request("the patch result is not an object"));
@@ -615,9 +620,171 @@ pub async fn patch(
             )));
         }
         check_type(res, &mut new)?;
+        let warnings = request::check_patched(res, req, &old, &mut new)?;
         strategy::prepare_update(res, &mut new, &old, sub, &api.alloc)?;
+        record_write(res, sub, Some(&old), &mut new, req)?;
         if let Some(resp) = write_back(api, res, &key, name, &old, new, req).await? {
-            return Ok(resp);
+            return Ok(request::with_warnings(resp, &warnings));
+        }
+    }
+    Err(ApiError::conflict(
+        res,
+        name,
+        "too many concurrent writers; try again",
+    ))
+}
+
+/// The field manager of a write: the `fieldManager` parameter, else the User-Agent's
+/// product name (managedFields bookkeeping, see `skiff_api::patch::managed`).
+pub fn field_manager(req: &Req) -> String {
+    match req.query.get("fieldManager") {
+        Some(m) if !m.is_empty() => m.to_string(),
+        _ => managed::manager_from_user_agent(req.header("user-agent").unwrap_or("")),
+    }
+}
+
+/// Records an ordinary write (create, update, patch) of `new` over `old` through
+/// `sub` in `new`'s managedFields, for the request's field manager.
+pub fn record_write(
+    res: &ResourceInfo,
+    sub: Option<&str>,
+    old: Option<&Value>,
+    new: &mut Value,
+    req: &Req,
+) -> Result<(), ApiError> {
+    let name = meta::name(new).unwrap_or("").to_string();
+    managed::record_update(res, sub, old, new, &field_manager(req), &strategy::now())
+        .map_err(|e| managed_error(res, &name, e))
+}
+
+/// A managedFields or apply failure as the Status upstream sends.
+pub fn managed_error(res: &ResourceInfo, name: &str, e: managed::ManagedError) -> ApiError {
+    match e {
+        managed::ManagedError::InvalidManagedFields { field, message } => ApiError::invalid(
+            res,
+            name,
+            vec![Cause::new("FieldValueInvalid", field, message)],
+        ),
+        managed::ManagedError::BadApply(msg) => ApiError::bad_request(msg),
+        managed::ManagedError::Conflicts(conflicts) => {
+            let mut err = ApiError::new(409, "Conflict", managed::conflict_message(&conflicts));
+            err.causes = conflicts
+                .into_iter()
+                .map(|c| {
+                    Cause::new(
+                        "FieldManagerConflict",
+                        c.field,
+                        format!("conflict with {}", c.manager),
+                    )
+                })
+                .collect();
+            err
+        }
+    }
+}
+
+/// Server-side apply (`PATCH` with `application/apply-patch+yaml`): merges the applied
+/// configuration into the object, or creates it when absent, with conflict detection
+/// on managed fields (`skiff_api::patch::managed::apply`).
+async fn server_side_apply(
+    api: &Api,
+    rp: &ResourcePath,
+    name: &str,
+    sub: Option<&str>,
+    req: &Req,
+) -> Result<Response<Body>, ApiError> {
+    let res = rp.res;
+    let manager = match req.query.get("fieldManager") {
+        Some(m) if !m.is_empty() => m.to_string(),
+        _ => {
+            return Err(ApiError::bad_request(
+                "PATCH with an apply content type requires the fieldManager parameter",
+            ))
+        }
+    };
+    if manager.chars().count() > 128 {
+        return Err(ApiError::bad_request(
+            "fieldManager must not be longer than 128 characters",
+        ));
+    }
+    let mut doc = request::decode(&req.body, Some("application/yaml"))?;
+    if !doc.is_object() {
+        return Err(ApiError::bad_request(
+            "the applied configuration must be an object",
+        ));
+    }
+    match meta::name(&doc) {
+        Some(n) if n != name => {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )))
+        }
+        _ => meta::set(&mut doc, "name", json!(name)),
+    }
+    check_namespace(rp, &mut doc)?;
+    // Unknown and duplicate fields of the configuration, per fieldValidation.
+    let warnings = request::check_patched(res, req, &json!({}), &mut doc)?;
+    let force = req.query.flag("force");
+    let key = key_of(res, rp.namespace.as_deref(), name);
+    for _ in 0..RETRIES {
+        let now = strategy::now();
+        let ask = managed::ApplyRequest {
+            manager: &manager,
+            subresource: sub,
+            force,
+            now: &now,
+        };
+        let Some(old) = api.store.get(&key) else {
+            if sub.is_some() {
+                return Err(ApiError::not_found(res, name));
+            }
+            check_namespace_open(api, res, rp.namespace.as_deref())?;
+            let mut obj =
+                managed::apply(res, None, &doc, &ask).map_err(|e| managed_error(res, name, e))?;
+            check_type(res, &mut obj)?;
+            strategy::prepare_create(res, &mut obj, &api.alloc)?;
+            if (res.group, res.kind) == ("", "Pod") {
+                add_default_tolerations(&mut obj, api.default_toleration_seconds);
+            }
+            if req.query.dry_run() {
+                release_allocations(api, res, &obj);
+                return Ok(request::with_warnings(response::json(201, &obj), &warnings));
+            }
+            match api.store.create(&key, obj.clone()).await {
+                Ok(stored) => {
+                    tracing::info!(kind = res.kind, name, "created by apply");
+                    let resp = response::json(201, &render_one(res, &stored, req)?);
+                    return Ok(request::with_warnings(resp, &warnings));
+                }
+                Err(StoreError::AlreadyExists) => {
+                    release_allocations(api, res, &obj);
+                    continue;
+                }
+                Err(e) => {
+                    release_allocations(api, res, &obj);
+                    return Err(store_error(res, name, e));
+                }
+            }
+        };
+        let mut new =
+            managed::apply(res, Some(&old), &doc, &ask).map_err(|e| managed_error(res, name, e))?;
+        // A resourceVersion in the configuration is a precondition.
+        if let Some(want) = meta::resource_version(&doc) {
+            if !want.is_empty() && want != rv_of(&old).to_string() {
+                return Err(ApiError::stale(res, name));
+            }
+        }
+        check_type(res, &mut new)?;
+        // The status rules of prepare_update rebuild the object from `old` for /status;
+        // the managed fields computed here are the ones to keep.
+        let fields = new.pointer("/metadata/managedFields").cloned();
+        strategy::prepare_update(res, &mut new, &old, sub, &api.alloc)?;
+        match fields {
+            Some(f) => meta::set(&mut new, "managedFields", f),
+            None => meta::remove(&mut new, "managedFields"),
+        }
+        if let Some(resp) = write_back(api, res, &key, name, &old, new, req).await? {
+            return Ok(request::with_warnings(resp, &warnings));
         }
     }
     Err(ApiError::conflict(

@@ -205,6 +205,8 @@ async fn scale(
         let mut new = (*old).clone();
         new["spec"]["replicas"] = replicas;
         strategy::prepare_update(res, &mut new, &old, None, &api.alloc)?;
+        // Upstream records scale writes against the `scale` subresource.
+        objects::record_write(res, Some("scale"), Some(&old), &mut new, req)?;
         if objects::same_object(&new, &old) {
             return Ok(response::json(200, &current));
         }

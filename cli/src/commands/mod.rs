@@ -4,8 +4,10 @@
 //!   scheduler).
 //! - [`agent`]: `skiff agent`, a node (kubelet, proxy, ingress).
 //! - [`lab`]: `skiff lab up/down/exec/status`, a whole cluster on this machine.
+//! - [`image`]: `skiff image push`, local images into the cluster's registry mirror.
 
 pub mod agent;
+pub mod image;
 pub mod lab;
 pub mod server;
 
@@ -34,6 +36,9 @@ pub enum Command {
     /// A whole cluster on this machine, one network namespace per node.
     #[command(subcommand)]
     Lab(lab::LabCommand),
+    /// Images for the cluster's nodes: `image push FILE.tar`.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
     #[command(flatten)]
     Kube(crate::kubectl::KubeCommand),
 }
@@ -60,6 +65,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Server(args) => server::run(args).await,
         Command::Agent(args) => agent::run(args).await,
         Command::Lab(cmd) => lab::run(cmd).await,
+        Command::Image(cmd) => image::run(cmd).await,
         Command::Kube(cmd) => crate::kubectl::run(cmd).await,
     }
 }

@@ -34,6 +34,10 @@ pub struct ServerArgs {
     /// Seconds of watch history kept for clients that resume.
     #[arg(long, default_value_t = 300)]
     pub event_window_seconds: u64,
+    /// Watch history events kept however old they are, so quiet clusters' watchers can
+    /// resume; lower it (with a short window) to make clients meet 410 Gone in tests.
+    #[arg(long, default_value_t = 1000)]
+    pub event_min_kept: usize,
     /// Do not run the built-in controllers (to run your own).
     #[arg(long)]
     pub no_controllers: bool,
@@ -74,6 +78,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         node_port_range: args.node_port_range,
         store: skiff_apiserver::store::StoreOptions {
             window: Duration::from_secs(args.event_window_seconds),
+            min_events: args.event_min_kept,
             ..Default::default()
         },
     };

@@ -26,6 +26,9 @@ pub struct ApiResourcesArgs {
     pub api_group: Option<String>,
     #[arg(long)]
     pub no_headers: bool,
+    /// Use the cached discovery when fresh instead of asking the server (completion).
+    #[arg(long)]
+    pub cached: bool,
 }
 
 /// The rows, sorted by group then name as kubectl sorts them.
@@ -77,7 +80,11 @@ pub fn render(d: &Discovery, args: &ApiResourcesArgs) -> anyhow::Result<String> 
 }
 
 pub async fn run(ctx: &Ctx, args: &ApiResourcesArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let text = render(ctx.discovery().await?, args)?;
+    let text = if args.cached {
+        render(ctx.discovery().await?, args)?
+    } else {
+        render(&Discovery::refresh(ctx).await?, args)?
+    };
     out.write_all(text.as_bytes())?;
     Ok(())
 }
@@ -104,6 +111,7 @@ mod tests {
             namespaced: ns,
             api_group: None,
             no_headers: false,
+            cached: false,
         };
         assert_eq!(
             render(&d, &args(None, None)).unwrap(),

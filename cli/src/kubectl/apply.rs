@@ -1,12 +1,15 @@
 //! `skiff apply -f` and `skiff create -f`.
 //!
-//! apply is kubectl's *client-side* apply: the object is created with the
-//! `kubectl.kubernetes.io/last-applied-configuration` annotation; later applies compute a
-//! three-way patch from that annotation (what the user applied last), the new file and
-//! the live object, and send it as a JSON merge patch. Merge patches replace lists
-//! wholesale (a strategic merge patch would merge `containers` by name); a list is only
-//! sent when the file's list actually differs from the live one, so server defaults
-//! inside list items do not make every apply "configured".
+//! apply is *server-side* apply (`kubectl apply --server-side`): each object is sent
+//! whole as an `application/apply-patch+yaml` PATCH with field manager `skiff`; the
+//! server merges it, creates it when absent, removes fields skiff applied before and no
+//! longer sends, and refuses (409) to change fields another manager owns unless
+//! `--force-conflicts` is given. What happened is read off the resourceVersion: a new
+//! object was created, a moved resourceVersion means configured, else unchanged.
+//!
+//! Objects that an older skiff applied client-side (an `Update` entry of the same
+//! manager in managedFields) are first moved to server-side ownership, as kubectl 1.27+
+//! does, so that the first server-side apply does not conflict with skiff itself.
 
 use std::io::Write;
 
@@ -40,6 +43,12 @@ pub struct ApplyArgs {
     /// Field manager recorded by the server.
     #[arg(long, default_value = "skiff")]
     pub field_manager: String,
+    /// Take fields other managers own instead of failing with a conflict.
+    #[arg(long)]
+    pub force_conflicts: bool,
+    /// Accepted for kubectl compatibility: skiff apply is always server-side.
+    #[arg(long, hide = true)]
+    pub server_side: bool,
 }
 
 /// `object` with the last-applied annotation set to `object` itself (without it).
@@ -74,57 +83,6 @@ pub fn with_last_applied(object: &Value) -> anyhow::Result<Value> {
     Ok(out)
 }
 
-/// Whether everything `want` says is already true of `live` (extra live fields, such as
-/// server defaults, do not count).
-pub fn contained(want: &Value, live: &Value) -> bool {
-    match (want, live) {
-        (Value::Object(w), Value::Object(l)) => w.iter().all(|(k, v)| {
-            l.get(k).is_some_and(|lv| contained(v, lv)) || (v.is_null() && !l.contains_key(k))
-        }),
-        (Value::Array(w), Value::Array(l)) => {
-            w.len() == l.len() && w.iter().zip(l).all(|(a, b)| contained(a, b))
-        }
-        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
-        _ => want == live,
-    }
-}
-
-/// The three-way merge patch: fields removed since `last` are deleted (null) if still
-/// live; fields of `new` that `live` does not already have are set. Empty when nothing
-/// needs to change.
-pub fn three_way_patch(last: &Value, new: &Value, live: &Value) -> Map<String, Value> {
-    let empty = Map::new();
-    let last_m = last.as_object().unwrap_or(&empty);
-    let new_m = new.as_object().unwrap_or(&empty);
-    let live_m = live.as_object().unwrap_or(&empty);
-    let mut patch = Map::new();
-    for k in last_m.keys() {
-        if !new_m.contains_key(k) && live_m.contains_key(k) {
-            patch.insert(k.clone(), Value::Null);
-        }
-    }
-    for (k, nv) in new_m {
-        let lv = live_m.get(k);
-        match (nv, lv) {
-            (Value::Object(_), Some(Value::Object(_))) => {
-                let sub = three_way_patch(
-                    last_m.get(k).unwrap_or(&Value::Null),
-                    nv,
-                    lv.expect("matched"),
-                );
-                if !sub.is_empty() {
-                    patch.insert(k.clone(), Value::Object(sub));
-                }
-            }
-            (_, Some(lv)) if contained(nv, lv) => {}
-            _ => {
-                patch.insert(k.clone(), nv.clone());
-            }
-        }
-    }
-    patch
-}
-
 /// What happened to one object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -143,17 +101,67 @@ impl Outcome {
     }
 }
 
-/// Applies one checked object.
+/// The content of an object without what the server changes on every write.
+fn content(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        for k in ["managedFields", "resourceVersion"] {
+            m.remove(k);
+        }
+    }
+    v
+}
+
+/// The JSON patch moving a client-side apply entry of `manager` (operation `Update`) to
+/// an `Apply` entry, or `None` when there is nothing to move.
+pub fn upgrade_patch(live: &Value, manager: &str) -> Option<Value> {
+    let entries = live.pointer("/metadata/managedFields")?.as_array()?;
+    let is = |e: &Value, op: &str| {
+        e["manager"] == manager
+            && e["operation"] == op
+            && e.get("subresource")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty()
+    };
+    if entries.iter().any(|e| is(e, "Apply")) || !entries.iter().any(|e| is(e, "Update")) {
+        return None;
+    }
+    let moved: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            if is(&e, "Update") {
+                e["operation"] = Value::String("Apply".into());
+            }
+            e
+        })
+        .collect();
+    let rv = live.pointer("/metadata/resourceVersion").cloned()?;
+    Some(serde_json::json!([
+        {"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+        {"op": "replace", "path": "/metadata/managedFields", "value": moved},
+    ]))
+}
+
+/// Applies one checked object server-side.
 pub async fn apply_one(
     ctx: &Ctx,
     c: &Checked<'_>,
     field_manager: &str,
+    force: bool,
     dry_run: bool,
 ) -> anyhow::Result<Outcome> {
     let r = c.resource;
     let ns = c.namespace.as_deref();
+    if c.name.is_empty() {
+        bail!("server-side apply needs metadata.name (generateName cannot be applied)");
+    }
     let mut query = url::form_urlencoded::Serializer::new(String::new());
     query.append_pair("fieldManager", field_manager);
+    if force {
+        query.append_pair("force", "true");
+    }
     if dry_run {
         query.append_pair("dryRun", "All");
     }
@@ -165,8 +173,8 @@ pub async fn apply_one(
     ) {
         m.insert("namespace".into(), Value::String(ns.into()));
     }
-    let desired = with_last_applied(&desired)?;
-    let live = match ctx.get_json(&r.object_path(ns, &c.name)).await {
+    let object_path = r.object_path(ns, &c.name);
+    let live = match ctx.get_json(&object_path).await {
         Ok(v) => Some(v),
         Err(e)
             if e.downcast_ref::<ApiFailure>()
@@ -176,42 +184,43 @@ pub async fn apply_one(
         }
         Err(e) => return Err(e),
     };
-    let Some(live) = live else {
-        let path = format!("{}?{query}", r.collection_path(ns));
-        ctx.send_json(Method::POST, &path, "application/json", &desired)
-            .await?;
-        return Ok(Outcome::Created);
-    };
-    let last: Value = live
-        .pointer(&format!(
-            "/metadata/annotations/{}",
-            LAST_APPLIED.replace('/', "~1")
-        ))
-        .and_then(Value::as_str)
-        .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or(Value::Null);
-    let patch = three_way_patch(&last, &desired, &live);
-    if patch.is_empty() {
-        return Ok(Outcome::Unchanged);
+    let mut live = live;
+    if let Some(patch) = live.as_ref().and_then(|l| upgrade_patch(l, field_manager)) {
+        if !dry_run {
+            live = Some(
+                ctx.send_json(
+                    Method::PATCH,
+                    &object_path,
+                    "application/json-patch+json",
+                    &patch,
+                )
+                .await?,
+            );
+        }
     }
-    let path = format!("{}?{query}", r.object_path(ns, &c.name));
+    let path = format!("{object_path}?{query}");
     let after = ctx
         .send_json(
             Method::PATCH,
             &path,
-            "application/merge-patch+json",
-            &Value::Object(patch),
+            "application/apply-patch+yaml",
+            &desired,
         )
         .await?;
+    let Some(live) = live else {
+        return Ok(Outcome::Created);
+    };
     let rv = |v: &Value| {
         v.pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)
             .map(str::to_string)
     };
-    Ok(if rv(&after) == rv(&live) {
-        Outcome::Unchanged
-    } else {
+    // A dry run never moves the resourceVersion: compare the content instead.
+    let moved = rv(&after) != rv(&live) || (dry_run && content(&after) != content(&live));
+    Ok(if moved {
         Outcome::Configured
+    } else {
+        Outcome::Unchanged
     })
 }
 
@@ -257,7 +266,7 @@ pub async fn run_apply(ctx: &Ctx, args: &ApplyArgs, out: &mut dyn Write) -> anyh
     };
     let mut failures = Vec::new();
     for c in &checked {
-        match apply_one(ctx, c, &args.field_manager, dry).await {
+        match apply_one(ctx, c, &args.field_manager, args.force_conflicts, dry).await {
             Ok(o) => writeln!(
                 out,
                 "{}",
@@ -344,6 +353,12 @@ fn describe_failure(e: &anyhow::Error, c: &Checked<'_>) -> String {
                 fields.join(", ")
             )
         }
+        Some(f) if f.code == 409 && f.message.starts_with("Apply failed") => {
+            format!(
+                "{}\nPlease review the fields above--they currently have other managers; re-run with --force-conflicts to take them over",
+                f.message
+            )
+        }
         Some(f) if f.code == 409 && f.reason == "Conflict" => {
             format!("{f}; the object changed while applying, re-run apply")
         }
@@ -392,58 +407,42 @@ mod tests {
     }
 
     #[test]
-    fn three_way_patch_cases() {
-        let cases = [
-            // Same as live (with server defaults around): nothing to send.
-            (
-                json!({"spec": {"replicas": 2, "template": {"c": [{"name": "a", "image": "x"}]}}}),
-                json!({"spec": {"replicas": 2, "template": {"c": [{"name": "a", "image": "x"}]}}}),
-                json!({"spec": {"replicas": 2, "strategy": {}, "template": {"c": [{"name": "a", "image": "x", "imagePullPolicy": "Always"}]}}}),
-                json!({}),
-            ),
-            // A changed scalar is sent alone.
-            (
-                json!({"spec": {"replicas": 2}}),
-                json!({"spec": {"replicas": 3}}),
-                json!({"spec": {"replicas": 2, "paused": false}}),
-                json!({"spec": {"replicas": 3}}),
-            ),
-            // A field dropped from the file is deleted; one the user never set is kept.
-            (
-                json!({"data": {"a": "1", "b": "2"}}),
-                json!({"data": {"a": "1"}}),
-                json!({"data": {"a": "1", "b": "2", "c": "server"}}),
-                json!({"data": {"b": null}}),
-            ),
-            // Lists are replaced wholesale when they differ.
-            (
-                json!({"c": [{"name": "a"}]}),
-                json!({"c": [{"name": "a"}, {"name": "b"}]}),
-                json!({"c": [{"name": "a", "x": 1}]}),
-                json!({"c": [{"name": "a"}, {"name": "b"}]}),
-            ),
-            // Live drift from the file is put back.
-            (
-                json!({"spec": {"replicas": 2}}),
-                json!({"spec": {"replicas": 2}}),
-                json!({"spec": {"replicas": 5}}),
-                json!({"spec": {"replicas": 2}}),
-            ),
-        ];
-        for (i, (last, new, live, want)) in cases.into_iter().enumerate() {
+    fn client_side_entries_of_the_manager_move_to_apply_once() {
+        let entry = |m: &str, op: &str| json!({"manager": m, "operation": op, "fieldsType": "FieldsV1", "fieldsV1": {}});
+        let obj = |entries: Value| json!({"metadata": {"resourceVersion": "7", "managedFields": entries}});
+        let moved = upgrade_patch(
+            &obj(json!([entry("skiff", "Update"), entry("other", "Update")])),
+            "skiff",
+        )
+        .unwrap();
+        assert_eq!(
+            moved[0],
+            json!({"op": "test", "path": "/metadata/resourceVersion", "value": "7"})
+        );
+        assert_eq!(
+            moved[1]["value"],
+            json!([entry("skiff", "Apply"), entry("other", "Update")])
+        );
+        // Nothing to move: already applied server-side, another manager only, none.
+        for entries in [
+            json!([entry("skiff", "Update"), entry("skiff", "Apply")]),
+            json!([entry("other", "Update")]),
+            json!([]),
+        ] {
             assert_eq!(
-                Value::Object(three_way_patch(&last, &new, &live)),
-                want,
-                "case {i}"
+                upgrade_patch(&obj(entries.clone()), "skiff"),
+                None,
+                "{entries}"
             );
         }
     }
 
     #[test]
-    fn containment_ignores_extra_live_fields_but_not_list_length() {
-        assert!(contained(&json!({"a": 1}), &json!({"a": 1, "b": 2})));
-        assert!(contained(&json!({"a": 1}), &json!({"a": 1.0})));
-        assert!(!contained(&json!([1]), &json!([1, 2])));
-        assert!(!contained(&json!({"a": {"b": 1}}), &json!({"a": {}})));
+    fn content_ignores_what_every_write_changes() {
+        let a = json!({"metadata": {"name": "a", "resourceVersion": "1", "managedFields": [1]}, "data": {"k": "v"}});
+        let b = json!({"metadata": {"name": "a", "resourceVersion": "2"}, "data": {"k": "v"}});
+        assert_eq!(content(&a), content(&b));
+        let c = json!({"metadata": {"name": "a"}, "data": {"k": "w"}});
+        assert_ne!(content(&a), content(&c));
     }
 }

@@ -20,6 +20,9 @@ pub struct ApiFailure {
     pub message: String,
     /// `(field, message)` for `Invalid` replies.
     pub causes: Vec<(String, String)>,
+    /// What to do, from what the client knows and the server does not (where the
+    /// refused token came from, which namespace was searched).
+    pub hint: Option<String>,
 }
 
 impl ApiFailure {
@@ -66,6 +69,7 @@ impl ApiFailure {
             reason,
             message,
             causes,
+            hint: None,
         }
     }
 
@@ -79,9 +83,27 @@ impl std::fmt::Display for ApiFailure {
         match self.code {
             401 => write!(
                 f,
-                "You must be logged in to the server (Unauthorized): the token is wrong or expired; \
-                 get a fresh kubeconfig (skiff server writes admin.kubeconfig) or pass --token"
+                "You must be logged in to the server (Unauthorized): the server refused {}; \
+                 it is wrong or expired: get a fresh kubeconfig (skiff server writes admin.kubeconfig) or pass --token",
+                self.hint.as_deref().unwrap_or("the token")
             ),
+            404 => {
+                write!(f, "Error from server (NotFound): {}", self.message)?;
+                if let Some(h) = &self.hint {
+                    write!(f, "; {h}")?;
+                }
+                Ok(())
+            }
+            422 => {
+                write!(f, "Error from server (Invalid): {}", self.message)?;
+                // Name every field at fault, even when the message summarises.
+                for (field, why) in &self.causes {
+                    if !field.is_empty() && !self.message.contains(field.as_str()) {
+                        write!(f, "; {field}: {why}")?;
+                    }
+                }
+                write!(f, "; fix the field and send the object again")
+            }
             403 => write!(f, "Error from server (Forbidden): {}", self.message),
             409 if self.reason == "Conflict" => write!(
                 f,
@@ -130,6 +152,8 @@ pub struct Ctx {
     /// Whether `-n` was given (apply refuses objects from another namespace then).
     pub explicit_namespace: bool,
     pub all_namespaces: bool,
+    /// Where the credential came from (`connect` fills it), named when it is refused.
+    pub credential: String,
     discovery: OnceCell<Discovery>,
 }
 
@@ -150,6 +174,7 @@ impl Ctx {
             namespace,
             explicit_namespace: explicit,
             all_namespaces: all,
+            credential: "the token".into(),
             discovery: OnceCell::new(),
         }
     }
@@ -191,7 +216,22 @@ impl Ctx {
         }
         let code = resp.status();
         let bytes = resp.into_body().collect_bytes().await.unwrap_or_default();
-        Err(ApiFailure::from_reply(code, &bytes).into())
+        Err(self.failure(code, &bytes).into())
+    }
+
+    /// The server's refusal plus what only the client knows: where a refused credential
+    /// came from, which namespace a missing object was looked for in.
+    pub fn failure(&self, code: StatusCode, body: &[u8]) -> ApiFailure {
+        let mut f = ApiFailure::from_reply(code, body);
+        f.hint = match code.as_u16() {
+            401 => Some(self.credential.clone()),
+            404 if f.message.ends_with("not found") => Some(format!(
+                "looked in namespace \"{}\"; check the name, or pick the namespace with -n",
+                self.namespace
+            )),
+            _ => None,
+        };
+        f
     }
 
     /// One request, whole reply body.
@@ -240,7 +280,7 @@ impl Ctx {
         Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
-    fn transport_error(&self, e: kube::Error) -> anyhow::Error {
+    pub fn transport_error(&self, e: kube::Error) -> anyhow::Error {
         // Walk to the innermost cause: that is where "Connection refused" or the TLS
         // complaint lives.
         let mut detail = e.to_string();
@@ -300,5 +340,40 @@ impl LineStream {
                 None => self.done = true,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_name_fields_and_what_to_do() {
+        let body = br#"{"kind":"Status","status":"Failure","reason":"Invalid","code":422,
+            "message":"Deployment.apps \"web\" is invalid",
+            "details":{"causes":[{"field":"spec.replicas","message":"must be greater than or equal to 0"}]}}"#;
+        let f = ApiFailure::from_reply(StatusCode::UNPROCESSABLE_ENTITY, body);
+        assert_eq!(
+            f.to_string(),
+            "Error from server (Invalid): Deployment.apps \"web\" is invalid; spec.replicas: must be greater than or equal to 0; fix the field and send the object again"
+        );
+        let mut f = ApiFailure::from_reply(StatusCode::UNAUTHORIZED, b"{}");
+        f.hint = Some("the token from the --token flag".into());
+        assert!(
+            f.to_string()
+                .contains("refused the token from the --token flag"),
+            "{f}"
+        );
+        let f = ApiFailure::from_reply(
+            StatusCode::CONFLICT,
+            br#"{"reason":"Conflict","message":"the object has been modified"}"#,
+        );
+        assert!(f.to_string().contains("re-run the command"), "{f}");
+        // Not a Status: the HTTP line stands in.
+        let f = ApiFailure::from_reply(StatusCode::BAD_GATEWAY, b"");
+        assert_eq!(
+            f.to_string(),
+            "Error from server (BadGateway): the server responded with HTTP 502 Bad Gateway"
+        );
     }
 }

@@ -149,6 +149,7 @@ pub async fn connect(flags: &KubeFlags) -> anyhow::Result<Ctx> {
         config.accept_invalid_certs = true;
         config.root_cert = None;
     }
+    let credential = credential_source(flags, &config);
     if config.connect_timeout.is_none() {
         config.connect_timeout = Some(std::time::Duration::from_secs(10));
     }
@@ -164,13 +165,50 @@ pub async fn connect(flags: &KubeFlags) -> anyhow::Result<Ctx> {
     let client = kube::Client::try_from(config).map_err(|e| {
         anyhow!("cannot build a client for {server}: {e}; check the kubeconfig's certificates")
     })?;
-    Ok(Ctx::new(
+    let mut ctx = Ctx::new(
         client,
         server,
         namespace,
         flags.namespace.is_some(),
         flags.all_namespaces,
-    ))
+    );
+    ctx.credential = credential;
+    Ok(ctx)
+}
+
+/// Where the credential sent to the server came from, for a 401 to name it.
+fn credential_source(flags: &KubeFlags, config: &kube::Config) -> String {
+    if flags.token.is_some() {
+        return "the token from the --token flag".into();
+    }
+    let file = kubeconfig_path(flags)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "the kubeconfig".into());
+    let context = flags
+        .context
+        .clone()
+        .or_else(|| {
+            load_kubeconfig(flags)
+                .ok()
+                .flatten()
+                .and_then(|kc| kc.current_context)
+        })
+        .unwrap_or_default();
+    let auth = &config.auth_info;
+    let what = if auth.token.is_some() {
+        "the token"
+    } else if let Some(f) = &auth.token_file {
+        return format!("the token file {f} named by kubeconfig {file}");
+    } else if auth.client_certificate.is_some() || auth.client_certificate_data.is_some() {
+        "the client certificate"
+    } else if auth.exec.is_some() {
+        "the exec credential plugin"
+    } else {
+        return format!(
+            "no credential: kubeconfig {file} (context {context:?}) has no token or certificate"
+        );
+    };
+    format!("{what} of context {context:?} in kubeconfig {file}")
 }
 
 fn parse_server(s: &str) -> anyhow::Result<http::Uri> {

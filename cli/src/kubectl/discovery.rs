@@ -1,7 +1,15 @@
 //! Resource resolution from the server's discovery documents (`/api/v1`, `/apis`,
 //! `/apis/<group>/<version>`), so that `deploy`, `deployments.apps`, `Deployment`,
 //! `TYPE/NAME` and the `all` category mean what they mean to kubectl on *this* server,
-//! with nothing hard-coded. Loaded once per invocation (see [`super::client::Ctx`]).
+//! with nothing hard-coded. Loaded once per invocation (see [`super::client::Ctx`]) and
+//! cached on disk per server like kubectl's (`~/.kube/cache/discovery/<host_port>/`,
+//! our own `skiff.json` beside kubectl's files), so most commands make no discovery
+//! round trip. The cache lives [`CACHE_TTL`]; a type the cached copy does not know is
+//! an [`UnknownType`] naming the cache file, which `main` deletes before running the
+//! command once more against fresh discovery (a new CRD is found at once).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::bail;
 use serde_json::Value;
@@ -76,10 +84,145 @@ impl Resource {
 #[derive(Debug, Clone, Default)]
 pub struct Discovery {
     pub resources: Vec<Resource>,
+    /// The cache file this copy was read from (`None`: fetched from the server now).
+    pub from_cache: Option<PathBuf>,
+}
+
+/// How long a cached discovery is trusted (kubectl's default too); misses refresh it
+/// earlier.
+pub const CACHE_TTL: Duration = Duration::from_secs(6 * 60 * 60);
+
+/// A type or kind the server (or the cached copy of its discovery) does not serve.
+#[derive(Debug)]
+pub struct UnknownType {
+    pub message: String,
+    /// Set when the answer came from the disk cache, which may be stale.
+    pub cache: Option<PathBuf>,
+}
+
+impl std::fmt::Display for UnknownType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for UnknownType {}
+
+/// If `err` is a miss answered from a cached discovery, deletes that cache file and
+/// says so: the caller should run the command again (it will fetch discovery fresh).
+pub fn invalidate_on_stale_miss(err: &anyhow::Error) -> bool {
+    match err.downcast_ref::<UnknownType>() {
+        Some(UnknownType {
+            cache: Some(path), ..
+        }) => {
+            let _ = std::fs::remove_file(path);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The per-server directory name kubectl uses: the URL without its scheme, every
+/// character other than letters, digits, `.` and `/` replaced by `_`.
+pub fn host_dir(server: &str) -> String {
+    let schemeless = server
+        .strip_prefix("https://")
+        .or_else(|| server.strip_prefix("http://"))
+        .unwrap_or(server)
+        .trim_end_matches('/');
+    schemeless
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '/' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The cache file for `server`: `$SKIFF_CACHE_DIR` (tests, or a user who wants it
+/// elsewhere), else `~/.kube/cache`, then `discovery/<host_port>/skiff.json`.
+pub fn cache_file(server: &str) -> Option<PathBuf> {
+    let root = match std::env::var_os("SKIFF_CACHE_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME").filter(|v| !v.is_empty())?)
+            .join(".kube")
+            .join("cache"),
+    };
+    Some(
+        root.join("discovery")
+            .join(host_dir(server))
+            .join("skiff.json"),
+    )
+}
+
+/// Whether a copy fetched at `fetched` (unix seconds) may still be used at `now`.
+pub fn is_fresh(fetched: u64, now: u64, ttl: Duration) -> bool {
+    fetched <= now && now - fetched < ttl.as_secs()
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The cached `APIResourceList`s, if the file exists, parses and is fresh.
+fn read_cache(path: &Path) -> Option<Vec<Value>> {
+    let doc: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    let fetched = doc["fetchedAt"].as_u64()?;
+    if !is_fresh(fetched, now_secs(), CACHE_TTL) {
+        return None;
+    }
+    doc["lists"].as_array().cloned()
+}
+
+/// Writes the cache atomically (temp file + rename) so a concurrent reader never sees
+/// half a file; failures only cost the next command a round trip.
+fn write_cache(path: &Path, lists: &[Value]) {
+    let doc = serde_json::json!({"fetchedAt": now_secs(), "lists": lists});
+    let Some(dir) = path.parent() else { return };
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    let tmp = dir.join(format!(".skiff.json.{}", std::process::id()));
+    if std::fs::write(&tmp, doc.to_string()).is_ok() && std::fs::rename(&tmp, path).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
 }
 
 impl Discovery {
+    /// From the disk cache when fresh, else from the server (then cached).
     pub async fn load(ctx: &Ctx) -> anyhow::Result<Discovery> {
+        let cache = cache_file(&ctx.server);
+        if let Some(path) = &cache {
+            if let Some(lists) = read_cache(path) {
+                let mut d = Discovery::from_lists(&lists);
+                d.from_cache = Some(path.clone());
+                return Ok(d);
+            }
+        }
+        let lists = Discovery::fetch(ctx).await?;
+        if let Some(path) = &cache {
+            write_cache(path, &lists);
+        }
+        Ok(Discovery::from_lists(&lists))
+    }
+
+    /// From the server, ignoring and then replacing the cache (`api-resources`, like
+    /// kubectl's, always shows what the server serves now).
+    pub async fn refresh(ctx: &Ctx) -> anyhow::Result<Discovery> {
+        let lists = Discovery::fetch(ctx).await?;
+        if let Some(path) = cache_file(&ctx.server) {
+            write_cache(&path, &lists);
+        }
+        Ok(Discovery::from_lists(&lists))
+    }
+
+    /// The `APIResourceList` of every group's preferred version, from the server.
+    pub async fn fetch(ctx: &Ctx) -> anyhow::Result<Vec<Value>> {
         let mut lists = Vec::new();
         lists.push(ctx.get_json("/api/v1").await?);
         let groups = ctx.get_json("/apis").await?;
@@ -97,7 +240,15 @@ impl Discovery {
                 Err(e) => tracing::warn!("discovery of {gv} failed: {e:#}"),
             }
         }
-        Ok(Discovery::from_lists(&lists))
+        Ok(lists)
+    }
+
+    fn unknown(&self, message: String) -> anyhow::Error {
+        UnknownType {
+            message,
+            cache: self.from_cache.clone(),
+        }
+        .into()
     }
 
     /// Builds the table from `APIResourceList` documents.
@@ -155,7 +306,10 @@ impl Discovery {
                 });
             }
         }
-        Discovery { resources }
+        Discovery {
+            resources,
+            from_cache: None,
+        }
     }
 
     /// Resolves a type as typed on the command line: plural, singular, short name or
@@ -181,9 +335,9 @@ impl Discovery {
                 return Ok(r);
             }
         }
-        bail!(
+        Err(self.unknown(format!(
             "the server doesn't have a resource type \"{typ}\"; `skiff api-resources` lists the types it serves"
-        )
+        )))
     }
 
     /// The resource of an object given its `apiVersion` and `kind` (for manifests).
@@ -198,9 +352,9 @@ impl Discovery {
             .filter(|r| r.group == group && r.kind == kind)
             .collect();
         if same_group.is_empty() {
-            bail!(
+            return Err(self.unknown(format!(
                 "no matches for kind \"{kind}\" in version \"{api_version}\": the server does not serve it; check apiVersion and kind (`skiff api-resources` lists them)"
-            );
+            )));
         }
         // Discovery lists the preferred version only; an object in another version of the
         // same group is sent to the preferred one, which is what the server stores anyway.
@@ -342,6 +496,46 @@ mod tests {
         );
         assert!(err.contains("api-resources"), "{err}");
         assert!(sample().resolve("pods.apps").is_err());
+    }
+
+    #[test]
+    fn cache_location_and_freshness() {
+        let cases = [
+            ("https://127.0.0.1:6443", "127.0.0.1_6443"),
+            ("http://localhost:8080/", "localhost_8080"),
+            ("https://[::1]:6443", "___1__6443"),
+            ("https://example.com/prefix", "example.com/prefix"),
+        ];
+        for (server, want) in cases {
+            assert_eq!(host_dir(server), want, "{server}");
+        }
+        let ttl = Duration::from_secs(600);
+        assert!(is_fresh(1000, 1000, ttl));
+        assert!(is_fresh(1000, 1599, ttl));
+        assert!(!is_fresh(1000, 1600, ttl));
+        // A clock that went backwards does not make a copy fresh forever.
+        assert!(!is_fresh(2000, 1000, ttl));
+    }
+
+    #[test]
+    fn only_misses_from_the_cache_invalidate_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("skiff.json");
+        std::fs::write(&file, "{}").unwrap();
+        let mut d = sample();
+        let fresh_miss = d.resolve("widgets").unwrap_err();
+        assert!(!invalidate_on_stale_miss(&fresh_miss));
+        assert!(file.exists());
+        d.from_cache = Some(file.clone());
+        let stale_miss = d.resolve("widgets").unwrap_err();
+        assert!(
+            stale_miss.to_string().contains("\"widgets\""),
+            "{stale_miss}"
+        );
+        assert!(invalidate_on_stale_miss(&stale_miss));
+        assert!(!file.exists(), "the stale copy is gone");
+        let kind_miss = d.for_kind("example.com/v1", "Widget").unwrap_err();
+        assert!(kind_miss.downcast_ref::<UnknownType>().is_some());
     }
 
     #[test]

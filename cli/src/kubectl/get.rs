@@ -42,6 +42,10 @@ pub struct GetArgs {
     /// Report nothing (and succeed) for names that do not exist.
     #[arg(long)]
     pub ignore_not_found: bool,
+    /// Keep metadata.managedFields in -o json/yaml/jsonpath output (omitted, as
+    /// kubectl omits it, by default).
+    #[arg(long)]
+    pub show_managed_fields: bool,
 }
 
 /// The parsed `-o` value.
@@ -231,6 +235,13 @@ pub async fn run(ctx: &Ctx, args: &GetArgs, out: &mut dyn Write) -> anyhow::Resu
                         &f.resource.api_version(),
                         &f.resource.kind,
                     ));
+                }
+            }
+            if !args.show_managed_fields {
+                for item in &mut items {
+                    if let Some(m) = item.get_mut("metadata").and_then(Value::as_object_mut) {
+                        m.remove("managedFields");
+                    }
                 }
             }
             let single = names_given && resolved.len() == 1 && resolved[0].1.len() == 1;

@@ -110,7 +110,7 @@ pub fn pick_container(pod: &Value, flag: Option<&str>) -> anyhow::Result<(String
 }
 
 /// Finds the pod a `TYPE/NAME` refers to.
-async fn resolve_pod(ctx: &Ctx, target: &str) -> anyhow::Result<Value> {
+pub async fn resolve_pod(ctx: &Ctx, target: &str) -> anyhow::Result<Value> {
     let discovery = ctx.discovery().await?;
     let (typ, name) = target.split_once('/').unwrap_or(("pods", target));
     let r = discovery.resolve(typ)?;

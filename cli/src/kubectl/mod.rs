@@ -12,10 +12,12 @@
 //! - [`manifest`]: reading and checking `-f` inputs before anything is sent.
 //! - one file per command: [`get`], [`apply`] (and create), [`delete`], [`describe`], [`edit`],
 //!   [`scale`], [`label`] (and annotate), [`rollout`], [`wait`], [`logs`], [`version`],
-//!   [`api_resources`], [`completion`].
+//!   [`api_resources`], [`completion`], [`exec`], [`port_forward`], [`explain`].
+//! - [`channel`]: the websocket channel framing shared by exec and port-forward.
 
 pub mod api_resources;
 pub mod apply;
+pub mod channel;
 pub mod client;
 pub mod completion;
 pub mod config;
@@ -23,10 +25,13 @@ pub mod delete;
 pub mod describe;
 pub mod discovery;
 pub mod edit;
+pub mod exec;
+pub mod explain;
 pub mod get;
 pub mod label;
 pub mod logs;
 pub mod manifest;
+pub mod port_forward;
 pub mod printer;
 pub mod rollout;
 pub mod scale;
@@ -66,12 +71,21 @@ pub enum KubeCommand {
     Wait(wait::WaitArgs),
     /// Print a container's logs.
     Logs(logs::LogsArgs),
+    /// Run a command in a container (websocket exec through the API server).
+    Exec(exec::ExecArgs),
+    /// Describe a type or one of its fields from the server's OpenAPI schema.
+    Explain(explain::ExplainArgs),
+    /// Forward local ports to a pod (or a service's or deployment's pod).
+    PortForward(port_forward::PortForwardArgs),
     /// Print the client and server versions.
     Version(version::VersionArgs),
     /// List the resource types the server serves.
     ApiResources(api_resources::ApiResourcesArgs),
     /// Print a shell completion script (bash or zsh).
     Completion(completion::CompletionArgs),
+    /// Candidates for the next word (called by the completion scripts).
+    #[command(name = "__complete", hide = true)]
+    Complete(completion::CompleteArgs),
     /// Show or change the kubeconfig.
     Config {
         #[command(flatten)]
@@ -95,6 +109,7 @@ pub async fn execute(cmd: KubeCommand, out: &mut dyn std::io::Write) -> anyhow::
         KubeCommand::Config { kube, command } => config::run_config(&kube, &command, out),
         KubeCommand::Version(args) => version::run(&args, out).await,
         KubeCommand::Completion(args) => completion::run(&args, out),
+        KubeCommand::Complete(args) => completion::complete(&args, out).await,
         KubeCommand::Get(a) => get::run(&connect(&a.kube).await?, &a, out).await,
         KubeCommand::Apply(a) => apply::run_apply(&connect(&a.kube).await?, &a, out).await,
         KubeCommand::Create(a) => apply::run_create(&connect(&a.kube).await?, &a, out).await,
@@ -118,6 +133,9 @@ pub async fn execute(cmd: KubeCommand, out: &mut dyn std::io::Write) -> anyhow::
         KubeCommand::Rollout(c) => rollout::run(&connect(&c.target().kube).await?, &c, out).await,
         KubeCommand::Wait(a) => wait::run(&connect(&a.kube).await?, &a, out).await,
         KubeCommand::Logs(a) => logs::run(&connect(&a.kube).await?, &a, out).await,
+        KubeCommand::Explain(a) => explain::run(&connect(&a.kube).await?, &a, out).await,
+        KubeCommand::Exec(a) => exec::run(&connect(&a.kube).await?, &a, out).await,
+        KubeCommand::PortForward(a) => port_forward::run(&connect(&a.kube).await?, &a, out).await,
         KubeCommand::ApiResources(a) => api_resources::run(&connect(&a.kube).await?, &a, out).await,
     }
 }

@@ -18,12 +18,38 @@ async fn skiff(server: &TestServer, args: &[&str]) -> Result<String, String> {
     let mut argv = vec!["skiff"];
     argv.extend_from_slice(args);
     argv.extend_from_slice(&["--kubeconfig", &kc]);
-    let line = Line::try_parse_from(&argv).map_err(|e| e.to_string())?;
+    run_argv(&argv).await
+}
+
+/// Like [`skiff`] with `--kubeconfig` right after the subcommand, for command lines
+/// whose tail is not flags (`exec POD -- CMD`, completion words).
+async fn skiff_early(server: &TestServer, args: &[&str]) -> Result<String, String> {
+    let kc = server.kubeconfig_path().display().to_string();
+    let mut argv = vec!["skiff", args[0], "--kubeconfig", &kc];
+    argv.extend_from_slice(&args[1..]);
+    run_argv(&argv).await
+}
+
+async fn run_argv(argv: &[&str]) -> Result<String, String> {
+    isolate_discovery_cache();
+    let line = Line::try_parse_from(argv).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     match execute(line.command, &mut out).await {
         Ok(()) => Ok(String::from_utf8(out).expect("utf-8")),
         Err(e) => Err(format!("{e:#}")),
     }
+}
+
+/// Points the discovery cache at a directory of this test process, never the user's
+/// ~/.kube/cache (every TestServer has its own port, hence its own cache file).
+fn isolate_discovery_cache() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::env::set_var("SKIFF_CACHE_DIR", dir.path());
+        dir
+    })
+    .path()
 }
 
 async fn ok(server: &TestServer, args: &[&str]) -> String {
@@ -211,9 +237,10 @@ async fn get_prints_tables_names_and_documents() {
     );
 
     let err = skiff(&server, &["get", "cm", "nope"]).await.unwrap_err();
+    // kubectl's line, then what to do.
     assert_eq!(
         err,
-        "Error from server (NotFound): configmaps \"nope\" not found"
+        "Error from server (NotFound): configmaps \"nope\" not found; looked in namespace \"default\"; check the name, or pick the namespace with -n"
     );
     let err = skiff(&server, &["get", "widgets"]).await.unwrap_err();
     assert!(
@@ -544,5 +571,204 @@ async fn edit_sends_what_the_editor_wrote() {
         )
         .await,
         "edited"
+    );
+}
+
+#[tokio::test]
+async fn explain_reads_the_servers_openapi() {
+    let server = TestServer::start().await;
+    let top = ok(&server, &["explain", "deploy"]).await;
+    assert!(
+        top.starts_with("GROUP:      apps\nKIND:       Deployment\nVERSION:    v1\n"),
+        "{top}"
+    );
+    assert!(top.contains("\n  spec\t<DeploymentSpec>\n"), "{top}");
+    let field = ok(&server, &["explain", "pods.spec.containers.image"]).await;
+    assert!(
+        field.contains("KIND:       Pod\nVERSION:    v1\n"),
+        "{field}"
+    );
+    assert!(field.contains("FIELD: image <string>"), "{field}");
+    let err = skiff(&server, &["explain", "svc.spec.nope"])
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("field \"nope\" does not exist in service.spec"),
+        "{err}"
+    );
+    let err = skiff(&server, &["explain", "widgets"]).await.unwrap_err();
+    assert!(err.contains("resource type \"widgets\""), "{err}");
+}
+
+#[tokio::test]
+async fn discovery_is_cached_per_server_and_refreshed_on_a_miss() {
+    let server = TestServer::start().await;
+    let root = isolate_discovery_cache();
+    ok(&server, &["get", "cm"]).await;
+    let url = server.url().to_string();
+    let file = root
+        .join("discovery")
+        .join(super::discovery::host_dir(&url))
+        .join("skiff.json");
+    let cached: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("the cache was written")).unwrap();
+    assert!(cached["fetchedAt"].as_u64().is_some(), "{cached}");
+
+    // A cached copy that lacks configmaps is believed (no round trip) until it misses.
+    let mut stale = cached.clone();
+    for list in stale["lists"].as_array_mut().unwrap() {
+        if let Some(r) = list["resources"].as_array_mut() {
+            r.retain(|r| !r["name"].as_str().unwrap_or("").starts_with("configmaps"));
+        }
+    }
+    std::fs::write(&file, stale.to_string()).unwrap();
+    let kc = server.kubeconfig_path().display().to_string();
+    let line = Line::try_parse_from(["skiff", "get", "cm", "--kubeconfig", &kc]).unwrap();
+    let err = execute(line.command, &mut Vec::new()).await.unwrap_err();
+    assert!(err.to_string().contains("\"cm\""), "{err:#}");
+    // What `main` does: drop the stale copy and run again, which fetches fresh.
+    assert!(super::discovery::invalidate_on_stale_miss(&err));
+    assert!(!file.exists());
+    ok(&server, &["get", "cm"]).await;
+    assert!(file.exists(), "a fresh copy replaces the stale one");
+}
+
+#[tokio::test]
+async fn completion_offers_types_names_and_namespaces() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    ok(
+        &server,
+        &["apply", "-f", &write(dir.path(), "web.yaml", WEB)],
+    )
+    .await;
+    let types = ok(&server, &["__complete", "get"]).await;
+    let types: Vec<&str> = types.lines().collect();
+    assert!(
+        types.contains(&"deployments") && types.contains(&"pods"),
+        "{types:?}"
+    );
+    let names = ok(&server, &["__complete", "get", "deploy"]).await;
+    assert_eq!(names, "web\n");
+    let namespaces = skiff_early(&server, &["__complete", "get", "pods", "-n"])
+        .await
+        .unwrap();
+    assert!(namespaces.lines().any(|n| n == "default"), "{namespaces}");
+    // Subcommands and flags are the static script's job.
+    let err = skiff(&server, &["__complete", "apply", "-f"])
+        .await
+        .unwrap_err();
+    assert!(err.contains("no dynamic completion"), "{err}");
+}
+
+#[tokio::test]
+async fn errors_say_what_failed_and_what_to_do() {
+    let server = TestServer::start().await;
+    let err = skiff(&server, &["get", "pods", "--token", "wrong"])
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("Unauthorized") && err.contains("refused the token from the --token flag"),
+        "{err}"
+    );
+    let err = skiff(&server, &["get", "pods", "--server", "https://127.0.0.1:1"])
+        .await
+        .unwrap_err();
+    assert!(err.contains("server https://127.0.0.1:1 failed"), "{err}");
+    let err = skiff(&server, &["get", "nodes", "nope"]).await.unwrap_err();
+    assert!(err.contains("nodes \"nope\" not found"), "{err}");
+    let err = skiff_early(&server, &["exec", "nope", "--", "true"])
+        .await
+        .unwrap_err();
+    assert!(err.contains("pods \"nope\" not found"), "{err}");
+    let err = skiff(&server, &["port-forward", "svc/nope", "80"])
+        .await
+        .unwrap_err();
+    assert!(err.contains("services \"nope\" not found"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    ok(
+        &server,
+        &["apply", "-f", &write(dir.path(), "web.yaml", WEB)],
+    )
+    .await;
+    let bad =
+        "apiVersion: v1\nkind: Service\nmetadata: {name: s1}\nspec:\n  ports:\n  - {port: 70000}\n";
+    let err = skiff(
+        &server,
+        &["create", "-f", &write(dir.path(), "bad.yaml", bad)],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.contains("Invalid") && err.contains("spec.ports[0].port"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn apply_is_server_side_with_conflicts_force_and_a_move_from_client_side() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Created by an ordinary write of manager skiff (what client-side apply did): the
+    // first server-side apply moves that ownership instead of conflicting with it.
+    let f = write(dir.path(), "web.yaml", WEB);
+    ok(&server, &["create", "-f", &f]).await;
+    let four = write(
+        dir.path(),
+        "web4.yaml",
+        &WEB.replace("replicas: 2", "replicas: 4"),
+    );
+    assert_eq!(
+        ok(&server, &["apply", "-f", &four]).await,
+        "configmap/cfg unchanged\ndeployment.apps/web configured\n"
+    );
+    let managers = ok(
+        &server,
+        &[
+            "get",
+            "deploy/web",
+            "--show-managed-fields",
+            "-o",
+            "jsonpath={.metadata.managedFields[*].operation}",
+        ],
+    )
+    .await;
+    assert_eq!(managers, "Apply");
+
+    let five = write(
+        dir.path(),
+        "web5.yaml",
+        &WEB.replace("replicas: 2", "replicas: 5"),
+    );
+    let err = skiff(&server, &["apply", "--field-manager", "other", "-f", &five])
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("conflict with \"skiff\": .spec.replicas")
+            && err.contains("--force-conflicts"),
+        "{err}"
+    );
+    assert_eq!(
+        ok(
+            &server,
+            &[
+                "apply",
+                "--field-manager",
+                "other",
+                "--force-conflicts",
+                "-f",
+                &five
+            ]
+        )
+        .await,
+        "configmap/cfg unchanged\ndeployment.apps/web configured\n"
+    );
+    assert_eq!(
+        ok(
+            &server,
+            &["get", "deploy/web", "-o", "jsonpath={.spec.replicas}"]
+        )
+        .await,
+        "5"
     );
 }

@@ -254,9 +254,18 @@ impl Runtime for ContainerdRuntime {
         image: &str,
         sandbox_config: Option<api::PodSandboxConfig>,
     ) -> Result<String, CriError> {
+        self.pull_image_with_auth(image, None, sandbox_config).await
+    }
+
+    async fn pull_image_with_auth(
+        &self,
+        image: &str,
+        auth: Option<api::AuthConfig>,
+        sandbox_config: Option<api::PodSandboxConfig>,
+    ) -> Result<String, CriError> {
         let req = api::PullImageRequest {
             image: Some(image_spec(image)),
-            auth: None,
+            auth,
             sandbox_config,
         };
         let resp = self

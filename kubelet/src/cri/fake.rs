@@ -46,6 +46,14 @@ struct State {
     calls: Vec<String>,
     failures: HashMap<&'static str, (Code, String)>,
     exec_output: Option<ExecOutput>,
+    /// Images that only pull with these credentials (user, password), by normalised name.
+    protected: HashMap<String, (String, String)>,
+    /// The `USER` of an image's config, by normalised name (absent: root, as upstream).
+    image_users: HashMap<String, String>,
+    /// Every pull with the credentials it carried.
+    pulls: Vec<(String, Option<api::AuthConfig>)>,
+    /// Every ExecSync command, with its container id.
+    execs: Vec<(String, Vec<String>)>,
 }
 
 /// The in-memory runtime. All methods take `&self`; state sits behind a mutex that is
@@ -104,6 +112,38 @@ impl FakeRuntime {
             }
         }
         self
+    }
+
+    /// Makes an image pullable only with `user`/`password` (a private registry).
+    pub fn with_protected(self, image: &str, user: &str, password: &str) -> FakeRuntime {
+        {
+            let mut s = self.state.lock().unwrap();
+            let name = normalize_image(image);
+            s.pullable.insert(name.clone());
+            s.protected
+                .insert(name, (user.to_string(), password.to_string()));
+        }
+        self
+    }
+
+    /// Sets the user an image runs as (its config's `USER`: a uid or a name).
+    pub fn with_image_user(self, image: &str, user: &str) -> FakeRuntime {
+        self.state
+            .lock()
+            .unwrap()
+            .image_users
+            .insert(normalize_image(image), user.to_string());
+        self
+    }
+
+    /// Every PullImage so far: the image and the credentials it carried.
+    pub fn pulls(&self) -> Vec<(String, Option<api::AuthConfig>)> {
+        self.state.lock().unwrap().pulls.clone()
+    }
+
+    /// Every ExecSync so far: container id and command.
+    pub fn execs(&self) -> Vec<(String, Vec<String>)> {
+        self.state.lock().unwrap().execs.clone()
     }
 
     /// The next call of `op` (the CRI method name, e.g. `"RunPodSandbox"`) fails.
@@ -518,12 +558,34 @@ impl Runtime for FakeRuntime {
     async fn pull_image(
         &self,
         image: &str,
+        sandbox_config: Option<api::PodSandboxConfig>,
+    ) -> Result<String, CriError> {
+        self.pull_image_with_auth(image, None, sandbox_config).await
+    }
+
+    async fn pull_image_with_auth(
+        &self,
+        image: &str,
+        auth: Option<api::AuthConfig>,
         _sandbox_config: Option<api::PodSandboxConfig>,
     ) -> Result<String, CriError> {
         const OP: &str = "PullImage";
         let mut s = self.state.lock().unwrap();
         self.enter(&mut s, OP, image)?;
+        s.pulls.push((image.to_string(), auth.clone()));
         let name = normalize_image(image);
+        if let Some((user, password)) = s.protected.get(&name) {
+            let ok = auth
+                .as_ref()
+                .is_some_and(|a| &a.username == user && &a.password == password);
+            if !ok {
+                return Err(err(
+                    OP,
+                    Code::Unknown,
+                    format!("failed to pull and unpack image {name:?}: failed to resolve reference {name:?}: pull access denied, authorization failed: 401 Unauthorized"),
+                ));
+            }
+        }
         if let Some(id) = s.images.get(&name) {
             return Ok(id.clone());
         }
@@ -547,10 +609,19 @@ impl Runtime for FakeRuntime {
             .images
             .iter()
             .find(|(n, id)| **n == name || id.as_str() == image);
+        let user = found.and_then(|(n, _)| s.image_users.get(n));
+        // CRI reports a numeric USER as uid and anything else as username.
+        let (uid, username) = match user.map(|u| u.parse::<i64>()) {
+            Some(Ok(value)) => (Some(api::Int64Value { value }), String::new()),
+            Some(Err(_)) => (None, user.cloned().unwrap_or_default()),
+            None => (None, String::new()),
+        };
         Ok(found.map(|(n, id)| api::Image {
             id: id.clone(),
             repo_tags: vec![n.clone()],
             size: 1 << 20,
+            uid,
+            username,
             ..Default::default()
         }))
     }
@@ -558,12 +629,13 @@ impl Runtime for FakeRuntime {
     async fn exec_sync(
         &self,
         container_id: &str,
-        _cmd: Vec<String>,
+        cmd: Vec<String>,
         _timeout: Duration,
     ) -> Result<ExecOutput, CriError> {
         const OP: &str = "ExecSync";
         let mut s = self.state.lock().unwrap();
         self.enter(&mut s, OP, container_id)?;
+        s.execs.push((container_id.to_string(), cmd));
         match s.containers.get(container_id) {
             Some(c) if c.state == api::ContainerState::ContainerRunning => {}
             Some(_) => {

@@ -114,6 +114,19 @@ pub trait Runtime: Send + Sync {
         image: &str,
         sandbox_config: Option<api::PodSandboxConfig>,
     ) -> Result<String, CriError>;
+    /// PullImage with registry credentials (from the pod's `imagePullSecrets`, see
+    /// [`crate::pull_secrets`]). The default ignores `auth` and calls [`Runtime::pull_image`]:
+    /// it exists so that test doubles which never check credentials need not change;
+    /// real runtimes and [`FakeRuntime`] override it.
+    async fn pull_image_with_auth(
+        &self,
+        image: &str,
+        auth: Option<api::AuthConfig>,
+        sandbox_config: Option<api::PodSandboxConfig>,
+    ) -> Result<String, CriError> {
+        let _ = auth;
+        self.pull_image(image, sandbox_config).await
+    }
     /// `None` when the image is not present on the node.
     async fn image_status(&self, image: &str) -> Result<Option<api::Image>, CriError>;
 

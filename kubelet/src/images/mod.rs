@@ -6,7 +6,11 @@
 //!   the sandbox image containerd starts for every pod.
 //! - `busybox` is Debian's static `/bin/busybox` with one symlink per applet in `/bin`
 //!   (`sh`, `httpd`, `wget`, `nc`, `sleep`, ...), so demo pods can serve and fetch HTTP.
+//!
+//! [`import`] pushes a user's own image (docker-save or OCI) into the same mirror
+//! (`skiff image push`).
 
+pub mod import;
 pub mod oci;
 
 use std::path::{Path, PathBuf};
