@@ -56,7 +56,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         path: config.kubeconfig.display().to_string(),
         reason: e.to_string(),
     };
-    let client = crate::control_plane::admin_client(&config.kubeconfig)
+    let client = crate::control_plane::admin_client(&config.kubeconfig, "skiff-agent")
         .await
         .map_err(|e| kc_err(&e))?;
     let runtime = skiff_kubelet::cri::ContainerdRuntime::connect(&config.containerd_socket)

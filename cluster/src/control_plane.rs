@@ -47,13 +47,22 @@ pub fn default_scheduler() -> skiff_scheduler::SchedulerConfig {
     }
 }
 
-/// A client with the admin kubeconfig the server wrote.
-pub async fn admin_client(kubeconfig: &std::path::Path) -> Result<kube::Client, ControlPlaneError> {
+/// A client with the admin kubeconfig the server wrote, named `component` in its
+/// User-Agent (`component/version`). The API server derives the field manager of every
+/// write from the part before the `/`, so `metadata.managedFields` shows which
+/// component wrote which field, as it does for upstream's components.
+pub async fn admin_client(
+    kubeconfig: &std::path::Path,
+    component: &str,
+) -> Result<kube::Client, ControlPlaneError> {
     let err = |e: &dyn std::fmt::Display| ControlPlaneError::Client(e.to_string());
     let kc = kube::config::Kubeconfig::read_from(kubeconfig).map_err(|e| err(&e))?;
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+    let mut cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .map_err(|e| err(&e))?;
+    let agent = format!("{component}/{}", env!("CARGO_PKG_VERSION"));
+    let value = http::HeaderValue::from_str(&agent).map_err(|e| err(&e))?;
+    cfg.headers.push((http::header::USER_AGENT, value));
     kube::Client::try_from(cfg).map_err(|e| err(&e))
 }
 
@@ -64,10 +73,10 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<ControlPlane, ControlPlaneError> {
     let api = skiff_apiserver::start(config.api.clone(), shutdown.clone()).await?;
-    let client = admin_client(&api.kubeconfig).await?;
     let mut tasks = Vec::new();
     if let Some(cc) = config.controllers.clone() {
-        let (client, stop) = (client.clone(), shutdown.clone());
+        let client = admin_client(&api.kubeconfig, "skiff-controller-manager").await?;
+        let stop = shutdown.clone();
         tasks.push(tokio::spawn(async move {
             supervise("controller-manager", stop.clone(), || {
                 skiff_controllers::run(cc.clone(), client.clone(), stop.clone())
@@ -76,7 +85,8 @@ pub async fn start(
         }));
     }
     if let Some(sc) = config.scheduler.clone() {
-        let (client, stop) = (client.clone(), shutdown.clone());
+        let client = admin_client(&api.kubeconfig, "skiff-scheduler").await?;
+        let stop = shutdown.clone();
         tasks.push(tokio::spawn(async move {
             supervise("scheduler", stop.clone(), || {
                 skiff_scheduler::run(sc.clone(), client.clone(), stop.clone())

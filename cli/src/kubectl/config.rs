@@ -162,6 +162,12 @@ pub async fn connect(flags: &KubeFlags) -> anyhow::Result<Ctx> {
         .namespace
         .clone()
         .unwrap_or_else(|| config.default_namespace.clone());
+    // Writes other than apply (scale, label, edit...) are recorded in managedFields under
+    // the manager the API server derives from this: "skiff".
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(concat!("skiff/", env!("CARGO_PKG_VERSION"))),
+    ));
     let client = kube::Client::try_from(config).map_err(|e| {
         anyhow!("cannot build a client for {server}: {e}; check the kubeconfig's certificates")
     })?;

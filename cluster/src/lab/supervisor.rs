@@ -320,7 +320,7 @@ async fn bring_up(
         text.replace(&api_url, &format!("https://{}:{LAB_API_PORT}", net::HUB_IP)),
     )
     .map_err(super::io(&agent_kc))?;
-    let client = control_plane::admin_client(&kubeconfig)
+    let client = control_plane::admin_client(&kubeconfig, "skiff-lab")
         .await
         .map_err(|e| failed("control plane")(&e))?;
     running.control_plane = Some((cp, cp_token));
