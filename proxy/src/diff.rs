@@ -512,6 +512,235 @@ mod tests {
         }
     }
 
+    /// What a restore text does, per table: chains declared (created or flushed),
+    /// chains appended to, chains deleted, and the rules inserted into / deleted from
+    /// each chain (`-I` / `-D`), counted.
+    #[derive(Debug, Default, PartialEq, Eq)]
+    struct Effect {
+        declared: BTreeSet<String>,
+        appended: BTreeSet<String>,
+        removed: BTreeSet<String>,
+        inserted: BTreeMap<String, usize>,
+        deleted: BTreeMap<String, usize>,
+    }
+
+    fn effects(text: &str) -> BTreeMap<String, Effect> {
+        let mut out: BTreeMap<String, Effect> = BTreeMap::new();
+        let mut table = String::new();
+        for line in text.lines() {
+            if let Some(t) = line.strip_prefix('*') {
+                table = t.to_string();
+                continue;
+            }
+            let e = out.entry(table.clone()).or_default();
+            let word = |rest: &str| {
+                rest.split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            if let Some(rest) = line.strip_prefix(':') {
+                e.declared.insert(word(rest));
+            } else if let Some(rest) = line.strip_prefix("-A ") {
+                e.appended.insert(word(rest));
+            } else if let Some(rest) = line.strip_prefix("-X ") {
+                e.removed.insert(word(rest));
+            } else if let Some(rest) = line.strip_prefix("-I ") {
+                *e.inserted.entry(word(rest)).or_default() += 1;
+            } else if let Some(rest) = line.strip_prefix("-D ") {
+                *e.deleted.entry(word(rest)).or_default() += 1;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn fragments_touch_only_the_chains_that_changed() {
+        use crate::model::{Endpoint, Protocol, ProxyModel, ServicePortInfo, ServicePortName};
+        use crate::rules::{endpoint_chain, external_chain, service_chain};
+
+        let spn = |name: &str| ServicePortName {
+            namespace: "d".into(),
+            name: name.into(),
+            port: "http".into(),
+            protocol: Protocol::Tcp,
+        };
+        let ep = |last: u8| Endpoint {
+            ip: std::net::Ipv4Addr::new(10, 244, 0, last),
+            port: 8080,
+            ready: true,
+            serving: true,
+            terminating: false,
+            node_name: Some("n1".into()),
+        };
+        // `web` has a node port (so a KUBE-EXT chain and a KUBE-NODEPORTS rule), `db`
+        // only a cluster IP; `eps` are the last octets of the endpoint addresses.
+        let port = |name: &str, ip: u8, node_port: Option<u16>, eps: &[u8]| ServicePortInfo {
+            name: spn(name),
+            cluster_ip: Some(std::net::Ipv4Addr::new(10, 96, 0, ip)),
+            port: 80,
+            node_port,
+            external_ips: vec![],
+            affinity_timeout: None,
+            external_local: false,
+            endpoints: eps.iter().map(|l| ep(*l)).collect(),
+        };
+        let model = |ports: Vec<ServicePortInfo>| ProxyModel {
+            ports: ports.into_iter().map(|p| (p.name.clone(), p)).collect(),
+        };
+        let web = |eps: &[u8]| port("web", 10, Some(30080), eps);
+        let db = |eps: &[u8]| port("db", 20, None, eps);
+        let (svc, ext) = (service_chain(&spn("web")), external_chain(&spn("web")));
+        let sep = |l: u8| endpoint_chain(&spn("web"), &ep(l));
+        let db_svc = service_chain(&spn("db"));
+        let db_sep = |l: u8| endpoint_chain(&spn("db"), &ep(l));
+        let set = |names: &[&String]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
+        let count = |pairs: &[(&str, usize)]| {
+            pairs
+                .iter()
+                .map(|(c, n)| (c.to_string(), *n))
+                .collect::<BTreeMap<_, _>>()
+        };
+
+        // (case, before, after, expected effect on the nat table, on the filter table)
+        let cases: Vec<(&str, ProxyModel, ProxyModel, Effect, Effect)> = vec![
+            (
+                // The service chain is rewritten, the new endpoint's chain created;
+                // KUBE-SERVICES, KUBE-NODEPORTS and the EXT chain are not mentioned.
+                "endpoint added",
+                model(vec![web(&[2]), db(&[5])]),
+                model(vec![web(&[2, 3]), db(&[5])]),
+                Effect {
+                    declared: set(&[&svc, &sep(3)]),
+                    appended: set(&[&svc, &sep(3)]),
+                    ..Effect::default()
+                },
+                Effect::default(),
+            ),
+            (
+                "endpoint removed",
+                model(vec![web(&[2, 3]), db(&[5])]),
+                model(vec![web(&[2]), db(&[5])]),
+                Effect {
+                    declared: set(&[&svc, &sep(3)]),
+                    appended: set(&[&svc]),
+                    removed: set(&[&sep(3)]),
+                    ..Effect::default()
+                },
+                Effect::default(),
+            ),
+            (
+                "endpoint replaced",
+                model(vec![web(&[2]), db(&[5])]),
+                model(vec![web(&[2]), db(&[6])]),
+                Effect {
+                    declared: set(&[&db_svc, &db_sep(5), &db_sep(6)]),
+                    appended: set(&[&db_svc, &db_sep(6)]),
+                    removed: set(&[&db_sep(5)]),
+                    ..Effect::default()
+                },
+                Effect::default(),
+            ),
+            (
+                // One line each in KUBE-SERVICES and KUBE-NODEPORTS, inserted.
+                "service added",
+                model(vec![db(&[5])]),
+                model(vec![web(&[2]), db(&[5])]),
+                Effect {
+                    declared: set(&[&svc, &ext, &sep(2)]),
+                    appended: set(&[&svc, &ext, &sep(2)]),
+                    inserted: count(&[("KUBE-SERVICES", 1), ("KUBE-NODEPORTS", 1)]),
+                    ..Effect::default()
+                },
+                Effect::default(),
+            ),
+            (
+                "service removed",
+                model(vec![web(&[2, 3]), db(&[5])]),
+                model(vec![db(&[5])]),
+                Effect {
+                    declared: set(&[&svc, &ext, &sep(2), &sep(3)]),
+                    removed: set(&[&svc, &ext, &sep(2), &sep(3)]),
+                    deleted: count(&[("KUBE-SERVICES", 1), ("KUBE-NODEPORTS", 1)]),
+                    ..Effect::default()
+                },
+                Effect::default(),
+            ),
+            (
+                // Traffic is now rejected in the filter table instead of DNATed.
+                "scaled to zero",
+                model(vec![web(&[2]), db(&[5])]),
+                model(vec![web(&[]), db(&[5])]),
+                Effect {
+                    declared: set(&[&svc, &ext, &sep(2)]),
+                    removed: set(&[&svc, &ext, &sep(2)]),
+                    deleted: count(&[("KUBE-SERVICES", 1), ("KUBE-NODEPORTS", 1)]),
+                    ..Effect::default()
+                },
+                Effect {
+                    inserted: count(&[("KUBE-SERVICES", 1), ("KUBE-EXTERNAL-SERVICES", 1)]),
+                    ..Effect::default()
+                },
+            ),
+            (
+                "back from zero",
+                model(vec![web(&[]), db(&[5])]),
+                model(vec![web(&[2]), db(&[5])]),
+                Effect {
+                    declared: set(&[&svc, &ext, &sep(2)]),
+                    appended: set(&[&svc, &ext, &sep(2)]),
+                    inserted: count(&[("KUBE-SERVICES", 1), ("KUBE-NODEPORTS", 1)]),
+                    ..Effect::default()
+                },
+                Effect {
+                    deleted: count(&[("KUBE-SERVICES", 1), ("KUBE-EXTERNAL-SERVICES", 1)]),
+                    ..Effect::default()
+                },
+            ),
+            (
+                "nothing changed",
+                model(vec![web(&[2]), db(&[5])]),
+                model(vec![web(&[2]), db(&[5])]),
+                Effect::default(),
+                Effect::default(),
+            ),
+        ];
+        let n = node();
+        for (name, before, after, nat, filter) in cases {
+            let changes: Vec<(Option<Fragment>, Option<Fragment>)> = before
+                .changes(&after)
+                .into_iter()
+                .map(|(b, a)| {
+                    (
+                        b.map(|p| crate::rules::port_fragment(p, &n)),
+                        a.map(|p| crate::rules::port_fragment(p, &n)),
+                    )
+                })
+                .collect();
+            let text = fragments(&changes);
+            let mut got = effects(&text);
+            assert_eq!(
+                got.remove("nat").unwrap_or_default(),
+                nat,
+                "{name}: nat\n{text}"
+            );
+            assert_eq!(
+                got.remove("filter").unwrap_or_default(),
+                filter,
+                "{name}: filter\n{text}"
+            );
+            // The text also brings a kernel holding `before` to exactly `after`.
+            let fake = FakeBackend::new();
+            fake.restore(&full(&compute(&before, &n), &BTreeMap::new()))
+                .unwrap();
+            if !text.is_empty() {
+                fake.restore(&text)
+                    .unwrap_or_else(|e| panic!("{name}: {e}\n{text}"));
+            }
+            assert_equivalent(&fake, &compute(&after, &n));
+        }
+    }
+
     #[test]
     fn one_new_service_edits_instead_of_rewriting_big_chains() {
         let before = many(200, 1);

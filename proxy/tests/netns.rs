@@ -18,7 +18,7 @@ use skiff_proxy::backend::{IptablesBackend, RuleBackend};
 use skiff_proxy::conntrack::ConntrackTool;
 use skiff_proxy::model::{Endpoint, Protocol, ProxyModel, ServicePortInfo, ServicePortName};
 use skiff_proxy::rules::{NodeInfo, Table};
-use skiff_proxy::sync::{cleanup, sync_loop, SyncConfig, Syncer};
+use skiff_proxy::sync::{cleanup, sync_loop, SyncConfig, SyncMode, Syncer};
 
 const CLUSTER_IP: &str = "10.96.0.10";
 const NODE_PORT: u16 = 30080;
@@ -659,4 +659,301 @@ fn removed_udp_endpoint_loses_its_conntrack_entries() {
     let report = syncer.sync(model(&[1]), false).unwrap();
     assert_eq!(report.stale_flows, 1);
     assert_eq!(query(), "b1");
+}
+
+/// Two bare namespaces whose tables are compared; deleted on drop, also on failure.
+struct TwinNamespaces(Vec<String>);
+
+impl Drop for TwinNamespaces {
+    fn drop(&mut self) {
+        for ns in &self.0 {
+            let _ = run(&["ip", "netns", "del", ns]);
+        }
+    }
+}
+
+/// One service port for the equivalence test; endpoints are (ip, node).
+fn port(
+    name: &str,
+    ip: &str,
+    protocol: Protocol,
+    node_port: Option<u16>,
+    affinity: Option<u32>,
+    local: bool,
+    endpoints: &[(&str, &str)],
+) -> ServicePortInfo {
+    ServicePortInfo {
+        name: ServicePortName {
+            namespace: "default".into(),
+            name: name.into(),
+            port: "p".into(),
+            protocol,
+        },
+        cluster_ip: Some(ip.parse().unwrap()),
+        port: 80,
+        node_port,
+        external_ips: vec![],
+        affinity_timeout: affinity,
+        external_local: local,
+        endpoints: endpoints
+            .iter()
+            .map(|(ip, node)| Endpoint {
+                ip: ip.parse().unwrap(),
+                port: 8080,
+                ready: true,
+                serving: true,
+                terminating: false,
+                node_name: Some(node.to_string()),
+            })
+            .collect(),
+    }
+}
+
+fn model_of(ports: Vec<ServicePortInfo>) -> ProxyModel {
+    ProxyModel {
+        ports: ports.into_iter().map(|p| (p.name.clone(), p)).collect(),
+    }
+}
+
+/// `iptables-save -t <table>` without its timestamp comments and packet counters.
+fn saved(backend: &IptablesBackend, table: Table) -> String {
+    backend
+        .save(table)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| match l.rfind(" [") {
+            Some(at) if l.starts_with(':') => format!("{} [0:0]", &l[..at]),
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The saved table with the rules of the order-free chains (KUBE-SERVICES and the like:
+/// every rule matches a distinct destination, so their order carries no meaning) sorted,
+/// except for the fixed tail that must stay last. A partial sync inserts a new service's
+/// rule at the head of such a chain while a full sync writes them in computed order.
+fn canonical(text: &str, model: &ProxyModel, table: Table) -> Vec<String> {
+    let desired = skiff_proxy::rules::compute(model, &node());
+    let mut out: Vec<String> = Vec::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        let chain = line
+            .strip_prefix("-A ")
+            .and_then(|r| r.split_whitespace().next());
+        let Some(chain) = chain.and_then(|c| desired.table(table).get_key_value(c)) else {
+            out.push(line.to_string());
+            continue;
+        };
+        let (name, spec) = chain;
+        let mut block = vec![line.to_string()];
+        while let Some(next) = lines.peek() {
+            if next.starts_with(&format!("-A {name} ")) {
+                block.push(lines.next().unwrap().to_string());
+            } else {
+                break;
+            }
+        }
+        if spec.order_free && block.len() >= spec.tail.len() {
+            let body = block.len() - spec.tail.len();
+            block[..body].sort();
+        }
+        out.extend(block);
+    }
+    out
+}
+
+#[test]
+fn partial_updates_leave_the_same_ruleset_as_a_full_sync() {
+    require_prerequisites!();
+    let prefix = format!("skp{}eq", std::process::id());
+    let twins = TwinNamespaces(vec![format!("{prefix}a"), format!("{prefix}b")]);
+    for ns in &twins.0 {
+        must(&["ip", "netns", "add", ns]);
+    }
+    let backend = |ns: &str| {
+        IptablesBackend::with_prefix(vec!["nsenter".into(), format!("--net=/var/run/netns/{ns}")])
+    };
+    let (partial_ns, full_ns) = (backend(&twins.0[0]), backend(&twins.0[1]));
+    let recorder = skiff_proxy::conntrack::RecordingConntrack::default;
+    // `partial` syncs incrementally after its first sync; `full` rewrites everything
+    // every time, as at start-up and on the periodic resync.
+    let mut partial = Syncer::new(partial_ns.clone(), recorder(), node());
+    let mut full = Syncer::new(full_ns.clone(), recorder(), node());
+
+    let here = NODE_NAME;
+    let web = |eps: &[(&str, &str)]| {
+        port(
+            "web",
+            "10.96.0.10",
+            Protocol::Tcp,
+            Some(30080),
+            None,
+            false,
+            eps,
+        )
+    };
+    let dns =
+        |eps: &[(&str, &str)]| port("dns", "10.96.0.53", Protocol::Udp, None, None, false, eps);
+    let sticky = port(
+        "sticky",
+        "10.96.0.20",
+        Protocol::Tcp,
+        None,
+        Some(600),
+        false,
+        &[("10.244.0.20", here)],
+    );
+    let local = port(
+        "local",
+        "10.96.0.30",
+        Protocol::Tcp,
+        Some(30081),
+        None,
+        true,
+        &[("10.244.0.30", here), ("10.244.5.30", "elsewhere")],
+    );
+    let idle =
+        |eps: &[(&str, &str)]| port("idle", "10.96.0.40", Protocol::Tcp, None, None, false, eps);
+    let api = port(
+        "api",
+        "10.96.0.50",
+        Protocol::Tcp,
+        Some(30082),
+        None,
+        false,
+        &[("10.244.0.50", here)],
+    );
+    let two = [("10.244.0.10", here), ("10.244.0.11", here)];
+    let three = [
+        ("10.244.0.10", here),
+        ("10.244.0.11", here),
+        ("10.244.0.12", here),
+    ];
+    let dns2 = [("10.244.0.53", here), ("10.244.0.54", here)];
+
+    // (step, model, whether the step leaves every order-free chain's rules untouched:
+    // then the two tables must be byte for byte the same, order included).
+    let base = vec![
+        web(&two),
+        dns(&dns2),
+        sticky.clone(),
+        local.clone(),
+        idle(&[]),
+    ];
+    let steps: Vec<(&str, ProxyModel, bool)> = vec![
+        ("start", model_of(base.clone()), true),
+        (
+            "endpoint added",
+            model_of(vec![
+                web(&three),
+                dns(&dns2),
+                sticky.clone(),
+                local.clone(),
+                idle(&[]),
+            ]),
+            true,
+        ),
+        (
+            "endpoint removed",
+            model_of(vec![
+                web(&three),
+                dns(&dns2[..1]),
+                sticky.clone(),
+                local.clone(),
+                idle(&[]),
+            ]),
+            true,
+        ),
+        (
+            "scaled to zero",
+            model_of(vec![
+                web(&[]),
+                dns(&dns2[..1]),
+                sticky.clone(),
+                local.clone(),
+                idle(&[]),
+            ]),
+            false,
+        ),
+        (
+            "back from zero",
+            model_of(vec![
+                web(&two[..1]),
+                dns(&dns2[..1]),
+                sticky.clone(),
+                local.clone(),
+                idle(&[]),
+            ]),
+            false,
+        ),
+        (
+            "service added",
+            model_of(vec![
+                web(&two[..1]),
+                dns(&dns2[..1]),
+                sticky.clone(),
+                local.clone(),
+                idle(&[]),
+                api.clone(),
+            ]),
+            false,
+        ),
+        (
+            "service removed",
+            model_of(vec![
+                web(&two[..1]),
+                dns(&dns2[..1]),
+                local.clone(),
+                idle(&[]),
+                api.clone(),
+            ]),
+            false,
+        ),
+        (
+            "node-port service removed",
+            model_of(vec![
+                web(&two[..1]),
+                dns(&dns2[..1]),
+                idle(&[]),
+                api.clone(),
+            ]),
+            false,
+        ),
+        (
+            "idle service gets endpoints",
+            model_of(vec![
+                web(&two[..1]),
+                dns(&dns2[..1]),
+                idle(&two),
+                api.clone(),
+            ]),
+            false,
+        ),
+        ("everything goes", model_of(vec![]), true),
+    ];
+    for (i, (step, model, exact)) in steps.into_iter().enumerate() {
+        let p = partial.sync(model.clone(), false).unwrap();
+        let f = full.sync(model.clone(), true).unwrap();
+        let want_mode = if i == 0 {
+            SyncMode::Full
+        } else {
+            SyncMode::Incremental
+        };
+        assert_eq!(p.mode, want_mode, "{step}");
+        assert_eq!(f.mode, SyncMode::Full, "{step}");
+        for table in Table::ALL {
+            let (a, b) = (saved(&partial_ns, table), saved(&full_ns, table));
+            if exact {
+                assert_eq!(a, b, "{step}: {} table differs", table.name());
+            }
+            assert_eq!(
+                canonical(&a, &model, table),
+                canonical(&b, &model, table),
+                "{step}: {} table differs",
+                table.name()
+            );
+        }
+    }
 }
