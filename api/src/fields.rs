@@ -34,9 +34,9 @@ enum Kind {
     Int,
 }
 
-/// One selectable field: the name clients use, the JSON pointers tried in order (an
-/// events.k8s.io name may be stored under the core shape and the other way round), and
-/// how an absent value reads.
+/// One selectable field: the name clients use, the JSON pointers tried in order, and
+/// how an absent value reads. The API server converts Events to the requested shape
+/// (`crate::convert`) before matching; the other shape's pointer is only a fallback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FieldSpec {
     name: &'static str,

@@ -12,6 +12,7 @@
 //! - [`meta`]: small accessors for `metadata` fields of a JSON object.
 //! - [`selector`]: label selectors (parse, match) with the full Kubernetes grammar.
 //! - [`fields`]: field selectors (parse, match) per resource.
+//! - [`convert`]: conversion between versions that share one storage (Events).
 //! - [`validation`]: Kubernetes validation rules (names, labels, required and immutable
 //!   fields) producing field errors.
 //! - [`defaults`]: server-side defaulting per kind (what the API server fills in).
@@ -20,6 +21,7 @@
 //! - [`protobuf`]: decoding `application/vnd.kubernetes.protobuf` request bodies.
 //! - [`openapi`]: the OpenAPI v3 and v2 documents kubectl validates against.
 
+pub mod convert;
 pub mod defaults;
 pub mod fields;
 pub mod meta;

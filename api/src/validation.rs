@@ -89,7 +89,7 @@ pub fn validate(res: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<Cau
         }
         ("coordination.k8s.io", "Lease") => cluster::validate_lease(obj, &mut errs),
         ("", "Event") => cluster::validate_core_event(obj, &mut errs),
-        ("events.k8s.io", "Event") => cluster::validate_events_event(obj, &mut errs),
+        ("events.k8s.io", "Event") => cluster::validate_events_event(obj, old, &mut errs),
         ("", "ServiceAccount") => cluster::validate_serviceaccount(obj, &mut errs),
         _ => {}
     }

@@ -413,3 +413,142 @@ async fn client_side_applied_objects_move_to_server_side_keeping_the_spec() {
     assert_eq!(applied["spec"], created["spec"]);
     assert_eq!(managers(&applied), vec![("kubectl".into(), "Apply".into())]);
 }
+
+/// The managers whose entries own `spec.replicas`, sorted.
+fn replica_owners(v: &Value) -> Vec<String> {
+    let mut owners: Vec<String> = v["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e.pointer("/fieldsV1/f:spec/f:replicas").is_some())
+        .map(|e| e["manager"].as_str().unwrap_or("").to_string())
+        .collect();
+    owners.sort();
+    owners
+}
+
+#[tokio::test]
+async fn apply_through_scale_owns_the_replica_count() {
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    let web_url = format!("{DEPLOYS}/web");
+    let scale_url = format!("{web_url}/scale");
+    let scale = |n: i64| {
+        json!({"kind": "Scale", "apiVersion": "autoscaling/v1",
+               "metadata": {"name": "web", "namespace": "default"}, "spec": {"replicas": n}})
+    };
+    let (code, _) = call(
+        &c,
+        "PATCH",
+        &format!("{web_url}?fieldManager=apply_test"),
+        Some(APPLY),
+        &web(1),
+    )
+    .await;
+    assert_eq!(code, 201);
+
+    // Another manager's apply through /scale conflicts with the Deployment's applier.
+    let (code, v) = call(
+        &c,
+        "PATCH",
+        &format!("{scale_url}?fieldManager=apply_scale"),
+        Some(APPLY),
+        &scale(17),
+    )
+    .await;
+    assert_eq!(code, 409, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("apply_test"), "{v}");
+    assert_eq!(v["details"]["causes"][0]["field"], ".spec.replicas", "{v}");
+
+    // Forced, it takes the field alone.
+    let (code, v) = call(
+        &c,
+        "PATCH",
+        &format!("{scale_url}?fieldManager=apply_scale&force=true"),
+        Some(APPLY),
+        &scale(17),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(
+        (v["kind"].as_str(), v["spec"]["replicas"].as_i64()),
+        (Some("Scale"), Some(17))
+    );
+    let (_, d) = call(&c, "GET", &web_url, None, &Value::Null).await;
+    assert_eq!(d["spec"]["replicas"], 17);
+    assert_eq!(replica_owners(&d), vec!["apply_scale"]);
+    let entry = d["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["manager"] == "apply_scale")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            entry["operation"].as_str(),
+            entry["subresource"].as_str(),
+            entry["apiVersion"].as_str()
+        ),
+        (Some("Apply"), Some("scale"), Some("apps/v1")),
+        "{entry}"
+    );
+    // The rest of the Deployment stays the first applier's.
+    assert!(
+        managers(&d).contains(&("apply_test".into(), "Apply".into())),
+        "{d}"
+    );
+
+    // Re-applying changes nothing; applying the same count as a new manager co-owns it.
+    let (code, again) = call(
+        &c,
+        "PATCH",
+        &format!("{scale_url}?fieldManager=apply_scale"),
+        Some(APPLY),
+        &scale(17),
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(rv(&again), rv(&d));
+    let (code, _) = call(
+        &c,
+        "PATCH",
+        &format!("{scale_url}?fieldManager=co_owning_test"),
+        Some(APPLY),
+        &scale(17),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let (_, d) = call(&c, "GET", &web_url, None, &Value::Null).await;
+    assert_eq!(replica_owners(&d), vec!["apply_scale", "co_owning_test"]);
+
+    // A plain scale write takes the field from both.
+    let (code, _) = call(
+        &c,
+        "PATCH",
+        &format!("{scale_url}?fieldManager=scale_test"),
+        Some("application/merge-patch+json"),
+        &json!({"spec": {"replicas": 5}}),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let (_, d) = call(&c, "GET", &web_url, None, &Value::Null).await;
+    assert_eq!(d["spec"]["replicas"], 5);
+    assert_eq!(replica_owners(&d), vec!["scale_test"]);
+
+    // Bad applies are 4xx naming what is wrong.
+    let cases = [
+        ("", scale(3), 400),
+        (
+            "?fieldManager=x",
+            json!({"kind": "Deployment", "apiVersion": "apps/v1", "spec": {"replicas": 3}}),
+            400,
+        ),
+        ("?fieldManager=x", scale(-1), 422),
+    ];
+    for (q, body, want) in cases {
+        let (code, v) = call(&c, "PATCH", &format!("{scale_url}{q}"), Some(APPLY), &body).await;
+        assert_eq!(code, want, "{q} {body}: {v}");
+        assert_eq!(v["kind"], "Status");
+    }
+}

@@ -30,6 +30,9 @@
 //! into `[a, b]` with `[{name: c}]` lands first: `[c, a, b]`. kubectl's `apply`
 //! always sends `$setElementOrder`, so the order it asks for is the order stored.
 //!
+//! A merging list left empty (its last element deleted, or every finalizer removed)
+//! is dropped, as upstream's typed `omitempty` lists are.
+//!
 //! Two deliberate differences from upstream, both more forgiving: `$patch: merge` is
 //! accepted in maps and list elements (upstream refuses it), and a value new to the
 //! object is merged into an empty one, so directives and nulls inside it never reach
@@ -206,6 +209,9 @@ fn merge_map(
             })?;
             if let Some(Value::Array(list)) = original.get_mut(field) {
                 list.retain(|x| !doomed.contains(x));
+                if list.is_empty() {
+                    original.shift_remove(field);
+                }
             }
             continue;
         }
@@ -228,7 +234,11 @@ fn merge_map(
             // Scalars, and a value changing its JSON type: the patch wins.
             (_, p) => p.clone(),
         };
-        *slot = merged;
+        if emptied_merge_list(&merged, meta) {
+            original.shift_remove(k);
+        } else {
+            *slot = merged;
+        }
     }
 
     for (field, order, before) in orders {
@@ -239,6 +249,15 @@ fn merge_map(
         }
     }
     Ok(original)
+}
+
+/// Whether `merged` is a merging list (keyed or a set) left with no element, e.g. after
+/// `$patch: delete` removed its last one. Upstream decodes the result into typed
+/// structs whose lists are `omitempty`, so such a field disappears from the stored
+/// object instead of staying as `[]`.
+fn emptied_merge_list(merged: &Value, meta: Option<Field>) -> bool {
+    matches!(merged, Value::Array(a) if a.is_empty())
+        && matches!(meta, Some(Field::MergeList { .. } | Field::PrimitiveSet))
 }
 
 fn merge_list(

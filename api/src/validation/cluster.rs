@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::{array, finalizer_name, invalid_each, names, nonnegative, one_of, str_field};
+use super::{
+    array, finalizer_name, invalid_each, names, nonnegative, one_of, str_field, IMMUTABLE,
+};
 use crate::status::Cause;
 
 const TAINT_EFFECTS: &[&str] = &["NoExecute", "NoSchedule", "PreferNoSchedule"];
@@ -171,8 +173,79 @@ pub(super) fn validate_core_event(obj: &Value, errs: &mut Vec<Cause>) {
     at_most(obj, "reason", 128, errs);
 }
 
-/// `events.k8s.io/v1` Events: always new-style, with the reporting fields required.
-pub(super) fn validate_events_event(obj: &Value, errs: &mut Vec<Cause>) {
+/// `events.k8s.io/v1` Events. Created ones are always new-style: the reporting fields
+/// required and the deprecated ones unset. Both APIs share one storage, so an update
+/// through events.k8s.io may hit an old-style Event written through the core API:
+/// upstream then checks only the core rules plus that nothing but `series` (and
+/// metadata) changed. Field paths use the core names, as upstream's do.
+pub(super) fn validate_events_event(obj: &Value, old: Option<&Value>, errs: &mut Vec<Cause>) {
+    let Some(old) = old else {
+        validate_new_events_event(obj, errs);
+        return;
+    };
+    validate_core_event(&as_core(obj), errs);
+    for (v1_name, core_name) in EVENT_UPDATE_IMMUTABLE {
+        let now = obj.get(*v1_name).unwrap_or(&Value::Null);
+        if now != old.get(*v1_name).unwrap_or(&Value::Null) {
+            errs.push(Cause::invalid(*core_name, now, IMMUTABLE));
+        }
+    }
+}
+
+/// What an update through events.k8s.io may not change: `(its name, upstream's path)`.
+const EVENT_UPDATE_IMMUTABLE: &[(&str, &str)] = &[
+    ("regarding", "involvedObject"),
+    ("reason", "reason"),
+    ("note", "message"),
+    ("deprecatedSource", "source"),
+    ("deprecatedFirstTimestamp", "firstTimestamp"),
+    ("deprecatedLastTimestamp", "lastTimestamp"),
+    ("deprecatedCount", "count"),
+    ("type", "type"),
+    ("eventTime", "eventTime"),
+    ("action", "action"),
+    ("related", "related"),
+    ("reportingController", "reportingController"),
+    ("reportingInstance", "reportingInstance"),
+];
+
+fn as_core(obj: &Value) -> Value {
+    let res = crate::resource::lookup("events.k8s.io", "v1", "events").expect("served");
+    crate::convert::to_storage(res, obj.clone())
+}
+
+fn validate_new_events_event(obj: &Value, errs: &mut Vec<Cause>) {
+    for (field, core_name) in [
+        ("deprecatedFirstTimestamp", "firstTimestamp"),
+        ("deprecatedLastTimestamp", "lastTimestamp"),
+    ] {
+        if str_field(obj, field).is_some_and(|s| !s.is_empty()) {
+            errs.push(Cause::invalid(core_name, &obj[field], "needs to be unset"));
+        }
+    }
+    if obj
+        .get("deprecatedCount")
+        .and_then(Value::as_i64)
+        .is_some_and(|c| c != 0)
+    {
+        errs.push(Cause::invalid(
+            "count",
+            &obj["deprecatedCount"],
+            "needs to be unset",
+        ));
+    }
+    let src = obj.get("deprecatedSource");
+    if ["component", "host"].iter().any(|k| {
+        src.and_then(|s| s.get(*k))
+            .and_then(Value::as_str)
+            .is_some_and(|v| !v.is_empty())
+    }) {
+        errs.push(Cause::invalid(
+            "source",
+            src.unwrap_or(&Value::Null),
+            "needs to be unset",
+        ));
+    }
     if obj
         .get("eventTime")
         .is_none_or(|t| t.as_str().is_none_or(str::is_empty))
@@ -466,9 +539,73 @@ mod tests {
                 )),
                 vec![("regarding.namespace", "FieldValueInvalid")],
             ),
+            (
+                "deprecated fields on create",
+                ev(with(
+                    full.clone(),
+                    json!({"deprecatedCount": 2, "deprecatedSource": {"component": "kubelet"}, "deprecatedFirstTimestamp": "2024-01-01T00:00:00Z"}),
+                )),
+                vec![
+                    ("firstTimestamp", "FieldValueInvalid"),
+                    ("count", "FieldValueInvalid"),
+                    ("source", "FieldValueInvalid"),
+                ],
+            ),
         ];
         for (case, obj, want) in cases {
             expect(&run("events.k8s.io", "events", &obj, None), &want, case);
+        }
+    }
+
+    #[test]
+    fn events_k8s_io_updates_change_only_the_series() {
+        // An old-style Event written through the core API, as events.k8s.io reads it.
+        let old = json!({"kind": "Event", "apiVersion": "events.k8s.io/v1",
+            "metadata": {"name": "web.1", "namespace": "default"},
+            "regarding": {"kind": "Pod", "name": "web", "namespace": "default"},
+            "reason": "Pulled", "note": "pulled", "deprecatedCount": 3,
+            "deprecatedSource": {"component": "kubelet"}});
+        let series =
+            json!({"series": {"count": 2, "lastObservedTime": "2024-01-01T00:00:00.000000Z"}});
+        let cases: Vec<Case> = vec![
+            ("unchanged old-style event", old.clone(), vec![]),
+            ("series added", with(old.clone(), series), vec![]),
+            (
+                "note changed",
+                with(old.clone(), json!({"note": "other"})),
+                vec![("message", "FieldValueInvalid")],
+            ),
+            (
+                "count and regarding changed",
+                with(
+                    old.clone(),
+                    json!({"deprecatedCount": 4, "regarding": {"kind": "Pod", "name": "x", "namespace": "default"}}),
+                ),
+                vec![
+                    ("involvedObject", "FieldValueInvalid"),
+                    ("count", "FieldValueInvalid"),
+                ],
+            ),
+            (
+                "core rules still apply",
+                with(
+                    old.clone(),
+                    json!({"eventTime": "2024-01-01T00:00:00.000000Z"}),
+                ),
+                vec![
+                    ("reportingComponent", "FieldValueRequired"),
+                    ("reportingInstance", "FieldValueRequired"),
+                    ("action", "FieldValueRequired"),
+                    ("eventTime", "FieldValueInvalid"),
+                ],
+            ),
+        ];
+        for (case, obj, want) in cases {
+            expect(
+                &run("events.k8s.io", "events", &obj, Some(&old)),
+                &want,
+                case,
+            );
         }
     }
 

@@ -8,7 +8,7 @@ use http::{Method, Response};
 use serde_json::{json, Value};
 use skiff_api::patch::managed;
 use skiff_api::patch::PatchType;
-use skiff_api::{fields, meta, selector, ApiError, Cause, ResourceInfo};
+use skiff_api::{convert, fields, meta, selector, ApiError, Cause, ResourceInfo};
 
 use super::{subresources, watch, Api, Req};
 use crate::request::{self, IncludeObject, Output};
@@ -64,7 +64,10 @@ pub async fn dispatch(
     }
 }
 
+/// The store key of an object; resources served from another resource's storage
+/// (events.k8s.io Events) use that resource's keys.
 pub fn key_of(res: &ResourceInfo, namespace: Option<&str>, name: &str) -> String {
+    let res = convert::storage_resource(res);
     store::key(
         res.storage_group(),
         res.plural,
@@ -74,6 +77,7 @@ pub fn key_of(res: &ResourceInfo, namespace: Option<&str>, name: &str) -> String
 }
 
 pub fn prefix_of(res: &ResourceInfo, namespace: Option<&str>) -> String {
+    let res = convert::storage_resource(res);
     store::prefix(
         res.storage_group(),
         res.plural,
@@ -100,6 +104,13 @@ pub fn store_error(res: &ResourceInfo, name: &str, e: StoreError) -> ApiError {
     }
 }
 
+/// The object at `key` as `res` serves it (converted from its stored shape).
+pub fn load(api: &Api, res: &ResourceInfo, key: &str) -> Option<Arc<Value>> {
+    api.store
+        .get(key)
+        .map(|v| convert::from_storage_arc(res, v))
+}
+
 fn rv_of(obj: &Value) -> u64 {
     meta::resource_version(obj)
         .and_then(|s| s.parse().ok())
@@ -123,9 +134,7 @@ pub fn render_one(res: &ResourceInfo, obj: &Value, req: &Req) -> Result<Value, A
 }
 
 fn get(api: &Api, rp: &ResourcePath, name: &str, req: &Req) -> Result<Response<Body>, ApiError> {
-    let obj = api
-        .store
-        .get(&key_of(rp.res, rp.namespace.as_deref(), name))
+    let obj = load(api, rp.res, &key_of(rp.res, rp.namespace.as_deref(), name))
         .ok_or_else(|| ApiError::not_found(rp.res, name))?;
     Ok(response::json(200, &render_one(rp.res, &obj, req)?))
 }
@@ -191,6 +200,9 @@ fn list(api: &Api, rp: &ResourcePath, req: &Req) -> Result<Response<Body>, ApiEr
         }
     };
     let (all, current_rev, _) = api.store.list(&prefix, start_after.as_deref(), None);
+    let all = all
+        .into_iter()
+        .map(|(k, v)| (k, convert::from_storage_arc(res, v)));
     let rev = first_rv.unwrap_or(current_rev);
     let mut items: Vec<(String, Arc<Value>)> = Vec::new();
     let mut more = false;
@@ -363,10 +375,14 @@ async fn create(api: &Api, rp: &ResourcePath, req: &Req) -> Result<Response<Body
         }
         match api
             .store
-            .create(&key_of(res, rp.namespace.as_deref(), &name), o.clone())
+            .create(
+                &key_of(res, rp.namespace.as_deref(), &name),
+                convert::to_storage(res, o.clone()),
+            )
             .await
         {
             Ok(stored) => {
+                let stored = convert::from_storage(res, &stored);
                 tracing::info!(kind = res.kind, namespace = rp.namespace.as_deref(), name = %name, "created");
                 return Ok(request::with_warnings(
                     response::json(201, &stored),
@@ -452,7 +468,11 @@ pub async fn commit_update(
 ) -> Result<Option<Arc<Value>>, ApiError> {
     let rev = rv_of(old);
     let result = if finalized(res, &new) {
-        let r = api.store.delete(key, Precondition::Revision(rev)).await;
+        let r = api
+            .store
+            .delete(key, Precondition::Revision(rev))
+            .await
+            .map(|v| convert::from_storage_arc(res, v));
         if let Ok(gone) = &r {
             release_allocations(api, res, gone);
             tracing::info!(kind = res.kind, name, "finalized and removed");
@@ -460,8 +480,13 @@ pub async fn commit_update(
         r
     } else {
         api.store
-            .update(key, new, Precondition::Revision(rev))
+            .update(
+                key,
+                convert::to_storage(res, new),
+                Precondition::Revision(rev),
+            )
             .await
+            .map(|v| convert::from_storage_arc(res, v))
     };
     match result {
         Ok(v) => Ok(Some(v)),
@@ -539,10 +564,7 @@ pub async fn update(
     };
     let key = key_of(res, rp.namespace.as_deref(), name);
     for _ in 0..RETRIES {
-        let old = api
-            .store
-            .get(&key)
-            .ok_or_else(|| ApiError::not_found(res, name))?;
+        let old = load(api, res, &key).ok_or_else(|| ApiError::not_found(res, name))?;
         if let Some(want) = wanted_rv {
             if want != rv_of(&old) {
                 return Err(ApiError::stale(res, name));
@@ -596,10 +618,7 @@ pub async fn patch(
         .map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?;
     let key = key_of(res, rp.namespace.as_deref(), name);
     for _ in 0..RETRIES {
-        let old = api
-            .store
-            .get(&key)
-            .ok_or_else(|| ApiError::not_found(res, name))?;
+        let old = load(api, res, &key).ok_or_else(|| ApiError::not_found(res, name))?;
         let mut new = skiff_api::patch::apply(res, ty, &old, &patch_doc).map_err(|msg| {
             ApiError::invalid(res, name, vec![Cause::new("FieldValueInvalid", "", msg)])
         })?;
@@ -734,7 +753,7 @@ async fn server_side_apply(
             force,
             now: &now,
         };
-        let Some(old) = api.store.get(&key) else {
+        let Some(old) = load(api, res, &key) else {
             if sub.is_some() {
                 return Err(ApiError::not_found(res, name));
             }
@@ -750,8 +769,13 @@ async fn server_side_apply(
                 release_allocations(api, res, &obj);
                 return Ok(request::with_warnings(response::json(201, &obj), &warnings));
             }
-            match api.store.create(&key, obj.clone()).await {
+            match api
+                .store
+                .create(&key, convert::to_storage(res, obj.clone()))
+                .await
+            {
                 Ok(stored) => {
+                    let stored = convert::from_storage(res, &stored);
                     tracing::info!(kind = res.kind, name, "created by apply");
                     let resp = response::json(201, &render_one(res, &stored, req)?);
                     return Ok(request::with_warnings(resp, &warnings));
@@ -880,10 +904,7 @@ pub async fn delete_one(
 ) -> Result<Value, ApiError> {
     let key = key_of(res, ns, name);
     for _ in 0..RETRIES {
-        let old = api
-            .store
-            .get(&key)
-            .ok_or_else(|| ApiError::not_found(res, name))?;
+        let old = load(api, res, &key).ok_or_else(|| ApiError::not_found(res, name))?;
         if let Some(uid) = &opts.uid {
             let have = meta::uid(&old).unwrap_or("");
             if uid != have {
@@ -978,6 +999,7 @@ pub async fn delete_one(
             .store
             .delete(&key, Precondition::Revision(rv_of(&old)))
             .await
+            .map(|v| convert::from_storage_arc(res, v))
         {
             Ok(gone) => {
                 release_allocations(api, res, &gone);

@@ -1,12 +1,12 @@
 //! Subresources: `status` and `finalize` (scoped updates), `scale` (the Scale view of
-//! Deployments and ReplicaSets), `binding` (the scheduler's write), `eviction`, and the
+//! Deployments and ReplicaSets, server-side apply included), `binding` (the scheduler's write), `eviction`, and the
 //! streaming ones (`log`, `exec`, `attach`, `portforward`) that need a kubelet.
 
 use std::sync::Arc;
 
 use http::{Method, Response};
 use serde_json::{json, Value};
-use skiff_api::patch::PatchType;
+use skiff_api::patch::{managed, PatchType};
 use skiff_api::{meta, ApiError, Cause, ResourceInfo};
 
 use super::objects::{self, commit_update, key_of, render_one, DeleteOptions};
@@ -160,6 +160,12 @@ async fn scale(
     req: &Req,
 ) -> Result<Response<Body>, ApiError> {
     let res = rp.res;
+    if req.method == Method::PATCH
+        && PatchType::from_content_type(req.header("content-type").unwrap_or(""))
+            == Some(PatchType::Apply)
+    {
+        return scale_apply(api, rp, name, req).await;
+    }
     let key = key_of(res, rp.namespace.as_deref(), name);
     for _ in 0..8 {
         let old = get(api, rp, name)?;
@@ -188,20 +194,7 @@ async fn scale(
             .pointer("/spec/replicas")
             .cloned()
             .unwrap_or(json!(0));
-        if !replicas
-            .as_i64()
-            .is_some_and(|r| (0..=i32::MAX as i64).contains(&r))
-        {
-            return Err(ApiError::invalid(
-                res,
-                name,
-                vec![Cause::invalid(
-                    "spec.replicas",
-                    &replicas,
-                    "must be greater than or equal to 0",
-                )],
-            ));
-        }
+        check_replicas(res, name, &replicas)?;
         let mut new = (*old).clone();
         new["spec"]["replicas"] = replicas;
         strategy::prepare_update(res, &mut new, &old, None, &api.alloc)?;
@@ -209,6 +202,125 @@ async fn scale(
         objects::record_write(res, Some("scale"), Some(&old), &mut new, req)?;
         if objects::same_object(&new, &old) {
             return Ok(response::json(200, &current));
+        }
+        if req.query.dry_run() {
+            return Ok(response::json(200, &to_scale(res, &new)));
+        }
+        if let Some(stored) = commit_update(api, res, &key, name, &old, new).await? {
+            return Ok(response::json(200, &to_scale(res, &stored)));
+        }
+    }
+    Err(ApiError::conflict(
+        res,
+        name,
+        "too many concurrent writers; try again",
+    ))
+}
+
+/// A Scale's `spec.replicas` must be a non-negative 32-bit count.
+fn check_replicas(res: &ResourceInfo, name: &str, replicas: &Value) -> Result<(), ApiError> {
+    if replicas
+        .as_i64()
+        .is_some_and(|r| (0..=i32::MAX as i64).contains(&r))
+    {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        res,
+        name,
+        vec![Cause::invalid(
+            "spec.replicas",
+            replicas,
+            "must be greater than or equal to 0",
+        )],
+    ))
+}
+
+/// Server-side apply of an `autoscaling/v1` Scale. As upstream, the Scale's
+/// `spec.replicas` is the workload's `spec.replicas`: the apply runs on the workload
+/// with the configuration `{spec: {replicas}}`, recorded for the manager against the
+/// `scale` subresource, so it conflicts with whoever else owns the replica count (an
+/// apply of the whole Deployment, say) unless forced.
+async fn scale_apply(
+    api: &Api,
+    rp: &ResourcePath,
+    name: &str,
+    req: &Req,
+) -> Result<Response<Body>, ApiError> {
+    let res = rp.res;
+    let manager = match req.query.get("fieldManager") {
+        Some(m) if !m.is_empty() => m.to_string(),
+        _ => {
+            return Err(ApiError::bad_request(
+                "PATCH with an apply content type requires the fieldManager parameter",
+            ))
+        }
+    };
+    let applied = request::decode(&req.body, Some("application/yaml"))?;
+    if !applied.is_object() {
+        return Err(ApiError::bad_request(
+            "the applied configuration must be an object",
+        ));
+    }
+    for (field, want) in [("apiVersion", "autoscaling/v1"), ("kind", "Scale")] {
+        match applied.get(field).and_then(Value::as_str) {
+            Some(v) if v == want => {}
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "the applied configuration has {field} {:?}, but the scale subresource takes {want:?}",
+                    other.unwrap_or("")
+                )))
+            }
+        }
+    }
+    if let Some(n) = meta::name(&applied).filter(|n| *n != name) {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({n}) does not match the name on the URL ({name})"
+        )));
+    }
+    let mut config =
+        json!({"apiVersion": res.api_version(), "kind": res.kind, "metadata": {"name": name}});
+    if let Some(replicas) = applied.pointer("/spec/replicas") {
+        check_replicas(res, name, replicas)?;
+        config["spec"] = json!({"replicas": replicas});
+    }
+    let key = key_of(res, rp.namespace.as_deref(), name);
+    for _ in 0..8 {
+        let old = get(api, rp, name)?;
+        if let Some(want) = meta::resource_version(&applied).filter(|v| !v.is_empty()) {
+            if Some(want) != meta::resource_version(&old) {
+                return Err(ApiError::stale(res, name));
+            }
+        }
+        let now = strategy::now();
+        let ask = managed::ApplyRequest {
+            manager: &manager,
+            subresource: Some("scale"),
+            force: req.query.flag("force"),
+            now: &now,
+        };
+        let mut new = managed::apply(res, Some(&old), &config, &ask)
+            .map_err(|e| objects::managed_error(res, name, e))?;
+        // Only the replica count may change through /scale; the managed fields just
+        // computed are the ones to keep.
+        let fields = new.pointer("/metadata/managedFields").cloned();
+        let replicas = new.pointer("/spec/replicas").cloned();
+        new = (*old).clone();
+        match replicas {
+            Some(r) => new["spec"]["replicas"] = r,
+            None => {
+                if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                    spec.shift_remove("replicas");
+                }
+            }
+        }
+        strategy::prepare_update(res, &mut new, &old, None, &api.alloc)?;
+        match fields {
+            Some(f) => meta::set(&mut new, "managedFields", f),
+            None => meta::remove(&mut new, "managedFields"),
+        }
+        if objects::same_object(&new, &old) {
+            return Ok(response::json(200, &to_scale(res, &old)));
         }
         if req.query.dry_run() {
             return Ok(response::json(200, &to_scale(res, &new)));

@@ -17,7 +17,7 @@ use http::{header, Response};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use serde_json::{json, Value};
-use skiff_api::{meta, ApiError, ResourceInfo};
+use skiff_api::{convert, meta, ApiError, ResourceInfo};
 use tokio::sync::mpsc;
 
 use super::objects::{prefix_of, store_error, Filter};
@@ -173,15 +173,19 @@ pub fn serve(api: &Arc<Api>, rp: &ResourcePath, req: &Req) -> Result<Response<Bo
                             } else {
                                 last_rev = ev.rev;
                             }
-                            let now = matches(&ev.obj);
-                            let before = ev.prev.as_deref().is_some_and(&matches);
+                            // Stored objects in the shape this resource serves
+                            // (events.k8s.io Events are stored as core ones).
+                            let obj = convert::from_storage_arc(res, ev.obj.clone());
+                            let prev = ev.prev.clone().map(|p| convert::from_storage_arc(res, p));
+                            let now = matches(&obj);
+                            let before = prev.as_deref().is_some_and(&matches);
                             let line = match ev.kind {
-                                EventType::Added if now => Some(shape.line("ADDED", &ev.obj)),
-                                EventType::Deleted if before || now => Some(shape.line("DELETED", &ev.obj)),
+                                EventType::Added if now => Some(shape.line("ADDED", &obj)),
+                                EventType::Deleted if before || now => Some(shape.line("DELETED", &obj)),
                                 EventType::Modified => match (before, now) {
-                                    (true, true) => Some(shape.line("MODIFIED", &ev.obj)),
-                                    (false, true) => Some(shape.line("ADDED", &ev.obj)),
-                                    (true, false) => Some(shape.line("DELETED", &ev.obj)),
+                                    (true, true) => Some(shape.line("MODIFIED", &obj)),
+                                    (false, true) => Some(shape.line("ADDED", &obj)),
+                                    (true, false) => Some(shape.line("DELETED", &obj)),
                                     (false, false) => None,
                                 },
                                 _ => None,

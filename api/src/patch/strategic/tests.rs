@@ -862,3 +862,66 @@ fn kubectl_apply_captured_patch_scales_drops_a_label_and_a_container_and_adds_a_
     );
     assert_eq!(spec["restartPolicy"], "Always");
 }
+
+#[test]
+fn a_merging_list_left_empty_is_dropped() {
+    let container = |env: Value| {
+        pod(json!([{"name": "app", "image": "app", "env": env, "ports": [{"containerPort": 80}]}]))
+    };
+    // (case, original, patch, the container or metadata as stored)
+    let cases: Vec<(&str, &str, Value, Value, Value)> = vec![
+        (
+            "the last env var deleted",
+            "Pod",
+            container(json!([{"name": "A", "value": "1"}])),
+            json!({"spec": {"containers": [{"name": "app", "env": [{"name": "A", "$patch": "delete"}]}]}}),
+            json!({"spec": {"containers": [{"name": "app", "image": "app", "ports": [{"containerPort": 80}]}]}}),
+        ),
+        (
+            "one of two env vars deleted",
+            "Pod",
+            container(json!([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}])),
+            json!({"spec": {"containers": [{"name": "app", "env": [{"name": "A", "$patch": "delete"}]}]}}),
+            json!({"spec": {"containers": [{"name": "app", "image": "app", "env": [{"name": "B", "value": "2"}], "ports": [{"containerPort": 80}]}]}}),
+        ),
+        (
+            "the last env var deleted, in kubectl apply's form",
+            "Pod",
+            container(json!([{"name": "A", "value": "1"}])),
+            json!({"spec": {"$setElementOrder/containers": [{"name": "app"}], "containers": [{"name": "app", "$setElementOrder/env": [], "env": [{"name": "A", "$patch": "delete"}]}]}}),
+            json!({"spec": {"containers": [{"name": "app", "image": "app", "ports": [{"containerPort": 80}]}]}}),
+        ),
+        (
+            "a replace with nothing",
+            "Pod",
+            container(json!([{"name": "A", "value": "1"}])),
+            json!({"spec": {"containers": [{"name": "app", "env": [{"$patch": "replace"}]}]}}),
+            json!({"spec": {"containers": [{"name": "app", "image": "app", "ports": [{"containerPort": 80}]}]}}),
+        ),
+        (
+            "every finalizer removed",
+            "Namespace",
+            json!({"metadata": {"name": "n", "finalizers": ["a", "b"]}}),
+            json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a", "b"]}}),
+            json!({"metadata": {"name": "n"}}),
+        ),
+        (
+            // Atomic lists are the patch's value, empty or not.
+            "an atomic list set empty",
+            "Pod",
+            container(json!([{"name": "A", "value": "1"}])),
+            json!({"spec": {"containers": [{"name": "app", "args": []}]}}),
+            json!({"spec": {"containers": [{"name": "app", "image": "app", "env": [{"name": "A", "value": "1"}], "ports": [{"containerPort": 80}], "args": []}]}}),
+        ),
+    ];
+    for (case, kind, original, patch, want) in cases {
+        let mut out = smp(kind, original, patch);
+        let out = out.as_object_mut().unwrap();
+        out.shift_remove("apiVersion");
+        out.shift_remove("kind");
+        if kind == "Pod" {
+            out.shift_remove("metadata");
+        }
+        assert_eq!(Value::Object(out.clone()), want, "{case}");
+    }
+}
