@@ -232,6 +232,24 @@ check "a Killing event is recorded for the deleted pod" wait_for 30 bash -c "'$K
 check "repeated events are aggregated (BackOff/FailedPostStartHook count > 1, one Event)" wait_for 90 bash -c "'$K' get events --field-selector involvedObject.name=badhook,reason=FailedPostStartHook -o jsonpath='{range .items[*]}{.count}{\"\\n\"}{end}' | awk '{n++; if (\$1>1) big=1} END {exit !(n==1 && big)}'"
 check "node conditions MemoryPressure/DiskPressure/PIDPressure are reported by the kubelet" bash -c "'$K' get node node1 -o jsonpath='{range .status.conditions[*]}{.type}={.reason} {end}' | grep -Eq 'MemoryPressure=KubeletHas(Sufficient|Insufficient)Memory DiskPressure=KubeletHas(No)?DiskPressure PIDPressure=KubeletHas(Sufficient|Insufficient)PID'"
 "$K" delete pod nonroot badhook --grace-period=0 --wait=false >/dev/null 2>&1
+# hostPort through the CNI portmap plugin: the client reaches the pod on node1's own
+# address; the pod is placed by the scheduler (nodeSelector), which records Scheduled.
+cat <<YAML | "$K" apply -f - >/dev/null
+apiVersion: v1
+kind: Pod
+metadata: {name: hostport, namespace: default}
+spec:
+  nodeSelector: {kubernetes.io/hostname: node1}
+  containers:
+  - name: web
+    image: busybox:latest
+    command: ["sh", "-c", "mkdir -p /www && echo via-hostport > /www/index.html && exec httpd -f -p 8080 -h /www"]
+    ports: [{containerPort: 8080, hostPort: 18088}]
+YAML
+check "a hostPort pod runs" wait_for 60 bash -c "'$K' get pod hostport -o jsonpath='{.status.phase}' | grep -qx Running"
+expect_output "the client reaches the pod through node1's hostPort 18088 (portmap)" "^via-hostport$" in_client wget -qO- "http://$N1:18088/"
+check "the scheduler recorded a Scheduled event (Successfully assigned default/hostport to node1)" wait_for 30 bash -c "'$K' get events --field-selector involvedObject.name=hostport,reason=Scheduled --no-headers | grep -q 'Successfully assigned default/hostport to node1'"
+"$K" delete pod hostport --grace-period=0 --wait=false >/dev/null 2>&1
 # imagePullSecrets against a registry that wants a password: a second docker-registry
 # with htpasswd (bcrypt) auth in the hub namespace, named to containerd by hosts.toml.
 LAB_ID=$(python3 -c "import json;print(json.load(open('$DIR/state.json'))['id'])")

@@ -156,6 +156,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Kube
         labels: config.labels.clone(),
         pressure: Default::default(),
         transitions: BTreeMap::new(),
+        ids: node::host_ids(),
     };
     let now = Timestamp::now();
     node::set_pressure(&mut facts, measure_pressure(&config), now);
@@ -220,6 +221,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Kube
             cluster_dns: config.cluster_dns.clone(),
             cluster_domain: config.cluster_domain.clone(),
             root_dir: config.root_dir.clone(),
+            allocatable: Some(facts.capacity.clone()),
         },
         resync: config.resync,
     });
@@ -439,10 +441,13 @@ async fn sync(pod: Arc<Pod>, ctx: Arc<Ctx>, key: String) -> Result<Action, Kubel
             .max(0) as u64;
         let mut events = Vec::new();
         for k in &probed.kill {
-            let spec = pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.containers.iter().find(|c| c.name == k.container));
+            // App containers and sidecars (init containers that keep running).
+            let spec = pod.spec.as_ref().and_then(|s| {
+                s.containers
+                    .iter()
+                    .chain(s.init_containers.iter().flatten())
+                    .find(|c| c.name == k.container)
+            });
             // The prober already recorded why (Killing); the preStop hook still runs.
             let stopped = crate::lifecycle::stop_container(
                 runtime,
@@ -466,7 +471,7 @@ async fn sync(pod: Arc<Pod>, ctx: Arc<Ctx>, key: String) -> Result<Action, Kubel
     let objects = crate::volumes::fetch(&ctx.client, &pod)
         .await
         .map_err(|e| sync_err(e.into()))?;
-    let plan = pod_sync::plan(&pod, &observed, now);
+    let plan = pod_sync::plan_with(&pod, &observed, now, &probed.health);
     let steps = plan.steps;
     if !steps.is_empty() {
         tracing::debug!(?steps, "syncing");

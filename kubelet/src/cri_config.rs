@@ -54,6 +54,9 @@ pub struct NodeContext {
     pub cluster_domain: String,
     /// The kubelet's state directory; pod volumes live in `<root_dir>/pods/<uid>`.
     pub root_dir: PathBuf,
+    /// The node's allocatable resources: what a `resourceFieldRef` to an unset limit
+    /// reports, as upstream. `None` makes such a reference an error.
+    pub allocatable: Option<crate::node::Capacity>,
 }
 
 /// Name, namespace and UID of a pod, checked present.
@@ -303,6 +306,61 @@ fn field_value(pod: &Pod, path: &str, pod_ip: &str, node: &NodeContext) -> Optio
     }
 }
 
+/// The value of a `resourceFieldRef` (downward API) for `container`: the request or
+/// limit divided by the divisor (default 1) and rounded up, as upstream; an unset
+/// limit reads as the node's allocatable amount, an unset request as 0. Pure.
+pub fn resource_field_value(
+    container: &Container,
+    selector: &k8s_openapi::api::core::v1::ResourceFieldSelector,
+    allocatable: Option<&crate::node::Capacity>,
+) -> Result<String, String> {
+    let res = container.resources.clone().unwrap_or_default();
+    let (map, name) = match selector.resource.split_once('.') {
+        Some(("limits", n)) => (&res.limits, n),
+        Some(("requests", n)) => (&res.requests, n),
+        _ => return Err(format!("unsupported resource {:?}", selector.resource)),
+    };
+    if !matches!(name, "cpu" | "memory" | "ephemeral-storage") && !name.starts_with("hugepages-") {
+        return Err(format!("unsupported resource {:?}", selector.resource));
+    }
+    let parse = |q: &str| skiff_api::validation::parse_quantity(q);
+    let set = map
+        .as_ref()
+        .and_then(|m| m.get(name))
+        .map(|q| parse(&q.0))
+        .transpose()?;
+    // Millis throughout (value x 1000), so CPU and bytes divide the same way.
+    let millis = match (set, selector.resource.starts_with("limits.")) {
+        (Some(v), _) => v,
+        (None, false) => 0,
+        (None, true) => {
+            let a = allocatable.ok_or_else(|| {
+                format!(
+                    "{} is unset and the node's allocatable is unknown",
+                    selector.resource
+                )
+            })?;
+            match name {
+                "cpu" => a.cpu_millis as i128,
+                "memory" => a.memory_bytes as i128 * 1000,
+                // Not tracked by skiff's node: no limit to report.
+                _ => 0,
+            }
+        }
+    };
+    let divisor = match &selector.divisor {
+        Some(d) => parse(&d.0)?,
+        None => 1000,
+    };
+    if divisor <= 0 {
+        return Err(format!(
+            "invalid divisor {:?}",
+            selector.divisor.as_ref().map(|d| &d.0)
+        ));
+    }
+    Ok(((millis + divisor - 1).div_euclid(divisor)).to_string())
+}
+
 fn is_env_name(key: &str) -> bool {
     !key.is_empty()
         && !key.starts_with(|c: char| c.is_ascii_digit())
@@ -436,8 +494,26 @@ pub fn environment(
                         Some(v) => v,
                         None => continue,
                     }
+                } else if let Some(r) = &src.resource_field_ref {
+                    // The env form may name another container of the pod; default: this one.
+                    let target = match r.container_name.as_deref().filter(|n| !n.is_empty()) {
+                        None => container,
+                        Some(n) => pod
+                            .spec
+                            .iter()
+                            .flat_map(|s| s.containers.iter())
+                            .find(|c| c.name == n)
+                            .ok_or_else(|| {
+                                invalid(
+                                    format!("env {}: resourceFieldRef", e.name),
+                                    format!("no container named {n:?}"),
+                                )
+                            })?,
+                    };
+                    resource_field_value(target, r, node.allocatable.as_ref())
+                        .map_err(|why| invalid(format!("env {}: resourceFieldRef", e.name), why))?
                 } else {
-                    return Err(unsupported(format!("env {}: resourceFieldRef", e.name)));
+                    return Err(unsupported(format!("env {}: valueFrom", e.name)));
                 }
             }
         };
@@ -585,6 +661,11 @@ mod tests {
             cluster_dns: vec!["10.96.0.10".into()],
             cluster_domain: "cluster.local".into(),
             root_dir: "/var/lib/kubelet".into(),
+            allocatable: Some(crate::node::Capacity {
+                cpu_millis: 2000,
+                memory_bytes: 4 << 30,
+                pods: 110,
+            }),
         }
     }
 
@@ -756,6 +837,49 @@ mod tests {
                 ("NODE", "node-a"),
             ]
         );
+    }
+
+    #[test]
+    fn env_resource_field_refs_divide_round_up_and_default_to_allocatable() {
+        let p = pod(json!({"containers": [
+            {"name": "app", "image": "i",
+             "resources": {"requests": {"cpu": "250m", "memory": "64Mi"}, "limits": {"cpu": "1500m"}},
+             "env": [
+                {"name": "CPU_LIMIT", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
+                {"name": "CPU_LIMIT_M", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1m"}}},
+                {"name": "CPU_REQ", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu"}}},
+                {"name": "MEM_REQ_MI", "valueFrom": {"resourceFieldRef": {"resource": "requests.memory", "divisor": "1Mi"}}},
+                {"name": "MEM_LIMIT", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory"}}},
+                {"name": "OTHER_CPU", "valueFrom": {"resourceFieldRef": {"containerName": "other", "resource": "requests.cpu", "divisor": "1m"}}},
+             ]},
+            {"name": "other", "image": "i", "resources": {"requests": {"cpu": "100m"}}},
+        ]}));
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        let env = environment(&p, c, "", &node(), &PodObjects::default()).unwrap();
+        let got: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                ("CPU_LIMIT", "2"),
+                ("CPU_LIMIT_M", "1500"),
+                ("CPU_REQ", "1"),
+                ("MEM_REQ_MI", "64"),
+                // No memory limit: the node's allocatable (4 GiB in `node()`).
+                ("MEM_LIMIT", "4294967296"),
+                ("OTHER_CPU", "100"),
+            ]
+        );
+        let bad = pod(json!({"containers": [{"name": "app", "image": "i", "env": [
+            {"name": "X", "valueFrom": {"resourceFieldRef": {"resource": "limits.nope"}}}]}]}));
+        let err = environment(
+            &bad,
+            &bad.spec.as_ref().unwrap().containers[0],
+            "",
+            &node(),
+            &PodObjects::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("resourceFieldRef"), "{err}");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! - [`cri_config`]: Pod spec -> CRI sandbox and container configs (pure).
 //! - [`probes`]: liveness/readiness/startup probes: the state machine (pure) and the
 //!   prober the pod sync runs.
+//! - [`insecure_tls`]: the certificate-blind TLS client of HTTPS probes and hooks.
 //! - [`lifecycle`]: postStart and preStop hooks; stopping a container the upstream way.
 //! - [`security`]: pod + container `securityContext` merged into CRI's, `runAsNonRoot`.
 //! - [`pull_secrets`]: `imagePullSecrets` matched to an image's registry, as CRI auth.
@@ -46,6 +47,7 @@ pub mod cri;
 pub mod cri_config;
 pub mod events;
 pub mod images;
+pub mod insecure_tls;
 pub mod lifecycle;
 pub mod netns;
 pub mod network;

@@ -75,13 +75,6 @@ pub async fn run_handler(
         };
     }
     if let Some(g) = &h.http_get {
-        if g.scheme.as_deref() == Some("HTTPS") {
-            return Err(format!(
-                "{} hook of container {:?}: HTTPS is not supported by skiff yet",
-                hook.name(),
-                container.name
-            ));
-        }
         let host = g
             .host
             .clone()
@@ -95,15 +88,22 @@ pub async fn run_handler(
             .map(|x| (x.name.clone(), x.value.clone()))
             .collect();
         let path = g.path.clone().unwrap_or_else(|| "/".into());
-        return crate::probes::http_get(&host, port, &path, &headers, timeout)
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                format!(
-                    "HTTP lifecycle hook ({path}) for Container {:?} failed - error: {e}",
-                    container.name
-                )
-            });
+        return crate::probes::http_get(
+            crate::probes::is_https(g.scheme.as_deref()),
+            &host,
+            port,
+            &path,
+            &headers,
+            timeout,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            format!(
+                "HTTP lifecycle hook ({path}) for Container {:?} failed - error: {e}",
+                container.name
+            )
+        });
     }
     if let Some(s) = &h.sleep {
         let wanted = Duration::from_secs(s.seconds.max(0) as u64);

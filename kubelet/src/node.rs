@@ -68,6 +68,34 @@ pub struct NodeFacts {
     /// When each condition took its current status (its `lastTransitionTime`);
     /// absent means now. [`set_pressure`] keeps it.
     pub transitions: BTreeMap<String, Timestamp>,
+    /// The machine's identifiers for `nodeInfo` ([`host_ids`]).
+    pub ids: HostIds,
+}
+
+/// What identifies this machine and boot in `nodeInfo`: the systemd machine ID, the
+/// firmware's product UUID and the kernel's boot ID (it changes on every reboot, which
+/// tells a restarted kubelet from a rebooted node). Empty when unreadable (the DMI
+/// file is root-only and absent in VMs without firmware tables).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostIds {
+    pub machine_id: String,
+    pub system_uuid: String,
+    pub boot_id: String,
+}
+
+/// Reads [`HostIds`] from `/etc/machine-id`, `/sys/class/dmi/id/product_uuid` and
+/// `/proc/sys/kernel/random/boot_id`.
+pub fn host_ids() -> HostIds {
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    HostIds {
+        machine_id: read("/etc/machine-id"),
+        system_uuid: read("/sys/class/dmi/id/product_uuid"),
+        boot_id: read("/proc/sys/kernel/random/boot_id"),
+    }
 }
 
 /// Records newly measured pressures at `now`: a condition whose status flips gets a
@@ -216,9 +244,9 @@ pub fn node_status(facts: &NodeFacts, now: Timestamp) -> NodeStatus {
             container_runtime_version: facts.container_runtime_version.clone(),
             kubelet_version: KUBELET_VERSION.into(),
             kube_proxy_version: String::new(),
-            machine_id: String::new(),
-            system_uuid: String::new(),
-            boot_id: String::new(),
+            machine_id: facts.ids.machine_id.clone(),
+            system_uuid: facts.ids.system_uuid.clone(),
+            boot_id: facts.ids.boot_id.clone(),
             ..Default::default()
         }),
         ..Default::default()
@@ -366,6 +394,11 @@ mod tests {
             labels: BTreeMap::from([("tier".to_string(), "lab".to_string())]),
             pressure: Default::default(),
             transitions: BTreeMap::new(),
+            ids: HostIds {
+                machine_id: "m1".into(),
+                system_uuid: "u1".into(),
+                boot_id: "b1".into(),
+            },
         }
     }
 
@@ -474,11 +507,37 @@ mod tests {
             ("True", Some("KubeletReady"))
         );
         assert_eq!(st.addresses.unwrap()[0].address, "192.168.77.2");
+        let info = st.node_info.unwrap();
         assert_eq!(
-            st.node_info.unwrap().container_runtime_version,
-            "containerd://1.6.20"
+            (
+                info.container_runtime_version.as_str(),
+                info.kernel_version.as_str(),
+                info.os_image.as_str(),
+                info.operating_system.as_str(),
+                info.kubelet_version.as_str(),
+                info.machine_id.as_str(),
+                info.system_uuid.as_str(),
+                info.boot_id.as_str(),
+            ),
+            (
+                "containerd://1.6.20",
+                "6.1.0",
+                "Debian GNU/Linux 12 (bookworm)",
+                "linux",
+                KUBELET_VERSION,
+                "m1",
+                "u1",
+                "b1"
+            )
         );
+        assert!(!info.architecture.is_empty());
         assert_eq!(quantity_cpu(2000).0, "2");
+    }
+
+    #[test]
+    fn host_boot_id_is_read() {
+        // Every Linux kernel has a boot ID; machine-id and the DMI UUID may be absent.
+        assert_eq!(host_ids().boot_id.len(), 36, "{:?}", host_ids());
     }
 
     #[test]

@@ -2,19 +2,20 @@
 //! pure), do it ([`execute`]), and report it as a `PodStatus` ([`pod_status`], pure).
 //!
 //! This is the kubelet's `SyncPod`: one sandbox per pod, init containers run one at a
-//! time in order (each must exit 0) before the app containers, containers restarted per
+//! time in order (each must exit 0; a sidecar, `restartPolicy: Always`, only has to be
+//! started, then runs beside the app) before the app containers, containers restarted per
 //! `restartPolicy` with crash-loop back-off, volumes written before containers start,
 //! probe results deciding `ready`/`started`, pods torn down when deleted or finished,
 //! postStart/preStop hooks ([`crate::lifecycle`]), `runAsNonRoot` checked against the
 //! image user, pull secrets and image pull back-off, and the Events of each step.
-//! Not yet: ephemeral containers, sidecar (restartable) init containers.
+//! Not yet: ephemeral containers.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
+    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
+    ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -109,6 +110,35 @@ fn restart_policy(pod: &Pod) -> &str {
         .unwrap_or("Always")
 }
 
+/// Whether an init container is a sidecar (`restartPolicy: Always` on the container):
+/// it starts in init order, keeps running beside the app and is always restarted.
+pub fn is_sidecar(c: &Container) -> bool {
+    c.restart_policy.as_deref() == Some("Always")
+}
+
+/// Whether a sidecar counts as started: running, and past its startup probe if any.
+fn sidecar_started(c: &Container, k: &ContainerInfo, health: &Health) -> bool {
+    k.state == api::ContainerState::ContainerRunning
+        && (c.startup_probe.is_none() || health.started(&k.id))
+}
+
+/// Whether the pod got past initialization in sandbox `sb`: an app container was
+/// created there. From then on sidecars restart beside the app and never hold it back
+/// (upstream does the same: a pod whose regular containers started is initialized).
+fn app_started_in(pod: &Pod, observed: &Observed, sandbox_id: &str) -> bool {
+    let containers = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default();
+    containers.iter().any(|c| {
+        observed
+            .containers
+            .iter()
+            .any(|k| k.sandbox_id == sandbox_id && k.name == c.name)
+    })
+}
+
 /// Whether the kubelet should stop everything of this pod: it is being deleted or has
 /// finished for good.
 pub fn is_terminal(pod: &Pod) -> bool {
@@ -157,11 +187,17 @@ pub struct Plan {
 }
 
 /// Decides what to do for a pod given what the runtime has, at `now` (nanoseconds
-/// since the epoch, the unit CRI timestamps use). Pure.
+/// since the epoch, the unit CRI timestamps use), with no probe results. Pure.
 pub fn plan(pod: &Pod, observed: &Observed, now: i64) -> Plan {
+    plan_with(pod, observed, now, &Health::default())
+}
+
+/// [`plan`] knowing the prober's results: a sidecar with a startup probe holds the
+/// next init container back until that probe passes. Pure.
+pub fn plan_with(pod: &Pod, observed: &Observed, now: i64, health: &Health) -> Plan {
     let mut backoff = BTreeMap::new();
     let mut poll = false;
-    let steps = plan_steps(pod, observed, now, &mut backoff, &mut poll);
+    let steps = plan_steps(pod, observed, now, health, &mut backoff, &mut poll);
     Plan {
         steps,
         backoff,
@@ -169,15 +205,17 @@ pub fn plan(pod: &Pod, observed: &Observed, now: i64) -> Plan {
     }
 }
 
-/// Init containers still to run in sandbox `sb`: `None` once all of them exited 0,
-/// otherwise the steps for the first one that has not (possibly none while it runs
-/// or waits out its back-off). They run one at a time, in order; a failed one is
-/// restarted unless the policy is `Never` (then the pod fails).
+/// Init containers still to run in sandbox `sb`: `None` once all of them exited 0
+/// (sidecars: started), otherwise the steps for the first one that has not (possibly
+/// none while it runs or waits out its back-off). They run one at a time, in order; a
+/// failed one is restarted unless the policy is `Never` (then the pod fails); a
+/// sidecar is restarted whatever the policy.
 fn plan_init(
     pod: &Pod,
     observed: &Observed,
     sb: &SandboxInfo,
     now: i64,
+    health: &Health,
     backoff: &mut BTreeMap<String, Duration>,
     poll: &mut bool,
 ) -> Option<Vec<Step>> {
@@ -205,9 +243,20 @@ fn plan_init(
                     attempt: next_attempt,
                 }]);
             }
+            Some(k) if is_sidecar(ic) && k.state == api::ContainerState::ContainerRunning => {
+                if sidecar_started(ic, k, health) {
+                    continue;
+                }
+                *poll = true;
+                return Some(vec![]);
+            }
             Some(k) => match k.state {
-                api::ContainerState::ContainerExited if k.exit_code == 0 => continue,
-                api::ContainerState::ContainerExited if policy == "Never" => return Some(vec![]),
+                api::ContainerState::ContainerExited if k.exit_code == 0 && !is_sidecar(ic) => {
+                    continue
+                }
+                api::ContainerState::ContainerExited if policy == "Never" && !is_sidecar(ic) => {
+                    return Some(vec![])
+                }
                 api::ContainerState::ContainerExited => {
                     let ready_at = k
                         .finished_at
@@ -243,6 +292,7 @@ fn plan_steps(
     pod: &Pod,
     observed: &Observed,
     now: i64,
+    health: &Health,
     backoff: &mut BTreeMap<String, Duration>,
     poll: &mut bool,
 ) -> Vec<Step> {
@@ -270,10 +320,30 @@ fn plan_steps(
     let sandbox = observed.latest_sandbox();
     match sandbox {
         Some(sb) if sb.ready => {
-            let init = plan_init(pod, observed, sb, now, backoff, poll);
-            let app_containers = if init.is_some() { &[][..] } else { containers };
+            let init = if app_started_in(pod, observed, &sb.id) {
+                None
+            } else {
+                plan_init(pod, observed, sb, now, health, backoff, poll)
+            };
+            // Once initialized, sidecars are kept running beside the app containers
+            // (restarted whatever the pod's policy), then the app containers.
+            let sidecars = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.init_containers.as_deref())
+                .unwrap_or_default()
+                .iter()
+                .filter(|c| is_sidecar(c))
+                .map(|c| (c, "Always"));
+            let runnable: Vec<(&Container, &str)> = if init.is_some() {
+                vec![]
+            } else {
+                sidecars
+                    .chain(containers.iter().map(|c| (c, policy)))
+                    .collect()
+            };
             steps.extend(init.unwrap_or_default());
-            for c in app_containers {
+            for (c, policy) in runnable {
                 let current = observed
                     .containers
                     .iter()
@@ -355,13 +425,15 @@ fn plan_steps(
             }
         }
     }
-    // Old attempts are kept only until a newer one exists (the newest dead one stays
-    // for `kubectl logs --previous`).
+    // Old attempts are kept only until two newer ones exist: the attempt before the
+    // current one stays for the status' `lastState` and `kubectl logs --previous`.
     for k in &observed.containers {
-        let superseded = observed
-            .latest_container(&k.name)
-            .is_some_and(|n| n.id != k.id);
-        if k.state == api::ContainerState::ContainerExited && superseded {
+        let newer = observed
+            .containers
+            .iter()
+            .filter(|n| n.name == k.name && (n.attempt, n.created_at) > (k.attempt, k.created_at))
+            .count();
+        if k.state == api::ContainerState::ContainerExited && newer >= 2 {
             steps.push(Step::RemoveContainer { id: k.id.clone() });
         }
     }
@@ -780,7 +852,8 @@ pub async fn execute_with(
                 };
                 let sandbox_config = cri_config::sandbox_config(pod, node, sandbox_attempt)?;
                 let paths = match volumes.get_or_insert_with(|| {
-                    crate::volumes::prepare(&node.root_dir, pod, objects).map_err(|e| e.to_string())
+                    crate::volumes::prepare(&node.root_dir, pod, objects, node.allocatable.as_ref())
+                        .map_err(|e| e.to_string())
                 }) {
                     Ok(p) => p,
                     Err(e) => {
@@ -985,11 +1058,39 @@ enum Counted {
     Failed,
 }
 
+/// The `terminated` state of an exited runtime container. The runtime's reason wins
+/// (containerd reports `OOMKilled` when the memory cgroup killed it); otherwise
+/// `Completed` or `Error` by exit code, as kubectl shows.
+fn terminated_state(k: &ContainerInfo) -> ContainerState {
+    let reason = if k.reason.is_empty() {
+        if k.exit_code == 0 {
+            "Completed"
+        } else {
+            "Error"
+        }
+    } else {
+        &k.reason
+    };
+    ContainerState {
+        terminated: Some(ContainerStateTerminated {
+            container_id: Some(format!("containerd://{}", k.id)),
+            exit_code: k.exit_code,
+            reason: Some(reason.to_string()),
+            message: Some(k.message.clone()).filter(|m| !m.is_empty()),
+            started_at: time_from_nanos(k.started_at),
+            finished_at: time_from_nanos(k.finished_at),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// One container's status from its newest runtime container. `default_wait` is the
 /// waiting reason when nothing more specific is known.
 fn container_status(
     c: &k8s_openapi::api::core::v1::Container,
     latest: Option<&ContainerInfo>,
+    previous: &[ContainerInfo],
     waiting: &WaitingReasons,
     health: &Health,
     default_wait: &str,
@@ -1022,33 +1123,7 @@ fn container_status(
             } else {
                 Counted::Failed
             };
-            let reason = if k.reason.is_empty() {
-                if k.exit_code == 0 {
-                    "Completed"
-                } else {
-                    "Error"
-                }
-            } else {
-                &k.reason
-            };
-            let terminated = ContainerStateTerminated {
-                container_id: Some(format!("containerd://{}", k.id)),
-                exit_code: k.exit_code,
-                reason: Some(reason.to_string()),
-                message: Some(k.message.clone()).filter(|m| !m.is_empty()),
-                started_at: time_from_nanos(k.started_at),
-                finished_at: time_from_nanos(k.finished_at),
-                ..Default::default()
-            };
-            (
-                ContainerState {
-                    terminated: Some(terminated),
-                    ..Default::default()
-                },
-                false,
-                false,
-                counted,
-            )
+            (terminated_state(k), false, false, counted)
         }
         _ => {
             // Ran before: waiting to restart.
@@ -1077,7 +1152,28 @@ fn container_status(
             )
         }
     };
+    // lastState: the newest attempt that exited before the current state. While the
+    // container waits to restart that is its latest attempt itself; otherwise an
+    // earlier one (kept for `logs --previous`).
+    let waiting_after_exit = state.waiting.is_some()
+        && latest.is_some_and(|k| k.state == api::ContainerState::ContainerExited);
+    let last_state = latest.and_then(|k| {
+        if waiting_after_exit {
+            return Some(terminated_state(k));
+        }
+        previous
+            .iter()
+            .filter(|p| {
+                p.name == k.name
+                    && p.id != k.id
+                    && p.attempt < k.attempt
+                    && p.state == api::ContainerState::ContainerExited
+            })
+            .max_by_key(|p| (p.attempt, p.created_at))
+            .map(terminated_state)
+    });
     let status = ContainerStatus {
+        last_state,
         name: c.name.clone(),
         image: c.image.clone().unwrap_or_default(),
         image_id: latest.map(|k| k.image_ref.clone()).unwrap_or_default(),
@@ -1118,20 +1214,35 @@ pub fn pod_status(
 
     let mut init_statuses = Vec::new();
     let mut init_failed = false;
+    let mut inits_done = true;
+    let mut sidecars_ready = true;
     for c in inits {
+        let latest = observed.latest_container(&c.name);
         let (mut st, counted) = container_status(
             c,
-            observed.latest_container(&c.name),
+            latest,
+            &observed.containers,
             waiting,
             health,
             "PodInitializing",
         );
-        // An init container is ready once it has completed.
-        st.ready = counted == Counted::Succeeded;
-        init_failed |= counted == Counted::Failed;
+        if is_sidecar(c) {
+            // A sidecar's `ready` is its readiness, as for app containers; it is done
+            // initializing once started, and its failures are restarts, not the pod's.
+            inits_done &= latest.is_some_and(|k| sidecar_started(c, k, health));
+            sidecars_ready &= st.ready;
+        } else {
+            // An init container is ready once it has completed.
+            st.ready = counted == Counted::Succeeded;
+            init_failed |= counted == Counted::Failed;
+            inits_done &= st.ready;
+        }
         init_statuses.push(st);
     }
-    let initialized = init_statuses.iter().all(|s| s.ready);
+    let initialized = inits_done
+        || observed
+            .latest_sandbox()
+            .is_some_and(|sb| app_started_in(pod, observed, &sb.id));
 
     let mut statuses = Vec::new();
     let (mut running, mut waiting_n, mut succeeded, mut failed) = (0, 0, 0, 0);
@@ -1144,6 +1255,7 @@ pub fn pod_status(
         let (st, counted) = container_status(
             c,
             observed.latest_container(&c.name),
+            &observed.containers,
             waiting,
             health,
             default_wait,
@@ -1188,7 +1300,7 @@ pub fn pod_status(
         }
     }
     .to_string();
-    let all_ready = initialized && total > 0 && statuses.iter().all(|s| s.ready);
+    let all_ready = initialized && sidecars_ready && total > 0 && statuses.iter().all(|s| s.ready);
     let mut conditions = vec![
         condition("PodReadyToStartContainers", sandbox_ready, None, old, &now),
         condition(
@@ -1393,7 +1505,7 @@ mod tests {
                 vec![start("a", 1)],
             ),
             (
-                "restart removes the older dead attempt",
+                "the attempt before the current one is kept (lastState)",
                 pod("Always", &["a"]),
                 o(
                     vec![sb("s", 0, true)],
@@ -1402,7 +1514,20 @@ mod tests {
                         ctr("c1", "s", "a", 1, Exited, 1),
                     ],
                 ),
-                vec![start("a", 2), Step::RemoveContainer { id: "c0".into() }],
+                vec![start("a", 2)],
+            ),
+            (
+                "older dead attempts are removed",
+                pod("Always", &["a"]),
+                o(
+                    vec![sb("s", 0, true)],
+                    vec![
+                        ctr("c0", "s", "a", 0, Exited, 1),
+                        ctr("c1", "s", "a", 1, Exited, 1),
+                        ctr("c2", "s", "a", 2, Running, 0),
+                    ],
+                ),
+                vec![Step::RemoveContainer { id: "c0".into() }],
             ),
             (
                 "on-failure keeps success",
@@ -1601,6 +1726,79 @@ mod tests {
             (ready.status.as_str(), ready.reason.as_deref()),
             ("False", Some("ContainersNotReady"))
         );
+    }
+
+    #[test]
+    fn terminated_reasons_and_last_state() {
+        let oom = |mut k: ContainerInfo| {
+            k.reason = "OOMKilled".into();
+            k
+        };
+        let cases = [
+            ("exit 0", ctr("c", "s", "a", 0, Exited, 0), "Completed"),
+            ("exit 1", ctr("c", "s", "a", 0, Exited, 1), "Error"),
+            (
+                "runtime says",
+                oom(ctr("c", "s", "a", 0, Exited, 137)),
+                "OOMKilled",
+            ),
+        ];
+        for (name, k, want) in cases {
+            let observed = Observed {
+                sandboxes: vec![sb("s", 0, true)],
+                containers: vec![k],
+                pod_ip: "10.1.0.2".into(),
+            };
+            let st = pod_status(
+                &pod("Never", &["a"]),
+                &observed,
+                &WaitingReasons::new(),
+                &node(),
+                Timestamp::now(),
+                &Health::default(),
+            );
+            let cs = &st.container_statuses.unwrap()[0];
+            let t = cs.state.as_ref().unwrap().terminated.as_ref().unwrap();
+            assert_eq!(t.reason.as_deref(), Some(want), "{name}");
+            assert!(
+                cs.last_state.is_none(),
+                "{name}: first attempt has no lastState"
+            );
+        }
+        // Restarted after an OOM kill, now in back-off: waiting CrashLoopBackOff with
+        // the kill as lastState, the way `kubectl describe` shows it.
+        let observed = Observed {
+            sandboxes: vec![sb("s", 0, true)],
+            containers: vec![
+                oom(ctr("old", "s", "a", 0, Exited, 137)),
+                oom(ctr("new", "s", "a", 1, Exited, 137)),
+            ],
+            pod_ip: "10.1.0.2".into(),
+        };
+        let st = pod_status(
+            &pod("Always", &["a"]),
+            &observed,
+            &WaitingReasons::from([(
+                "a".to_string(),
+                ("CrashLoopBackOff".to_string(), "back-off".to_string()),
+            )]),
+            &node(),
+            Timestamp::now(),
+            &Health::default(),
+        );
+        let cs = &st.container_statuses.unwrap()[0];
+        let waiting = cs.state.as_ref().unwrap().waiting.as_ref().unwrap();
+        assert_eq!(waiting.reason.as_deref(), Some("CrashLoopBackOff"));
+        let last = cs.last_state.as_ref().unwrap().terminated.as_ref().unwrap();
+        assert_eq!(
+            (
+                last.reason.as_deref(),
+                last.exit_code,
+                last.container_id.as_deref()
+            ),
+            (Some("OOMKilled"), 137, Some("containerd://new"))
+        );
+        assert_eq!(cs.restart_count, 1);
     }
 
     #[test]
@@ -1938,6 +2136,211 @@ mod tests {
             ),
             (Some("Running"), "True".to_string(), "True".to_string())
         );
+    }
+
+    /// `i1` is an ordinary init container, `side` a sidecar (restartPolicy Always)
+    /// between it and `i2`; `a` is the app.
+    fn with_sidecar(policy: &str, startup_probe: bool) -> Pod {
+        let mut side = json!({"name": "side", "image": "busybox:1.36", "restartPolicy": "Always"});
+        if startup_probe {
+            side["startupProbe"] = json!({"exec": {"command": ["true"]}});
+        }
+        let mut p = pod(policy, &["a"]);
+        p.spec.as_mut().unwrap().init_containers = Some(
+            serde_json::from_value(json!([
+                {"name": "i1", "image": "busybox:1.36"}, side, {"name": "i2", "image": "busybox:1.36"}
+            ]))
+            .unwrap(),
+        );
+        p
+    }
+
+    #[test]
+    fn sidecars_start_in_order_keep_running_and_restart() {
+        let o = |containers: Vec<ContainerInfo>| Observed {
+            sandboxes: vec![sb("s", 0, true)],
+            containers,
+            pod_ip: "10.1.0.2".into(),
+        };
+        let exited_at = |mut k: ContainerInfo, at: i64| {
+            k.finished_at = at;
+            k
+        };
+        let started = Health {
+            started: [("cs".to_string(), true)].into(),
+            ..Default::default()
+        };
+        let none = Health::default();
+        // (case, pod restartPolicy, sidecar has a startup probe, probe results, runtime, want)
+        type Case<'a> = (&'a str, &'a str, bool, &'a Health, Observed, Vec<Step>);
+        let cases: Vec<Case> = vec![
+            (
+                "the sidecar starts after the init before it",
+                "Never",
+                false,
+                &none,
+                o(vec![ctr("c1", "s", "i1", 0, Exited, 0)]),
+                vec![start("side", 0)],
+            ),
+            (
+                "a running sidecar does not block the next init",
+                "Never",
+                false,
+                &none,
+                o(vec![
+                    ctr("c1", "s", "i1", 0, Exited, 0),
+                    ctr("cs", "s", "side", 0, Running, 0),
+                ]),
+                vec![start("i2", 0)],
+            ),
+            (
+                "with a startup probe it blocks until started",
+                "Never",
+                true,
+                &none,
+                o(vec![
+                    ctr("c1", "s", "i1", 0, Exited, 0),
+                    ctr("cs", "s", "side", 0, Running, 0),
+                ]),
+                vec![],
+            ),
+            (
+                "and not once the probe passed",
+                "Never",
+                true,
+                &started,
+                o(vec![
+                    ctr("c1", "s", "i1", 0, Exited, 0),
+                    ctr("cs", "s", "side", 0, Running, 0),
+                ]),
+                vec![start("i2", 0)],
+            ),
+            (
+                "the app starts while the sidecar runs",
+                "Never",
+                false,
+                &none,
+                o(vec![
+                    ctr("c1", "s", "i1", 0, Exited, 0),
+                    ctr("cs", "s", "side", 0, Running, 0),
+                    ctr("c2", "s", "i2", 0, Exited, 0),
+                ]),
+                vec![start("a", 0)],
+            ),
+            (
+                "a sidecar that exited 0 during init restarts even under Never",
+                "Never",
+                false,
+                &none,
+                o(vec![
+                    ctr("c1", "s", "i1", 0, Exited, 0),
+                    ctr("cs", "s", "side", 0, Exited, 0),
+                ]),
+                vec![start("side", 1)],
+            ),
+            (
+                "a sidecar that dies beside the app restarts; the app is left alone",
+                "Never",
+                false,
+                &none,
+                o(vec![
+                    ctr("c1", "s", "i1", 0, Exited, 0),
+                    ctr("cs", "s", "side", 0, Exited, 1),
+                    ctr("c2", "s", "i2", 0, Exited, 0),
+                    ctr("c3", "s", "a", 0, Running, 0),
+                ]),
+                vec![start("side", 1)],
+            ),
+        ];
+        for (name, policy, probe, health, observed, want) in cases {
+            let got = plan_with(&with_sidecar(policy, probe), &observed, FAR_FUTURE, health);
+            assert_eq!(got.steps, want, "{name}");
+        }
+        // The restart of a crashing sidecar backs off like any container's.
+        let crashed = o(vec![
+            ctr("c1", "s", "i1", 0, Exited, 0),
+            exited_at(ctr("cs", "s", "side", 1, Exited, 1), 1_000),
+            ctr("c2", "s", "i2", 0, Exited, 0),
+            ctr("c3", "s", "a", 0, Running, 0),
+        ]);
+        let got = plan_with(&with_sidecar("Always", false), &crashed, 2_000, &none);
+        assert_eq!(got.steps, vec![]);
+        assert!(got.backoff.contains_key("side"), "{:?}", got.backoff);
+    }
+
+    #[test]
+    fn sidecar_status_ready_and_phase() {
+        let observed = |containers: Vec<ContainerInfo>| Observed {
+            sandboxes: vec![sb("s", 0, true)],
+            containers,
+            pod_ip: "10.1.0.2".into(),
+        };
+        let status = |policy: &str, o: &Observed| {
+            pod_status(
+                &with_sidecar(policy, false),
+                o,
+                &WaitingReasons::new(),
+                &node(),
+                Timestamp::now(),
+                &Health::default(),
+            )
+        };
+        let cond = |st: &PodStatus, t: &str| {
+            st.conditions
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|c| c.type_ == t)
+                .unwrap()
+                .status
+                .clone()
+        };
+        let running = observed(vec![
+            ctr("c1", "s", "i1", 0, Exited, 0),
+            ctr("cs", "s", "side", 0, Running, 0),
+            ctr("c2", "s", "i2", 0, Exited, 0),
+            ctr("c3", "s", "a", 0, Running, 0),
+        ]);
+        let st = status("Always", &running);
+        let inits = st.init_container_statuses.as_ref().unwrap();
+        assert_eq!(
+            inits.iter().map(|s| s.ready).collect::<Vec<_>>(),
+            [true, true, true],
+            "a running sidecar without probes is ready"
+        );
+        assert_eq!(
+            (
+                st.phase.as_deref(),
+                cond(&st, "Initialized"),
+                cond(&st, "Ready")
+            ),
+            (Some("Running"), "True".into(), "True".into())
+        );
+        // A crashed sidecar beside the app: not ready, but the pod stays initialized
+        // and running (its failure is not the pod's).
+        let crashed = observed(vec![
+            ctr("c1", "s", "i1", 0, Exited, 0),
+            ctr("cs", "s", "side", 0, Exited, 1),
+            ctr("c2", "s", "i2", 0, Exited, 0),
+            ctr("c3", "s", "a", 0, Running, 0),
+        ]);
+        let st = status("Never", &crashed);
+        assert_eq!(
+            (
+                st.phase.as_deref(),
+                cond(&st, "Initialized"),
+                cond(&st, "Ready")
+            ),
+            (Some("Running"), "True".into(), "False".into())
+        );
+        // The app finished under Never: the pod succeeded although the sidecar runs.
+        let done = observed(vec![
+            ctr("c1", "s", "i1", 0, Exited, 0),
+            ctr("cs", "s", "side", 0, Running, 0),
+            ctr("c2", "s", "i2", 0, Exited, 0),
+            ctr("c3", "s", "a", 0, Exited, 0),
+        ]);
+        assert_eq!(status("Never", &done).phase.as_deref(), Some("Succeeded"));
     }
 
     #[test]

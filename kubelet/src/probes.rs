@@ -1,4 +1,5 @@
-//! Container probes: liveness, readiness and startup, by httpGet, tcpSocket or exec.
+//! Container probes: liveness, readiness and startup, by httpGet (HTTP, or HTTPS
+//! without certificate checks as upstream), tcpSocket or exec.
 //!
 //! The state machine is pure ([`Params`], [`ProbeState`], [`due`], [`record`]): a probe
 //! runs every `periodSeconds` once `initialDelaySeconds` have passed since the
@@ -194,7 +195,7 @@ impl Prober {
         self.states.lock().unwrap().retain(|k, _| k.0 != uid);
     }
 
-    /// Runs the due probes of the pod's running app containers at `now`.
+    /// Runs the due probes of the pod's running app containers and sidecars at `now`.
     pub async fn probe_pod(
         &self,
         runtime: &dyn Runtime,
@@ -203,10 +204,19 @@ impl Prober {
         now: i64,
     ) -> Report {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let containers = pod
+        // Sidecars (init containers with restartPolicy Always) are probed like app
+        // containers; ordinary init containers never are.
+        let containers: Vec<&Container> = pod
             .spec
             .as_ref()
-            .map(|s| s.containers.as_slice())
+            .map(|s| {
+                s.init_containers
+                    .iter()
+                    .flatten()
+                    .filter(|c| crate::pod_sync::is_sidecar(c))
+                    .chain(s.containers.iter())
+                    .collect()
+            })
             .unwrap_or_default();
         let sandbox = observed
             .latest_sandbox()
@@ -337,6 +347,12 @@ pub fn resolve_port(port: &IntOrString, container: &Container) -> Result<u16, St
     }
 }
 
+/// Whether an `httpGet` scheme asks for TLS (the API's values are `HTTP`, the default,
+/// and `HTTPS`).
+pub fn is_https(scheme: Option<&str>) -> bool {
+    scheme.is_some_and(|s| s.eq_ignore_ascii_case("https"))
+}
+
 /// The HTTP/1.1 request an httpGet probe sends.
 pub fn http_request(host: &str, port: u16, path: &str, headers: &[(String, String)]) -> String {
     let path = if path.is_empty() { "/" } else { path };
@@ -363,9 +379,11 @@ pub fn http_success(response_head: &str) -> Result<u16, String> {
     }
 }
 
-/// One HTTP GET to `host:port` bounded by `timeout`: the status code when it is a
+/// One HTTP GET to `host:port` bounded by `timeout`, over TLS when `https` (without
+/// verifying the certificate, as upstream's prober does): the status code when it is a
 /// success (200 to 399), the failure otherwise. Probes and lifecycle hooks use it.
 pub async fn http_get(
+    https: bool,
     host: &str,
     port: u16,
     path: &str,
@@ -373,32 +391,50 @@ pub async fn http_get(
     timeout: Duration,
 ) -> Result<u16, String> {
     let request = http_request(host, port, path, headers);
+    let scheme = if https { "https" } else { "http" };
     let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect((host, port))
+        let tcp = tokio::net::TcpStream::connect((host, port))
             .await
             .map_err(|e| format!("dial tcp {host}:{port}: {e}"))?;
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        // The status line is all that matters; read a bounded prefix.
-        let mut buf = vec![0u8; 1024];
-        let mut n = 0;
-        while n < buf.len() && !buf[..n].contains(&b'\n') {
-            let got = stream
-                .read(&mut buf[n..])
+        if https {
+            let name = crate::insecure_tls::server_name(host)?;
+            let tls = crate::insecure_tls::connector()
+                .connect(name, tcp)
                 .await
-                .map_err(|e| e.to_string())?;
-            if got == 0 {
-                break;
-            }
-            n += got;
+                .map_err(|e| format!("tls handshake with {host}:{port}: {e}"))?;
+            exchange_head(tls, &request).await
+        } else {
+            exchange_head(tcp, &request).await
         }
-        http_success(&String::from_utf8_lossy(&buf[..n]))
     };
     tokio::time::timeout(timeout, exchange)
         .await
-        .map_err(|_| format!("GET http://{host}:{port}{path}: timeout"))?
+        .map_err(|_| format!("GET {scheme}://{host}:{port}{path}: timeout"))?
+}
+
+/// Sends `request` and judges the status line of the answer.
+async fn exchange_head<S>(mut stream: S, request: &str) -> Result<u16, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    // The status line is all that matters; read a bounded prefix.
+    let mut buf = vec![0u8; 1024];
+    let mut n = 0;
+    while n < buf.len() && !buf[..n].contains(&b'\n') {
+        let got = stream
+            .read(&mut buf[n..])
+            .await
+            .map_err(|e| e.to_string())?;
+        if got == 0 {
+            break;
+        }
+        n += got;
+    }
+    http_success(&String::from_utf8_lossy(&buf[..n]))
 }
 
 async fn check(
@@ -445,9 +481,6 @@ async fn check(
         return Ok(());
     }
     if let Some(h) = &probe.http_get {
-        if h.scheme.as_deref() == Some("HTTPS") {
-            return Err("HTTPS probes are not supported by skiff yet".into());
-        }
         let host = h
             .host
             .clone()
@@ -461,6 +494,7 @@ async fn check(
             .map(|x| (x.name.clone(), x.value.clone()))
             .collect();
         return http_get(
+            is_https(h.scheme.as_deref()),
             &host,
             port,
             h.path.as_deref().unwrap_or("/"),

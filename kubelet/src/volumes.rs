@@ -4,7 +4,8 @@
 //! pure).
 //!
 //! Supported: emptyDir (a directory under `<root>/pods/<uid>/volumes/`; `medium:
-//! Memory` is a plain directory too), hostPath, configMap, secret, downwardAPI and
+//! Memory` is a plain directory too), hostPath, configMap, secret, downwardAPI (fieldRef
+//! and resourceFieldRef, an unset limit reading as the node's allocatable) and
 //! projected (configMap, secret and downwardAPI sources; serviceAccountToken sources
 //! are skipped). Files are written once per container start; unlike upstream they are
 //! not refreshed while the container runs.
@@ -52,6 +53,12 @@ pub enum VolumeError {
     BadPath { volume: String, path: String },
     #[error("volume {volume:?}: unknown downward API field {field:?}")]
     BadField { volume: String, field: String },
+    #[error("volume {volume:?}: resourceFieldRef of item {path:?}: {why}")]
+    BadResourceField {
+        volume: String,
+        path: String,
+        why: String,
+    },
     #[error("container {container:?} mounts volume {volume:?}, which the pod does not define")]
     UnknownVolume { container: String, volume: String },
     #[error("writing volume files under {path}: {source}; check that the kubelet root directory is writable")]
@@ -324,13 +331,36 @@ fn downward_files(
     pod: &Pod,
     items: &[DownwardAPIVolumeFile],
     default_mode: i32,
+    allocatable: Option<&crate::node::Capacity>,
 ) -> Result<Vec<VolumeFile>, VolumeError> {
     let meta = &pod.metadata;
     let mut out = Vec::new();
     for item in items {
         check_path(volume, &item.path)?;
+        if let Some(r) = &item.resource_field_ref {
+            // A volume belongs to no container: the item names one (required).
+            let bad = |why: String| VolumeError::BadResourceField {
+                volume: volume.into(),
+                path: item.path.clone(),
+                why,
+            };
+            let name = r.container_name.as_deref().unwrap_or_default();
+            let container = pod
+                .spec
+                .iter()
+                .flat_map(|s| s.containers.iter())
+                .find(|c| c.name == name)
+                .ok_or_else(|| bad(format!("no container named {name:?}")))?;
+            let text =
+                crate::cri_config::resource_field_value(container, r, allocatable).map_err(bad)?;
+            out.push(VolumeFile {
+                path: item.path.clone(),
+                data: text.into_bytes(),
+                mode: mode(item.mode, default_mode),
+            });
+            continue;
+        }
         let Some(field) = &item.field_ref else {
-            // resourceFieldRef needs node allocatable: not supported, skipped.
             continue;
         };
         let bad = || VolumeError::BadField {
@@ -374,6 +404,7 @@ pub fn render(
     pod: &Pod,
     volume: &Volume,
     objects: &PodObjects,
+    allocatable: Option<&crate::node::Capacity>,
 ) -> Result<Option<Vec<VolumeFile>>, VolumeError> {
     let v = volume.name.as_str();
     if let Some(c) = &volume.config_map {
@@ -411,6 +442,7 @@ pub fn render(
             pod,
             d.items.as_deref().unwrap_or_default(),
             d.default_mode.unwrap_or(DEFAULT_MODE),
+            allocatable,
         )
         .map(Some);
     }
@@ -448,6 +480,7 @@ pub fn render(
                     pod,
                     d.items.as_deref().unwrap_or_default(),
                     dm,
+                    allocatable,
                 )?);
             }
         }
@@ -481,7 +514,12 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> VolumeError + '_ {
 
 /// Creates the pod's volumes under `<root>/pods/<uid>/volumes/<name>` and writes their
 /// files (stale files of API-object volumes are replaced). Returns where each is.
-pub fn prepare(root: &Path, pod: &Pod, objects: &PodObjects) -> Result<VolumePaths, VolumeError> {
+pub fn prepare(
+    root: &Path,
+    pod: &Pod,
+    objects: &PodObjects,
+    allocatable: Option<&crate::node::Capacity>,
+) -> Result<VolumePaths, VolumeError> {
     let uid = pod.metadata.uid.as_deref().unwrap_or("unknown");
     let base = pod_dir(root, uid).join("volumes");
     let mut out = VolumePaths::new();
@@ -507,7 +545,7 @@ pub fn prepare(root: &Path, pod: &Pod, objects: &PodObjects) -> Result<VolumePat
             continue;
         }
         let dir = base.join(&v.name);
-        match render(pod, v, objects)? {
+        match render(pod, v, objects, allocatable)? {
             Some(files) => {
                 write_files(&dir, &files)?;
                 out.insert(
@@ -656,9 +694,17 @@ mod tests {
     type Files = Vec<(String, String, u32)>;
 
     fn files(volume: serde_json::Value) -> Result<Option<Files>, VolumeError> {
-        let p = pod(json!({"containers": [], "volumes": [volume.clone()]}));
+        let p = pod(
+            json!({"containers": [{"name": "app", "image": "i", "resources": {"limits": {"memory": "64Mi"}, "requests": {"cpu": "250m"}}}],
+                   "volumes": [volume.clone()]}),
+        );
         let v: Volume = serde_json::from_value(volume).unwrap();
-        render(&p, &v, &objects()).map(|o| {
+        let allocatable = crate::node::Capacity {
+            cpu_millis: 2000,
+            memory_bytes: 1 << 30,
+            pods: 110,
+        };
+        render(&p, &v, &objects(), Some(&allocatable)).map(|o| {
             o.map(|fs| {
                 fs.into_iter()
                     .map(|f| {
@@ -722,6 +768,18 @@ mod tests {
                 ],
             ),
             (
+                "downwardAPI resourceFieldRef: set, unset (allocatable), divisor",
+                json!({"name": "v", "downwardAPI": {"items": [
+                    {"path": "mem", "resourceFieldRef": {"containerName": "app", "resource": "limits.memory", "divisor": "1Mi"}},
+                    {"path": "cpu", "resourceFieldRef": {"containerName": "app", "resource": "limits.cpu"}},
+                    {"path": "req", "resourceFieldRef": {"containerName": "app", "resource": "requests.cpu", "divisor": "1m"}}]}}),
+                vec![
+                    f("mem", "64", 0o644),
+                    f("cpu", "2", 0o644),
+                    f("req", "250", 0o644),
+                ],
+            ),
+            (
                 "projected mixes sources with one default mode",
                 json!({"name": "v", "projected": {"defaultMode": 0o440, "sources": [
                     {"configMap": {"name": "conf", "items": [{"key": "other", "path": "o"}]}},
@@ -763,6 +821,10 @@ mod tests {
             (
                 json!({"name": "v", "downwardAPI": {"items": [{"path": "x", "fieldRef": {"fieldPath": "spec.nope"}}]}}),
                 "spec.nope",
+            ),
+            (
+                json!({"name": "v", "downwardAPI": {"items": [{"path": "x", "resourceFieldRef": {"containerName": "ghost", "resource": "limits.cpu"}}]}}),
+                "no container named \"ghost\"",
             ),
         ];
         for (volume, want) in cases {
@@ -850,7 +912,7 @@ mod tests {
             {"name": "scratch", "emptyDir": {}},
             {"name": "conf", "configMap": {"name": "conf", "items": [{"key": "app.conf", "path": "app.conf", "mode": 0o600}]}},
             {"name": "h", "hostPath": {"path": host.display().to_string(), "type": "DirectoryOrCreate"}}]}));
-        let paths = prepare(tmp.path(), &p, &objects()).unwrap();
+        let paths = prepare(tmp.path(), &p, &objects(), None).unwrap();
         let conf = &paths["conf"];
         assert!(conf.read_only);
         assert_eq!(
@@ -878,7 +940,7 @@ mod tests {
         let mut p2 = p.clone();
         p2.spec.as_mut().unwrap().volumes.as_mut().unwrap()[1] =
             serde_json::from_value(json!({"name": "conf", "configMap": {"name": "conf", "items": [{"key": "other", "path": "sub/o"}]}})).unwrap();
-        let again = prepare(tmp.path(), &p2, &objects()).unwrap();
+        let again = prepare(tmp.path(), &p2, &objects(), None).unwrap();
         assert_eq!(std::fs::metadata(&again["conf"].path).unwrap().ino(), inode);
         assert!(!conf.path.join("app.conf").exists(), "stale key removed");
         assert_eq!(

@@ -371,3 +371,206 @@ async fn crashing_containers_restart_then_back_off() {
         .unwrap();
     server.shutdown().await;
 }
+
+/// A kubelet started on a node whose runtime already runs its pods takes them over:
+/// no second sandbox, no new container, the restart count unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_kubelet_adopts_its_running_pods() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let fake = Arc::new(FakeRuntime::new().with_pullable(&["busybox:1.36"]));
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        let mut config = skiff_kubelet::Config::new("node-a", client.clone(), fake.clone());
+        config.capacity = Some(Capacity {
+            cpu_millis: 1000,
+            memory_bytes: 1 << 30,
+            pods: 10,
+        });
+        config.log_root = dir.path().to_path_buf();
+        config.resync = Duration::from_millis(200);
+        config.heartbeat = Duration::from_millis(200);
+        let shutdown = CancellationToken::new();
+        (
+            tokio::spawn(skiff_kubelet::run(config, shutdown.clone())),
+            shutdown,
+        )
+    };
+    let stop = |(kubelet, shutdown): (
+        tokio::task::JoinHandle<Result<(), skiff_kubelet::KubeletError>>,
+        CancellationToken,
+    )| async move {
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), kubelet)
+            .await
+            .expect("kubelet stops on shutdown")
+            .unwrap()
+            .unwrap();
+    };
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let first = start();
+    pods.create(&PostParams::default(), &pod("keep", "busybox:1.36"))
+        .await
+        .unwrap();
+    eventually("pod Running", Duration::from_secs(10), || {
+        let pods = pods.clone();
+        async move {
+            let p = pods.get("keep").await.ok()?;
+            (p.status?.phase.as_deref() == Some("Running")).then_some(())
+        }
+    })
+    .await;
+    stop(first).await;
+    let sandboxes = fake.list_pod_sandboxes(None).await.unwrap();
+    let containers = fake.list_containers(None).await.unwrap();
+    assert_eq!((sandboxes.len(), containers.len()), (1, 1));
+
+    let second = start();
+    // The new kubelet syncs the pod (it rewrites the Ready condition's heartbeat on
+    // the node; the pod is synced on its first pass) for several resync periods.
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let before = leases.get("node-a").await.unwrap().spec.unwrap().renew_time;
+    eventually("the new kubelet's lease renewal", Duration::from_secs(5), || {
+        let leases = leases.clone();
+        let before = before.clone();
+        async move { (leases.get("node-a").await.ok()?.spec?.renew_time != before).then_some(()) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let sandboxes_after = fake.list_pod_sandboxes(None).await.unwrap();
+    let containers_after = fake.list_containers(None).await.unwrap();
+    assert_eq!(
+        (
+            sandboxes_after.iter().map(|s| &s.id).collect::<Vec<_>>(),
+            containers_after.iter().map(|c| &c.id).collect::<Vec<_>>()
+        ),
+        (
+            sandboxes.iter().map(|s| &s.id).collect::<Vec<_>>(),
+            containers.iter().map(|c| &c.id).collect::<Vec<_>>()
+        ),
+        "the restarted kubelet recreated the pod"
+    );
+    let runs = fake
+        .calls()
+        .iter()
+        .filter(|c| c.starts_with("RunPodSandbox"))
+        .count();
+    assert_eq!(runs, 1, "{:?}", fake.calls());
+    let st = pods.get("keep").await.unwrap().status.unwrap();
+    assert_eq!(st.phase.as_deref(), Some("Running"));
+    assert_eq!(st.container_statuses.unwrap()[0].restart_count, 0);
+    stop(second).await;
+    server.shutdown().await;
+}
+
+/// A sidecar (init container with restartPolicy Always) starts first, keeps running
+/// beside the app, and is restarted when it exits, even under restartPolicy Never;
+/// the app is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecars_run_beside_the_app_and_are_restarted() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let fake = Arc::new(FakeRuntime::new().with_pullable(&["busybox:1.36"]));
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = skiff_kubelet::Config::new("node-a", client.clone(), fake.clone());
+    config.capacity = Some(Capacity {
+        cpu_millis: 1000,
+        memory_bytes: 1 << 30,
+        pods: 10,
+    });
+    config.log_root = dir.path().to_path_buf();
+    config.resync = Duration::from_millis(200);
+    let shutdown = CancellationToken::new();
+    let kubelet = tokio::spawn(skiff_kubelet::run(config, shutdown.clone()));
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let p: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "side", "namespace": "default"},
+        "spec": {
+            "nodeName": "node-a",
+            "restartPolicy": "Never",
+            "initContainers": [{"name": "proxy", "image": "busybox:1.36", "restartPolicy": "Always",
+                                "command": ["sh", "-c", "sleep 3600"]}],
+            "containers": [{"name": "app", "image": "busybox:1.36", "command": ["sh", "-c", "sleep 3600"]}]
+        }
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &p).await.unwrap();
+    let running = |name: &'static str, attempt: u32| {
+        let fake = fake.clone();
+        async move {
+            let cs = fake.list_containers(None).await.ok()?;
+            cs.into_iter()
+                .find(|c| {
+                    let m = c.metadata.as_ref().unwrap();
+                    m.name == name
+                        && m.attempt == attempt
+                        && c.state == api::ContainerState::ContainerRunning as i32
+                })
+                .map(|c| c.id)
+        }
+    };
+    let status = eventually(
+        "pod Running with its sidecar",
+        Duration::from_secs(10),
+        || {
+            let pods = pods.clone();
+            async move {
+                let st = pods.get("side").await.ok()?.status?;
+                let side = st.init_container_statuses.clone()?.into_iter().next()?;
+                (st.phase.as_deref() == Some("Running")
+                    && side.state.as_ref()?.running.is_some()
+                    && side.ready)
+                    .then_some(st)
+            }
+        },
+    )
+    .await;
+    assert!(status.container_statuses.unwrap().iter().all(|c| c
+        .state
+        .as_ref()
+        .unwrap()
+        .running
+        .is_some()));
+    let sidecar = running("proxy", 0).await.unwrap();
+    let app = running("app", 0).await.unwrap();
+    let creates = fake.calls();
+    let order: Vec<_> = creates
+        .iter()
+        .filter(|c| c.starts_with("CreateContainer"))
+        .collect();
+    assert!(
+        order.first().is_some_and(|c| c.contains("proxy")),
+        "the sidecar is created first: {order:?}"
+    );
+
+    assert!(fake.exit_container(&sidecar, 1));
+    eventually("sidecar restarted", Duration::from_secs(5), || {
+        running("proxy", 1)
+    })
+    .await;
+    assert_eq!(
+        running("app", 0).await,
+        Some(app),
+        "the app was not touched"
+    );
+    let st = eventually("restart counted", Duration::from_secs(5), || {
+        let pods = pods.clone();
+        async move {
+            let st = pods.get("side").await.ok()?.status?;
+            let side = st.init_container_statuses.clone()?.into_iter().next()?;
+            (side.restart_count == 1 && side.state.as_ref()?.running.is_some()).then_some(st)
+        }
+    })
+    .await;
+    assert_eq!(st.phase.as_deref(), Some("Running"));
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), kubelet)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    server.shutdown().await;
+}

@@ -1,4 +1,6 @@
-//! Probes, volumes, env from ConfigMaps/Secrets and init containers on the real parts:
+//! Probes, volumes, env from ConfigMaps/Secrets, init containers and sidecars,
+//! resources (cgroup limits, the OOM kill), the downward API and restartPolicy
+//! OnFailure/Never on the real parts:
 //! the kubelet component with an in-process API server drives a containerd running in
 //! a network namespace this test creates (prefix `skv`). Needs root and the Debian
 //! packages named in the skip message; it skips (and says why) when any is missing.
@@ -267,6 +269,59 @@ async fn scenario(runtime: Arc<skiff_kubelet::cri::ContainerdRuntime>, work: Pat
             "containers": [{"name": "app", "image": busybox, "command": ["sh", "-c", "cat /work/msg; sleep 3600"],
                 "volumeMounts": [{"name": "shared", "mountPath": "/work"}]}]}),
         ),
+        // Requests/limits become the container's cgroup settings; the downward API
+        // (env fieldRef/resourceFieldRef, a downwardAPI volume) reads the pod.
+        pod(
+            "limits",
+            serde_json::json!({
+            "volumes": [{"name": "info", "downwardAPI": {"items": [{"path": "name", "fieldRef": {"fieldPath": "metadata.name"}},
+                {"path": "cpu", "resourceFieldRef": {"containerName": "app", "resource": "limits.cpu", "divisor": "1m"}}]}}],
+            "containers": [{"name": "app", "image": busybox,
+                "command": ["sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cut -d' ' -f1 /sys/fs/cgroup/cpu.max; echo mem=$MEM_MI cpu=$CPU_M pod=$POD node=$NODE; cat /etc/info/name; echo; cat /etc/info/cpu; echo; sleep 3600"],
+                "resources": {"requests": {"cpu": "250m", "memory": "32Mi"}, "limits": {"cpu": "500m", "memory": "64Mi"}},
+                "env": [
+                    {"name": "MEM_MI", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
+                    {"name": "CPU_M", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "divisor": "1m"}}},
+                    {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+                "volumeMounts": [{"name": "info", "mountPath": "/etc/info"}]}]}),
+        ),
+        // The shell itself outgrows its memory limit: the kernel kills it.
+        pod(
+            "oom",
+            serde_json::json!({
+            "restartPolicy": "Never",
+            "containers": [{"name": "app", "image": busybox,
+                "command": ["sh", "-c", "a=aaaaaaaaaaaaaaaa; while :; do a=$a$a; done"],
+                "resources": {"limits": {"memory": "16Mi"}}}]}),
+        ),
+        // OnFailure: the first run fails, the restart succeeds, the pod completes.
+        pod(
+            "onfailure",
+            serde_json::json!({
+            "restartPolicy": "OnFailure",
+            "volumes": [{"name": "state", "emptyDir": {}}],
+            "containers": [{"name": "app", "image": busybox,
+                "command": ["sh", "-c", "test -f /state/ran && exit 0; touch /state/ran; exit 3"],
+                "volumeMounts": [{"name": "state", "mountPath": "/state"}]}]}),
+        ),
+        // A sidecar starts before the next init container (which waits for it), keeps
+        // running beside the app, and does not keep a finished pod alive.
+        pod(
+            "sidecar",
+            serde_json::json!({
+            "restartPolicy": "Never",
+            "volumes": [{"name": "shared", "emptyDir": {}}],
+            "initContainers": [
+                {"name": "side", "image": busybox, "restartPolicy": "Always",
+                 "command": ["sh", "-c", "echo up > /shared/side; sleep 3600"],
+                 "volumeMounts": [{"name": "shared", "mountPath": "/shared"}]},
+                {"name": "after", "image": busybox,
+                 "command": ["sh", "-c", "until test -f /shared/side; do sleep 0.2; done"],
+                 "volumeMounts": [{"name": "shared", "mountPath": "/shared"}]}],
+            "containers": [{"name": "app", "image": busybox, "command": ["sh", "-c", "cat /shared/side"],
+                "volumeMounts": [{"name": "shared", "mountPath": "/shared"}]}]}),
+        ),
     ];
     for p in &specs {
         pods.create(&PostParams::default(), p).await.unwrap();
@@ -370,6 +425,82 @@ async fn scenario(runtime: Arc<skiff_kubelet::cri::ContainerdRuntime>, work: Pat
     })
     .await;
     assert_eq!(lines[0], "written-by-init");
+
+    // Limits reached the cgroups; the downward API reached env and the volume.
+    let limits_pod = eventually("limits pod Running", Duration::from_secs(60), || async {
+        let p = get("limits").await?;
+        ready(&p)?.then_some(p)
+    })
+    .await;
+    let lines = eventually("limits pod output", Duration::from_secs(20), || {
+        let lines = stdout_of(&work, &limits_pod, "app");
+        async move { (lines.len() >= 5).then_some(lines) }
+    })
+    .await;
+    assert_eq!(
+        lines[..5],
+        [
+            "67108864",
+            "50000",
+            "mem=64 cpu=250 pod=limits node=skv-node",
+            "limits",
+            "500"
+        ],
+        "{lines:?}"
+    );
+
+    // The OOM kill shows as kubectl shows it: terminated, reason OOMKilled, 137.
+    let oom = eventually("oom pod terminated", Duration::from_secs(60), || async {
+        let st = get("oom").await?.status?;
+        let cs = st.container_statuses?.into_iter().next()?;
+        let t = cs.state?.terminated?;
+        Some((st.phase, t.reason, t.exit_code))
+    })
+    .await;
+    assert_eq!(
+        oom,
+        (Some("Failed".into()), Some("OOMKilled".into()), 137),
+        "{oom:?}"
+    );
+
+    // OnFailure restarted the failed run once; the pod then Succeeded, Completed.
+    let done = eventually(
+        "onfailure pod Succeeded",
+        Duration::from_secs(60),
+        || async {
+            let st = get("onfailure").await?.status?;
+            (st.phase.as_deref() == Some("Succeeded")).then_some(st)
+        },
+    )
+    .await;
+    let cs = &done.container_statuses.unwrap()[0];
+    let t = cs.state.as_ref().unwrap().terminated.as_ref().unwrap();
+    assert_eq!(
+        (cs.restart_count, t.reason.as_deref(), t.exit_code),
+        (1, Some("Completed"), 0)
+    );
+    let last = cs.last_state.as_ref().unwrap().terminated.as_ref().unwrap();
+    assert_eq!((last.reason.as_deref(), last.exit_code), (Some("Error"), 3));
+
+    // The sidecar ran before `after` and beside the app; the pod completed anyway.
+    let st = eventually("sidecar pod Succeeded", Duration::from_secs(60), || async {
+        let st = get("sidecar").await?.status?;
+        (st.phase.as_deref() == Some("Succeeded")).then_some(st)
+    })
+    .await;
+    let app = &st.container_statuses.unwrap()[0];
+    assert_eq!(
+        app.state
+            .as_ref()
+            .unwrap()
+            .terminated
+            .as_ref()
+            .unwrap()
+            .exit_code,
+        0
+    );
+    let side = &st.init_container_statuses.unwrap()[0];
+    assert_eq!((side.name.as_str(), side.restart_count), ("side", 0));
 
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(10), kubelet)

@@ -154,6 +154,25 @@ pub fn failed_scheduling_event(
     }
 }
 
+/// The Normal `Scheduled` event upstream records once a pod is bound ("Successfully
+/// assigned ns/name to node"), shown first by `kubectl describe pod`.
+pub fn scheduled_event(
+    pod: &Pod,
+    node: &str,
+    component: &str,
+    instance: &str,
+    now: Timestamp,
+) -> Event {
+    let mut e = failed_scheduling_event(pod, "", component, instance, now);
+    let ns = e.involved_object.namespace.clone().unwrap_or_default();
+    let name = e.involved_object.name.clone().unwrap_or_default();
+    e.reason = Some("Scheduled".into());
+    e.type_ = Some("Normal".into());
+    e.message = Some(format!("Successfully assigned {ns}/{name} to {node}"));
+    e.action = Some("Binding".into());
+    e
+}
+
 /// A write that failed (the scheduler logs it and carries on).
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -232,7 +251,26 @@ impl ApiWriter for KubeWriter {
             .create_subresource("binding", name, &PostParams::default(), &binding)
             .await;
         let err = match result {
-            Ok(_) => return BindOutcome::Bound,
+            Ok(_) => {
+                // The binding stands whatever happens to its event: a failed write
+                // is logged, not retried.
+                let mut bound = Pod::default();
+                bound.metadata.name = Some(name.into());
+                bound.metadata.namespace = Some(namespace.into());
+                bound.metadata.uid = Some(uid.into());
+                let event = scheduled_event(
+                    &bound,
+                    node,
+                    &self.component,
+                    &self.instance,
+                    Timestamp::now(),
+                );
+                let events: Api<Event> = Api::namespaced(self.client.clone(), namespace);
+                if let Err(e) = events.create(&PostParams::default(), &event).await {
+                    tracing::warn!(pod = %format!("{namespace}/{name}"), error = %e, "recording the Scheduled event failed");
+                }
+                return BindOutcome::Bound;
+            }
             Err(e) => e,
         };
         match classify_bind_error(&err) {
@@ -376,6 +414,31 @@ mod tests {
             ps.last_transition_time,
             Some(Time(now)),
             "status did not flip, transition time stays"
+        );
+    }
+
+    #[test]
+    fn scheduled_event_shape() {
+        let now = Timestamp::from_second(1_700_000_000).unwrap();
+        let p = pod(
+            json!({"metadata": {"name": "web", "namespace": "prod", "uid": "u1"}, "spec": {"containers": []}}),
+        );
+        let e = scheduled_event(&p, "node-a", "default-scheduler", "host-1", now);
+        assert_eq!(
+            (
+                e.reason.as_deref(),
+                e.type_.as_deref(),
+                e.message.as_deref(),
+                e.involved_object.uid.as_deref(),
+                e.action.as_deref()
+            ),
+            (
+                Some("Scheduled"),
+                Some("Normal"),
+                Some("Successfully assigned prod/web to node-a"),
+                Some("u1"),
+                Some("Binding")
+            )
         );
     }
 

@@ -180,6 +180,32 @@ async fn binds_explains_and_retries_on_cluster_change() {
     // A node that fits joins: the parked pod is retried because of that event.
     create_node(&client, "n3", "4", None).await;
     assert_eq!(wait_bound(&client, "big").await, "n3");
+    // Binding records the Normal Scheduled event, as upstream's scheduler does.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let list = events
+            .list(&ListParams::default())
+            .await
+            .expect("list events");
+        if let Some(ev) = list.items.into_iter().find(|e| {
+            e.involved_object.name.as_deref() == Some("big")
+                && e.reason.as_deref() == Some("Scheduled")
+        }) {
+            assert_eq!(
+                (ev.type_.as_deref(), ev.message.as_deref()),
+                (
+                    Some("Normal"),
+                    Some("Successfully assigned default/big to n3")
+                )
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no Scheduled event for pod big within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // The leader holds the Lease; on shutdown it releases it.
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
