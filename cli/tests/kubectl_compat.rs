@@ -119,6 +119,9 @@ async fn get_and_describe_print_what_kubectl_prints() {
         &["describe", "deployment", "web"],
         &["describe", "ns", "default"],
         &["api-resources"],
+        &["config", "view"],
+        // Nothing to describe: both print nothing on stdout and succeed.
+        &["describe", "ingress"],
     ];
     for args in commands {
         let (k_ok, k_out, k_err) = run(KUBECTL, &kc, args);
@@ -131,6 +134,15 @@ async fn get_and_describe_print_what_kubectl_prints() {
             "skiff {args:?} differs from kubectl"
         );
     }
+
+    // Connection flags before a subcommand that has subcommands of its own.
+    let (ok, out, err) = run(
+        skiff,
+        &kc,
+        &["-n", "default", "rollout", "pause", "deploy/web"],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out, "deployment.apps/web paused\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,6 +185,37 @@ async fn errors_are_one_line_with_a_failing_exit() {
             "{args:?}: {err}"
         );
     }
+    // A kubeconfig without the cluster's CA: one line saying the certificate is not
+    // trusted and what to do (no log lines from the TLS library).
+    let no_ca = dir.path().join("no-ca.kubeconfig");
+    std::fs::write(
+        &no_ca,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: '{}'}}\nusers:\n- name: u\n  user: {{token: '{}'}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n",
+            server.url(),
+            server.token()
+        ),
+    )
+    .unwrap();
+    // Without RUST_LOG=off: the default log filter itself must keep stderr clean.
+    let o = Command::new(skiff)
+        .args(["get", "ns", "--kubeconfig"])
+        .arg(&no_ca)
+        .env_remove("KUBECONFIG")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let (ok, err) = (o.status.success(), String::from_utf8_lossy(&o.stderr));
+    assert!(!ok);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line expected, got {err}");
+    assert!(
+        lines[0].contains("not trusted") && lines[0].contains("--insecure-skip-tls-verify"),
+        "{err}"
+    );
+    let (ok, out, err) = run(skiff, &no_ca, &["get", "ns", "--insecure-skip-tls-verify"]);
+    assert!(ok && out.contains("default"), "{err}");
+
     // The good first document of the bad file was not applied.
     let (ok, _, _) = run(skiff, &kc, &["get", "cm", "a"]);
     assert!(!ok);

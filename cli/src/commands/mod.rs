@@ -48,7 +48,7 @@ pub enum Command {
 pub fn init_tracing(verbose: u8, daemon: bool) {
     let default = match (verbose, daemon) {
         (0, true) => "info",
-        (0, false) => "warn,kube_client=off",
+        (0, false) => "warn,kube_client=off,rustls_platform_verifier=off",
         (1, _) => "debug",
         _ => "trace",
     };

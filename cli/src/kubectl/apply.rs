@@ -264,6 +264,9 @@ pub async fn run_apply(ctx: &Ctx, args: &ApplyArgs, out: &mut dyn Write) -> anyh
     } else {
         format!(" ({} dry run)", args.dry_run)
     };
+    if !dry {
+        preflight(ctx, &checked, &args.field_manager, args.force_conflicts).await?;
+    }
     let mut failures = Vec::new();
     for c in &checked {
         match apply_one(ctx, c, &args.field_manager, args.force_conflicts, dry).await {
@@ -276,6 +279,41 @@ pub async fn run_apply(ctx: &Ctx, args: &ApplyArgs, out: &mut dyn Write) -> anyh
         }
     }
     report(failures, checked.len())
+}
+
+/// Whether a dry-run failure means the real apply would fail too. A missing namespace
+/// (created by an earlier document of the same batch) and ownership conflicts (which
+/// the real apply resolves or reports itself) do not: only objects the server refuses
+/// as malformed or invalid stop the batch.
+pub fn blocks_batch(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<ApiFailure>()
+        .is_some_and(|f| f.code == 400 || f.code == 422)
+}
+
+/// Server-side dry run of every object before any is stored, so that a document the
+/// server would refuse (a bad field value, say) leaves the whole batch unapplied.
+async fn preflight(
+    ctx: &Ctx,
+    checked: &[Checked<'_>],
+    field_manager: &str,
+    force: bool,
+) -> anyhow::Result<()> {
+    let mut failures = Vec::new();
+    for c in checked {
+        if let Err(e) = apply_one(ctx, c, field_manager, force, true).await {
+            if blocks_batch(&e) {
+                failures.push(format!("{}: {}", c.doc.source, describe_failure(&e, c)));
+            }
+        }
+    }
+    if failures.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "{}
+nothing was sent: fix the documents above and retry",
+        failures.join("\n")
+    )
 }
 
 #[derive(Debug, Args)]
@@ -299,27 +337,25 @@ pub struct CreateArgs {
 pub async fn run_create(ctx: &Ctx, args: &CreateArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let name_only = check_output(args.output.as_deref())?;
     let checked = manifest::load_checked(ctx, &args.files, args.recursive, true).await?;
+    // As for apply: a dry run of the batch first, so that an object the server refuses
+    // leaves the others uncreated too.
+    let mut refused = Vec::new();
+    for c in &checked {
+        if let Err(e) = create_one(ctx, c, args.save_config, true).await {
+            if blocks_batch(&e) {
+                refused.push(format!("{}: {}", c.doc.source, describe_failure(&e, c)));
+            }
+        }
+    }
+    if !refused.is_empty() {
+        bail!(
+            "{}\nnothing was sent: fix the documents above and retry",
+            refused.join("\n")
+        );
+    }
     let mut failures = Vec::new();
     for c in &checked {
-        let mut body = if args.save_config {
-            with_last_applied(&c.doc.object)?
-        } else {
-            c.doc.object.clone()
-        };
-        if let (Some(ns), Some(m)) = (
-            c.namespace.as_deref(),
-            body.get_mut("metadata").and_then(Value::as_object_mut),
-        ) {
-            m.insert("namespace".into(), Value::String(ns.into()));
-        }
-        let path = format!(
-            "{}?fieldManager=skiff",
-            c.resource.collection_path(c.namespace.as_deref())
-        );
-        match ctx
-            .send_json(Method::POST, &path, "application/json", &body)
-            .await
-        {
+        match create_one(ctx, c, args.save_config, false).await {
             Ok(created) => {
                 let name = created
                     .pointer("/metadata/name")
@@ -335,6 +371,33 @@ pub async fn run_create(ctx: &Ctx, args: &CreateArgs, out: &mut dyn Write) -> an
         }
     }
     report(failures, checked.len())
+}
+
+/// POSTs one object (only checked by the server when `dry_run`).
+async fn create_one(
+    ctx: &Ctx,
+    c: &Checked<'_>,
+    save_config: bool,
+    dry_run: bool,
+) -> anyhow::Result<Value> {
+    let mut body = if save_config {
+        with_last_applied(&c.doc.object)?
+    } else {
+        c.doc.object.clone()
+    };
+    if let (Some(ns), Some(m)) = (
+        c.namespace.as_deref(),
+        body.get_mut("metadata").and_then(Value::as_object_mut),
+    ) {
+        m.insert("namespace".into(), Value::String(ns.into()));
+    }
+    let dry = if dry_run { "&dryRun=All" } else { "" };
+    let path = format!(
+        "{}?fieldManager=skiff{dry}",
+        c.resource.collection_path(c.namespace.as_deref())
+    );
+    ctx.send_json(Method::POST, &path, "application/json", &body)
+        .await
 }
 
 /// An API failure for one object, with the field paths of an `Invalid` reply.
@@ -370,17 +433,60 @@ fn report(failures: Vec<String>, total: usize) -> anyhow::Result<()> {
     if failures.is_empty() {
         return Ok(());
     }
-    bail!(
-        "{}\n{} of {total} objects failed (the others, printed above, were applied)",
-        failures.join("\n"),
-        failures.len()
-    )
+    bail!("{}", failure_report(&failures, total))
+}
+
+/// The closing lines after some objects failed: which part of the batch was stored.
+pub fn failure_report(failures: &[String], total: usize) -> String {
+    let n = failures.len();
+    let tail = if n == total {
+        format!("{n} of {total} objects failed; none was applied")
+    } else {
+        format!("{n} of {total} objects failed (the others, printed above, were applied)")
+    };
+    format!("{}\n{tail}", failures.join("\n"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn only_refused_objects_stop_the_batch() {
+        let fail = |code: u16| {
+            anyhow::Error::from(ApiFailure {
+                code,
+                reason: String::new(),
+                message: String::new(),
+                causes: vec![],
+                hint: None,
+            })
+        };
+        for (code, blocks) in [
+            (400, true),
+            (422, true),
+            (404, false),
+            (409, false),
+            (500, false),
+        ] {
+            assert_eq!(blocks_batch(&fail(code)), blocks, "{code}");
+        }
+        assert!(!blocks_batch(&anyhow::anyhow!("connection refused")));
+    }
+
+    #[test]
+    fn failure_report_says_what_was_stored() {
+        let one = vec!["f.yaml (document 2): bad".to_string()];
+        assert_eq!(
+            failure_report(&one, 3),
+            "f.yaml (document 2): bad\n1 of 3 objects failed (the others, printed above, were applied)"
+        );
+        assert_eq!(
+            failure_report(&one, 1),
+            "f.yaml (document 2): bad\n1 of 1 objects failed; none was applied"
+        );
+    }
 
     #[test]
     fn last_applied_excludes_itself() {

@@ -12,6 +12,15 @@ use tokio::sync::OnceCell;
 
 use super::discovery::Discovery;
 
+/// `path` with the field manager of an imperative command (`skiff-rollout`,
+/// `skiff-label`, ...), as kubectl names its own (`kubectl-rollout`): writes by these
+/// commands then show up under their own name in managedFields and in apply conflicts,
+/// not under `skiff`, the name server-side apply uses.
+pub fn with_manager(path: &str, command: &str) -> String {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    format!("{path}{sep}fieldManager=skiff-{command}")
+}
+
 /// An error reply from the API server, printed the way kubectl prints it.
 #[derive(Debug, Clone)]
 pub struct ApiFailure {
@@ -132,6 +141,14 @@ pub struct Unreachable {
 
 impl std::fmt::Display for Unreachable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A certificate problem is no question of host or port: say what to change.
+        if self.detail.to_lowercase().contains("certificate") {
+            return write!(
+                f,
+                "the server {} presented a certificate that is not trusted ({}); put the cluster's CA in the kubeconfig (certificate-authority-data) or pass --insecure-skip-tls-verify",
+                self.server, self.detail
+            );
+        }
         write!(
             f,
             "the connection to the server {} failed ({}) - is the server running and did you specify the right host or port?",
@@ -346,6 +363,41 @@ impl LineStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unreachable_says_what_to_check() {
+        let u = |detail: &str| {
+            Unreachable {
+                server: "https://10.0.0.1:6443".into(),
+                detail: detail.into(),
+            }
+            .to_string()
+        };
+        let refused = u("Connection refused (os error 111)");
+        assert!(
+            refused.contains("https://10.0.0.1:6443") && refused.contains("is the server running"),
+            "{refused}"
+        );
+        let tls = u("invalid peer certificate: UnknownIssuer");
+        assert!(
+            tls.contains("https://10.0.0.1:6443")
+                && tls.contains("not trusted")
+                && tls.contains("--insecure-skip-tls-verify"),
+            "{tls}"
+        );
+    }
+
+    #[test]
+    fn imperative_writes_name_their_command() {
+        assert_eq!(
+            with_manager("/api/v1/namespaces/d/pods/p", "label"),
+            "/api/v1/namespaces/d/pods/p?fieldManager=skiff-label"
+        );
+        assert_eq!(
+            with_manager("/x?dryRun=All", "edit"),
+            "/x?dryRun=All&fieldManager=skiff-edit"
+        );
+    }
 
     #[test]
     fn failures_name_fields_and_what_to_do() {

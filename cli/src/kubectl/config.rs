@@ -266,7 +266,9 @@ pub fn run_config(
             if !raw {
                 redact(&mut doc);
             }
-            out.write_all(serde_yaml::to_string(&doc)?.as_bytes())?;
+            // kubectl prints the keys sorted (apiVersion, clusters, contexts, ...).
+            let doc = serde_json::to_value(&doc)?;
+            out.write_all(super::printer::to_yaml(&doc)?.as_bytes())?;
         }
         ConfigCommand::CurrentContext => {
             let cur = kc.current_context.as_deref().filter(|c| !c.is_empty());

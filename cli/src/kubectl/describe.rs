@@ -1,11 +1,10 @@
 //! `skiff describe TYPE [NAME]`: human sections for pods, deployments, replicasets,
-//! services, endpoints, nodes and namespaces (other kinds get a generic dump), followed
+//! services, endpoints, nodes, ingresses and namespaces (other kinds get a generic dump), followed
 //! by the object's recent Events. Layout follows kubectl: `Key:<tab>value` lines,
 //! two-space indentation per level, aligned like Go's tabwriter with padding 2.
 
 use std::io::Write;
 
-use anyhow::bail;
 use clap::Args;
 use serde_json::{Map, Value};
 
@@ -847,9 +846,16 @@ fn describe_service(w: &mut Describer, svc: &Value, endpoints: Option<&Value>) {
             w.kv(0, "NodePort", &format!("{name}\t{np}/{proto}"));
         }
         // kubectl: `<none>` without an Endpoints object, empty when it has no addresses.
-        let eps = endpoints
-            .map(|e| endpoint_addresses(e, p))
-            .unwrap_or_else(|| "<none>".into());
+        let eps = match endpoints
+            .and_then(|e| e.get("slices"))
+            .and_then(Value::as_array)
+        {
+            // kubectl 1.33 reads the EndpointSlices: `<none>` when there are none.
+            Some(slices) => format_endpoint_slices(slices, &[s(p, "/name")]),
+            None => endpoints
+                .map(|e| endpoint_addresses(e, p))
+                .unwrap_or_else(|| "<none>".into()),
+        };
         w.kv(0, "Endpoints", &eps);
     }
     w.kv(0, "Session Affinity", s(svc, "/spec/sessionAffinity"));
@@ -918,10 +924,185 @@ fn describe_endpoints(w: &mut Describer, ep: &Value) {
                 ),
             );
         }
+        // kubectl closes every subset with a blank line (which also ends the
+        // alignment block, so `Events:` aligns on its own).
+        w.line(0, "");
     }
 }
 
-fn describe_node(w: &mut Describer, n: &Value, pods: &[Value]) {
+/// kubectl's `formatEndpointSlices`: `address:port` for the ports named in
+/// `port_names`, at most three and then `+ N more...`; `<none>` without any slice.
+fn format_endpoint_slices(slices: &[Value], port_names: &[&str]) -> String {
+    if slices.is_empty() {
+        return "<none>".into();
+    }
+    let mut list = Vec::new();
+    for slice in slices {
+        let endpoints: Vec<&str> = slice["endpoints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.pointer("/addresses/0").and_then(Value::as_str))
+            .collect();
+        match slice["ports"].as_array().filter(|p| !p.is_empty()) {
+            None => list.extend(endpoints.iter().map(|a| a.to_string())),
+            Some(ports) => {
+                for p in ports {
+                    if !port_names.contains(&s(p, "/name")) {
+                        continue;
+                    }
+                    list.extend(endpoints.iter().map(|a| format!("{a}:{}", p["port"])));
+                }
+            }
+        }
+    }
+    let more = list.len().saturating_sub(3);
+    let mut text = list[..list.len().min(3)].join(",");
+    if more > 0 {
+        text.push_str(&format!(" + {more} more..."));
+    }
+    text
+}
+
+/// An Ingress backend as kubectl prints it: `svc:port (endpoints)`. `related` holds the
+/// namespace's Services (`services`) and EndpointSlices (`slices`).
+fn ingress_backend(backend: &Value, related: Option<&Value>) -> String {
+    let svc = s(backend, "/service/name");
+    if svc.is_empty() {
+        // A resource backend (`apiGroup/kind name`).
+        let res = &backend["resource"];
+        return format!(
+            "APIGroup: {}, Kind: {}, Name: {}",
+            s(res, "/apiGroup"),
+            s(res, "/kind"),
+            s(res, "/name")
+        );
+    }
+    let port = &backend["service"]["port"];
+    let port_text = match port["number"].as_i64() {
+        Some(n) if n != 0 => n.to_string(),
+        _ => s(port, "/name").to_string(),
+    };
+    let find = |key: &str| {
+        related
+            .and_then(|r| r[key].as_array())
+            .into_iter()
+            .flatten()
+            .find(|o| s(o, "/metadata/name") == svc)
+    };
+    let Some(service) = find("services") else {
+        return format!("{svc}:{port_text} (<error: services \"{svc}\" not found>)");
+    };
+    let slices: Vec<Value> = related
+        .and_then(|r| r["slices"].as_array())
+        .into_iter()
+        .flatten()
+        .filter(|sl| s(sl, "/metadata/labels/kubernetes.io~1service-name") == svc)
+        .cloned()
+        .collect();
+    // The service port the backend means, by number or by name.
+    let mut sp_name = "";
+    for sp in service
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let by_number = port["number"]
+            .as_i64()
+            .is_some_and(|n| n != 0 && sp["port"].as_i64() == Some(n));
+        let by_name = !s(port, "/name").is_empty() && s(port, "/name") == s(sp, "/name");
+        if by_number || by_name {
+            sp_name = s(sp, "/name");
+        }
+    }
+    format!(
+        "{svc}:{port_text} ({})",
+        format_endpoint_slices(&slices, &[sp_name])
+    )
+}
+
+fn describe_ingress(w: &mut Describer, ing: &Value, related: Option<&Value>) {
+    w.kv(0, "Name", s(ing, "/metadata/name"));
+    w.map(
+        0,
+        "Labels",
+        ing.pointer("/metadata/labels").and_then(Value::as_object),
+        "=",
+    );
+    w.kv(0, "Namespace", s(ing, "/metadata/namespace"));
+    let address: Vec<&str> = ing
+        .pointer("/status/loadBalancer/ingress")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .flat_map(|i| [s(i, "/ip"), s(i, "/hostname")])
+        .filter(|a| !a.is_empty())
+        .collect();
+    w.kv(0, "Address", &address.join(","));
+    w.kv(
+        0,
+        "Ingress Class",
+        or_none(s(ing, "/spec/ingressClassName")),
+    );
+    let default = ing.pointer("/spec/defaultBackend");
+    let default_text = default
+        .map(|d| ingress_backend(d, related))
+        .unwrap_or_else(|| "<default>".into());
+    w.kv(0, "Default backend", &default_text);
+    let tls = ing.pointer("/spec/tls").and_then(Value::as_array);
+    if let Some(tls) = tls.filter(|t| !t.is_empty()) {
+        w.line(0, "TLS:");
+        for t in tls {
+            let hosts: Vec<&str> = t["hosts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            match s(t, "/secretName") {
+                "" => w.line(1, &format!("SNI routes {}", hosts.join(","))),
+                secret => w.line(1, &format!("{secret} terminates {}", hosts.join(","))),
+            }
+        }
+    }
+    w.line(0, "Rules:");
+    w.line(1, "Host\tPath\tBackends");
+    w.line(1, "----\t----\t--------");
+    let mut rules = 0;
+    for rule in ing
+        .pointer("/spec/rules")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let Some(paths) = rule.pointer("/http/paths").and_then(Value::as_array) else {
+            continue;
+        };
+        rules += 1;
+        let host = s(rule, "/host");
+        w.line(
+            1,
+            &format!("{}\t", if host.is_empty() { "*" } else { host }),
+        );
+        for p in paths {
+            w.line(
+                2,
+                &format!(
+                    "\t{} \t{}",
+                    s(p, "/path"),
+                    ingress_backend(&p["backend"], related)
+                ),
+            );
+        }
+    }
+    if rules == 0 {
+        w.line(1, &format!("*\t*\t{default_text}"));
+    }
+    annotations(w, 0, ing);
+}
+
+fn describe_node(w: &mut Describer, n: &Value, pods: &[Value], lease: Option<&Value>) {
     w.kv(0, "Name", s(n, "/metadata/name"));
     let roles: Vec<String> = n
         .pointer("/metadata/labels")
@@ -977,6 +1158,22 @@ fn describe_node(w: &mut Describer, n: &Value, pods: &[Value]) {
             .unwrap_or(false)
             .to_string(),
     );
+    w.line(0, "Lease:");
+    let lease_field = |f: &str| {
+        lease
+            .and_then(|l| l.pointer(&format!("/spec/{f}")))
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+    };
+    w.kv(
+        1,
+        "HolderIdentity",
+        lease_field("holderIdentity").unwrap_or("<unset>"),
+    );
+    for (key, f) in [("AcquireTime", "acquireTime"), ("RenewTime", "renewTime")] {
+        let t = lease_field(f).map(timestamp);
+        w.kv(1, key, t.as_deref().unwrap_or("<unset>"));
+    }
     let conds: Vec<&Value> = n
         .pointer("/status/conditions")
         .and_then(Value::as_array)
@@ -996,8 +1193,9 @@ fn describe_node(w: &mut Describer, n: &Value, pods: &[Value]) {
         for c in conds {
             w.line(
                 1,
+                // kubectl leaves a space after each cell but the message.
                 &format!(
-                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    "{} \t{} \t{} \t{} \t{} \t{}",
                     s(c, "/type"),
                     s(c, "/status"),
                     timestamp(s(c, "/lastHeartbeatTime")),
@@ -1052,25 +1250,200 @@ fn describe_node(w: &mut Describer, n: &Value, pods: &[Value]) {
     if let Some(cidr) = n.pointer("/spec/podCIDR").and_then(Value::as_str) {
         w.kv(0, "PodCIDR", cidr);
     }
+    let cidrs: Vec<&str> = n
+        .pointer("/spec/podCIDRs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if !cidrs.is_empty() {
+        w.kv(0, "PodCIDRs", &cidrs.join(","));
+    }
+    if let Some(id) = n.pointer("/spec/providerID").and_then(Value::as_str) {
+        w.kv(0, "ProviderID", id);
+    }
+    let alloc = |r: &str| {
+        n.pointer(&format!("/status/allocatable/{r}"))
+            .and_then(Value::as_str)
+            .and_then(Quantity::parse)
+            .map(|q| q.millis)
+            .unwrap_or(0)
+    };
+    let used = |q: &Quantity, r: &str| format!("{q} ({}%)", q.percent_of(alloc(r)));
     w.line(
         0,
         &format!("Non-terminated Pods:\t({} in total)", pods.len()),
     );
-    w.line(1, "Namespace\tName\tAge");
-    w.line(1, "---------\t----\t---");
+    w.line(
+        1,
+        "Namespace\tName\t\tCPU Requests\tCPU Limits\tMemory Requests\tMemory Limits\tAge",
+    );
+    w.line(
+        1,
+        "---------\t----\t\t------------\t----------\t---------------\t-------------\t---",
+    );
+    let mut totals: [Quantity; 6] = Default::default();
     for p in pods {
+        let spec = p.get("spec").unwrap_or(&Value::Null);
+        let [cr, cl, mr, ml, er, el] = [
+            ("requests", "cpu"),
+            ("limits", "cpu"),
+            ("requests", "memory"),
+            ("limits", "memory"),
+            ("requests", "ephemeral-storage"),
+            ("limits", "ephemeral-storage"),
+        ]
+        .map(|(kind, r)| pod_resource(spec, kind, r));
         w.line(
             1,
             &format!(
-                "{}\t{}\t{}",
+                "{}\t{}\t\t{}\t{}\t{}\t{}\t{}",
                 s(p, "/metadata/namespace"),
                 s(p, "/metadata/name"),
+                used(&cr, "cpu"),
+                used(&cl, "cpu"),
+                used(&mr, "memory"),
+                used(&ml, "memory"),
                 age(p
                     .pointer("/metadata/creationTimestamp")
                     .and_then(Value::as_str))
             ),
         );
+        for (t, q) in totals.iter_mut().zip([cr, cl, mr, ml, er, el]) {
+            t.add(&q);
+        }
     }
+    let [cr, cl, mr, ml, er, el] = totals;
+    w.line(0, "Allocated resources:");
+    w.line(
+        1,
+        "(Total limits may be over 100 percent, i.e., overcommitted.)",
+    );
+    w.line(1, "Resource\tRequests\tLimits");
+    w.line(1, "--------\t--------\t------");
+    for (r, req, lim) in [
+        ("cpu", cr, cl),
+        ("memory", mr, ml),
+        ("ephemeral-storage", er, el),
+    ] {
+        w.line(1, &format!("{r}\t{}\t{}", used(&req, r), used(&lim, r)));
+    }
+}
+
+/// A resource quantity (`100m`, `64Mi`, `1G`, `2`) in thousandths, with the notation
+/// to print sums in: kubectl's sums keep the binary or decimal form of the first term.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Quantity {
+    pub millis: i128,
+    pub binary: bool,
+}
+
+impl Quantity {
+    pub fn parse(text: &str) -> Option<Quantity> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+            .unwrap_or(text.len());
+        let (num, suffix) = text.split_at(split);
+        let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+        let neg = int.starts_with('-');
+        let int = int.trim_start_matches(['+', '-']);
+        // Work in thousandths from here, keeping three fraction digits.
+        let mut frac3: String = frac.chars().take(3).collect();
+        while frac3.len() < 3 {
+            frac3.push('0');
+        }
+        let base: i128 = format!("{}{frac3}", if int.is_empty() { "0" } else { int })
+            .parse()
+            .ok()?;
+        let (mul, div, binary): (i128, i128, bool) = match suffix {
+            "" => (1, 1, false),
+            "m" => (1, 1000, false),
+            "k" => (1_000, 1, false),
+            "M" => (1_000_000, 1, false),
+            "G" => (1_000_000_000, 1, false),
+            "T" => (1_000_000_000_000, 1, false),
+            "P" => (1_000_000_000_000_000, 1, false),
+            "Ki" => (1 << 10, 1, true),
+            "Mi" => (1 << 20, 1, true),
+            "Gi" => (1 << 30, 1, true),
+            "Ti" => (1 << 40, 1, true),
+            "Pi" => (1 << 50, 1, true),
+            e if e.starts_with(['e', 'E']) => (10i128.checked_pow(e[1..].parse().ok()?)?, 1, false),
+            _ => return None,
+        };
+        let millis = base * mul / div;
+        Some(Quantity {
+            millis: if neg { -millis } else { millis },
+            binary,
+        })
+    }
+
+    pub fn add(&mut self, other: &Quantity) {
+        if self.millis == 0 {
+            self.binary = other.binary;
+        }
+        self.millis += other.millis;
+    }
+
+    /// Whole percent of `total` (thousandths), 0 when there is no total.
+    pub fn percent_of(&self, total: i128) -> i128 {
+        if total == 0 {
+            0
+        } else {
+            self.millis * 100 / total
+        }
+    }
+}
+
+impl std::fmt::Display for Quantity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.millis % 1000 != 0 {
+            return write!(f, "{}m", self.millis);
+        }
+        let mut v = self.millis / 1000;
+        let (step, suffixes): (i128, &[&str]) = if self.binary {
+            (1024, &["", "Ki", "Mi", "Gi", "Ti", "Pi"])
+        } else {
+            (1000, &["", "k", "M", "G", "T", "P"])
+        };
+        let mut i = 0;
+        while v != 0 && v % step == 0 && i + 1 < suffixes.len() {
+            v /= step;
+            i += 1;
+        }
+        write!(f, "{v}{}", suffixes[i])
+    }
+}
+
+/// A pod's total request or limit of one resource, as kubectl adds it up: the sum over
+/// its containers, or the largest init container's when that is more, plus overhead.
+fn pod_resource(spec: &Value, kind: &str, resource: &str) -> Quantity {
+    let get = |c: &Value| {
+        c.pointer(&format!("/resources/{kind}/{resource}"))
+            .and_then(Value::as_str)
+            .and_then(Quantity::parse)
+            .unwrap_or_default()
+    };
+    let mut total = Quantity::default();
+    for c in spec["containers"].as_array().into_iter().flatten() {
+        total.add(&get(c));
+    }
+    for c in spec["initContainers"].as_array().into_iter().flatten() {
+        let q = get(c);
+        if q.millis > total.millis {
+            total = q;
+        }
+    }
+    if let Some(o) = spec
+        .pointer(&format!("/overhead/{resource}"))
+        .and_then(Value::as_str)
+        .and_then(Quantity::parse)
+    {
+        total.add(&o);
+    }
+    total
 }
 
 fn describe_namespace(w: &mut Describer, ns: &Value) {
@@ -1162,54 +1535,70 @@ pub fn describe_object(
         ("apps", "ReplicaSet") => describe_replicaset(&mut w, obj, related),
         ("", "Service") => describe_service(&mut w, obj, extra),
         ("", "Endpoints") => describe_endpoints(&mut w, obj),
-        ("", "Node") => describe_node(&mut w, obj, related),
+        ("", "Node") => describe_node(&mut w, obj, related, extra),
         ("", "Namespace") => describe_namespace(&mut w, obj),
+        ("networking.k8s.io", "Ingress") => describe_ingress(&mut w, obj, extra),
         _ => describe_generic(&mut w, obj, r),
     }
     w.buf
+}
+
+/// The note for an empty listing: kubectl names the namespace when it searched one.
+pub fn no_resources_found(namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!("No resources found in {ns} namespace."),
+        None => "No resources found".to_string(),
+    }
 }
 
 pub async fn run(ctx: &Ctx, args: &DescribeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let discovery = ctx.discovery().await?;
     let ns = Some(ctx.namespace.as_str());
     let mut first = true;
+    let mut searched_namespaced = false;
     for t in parse_targets(&args.resources)? {
-        let r = discovery.resolve(&t.types)?;
-        let objects: Vec<Value> = if t.names.is_empty() {
-            let list_ns = if ctx.all_namespaces { None } else { ns };
-            let path = format!(
-                "{}{}",
-                r.collection_path(list_ns),
-                super::get::list_query(args.selector.as_deref(), None)
-            );
-            ctx.get_json(&path).await?["items"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        } else {
-            let mut v = Vec::new();
-            for n in &t.names {
-                v.push(ctx.get_json(&r.object_path(ns, n)).await?);
+        // `describe deploy,svc` and `describe all` as kubectl: each type in turn.
+        for r in discovery.resolve_list(&t.types)? {
+            searched_namespaced |= r.namespaced;
+            let objects: Vec<Value> = if t.names.is_empty() {
+                let list_ns = if ctx.all_namespaces { None } else { ns };
+                let path = format!(
+                    "{}{}",
+                    r.collection_path(list_ns),
+                    super::get::list_query(args.selector.as_deref(), None)
+                );
+                ctx.get_json(&path).await?["items"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            } else {
+                let mut v = Vec::new();
+                for n in &t.names {
+                    v.push(ctx.get_json(&r.object_path(ns, n)).await?);
+                }
+                v
+            };
+            for obj in objects {
+                let obj_ns = obj.pointer("/metadata/namespace").and_then(Value::as_str);
+                let (related, extra) = related_objects(ctx, r, &obj, obj_ns).await;
+                let mut text = describe_object(r, &obj, &related, extra.as_ref());
+                // kubectl's namespace description has no Events section.
+                if args.show_events && r.kind != "Namespace" {
+                    text.push_str(&events_section(&events_for(ctx, &obj, obj_ns).await));
+                }
+                if !first {
+                    out.write_all(b"\n\n")?;
+                }
+                first = false;
+                out.write_all(tabwrite(&text, 2).as_bytes())?;
             }
-            v
-        };
-        if objects.is_empty() {
-            bail!("no {} found in namespace {}", r.plural, ctx.namespace);
         }
-        for obj in objects {
-            let obj_ns = obj.pointer("/metadata/namespace").and_then(Value::as_str);
-            let (related, extra) = related_objects(ctx, r, &obj, obj_ns).await;
-            let mut text = describe_object(r, &obj, &related, extra.as_ref());
-            // kubectl's namespace description has no Events section.
-            if args.show_events && r.kind != "Namespace" {
-                text.push_str(&events_section(&events_for(ctx, &obj, obj_ns).await));
-            }
-            if !first {
-                out.write_all(b"\n\n")?;
-            }
-            first = false;
-            out.write_all(tabwrite(&text, 2).as_bytes())?;
-        }
+    }
+    if first {
+        // Like kubectl: a note on stderr, and success (an empty list is no error).
+        let list_ns =
+            (searched_namespaced && !ctx.all_namespaces).then_some(ctx.namespace.as_str());
+        eprintln!("{}", no_resources_found(list_ns));
     }
     Ok(())
 }
@@ -1265,17 +1654,49 @@ async fn related_objects(
                     &format!("spec.nodeName={name},status.phase!=Succeeded,status.phase!=Failed"),
                 )
                 .finish();
-            (list(format!("/api/v1/pods?{q}")).await, None)
-        }
-        ("", "Service") => {
-            let ep = ctx
+            let lease = ctx
                 .get_json(&format!(
-                    "/api/v1/namespaces/{}/endpoints/{name}",
-                    ns.unwrap_or("default")
+                    "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}"
                 ))
                 .await
                 .ok();
-            (vec![], ep)
+            (list(format!("/api/v1/pods?{q}")).await, lease)
+        }
+        ("", "Service") => {
+            let ns = ns.unwrap_or("default");
+            // The Service's EndpointSlices, as kubectl 1.33 reads them; a server
+            // without slices falls back to the Endpoints object.
+            let q = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair(
+                    "labelSelector",
+                    &format!("kubernetes.io/service-name={name}"),
+                )
+                .finish();
+            let slices = ctx
+                .get_json(&format!(
+                    "/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices?{q}"
+                ))
+                .await;
+            let extra = match slices {
+                Ok(l) => Some(serde_json::json!({"slices": l["items"].clone()})),
+                Err(_) => ctx
+                    .get_json(&format!("/api/v1/namespaces/{ns}/endpoints/{name}"))
+                    .await
+                    .ok(),
+            };
+            (vec![], extra)
+        }
+        ("networking.k8s.io", "Ingress") => {
+            let ns = ns.unwrap_or("default");
+            let services = list(format!("/api/v1/namespaces/{ns}/services")).await;
+            let slices = list(format!(
+                "/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices"
+            ))
+            .await;
+            (
+                vec![],
+                Some(serde_json::json!({"services": services, "slices": slices})),
+            )
         }
         _ => (vec![], None),
     }
@@ -1318,6 +1739,137 @@ mod tests {
         assert_eq!(
             tabwrite(&w.buf, 2),
             "Labels:       a=1\n              b=2\nAnnotations:  <none>\n"
+        );
+    }
+
+    /// The lab's demo Ingress, against what kubectl 1.33 printed for it.
+    #[test]
+    fn ingress_describes_like_kubectl() {
+        let ing = json!({
+            "metadata": {"name": "web", "namespace": "demo"},
+            "spec": {"rules": [{"host": "web.skiff.lab", "http": {"paths": [
+                {"path": "/", "pathType": "Prefix",
+                 "backend": {"service": {"name": "web", "port": {"name": "http"}}}}]}}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "172.30.0.11"}]}}
+        });
+        let related = json!({
+            "services": [{"metadata": {"name": "web"},
+                          "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}],
+            "slices": [{"metadata": {"name": "web-x", "labels": {"kubernetes.io/service-name": "web"}},
+                        "endpoints": [{"addresses": ["10.244.1.4"]}, {"addresses": ["10.244.1.2"]},
+                                      {"addresses": ["10.244.1.3"]}],
+                        "ports": [{"name": "http", "port": 8080}]}]
+        });
+        let mut w = Describer::default();
+        describe_ingress(&mut w, &ing, Some(&related));
+        let text = tabwrite(&(w.buf + &events_section(&[])), 2);
+        assert_eq!(
+            text,
+            "Name:             web\n\
+             Labels:           <none>\n\
+             Namespace:        demo\n\
+             Address:          172.30.0.11\n\
+             Ingress Class:    <none>\n\
+             Default backend:  <default>\n\
+             Rules:\n\
+             \x20 Host           Path  Backends\n\
+             \x20 ----           ----  --------\n\
+             \x20 web.skiff.lab  \n\
+             \x20                /   web:http (10.244.1.4:8080,10.244.1.2:8080,10.244.1.3:8080)\n\
+             Annotations:     <none>\n\
+             Events:          <none>\n"
+        );
+        // No rules: one catch-all line; a missing Service is said, not fatal.
+        let bare = json!({"metadata": {"name": "b", "namespace": "d"},
+            "spec": {"defaultBackend": {"service": {"name": "gone", "port": {"number": 80}}}}});
+        let mut w = Describer::default();
+        describe_ingress(&mut w, &bare, None);
+        assert!(
+            w.buf
+                .contains("  *\t*\tgone:80 (<error: services \"gone\" not found>)\n"),
+            "{}",
+            w.buf
+        );
+        let eps: Vec<Value> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|a| json!({"addresses": [a]}))
+            .collect();
+        let five = [json!({"endpoints": eps, "ports": [{"name": "", "port": 1}]})];
+        assert_eq!(
+            format_endpoint_slices(&five, &[""]),
+            "a:1,b:1,c:1 + 2 more..."
+        );
+        assert_eq!(format_endpoint_slices(&five, &["http"]), "");
+        assert_eq!(format_endpoint_slices(&[], &[""]), "<none>");
+    }
+
+    #[test]
+    fn quantities_parse_add_and_print_like_kubectl() {
+        let q = |t: &str| Quantity::parse(t).unwrap_or_else(|| panic!("{t}"));
+        for (text, millis, shown) in [
+            ("100m", 100, "100m"),
+            ("1", 1000, "1"),
+            ("0.5", 500, "500m"),
+            ("64Mi", 67_108_864_000, "64Mi"),
+            ("1G", 1_000_000_000_000, "1G"),
+            ("1Gi", (1i128 << 30) * 1000, "1Gi"),
+            ("2k", 2_000_000, "2k"),
+            ("1e3", 1_000_000, "1k"),
+        ] {
+            assert_eq!(q(text).millis, millis, "{text}");
+            assert_eq!(q(text).to_string(), shown, "{text}");
+        }
+        assert!(Quantity::parse("12x").is_none());
+        // A sum keeps the first term's notation: 64Mi + 1G in bytes, as kubectl prints it.
+        let mut sum = q("64Mi");
+        sum.add(&q("1G"));
+        assert_eq!(sum.to_string(), "1067108864");
+        let mut cpu = q("100m");
+        cpu.add(&q("1"));
+        assert_eq!(
+            format!("{cpu} ({}%)", cpu.percent_of(q("2").millis)),
+            "1100m (55%)"
+        );
+        assert_eq!(Quantity::default().to_string(), "0");
+    }
+
+    /// The lab's node with a pod that asks for resources, against kubectl 1.33's text.
+    #[test]
+    fn node_lists_pod_resources_and_totals_like_kubectl() {
+        let node = json!({
+            "metadata": {"name": "node1"},
+            "spec": {"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24"]},
+            "status": {"allocatable": {"cpu": "2", "ephemeral-storage": "10Gi",
+                                       "memory": "24684084Ki", "pods": "110"}}
+        });
+        let pod = json!({"metadata": {"namespace": "default", "name": "res"}, "spec": {"containers": [
+            {"name": "a", "resources": {"requests": {"cpu": "100m", "memory": "64Mi"},
+                                        "limits": {"cpu": "250m", "memory": "128Mi"}}},
+            {"name": "b", "resources": {"requests": {"cpu": "1", "memory": "1G",
+                                                     "ephemeral-storage": "1Gi"}}}]}});
+        let mut w = Describer::default();
+        describe_node(&mut w, &node, &[pod], None);
+        let text = tabwrite(&w.buf, 2);
+        let tail = &text[text.find("PodCIDR:").unwrap()..];
+        assert_eq!(
+            tail,
+            "PodCIDR:              10.244.1.0/24\n\
+             PodCIDRs:             10.244.1.0/24\n\
+             Non-terminated Pods:  (1 in total)\n\
+             \x20 Namespace           Name    CPU Requests  CPU Limits  Memory Requests  Memory Limits  Age\n\
+             \x20 ---------           ----    ------------  ----------  ---------------  -------------  ---\n\
+             \x20 default             res     1100m (55%)   250m (12%)  1067108864 (4%)  128Mi (0%)     <unknown>\n\
+             Allocated resources:\n\
+             \x20 (Total limits may be over 100 percent, i.e., overcommitted.)\n\
+             \x20 Resource           Requests         Limits\n\
+             \x20 --------           --------         ------\n\
+             \x20 cpu                1100m (55%)      250m (12%)\n\
+             \x20 memory             1067108864 (4%)  128Mi (0%)\n\
+             \x20 ephemeral-storage  1Gi (10%)        0 (0%)\n"
+        );
+        assert!(
+            text.contains("Lease:\n  HolderIdentity:  <unset>\n"),
+            "{text}"
         );
     }
 

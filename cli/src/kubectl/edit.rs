@@ -70,20 +70,43 @@ pub async fn run(ctx: &Ctx, args: &EditArgs, out: &mut dyn Write) -> anyhow::Res
         eprintln!("Edit cancelled, no changes made.");
         return Ok(());
     }
+    // Like kubectl, a refused edit is not lost: the text stays in a file to fix and
+    // send again (`skiff apply -f` or `skiff replace`), named in the error.
+    let keep = |e: anyhow::Error| -> anyhow::Error {
+        let copy = std::env::temp_dir().join(format!(
+            "skiff-edit-{}-{}-{name}.yaml",
+            std::process::id(),
+            r.plural
+        ));
+        match std::fs::write(&copy, &edited) {
+            Ok(()) => anyhow::anyhow!(
+                "{e:#}\nA copy of your changes has been stored to \"{}\"",
+                copy.display()
+            ),
+            Err(_) => e,
+        }
+    };
     let yaml: serde_yaml::Value = serde_yaml::from_str(&edited).map_err(|e| {
-        anyhow::anyhow!(
+        keep(anyhow::anyhow!(
             "the edited file is not valid YAML: {e}; nothing was changed, run edit again"
-        )
+        ))
     })?;
     let mut obj: Value = serde_json::to_value(yaml)?;
     if obj.pointer("/metadata/name") != original.pointer("/metadata/name") {
-        bail!("metadata.name cannot be changed by edit; nothing was changed");
+        return Err(keep(anyhow::anyhow!(
+            "metadata.name cannot be changed by edit; nothing was changed"
+        )));
     }
     if obj.pointer("/metadata/resourceVersion").is_none() {
         obj["metadata"]["resourceVersion"] = original["metadata"]["resourceVersion"].clone();
     }
     match ctx
-        .send_json(Method::PUT, &path, "application/json", &obj)
+        .send_json(
+            Method::PUT,
+            &super::client::with_manager(&path, "edit"),
+            "application/json",
+            &obj,
+        )
         .await
     {
         Ok(_) => writeln!(out, "{}/{name} edited", r.kind_prefix())?,
@@ -91,9 +114,11 @@ pub async fn run(ctx: &Ctx, args: &EditArgs, out: &mut dyn Write) -> anyhow::Res
             if e.downcast_ref::<ApiFailure>()
                 .is_some_and(|f| f.code == 409) =>
         {
-            bail!("{e:#}; the object changed while you edited it, run edit again")
+            return Err(keep(anyhow::anyhow!(
+                "{e:#}; the object changed while you edited it, run edit again"
+            )))
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(keep(e)),
     }
     Ok(())
 }

@@ -118,30 +118,31 @@ pub async fn run(
     let discovery = ctx.discovery().await?;
     let mut victims = Vec::new();
     for t in parse_targets(&objects)? {
-        let r = discovery.resolve(&t.types)?;
-        if t.names.is_empty() {
-            if args.selector.is_none() && !args.all {
-                bail!("give a name, -l SELECTOR or --all to choose the objects to change");
-            }
-            let path = format!(
-                "{}{}",
-                r.collection_path(Some(&ctx.namespace)),
-                super::get::list_query(args.selector.as_deref(), None)
-            );
-            for item in ctx.get_json(&path).await?["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
-            {
-                victims.push((r, item.clone()));
-            }
-        } else {
-            for n in &t.names {
-                victims.push((
-                    r,
-                    ctx.get_json(&r.object_path(Some(&ctx.namespace), n))
-                        .await?,
-                ));
+        for r in discovery.resolve_list(&t.types)? {
+            if t.names.is_empty() {
+                if args.selector.is_none() && !args.all {
+                    bail!("give a name, -l SELECTOR or --all to choose the objects to change");
+                }
+                let path = format!(
+                    "{}{}",
+                    r.collection_path(Some(&ctx.namespace)),
+                    super::get::list_query(args.selector.as_deref(), None)
+                );
+                for item in ctx.get_json(&path).await?["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    victims.push((r, item.clone()));
+                }
+            } else {
+                for n in &t.names {
+                    victims.push((
+                        r,
+                        ctx.get_json(&r.object_path(Some(&ctx.namespace), n))
+                            .await?,
+                    ));
+                }
             }
         }
     }
@@ -160,8 +161,20 @@ pub async fn run(
                 // Pin the version we checked `--overwrite` against.
                 patch["metadata"]["resourceVersion"] = obj["metadata"]["resourceVersion"].clone();
                 let path = r.object_path(Some(&ctx.namespace), &name);
-                ctx.send_json(Method::PATCH, &path, "application/merge-patch+json", &patch)
-                    .await?;
+                ctx.send_json(
+                    Method::PATCH,
+                    &super::client::with_manager(
+                        &path,
+                        if field == "labels" {
+                            "label"
+                        } else {
+                            "annotate"
+                        },
+                    ),
+                    "application/merge-patch+json",
+                    &patch,
+                )
+                .await?;
                 writeln!(out, "{}/{name} {verb}", r.kind_prefix())?;
             }
         }

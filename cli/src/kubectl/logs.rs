@@ -19,6 +19,9 @@ pub struct LogsArgs {
     pub kube: KubeFlags,
     /// POD, pod/NAME, deploy/NAME, rs/NAME ...
     pub target: String,
+    /// The container, as kubectl also takes it: `logs POD CONTAINER`.
+    #[arg(value_name = "CONTAINER")]
+    pub container_arg: Option<String>,
     /// Keep streaming new lines.
     #[arg(short = 'f', long)]
     pub follow: bool,
@@ -174,7 +177,8 @@ pub async fn resolve_pod(ctx: &Ctx, target: &str) -> anyhow::Result<Value> {
 
 pub async fn run(ctx: &Ctx, args: &LogsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let pod = resolve_pod(ctx, &args.target).await?;
-    let (container, note) = pick_container(&pod, args.container.as_deref())?;
+    let wanted = wanted_container(args)?;
+    let (container, note) = pick_container(&pod, wanted)?;
     if let Some(n) = note {
         eprintln!("{n}");
     }
@@ -209,6 +213,19 @@ pub async fn run(ctx: &Ctx, args: &LogsArgs, out: &mut dyn Write) -> anyhow::Res
     Ok(())
 }
 
+/// The container asked for, by `-c` or as the second word (`logs POD CONTAINER`).
+pub fn wanted_container(args: &LogsArgs) -> anyhow::Result<Option<&str>> {
+    Ok(match (&args.container, &args.container_arg) {
+        (Some(flag), Some(arg)) if flag != arg => {
+            bail!(
+                "only one of -c or an inline container name is allowed (got {flag:?} and {arg:?})"
+            )
+        }
+        (Some(c), _) | (None, Some(c)) => Some(c.as_str()),
+        (None, None) => None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,6 +237,7 @@ mod tests {
             target: "p".into(),
             follow: false,
             container: None,
+            container_arg: None,
             previous: false,
             tail: -1,
             since: None,
@@ -242,6 +260,27 @@ mod tests {
             log_query(&a, "app").unwrap(),
             "container=app&follow=true&previous=true&tailLines=10&sinceSeconds=120&timestamps=true"
         );
+    }
+
+    #[test]
+    fn container_comes_from_the_flag_or_the_second_word() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Line {
+            #[command(flatten)]
+            a: LogsArgs,
+        }
+        let parse = |argv: &[&str]| Line::try_parse_from(argv).unwrap().a;
+        assert_eq!(wanted_container(&parse(&["logs", "p"])).unwrap(), None);
+        assert_eq!(
+            wanted_container(&parse(&["logs", "p", "b"])).unwrap(),
+            Some("b")
+        );
+        assert_eq!(
+            wanted_container(&parse(&["logs", "p", "-c", "b"])).unwrap(),
+            Some("b")
+        );
+        assert!(wanted_container(&parse(&["logs", "p", "a", "-c", "b"])).is_err());
     }
 
     #[test]

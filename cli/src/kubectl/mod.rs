@@ -48,7 +48,7 @@ use clap::Subcommand;
 pub enum KubeCommand {
     /// Display one or many resources.
     Get(get::GetArgs),
-    /// Create or update objects from files (client-side apply).
+    /// Create or update objects from files (server-side apply, field manager `skiff`).
     Apply(apply::ApplyArgs),
     /// Create objects from files.
     Create(apply::CreateArgs),
@@ -163,25 +163,33 @@ pub fn hoist_global_flags(args: Vec<String>) -> Vec<String> {
         #[command(subcommand)]
         _c: KubeCommand,
     }
-    let names: Vec<String> = Probe::command()
+    let probe = Probe::command();
+    let names: Vec<String> = probe
         .get_subcommands()
         .map(|c| c.get_name().to_string())
         .collect();
     let mut hoisted = Vec::new();
+    let mut taken = Vec::new();
     let mut i = 1;
     while i < args.len() {
         let a = &args[i];
         let flag = a.split('=').next().unwrap_or(a);
-        if VALUE_FLAGS.contains(&flag) {
+        // `-ndev`: a short value flag with its value attached.
+        let attached =
+            a.len() > 2 && (a.starts_with("-n") || a.starts_with("-s")) && !a.starts_with("--");
+        if VALUE_FLAGS.contains(&flag) && !attached {
             let takes_next = !a.contains('=');
             hoisted.push(a.clone());
+            taken.push(i);
             if takes_next && i + 1 < args.len() {
                 hoisted.push(args[i + 1].clone());
+                taken.push(i + 1);
                 i += 1;
             }
             i += 1;
-        } else if SWITCH_FLAGS.contains(&a.as_str()) {
+        } else if attached || SWITCH_FLAGS.contains(&a.as_str()) {
             hoisted.push(a.clone());
+            taken.push(i);
             i += 1;
         } else if a.starts_with('-') {
             i += 1;
@@ -190,10 +198,20 @@ pub fn hoist_global_flags(args: Vec<String>) -> Vec<String> {
             if hoisted.is_empty() || !names.iter().any(|n| n == a) {
                 return args;
             }
-            let mut out: Vec<String> = args[..=i]
-                .iter()
-                .filter(|x| !hoisted.contains(x))
-                .cloned()
+            // `rollout` keeps its flags on its own subcommands (`rollout status -n x`):
+            // the flags go after the nested word there.
+            let sub = probe.find_subcommand(a).expect("listed above");
+            let flags_here = sub
+                .get_arguments()
+                .any(|arg| arg.get_long() == Some("kubeconfig"));
+            if !flags_here && sub.has_subcommands() {
+                if let Some(j) = (i + 1..args.len()).find(|&j| !args[j].starts_with('-')) {
+                    i = j;
+                }
+            }
+            let mut out: Vec<String> = (0..=i)
+                .filter(|k| !taken.contains(k))
+                .map(|k| args[k].clone())
                 .collect();
             out.extend(hoisted);
             out.extend(args[i + 1..].iter().cloned());
@@ -221,14 +239,57 @@ mod hoist_tests {
             ),
             (
                 "skiff -v --context c rollout status deploy/web",
-                "skiff -v rollout --context c status deploy/web",
+                "skiff -v rollout status --context c deploy/web",
             ),
             ("skiff get pods -n dev", "skiff get pods -n dev"),
+            ("skiff -ndev get pods", "skiff get -ndev pods"),
+            ("skiff -n=dev get pods", "skiff get -n=dev pods"),
+            (
+                "skiff -n dev rollout undo deploy/web",
+                "skiff rollout undo -n dev deploy/web",
+            ),
+            (
+                "skiff --kubeconfig k config view",
+                "skiff config --kubeconfig k view",
+            ),
             ("skiff --server x agent", "skiff --server x agent"),
             ("skiff server --listen a", "skiff server --listen a"),
         ];
         for (input, want) in cases {
             assert_eq!(hoist_global_flags(v(input)), v(want), "{input}");
+        }
+    }
+
+    /// The rewritten command lines must also be ones clap accepts, with the flags read.
+    #[test]
+    fn hoisted_command_lines_parse_with_their_flags() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Line {
+            #[command(subcommand)]
+            c: super::KubeCommand,
+        }
+        for input in [
+            "skiff -n dev get pods",
+            "skiff -n dev rollout status deploy/web",
+            "skiff -n dev rollout undo deploy/web",
+            "skiff -n dev label pods p a=b",
+            "skiff -n dev config view",
+            "skiff rollout status deploy/web -n dev",
+            "skiff rollout history -n dev deploy/web",
+            "skiff -ndev get pods",
+            "skiff --namespace=dev get pods",
+        ] {
+            let line = Line::try_parse_from(hoist_global_flags(v(input)))
+                .unwrap_or_else(|e| panic!("{input}: {e}"));
+            let ns = match &line.c {
+                super::KubeCommand::Get(a) => a.kube.namespace.clone(),
+                super::KubeCommand::Label(a) => a.kube.namespace.clone(),
+                super::KubeCommand::Rollout(r) => r.target().kube.namespace.clone(),
+                super::KubeCommand::Config { kube, .. } => kube.namespace.clone(),
+                _ => None,
+            };
+            assert_eq!(ns.as_deref(), Some("dev"), "{input}");
         }
     }
 }

@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use http::Method;
 use serde_json::{json, Value};
 
-use super::client::Ctx;
+use super::client::{with_manager, Ctx};
 use super::config::KubeFlags;
 use super::discovery::Resource;
 use super::wait::{parse_duration, wait_for};
@@ -204,37 +204,44 @@ pub async fn run(ctx: &Ctx, cmd: &RolloutCommand, out: &mut dyn Write) -> anyhow
     match cmd {
         RolloutCommand::Status(t) => {
             let timeout = parse_duration(&t.timeout)?;
-            let deadline = (!timeout.is_zero()).then(|| tokio::time::Instant::now() + timeout);
-            let mut last = String::new();
-            loop {
-                let remaining = match deadline {
-                    Some(d) => d
-                        .saturating_duration_since(tokio::time::Instant::now())
-                        .max(Duration::from_millis(1)),
-                    None => Duration::ZERO,
-                };
-                let seen = last.clone();
-                let obj = wait_for(ctx, r, ns, &name, remaining, &|o| match o {
-                    None => true,
-                    Some(d) => match deployment_status(d) {
-                        Ok((msg, done)) => done || msg != seen,
-                        Err(_) => true,
-                    },
-                })
-                .await?;
-                let Some(obj) = obj else {
-                    bail!("deployments.apps \"{name}\" not found")
-                };
-                let (msg, done) = deployment_status(&obj).map_err(|e| anyhow::anyhow!(e))?;
-                if msg != last {
-                    writeln!(out, "{msg}")?;
-                    out.flush()?;
+            let watch = async {
+                let mut last = String::new();
+                loop {
+                    let seen = last.clone();
+                    // No deadline per wait: the whole watch has one (below), so that a
+                    // timeout names what was asked for, not what was left of it.
+                    let obj = wait_for(ctx, r, ns, &name, Duration::ZERO, &|o| match o {
+                        None => true,
+                        Some(d) => match deployment_status(d) {
+                            Ok((msg, done)) => done || msg != seen,
+                            Err(_) => true,
+                        },
+                    })
+                    .await?;
+                    let Some(obj) = obj else {
+                        bail!("deployments.apps \"{name}\" not found")
+                    };
+                    let (msg, done) = deployment_status(&obj).map_err(|e| anyhow::anyhow!(e))?;
+                    if msg != last {
+                        writeln!(out, "{msg}")?;
+                        out.flush()?;
+                    }
+                    if done || !t.watch {
+                        return Ok(());
+                    }
+                    last = msg;
                 }
-                if done || !t.watch {
-                    return Ok(());
-                }
-                last = msg;
+            };
+            if timeout.is_zero() {
+                return watch.await;
             }
+            return match tokio::time::timeout(timeout, watch).await {
+                Ok(r) => r,
+                Err(_) => bail!(
+                    "timed out waiting for the rollout of {prefix}/{name} after {}; raise --timeout or look at `skiff describe {prefix}/{name}`",
+                    t.timeout
+                ),
+            };
         }
         RolloutCommand::History(t) => {
             let d = ctx.get_json(&path).await?;
@@ -256,33 +263,58 @@ pub async fn run(ctx: &Ctx, cmd: &RolloutCommand, out: &mut dyn Write) -> anyhow
                     .unwrap_or("<none>");
                 rows.push(vec![rev.to_string(), cause.to_string()]);
             }
-            out.write_all(super::printer::align(&rows).as_bytes())?;
+            // kubectl's history table is two spaces apart (not get's three).
+            let text: String = rows.iter().map(|r| r.join("\t") + "\n").collect();
+            out.write_all(super::describe::tabwrite(&text, 2).as_bytes())?;
             writeln!(out)?;
         }
         RolloutCommand::Undo(t) => {
-            let d = ctx.get_json(&path).await?;
-            if d.pointer("/spec/paused").and_then(Value::as_bool) == Some(true) {
-                bail!("you cannot rollback a paused deployment; resume it first with `skiff rollout resume deployment/{name}`");
+            // The controller bumps the resourceVersion with every status write, so the
+            // guarded patch can lose a race that has nothing to do with the template:
+            // read again and retry a few times before giving up.
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let d = ctx.get_json(&path).await?;
+                if d.pointer("/spec/paused").and_then(Value::as_bool) == Some(true) {
+                    bail!("you cannot rollback a paused deployment; resume it first with `skiff rollout resume deployment/{name}`");
+                }
+                let revs = owned_revisions(ctx, discovery, &d).await?;
+                let (rev, template) = template_for_undo(&revs, t.to_revision)?;
+                if d.pointer("/spec/template") == Some(&template) {
+                    writeln!(out, "{prefix}/{name} skipped rollback (current template already matches revision {rev})")?;
+                    return Ok(());
+                }
+                let patch = json!([
+                    {"op": "test", "path": "/metadata/resourceVersion", "value": d["metadata"]["resourceVersion"]},
+                    {"op": "replace", "path": "/spec/template", "value": template}
+                ]);
+                match ctx
+                    .send_json(
+                        Method::PATCH,
+                        &with_manager(&path, "rollout"),
+                        "application/json-patch+json",
+                        &patch,
+                    )
+                    .await
+                {
+                    Ok(_) => break,
+                    Err(e) if attempt < 5 && lost_race(&e) => continue,
+                    Err(e) => return Err(e),
+                }
             }
-            let revs = owned_revisions(ctx, discovery, &d).await?;
-            let (rev, template) = template_for_undo(&revs, t.to_revision)?;
-            if d.pointer("/spec/template") == Some(&template) {
-                writeln!(out, "{prefix}/{name} skipped rollback (current template already matches revision {rev})")?;
-                return Ok(());
-            }
-            let patch = json!([
-                {"op": "test", "path": "/metadata/resourceVersion", "value": d["metadata"]["resourceVersion"]},
-                {"op": "replace", "path": "/spec/template", "value": template}
-            ]);
-            ctx.send_json(Method::PATCH, &path, "application/json-patch+json", &patch)
-                .await?;
             writeln!(out, "{prefix}/{name} rolled back")?;
         }
         RolloutCommand::Restart(_) => {
             let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
             let patch = json!({"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": now}}}}});
-            ctx.send_json(Method::PATCH, &path, "application/merge-patch+json", &patch)
-                .await?;
+            ctx.send_json(
+                Method::PATCH,
+                &with_manager(&path, "rollout"),
+                "application/merge-patch+json",
+                &patch,
+            )
+            .await?;
             writeln!(out, "{prefix}/{name} restarted")?;
         }
         RolloutCommand::Pause(_) | RolloutCommand::Resume(_) => {
@@ -304,12 +336,24 @@ pub async fn run(ctx: &Ctx, cmd: &RolloutCommand, out: &mut dyn Write) -> anyhow
                 );
             }
             let patch = json!({"spec": {"paused": pause}});
-            ctx.send_json(Method::PATCH, &path, "application/merge-patch+json", &patch)
-                .await?;
+            ctx.send_json(
+                Method::PATCH,
+                &with_manager(&path, "rollout"),
+                "application/merge-patch+json",
+                &patch,
+            )
+            .await?;
             writeln!(out, "{prefix}/{name} {word}")?;
         }
     }
     Ok(())
+}
+
+/// Whether a guarded write failed only because the object changed since it was read
+/// (a conflict, or the resourceVersion `test` of a JSON patch not matching).
+fn lost_race(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<super::client::ApiFailure>()
+        .is_some_and(|f| f.code == 409 || (f.code == 422 && f.message.contains("resourceVersion")))
 }
 
 async fn owned_revisions(
@@ -374,6 +418,29 @@ mod tests {
             "metadata": {"annotations": {"deployment.kubernetes.io/revision": rev}, "ownerReferences": [{"uid": owner}]},
             "spec": {"template": {"metadata": {"labels": {"app": "web", "pod-template-hash": "abc"}}, "spec": {"image": image}}}
         })
+    }
+
+    #[test]
+    fn only_a_changed_object_is_retried() {
+        let fail = |code: u16, message: &str| {
+            anyhow::Error::from(super::super::client::ApiFailure {
+                code,
+                reason: String::new(),
+                message: message.into(),
+                causes: vec![],
+                hint: None,
+            })
+        };
+        assert!(lost_race(&fail(409, "the object has been modified")));
+        assert!(lost_race(&fail(
+            422,
+            "the JSON patch failed: operation '/0' failed at path '/metadata/resourceVersion'"
+        )));
+        assert!(!lost_race(&fail(
+            422,
+            "spec.template.spec.containers: Required value"
+        )));
+        assert!(!lost_race(&fail(404, "not found")));
     }
 
     #[test]

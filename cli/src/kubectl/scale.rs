@@ -58,8 +58,13 @@ pub async fn run(ctx: &Ctx, args: &ScaleArgs, out: &mut dyn Write) -> anyhow::Re
                 body["metadata"] =
                     json!({"resourceVersion": current.pointer("/metadata/resourceVersion")});
             }
-            ctx.send_json(Method::PATCH, &path, "application/merge-patch+json", &body)
-                .await?;
+            ctx.send_json(
+                Method::PATCH,
+                &super::client::with_manager(&path, "scale"),
+                "application/merge-patch+json",
+                &body,
+            )
+            .await?;
             writeln!(out, "{}/{name} scaled", r.kind_prefix())?;
         }
     }

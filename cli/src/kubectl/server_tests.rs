@@ -159,6 +159,40 @@ async fn a_bad_document_means_nothing_is_sent() {
     let err = skiff(&server, &["get", "cm", "cfg"]).await.unwrap_err();
     assert!(err.contains("(NotFound)"), "{err}");
 
+    // A value only the server can judge (a port that is not a number): the dry run
+    // of the whole batch finds it before the good first document is stored.
+    let refused = format!(
+        "{WEB}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec: {{containers: [{{name: c, image: x, ports: [{{containerPort: abc}}]}}]}}\n"
+    );
+    let f = write(dir.path(), "refused.yaml", &refused);
+    let err = skiff(&server, &["apply", "-f", &f]).await.unwrap_err();
+    assert!(
+        err.contains("refused.yaml (document 3)")
+            && err.contains("containerPort")
+            && err.contains("nothing was sent"),
+        "{err}"
+    );
+    let err = skiff(&server, &["get", "cm", "cfg"]).await.unwrap_err();
+    assert!(err.contains("(NotFound)"), "{err}");
+    let err = skiff(&server, &["create", "-f", &f]).await.unwrap_err();
+    assert!(
+        err.contains("refused.yaml (document 3)") && err.contains("nothing was sent"),
+        "{err}"
+    );
+    let err = skiff(&server, &["get", "cm", "cfg"]).await.unwrap_err();
+    assert!(err.contains("(NotFound)"), "{err}");
+    // A namespace and an object in it, in one file: the dry run must not trip over
+    // the namespace that does not exist yet.
+    let with_ns = "apiVersion: v1\nkind: Namespace\nmetadata: {name: fresh}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: fresh}\n";
+    assert_eq!(
+        ok(
+            &server,
+            &["apply", "-f", &write(dir.path(), "ns.yaml", with_ns)]
+        )
+        .await,
+        "namespace/fresh created\nconfigmap/c created\n"
+    );
+
     let malformed = write(dir.path(), "m.yaml", "apiVersion: v1\nkind: [\n");
     let err = skiff(&server, &["apply", "-f", &malformed])
         .await
@@ -306,6 +340,33 @@ async fn delete_waits_and_scale_label_annotate_change_objects() {
     )
     .await;
     assert_eq!(got, "be hi");
+    // Several types at once, by selector, as kubectl takes them.
+    assert_eq!(
+        ok(
+            &server,
+            &["label", "cm,deploy", "-l", "app=web", "multi=yes"]
+        )
+        .await,
+        "configmap/cfg labeled\ndeployment.apps/web labeled\n"
+    );
+    assert_eq!(
+        ok(
+            &server,
+            &["get", "cm,deploy", "-l", "multi=yes", "-o", "name"]
+        )
+        .await,
+        "configmap/cfg\ndeployment.apps/web\n"
+    );
+    let both = ok(&server, &["describe", "cm,deploy", "-l", "multi=yes"]).await;
+    assert!(
+        both.starts_with("Name:         cfg\n")
+            && both.contains("\n\n\nName:                   web\n"),
+        "{both}"
+    );
+    assert_eq!(
+        ok(&server, &["annotate", "cm", "cfg", "note-"]).await,
+        "configmap/cfg annotated\n"
+    );
     ok(&server, &["label", "cm", "cfg", "tier-"]).await;
     assert_eq!(
         ok(
@@ -379,6 +440,45 @@ async fn rollout_pause_resume_restart_and_wait() {
     .await;
     assert!(at.contains("kubectl.kubernetes.io/restartedAt"), "{at}");
 
+    // undo and history read the ReplicaSets the deployment owns; no controller runs
+    // here, so two revisions are made by hand.
+    let uid = ok(
+        &server,
+        &["get", "deploy/web", "-o", "jsonpath={.metadata.uid}"],
+    )
+    .await;
+    for (rev, image) in [(1, "busybox:old"), (2, "busybox")] {
+        let rs = format!(
+            "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: web-r{rev}\n  annotations: {{deployment.kubernetes.io/revision: '{rev}'}}\n  ownerReferences: [{{apiVersion: apps/v1, kind: Deployment, name: web, uid: {uid}, controller: true}}]\nspec:\n  replicas: 0\n  selector: {{matchLabels: {{app: web, pod-template-hash: r{rev}}}}}\n  template:\n    metadata: {{labels: {{app: web, pod-template-hash: r{rev}}}}}\n    spec: {{containers: [{{name: web, image: '{image}'}}]}}\n"
+        );
+        ok(
+            &server,
+            &["create", "-f", &write(dir.path(), "rs.yaml", &rs)],
+        )
+        .await;
+    }
+    assert_eq!(
+        ok(&server, &["rollout", "history", "deploy/web"]).await,
+        "deployment.apps/web \nREVISION  CHANGE-CAUSE\n1         <none>\n2         <none>\n\n"
+    );
+    assert_eq!(
+        ok(&server, &["rollout", "undo", "deploy/web"]).await,
+        "deployment.apps/web rolled back\n"
+    );
+    assert_eq!(
+        ok(
+            &server,
+            &[
+                "get",
+                "deploy/web",
+                "-o",
+                "jsonpath={.spec.template.spec.containers[0].image}"
+            ]
+        )
+        .await,
+        "busybox:old"
+    );
+
     // wait --for=delete returns once the object is gone.
     ok(&server, &["delete", "cm", "cfg", "--wait=false"]).await;
     assert_eq!(
@@ -389,6 +489,48 @@ async fn rollout_pause_resume_restart_and_wait() {
         .await,
         "configmap/cfg condition met\n"
     );
+    // No controller runs: the rollout never finishes, and the timeout named is the
+    // one given, not what was left of it after the first status line.
+    let err = skiff(
+        &server,
+        &["rollout", "status", "deploy/web", "--timeout=1s"],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.contains("timed out waiting for the rollout of deployment.apps/web after 1s"),
+        "{err}"
+    );
+
+    // By selector: every matching object, each reported. The undo above wrote the
+    // image as `skiff-rollout`, so apply (as `skiff`) must name that manager, as
+    // kubectl's server-side apply names `kubectl-rollout`.
+    let web = write(dir.path(), "web.yaml", WEB);
+    let err = skiff(&server, &["apply", "-f", &web]).await.unwrap_err();
+    assert!(
+        err.contains("conflict with \"skiff-rollout\"") && err.contains("--force-conflicts"),
+        "{err}"
+    );
+    ok(&server, &["apply", "-f", &web, "--force-conflicts"]).await;
+    assert_eq!(
+        ok(
+            &server,
+            &[
+                "wait",
+                "--for=jsonpath={.data.greeting}=hello",
+                "cm",
+                "-l",
+                "app=web"
+            ]
+        )
+        .await,
+        "configmap/cfg condition met\n"
+    );
+    let err = skiff(&server, &["wait", "--for=delete", "cm", "-l", "app=none"])
+        .await
+        .unwrap_err();
+    assert!(err.contains("no matching resources found"), "{err}");
+
     // A condition no controller will set times out with a clear message.
     let err = skiff(
         &server,
@@ -430,6 +572,10 @@ async fn describe_api_resources_version_and_connection_errors() {
     );
     assert!(d.contains("\nEvents:"), "{d}");
     assert!(!d.contains("last-applied-configuration"), "{d}");
+
+    // Nothing to describe is no error (kubectl notes it on stderr and exits 0).
+    assert_eq!(ok(&server, &["describe", "ingress"]).await, "");
+    assert_eq!(ok(&server, &["describe", "nodes"]).await, "");
 
     let ns = ok(&server, &["describe", "ns", "default"]).await;
     assert!(ns.starts_with("Name:         default\n"), "{ns}");
@@ -562,8 +708,26 @@ async fn edit_sends_what_the_editor_wrote() {
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     std::env::set_var("KUBE_EDITOR", &script);
     let out = ok(&server, &["edit", "cm/cfg"]).await;
-    std::env::remove_var("KUBE_EDITOR");
     assert_eq!(out, "configmap/cfg edited\n");
+    // A refused edit names the field and keeps the text for another try.
+    let bad = write(
+        dir.path(),
+        "bad.sh",
+        "#!/bin/sh\nsed -i 's/replicas: 2/replicas: -1/' \"$1\"\n",
+    );
+    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::env::set_var("KUBE_EDITOR", &bad);
+    let err = skiff(&server, &["edit", "deploy/web"]).await.unwrap_err();
+    std::env::remove_var("KUBE_EDITOR");
+    assert!(err.contains("spec.replicas"), "{err}");
+    let copy = err
+        .split("has been stored to \"")
+        .nth(1)
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("no copy named: {err}"));
+    let kept = std::fs::read_to_string(copy).unwrap();
+    std::fs::remove_file(copy).unwrap();
+    assert!(kept.contains("replicas: -1"), "{kept}");
     assert_eq!(
         ok(
             &server,

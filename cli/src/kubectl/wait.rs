@@ -1,7 +1,7 @@
-//! `skiff wait --for=condition=C|delete|jsonpath=...` and the watch-based waiting the
-//! other commands share (delete waits for objects to go, rollout status for a
-//! Deployment to finish). Waits GET once, then follow a watch on that one object, so
-//! nothing polls.
+//! `skiff wait --for=condition=C|delete|jsonpath=... TYPE NAME|-l SEL|--all` and the
+//! watch-based waiting the other commands share (delete waits for objects to go,
+//! rollout status for a Deployment to finish). Waits GET once, then follow a watch on
+//! that one object, so nothing polls.
 
 use std::io::Write;
 use std::time::Duration;
@@ -209,26 +209,56 @@ pub struct WaitArgs {
     pub for_: String,
     #[arg(long, default_value = "30s")]
     pub timeout: String,
+    /// Wait for the objects of the type matching this label selector.
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// Wait for every object of the type in the namespace.
+    #[arg(long)]
+    pub all: bool,
 }
 
 pub async fn run(ctx: &Ctx, args: &WaitArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let cond = WaitFor::parse(&args.for_)?;
     let timeout = parse_duration(&args.timeout)?;
     let discovery = ctx.discovery().await?;
+    let ns = Some(ctx.namespace.as_str());
+    let mut waits: Vec<(&Resource, String)> = Vec::new();
     for t in parse_targets(&args.resources)? {
-        let r = discovery.resolve(&t.types)?;
-        if t.names.is_empty() {
-            bail!("wait needs names: e.g. `skiff wait --for=condition=Available deploy/web`");
-        }
-        for name in &t.names {
-            let ns = Some(ctx.namespace.as_str());
-            if cond != WaitFor::Delete {
-                // kubectl fails at once when the object is missing, rather than wait for it.
-                ctx.get_json(&r.object_path(ns, name)).await?;
+        for r in discovery.resolve_list(&t.types)? {
+            if !t.names.is_empty() {
+                waits.extend(t.names.iter().map(|n| (r, n.clone())));
+                continue;
             }
-            wait_for(ctx, r, ns, name, timeout, &|o| cond.met(o)).await?;
-            writeln!(out, "{}/{name} condition met", r.kind_prefix())?;
+            if args.selector.is_none() && !args.all {
+                bail!("wait needs names, -l SELECTOR or --all: e.g. `skiff wait --for=condition=Available deploy/web`");
+            }
+            // `wait deploy -l app=web` / `--all`: the objects there are now.
+            let path = format!(
+                "{}{}",
+                r.collection_path(ns),
+                super::get::list_query(args.selector.as_deref(), None)
+            );
+            let list = ctx.get_json(&path).await?;
+            for o in list["items"].as_array().into_iter().flatten() {
+                if let Some(n) = o.pointer("/metadata/name").and_then(Value::as_str) {
+                    waits.push((r, n.to_string()));
+                }
+            }
         }
+    }
+    if waits.is_empty() {
+        bail!(
+            "no matching resources found in namespace {}; check the selector and -n",
+            ctx.namespace
+        );
+    }
+    for (r, name) in &waits {
+        if cond != WaitFor::Delete {
+            // kubectl fails at once when the object is missing, rather than wait for it.
+            ctx.get_json(&r.object_path(ns, name)).await?;
+        }
+        wait_for(ctx, r, ns, name, timeout, &|o| cond.met(o)).await?;
+        writeln!(out, "{}/{name} condition met", r.kind_prefix())?;
     }
     Ok(())
 }
