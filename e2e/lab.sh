@@ -134,9 +134,12 @@ spec:
   containers:
   - name: c
     image: busybox:latest
-    command: ["sh", "-c", "exit 1"]
+    command: ["sh", "-c", "echo crashed-once; exit 1"]
 YAML
 check "a crashing container restarts and backs off (CrashLoopBackOff)" wait_for 90 bash -c "'$K' get pod -n demo crasher --no-headers | grep -q CrashLoopBackOff && test \$('$K' get pod -n demo crasher -o jsonpath='{.status.containerStatuses[0].restartCount}') -ge 2"
+expect_output "logs --previous shows the last attempt's output (kubectl)" "^crashed-once$" "$K" logs -n demo crasher --previous
+expect_output "logs --previous shows the last attempt's output (skiff)" "^crashed-once$" "$SKIFF" logs -n demo crasher --previous
+check "lastState records the previous attempt's exit code" bash -c "test \"\$('$K' get pod -n demo crasher -o jsonpath='{.status.containerStatuses[0].lastState.terminated.exitCode}')\" = 1"
 "$K" delete pod -n demo crasher --grace-period=0 --wait=false >/dev/null 2>&1
 BEFORE=$("$K" get pods -n demo -l app=web -o jsonpath='{range .items[*]}{.metadata.name}={.status.containerStatuses[0].containerID},{.status.containerStatuses[0].restartCount} {end}')
 AGENT1=$(python3 -c "import json;print(json.load(open('$DIR/state.json'))['processes']['agent node1'])")
