@@ -21,10 +21,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -33,7 +30,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full, LengthLimitError, Limited};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -45,7 +42,7 @@ use tracing::{debug, warn};
 use crate::annotations::BackendProtocol;
 use crate::routes::{normalize_host, Match, RouteTable};
 use crate::tls::CertStore;
-use crate::upstream::{Pool, PooledBody};
+use crate::upstream::{Failed, Pool, PooledBody};
 
 /// Time limits of the proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,13 +117,16 @@ impl Default for Shared {
     }
 }
 
+/// Request bodies as sent upstream: streamed through the size limit.
+pub type UpstreamBody = Limited<Incoming>;
+
 /// Response bodies: streamed from the backend, or a small page made here.
-pub type ResponseBody = Either<PooledBody<ReplayableBody>, Full<Bytes>>;
+pub type ResponseBody = Either<PooledBody<UpstreamBody>, Full<Bytes>>;
 
 /// The request handler shared by every connection.
 pub struct Proxy {
     shared: Arc<Shared>,
-    pool: Arc<Pool<ReplayableBody>>,
+    pool: Arc<Pool<UpstreamBody>>,
     config: ProxyConfig,
 }
 
@@ -278,45 +278,46 @@ impl Proxy {
         // Backends get origin-form request lines; the host travels in Host.
         let uri = Uri::from(path_and_query);
 
-        let body = ReplayableBody::new(Limited::new(body, self.config.limits.max_body_bytes));
+        // The request goes to one endpoint at a time; a connect failure hands it
+        // back untouched (nothing, not even the body, was sent), so it moves on to
+        // the next endpoint without a copy having been made up front.
+        let mut upstream = Request::new(Limited::new(body, self.config.limits.max_body_bytes));
+        *upstream.method_mut() = parts.method;
+        *upstream.uri_mut() = uri;
+        *upstream.version_mut() = Version::HTTP_11;
+        *upstream.headers_mut() = headers;
+        let mut pending = Some(upstream);
         let mut last_error = None;
-        let attempts = route.backend.endpoints.len();
-        for (attempt, endpoint) in route.backend.pick().enumerate() {
-            let mut upstream = Request::new(body.clone_unstarted());
-            *upstream.method_mut() = parts.method.clone();
-            *upstream.uri_mut() = uri.clone();
-            *upstream.version_mut() = Version::HTTP_11;
-            // Headers are only needed again if another endpoint may be tried.
-            *upstream.headers_mut() = if attempt + 1 == attempts {
-                std::mem::take(&mut headers)
-            } else {
-                headers.clone()
+        for endpoint in route.backend.pick() {
+            let Some(upstream) = pending.take() else {
+                break;
             };
             let result = tokio::time::timeout(
                 self.config.timeouts.response_header,
                 self.pool.send(endpoint, tls, upstream),
             )
             .await;
-            let err = match result {
+            let Failed { error, request } = match result {
                 Ok(Ok(resp)) => return Ok(self.respond(resp, upgrade).await),
-                Ok(Err(e)) => e,
+                Ok(Err(failed)) => failed,
                 Err(_) => {
                     warn!(backend = %route.backend.name, %endpoint, "backend response timed out");
                     return Ok(page(StatusCode::GATEWAY_TIMEOUT, "504 gateway timeout"));
                 }
             };
-            if is_length_limit(&err) {
+            if is_length_limit(&error) {
                 return Ok(close(page(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "request body too large",
                 )));
             }
-            warn!(backend = %route.backend.name, %endpoint, error = %err, connect = err.is_connect(), "backend request failed");
-            // Only a connect failure before any body byte left is safe to replay.
-            if !err.is_connect() || body.started() {
-                return Ok(page(StatusCode::BAD_GATEWAY, "502 bad gateway"));
+            warn!(backend = %route.backend.name, %endpoint, error = %error, connect = error.is_connect(), "backend request failed");
+            // Only a request that never left this process is safe to replay.
+            match request {
+                Some(r) if error.is_connect() => pending = Some(*r),
+                _ => return Ok(page(StatusCode::BAD_GATEWAY, "502 bad gateway")),
             }
-            last_error = Some(err);
+            last_error = Some(error);
         }
         debug!(error = ?last_error, "every endpoint refused the connection");
         Ok(page(StatusCode::BAD_GATEWAY, "502 bad gateway"))
@@ -324,7 +325,7 @@ impl Proxy {
 
     async fn respond(
         &self,
-        mut resp: Response<PooledBody<ReplayableBody>>,
+        mut resp: Response<PooledBody<UpstreamBody>>,
         upgrade: Option<hyper::upgrade::OnUpgrade>,
     ) -> Response<ResponseBody> {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -369,7 +370,24 @@ fn is_upgrade<B>(req: &Request<B>) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
+/// Whether `name` is one of [`HOP_BY_HOP`].
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    // The standard names compare as enum tags; the two others by string.
+    name == header::CONNECTION
+        || name == header::TRANSFER_ENCODING
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::UPGRADE
+        || name == header::PROXY_AUTHENTICATE
+        || matches!(name.as_str(), "keep-alive" | "proxy-connection")
+}
+
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none of them: one walk over the few names present is
+    // cheaper than hashing all eight names for removal.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -446,62 +464,6 @@ fn close(mut resp: Response<ResponseBody>) -> Response<ResponseBody> {
     resp.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     resp
-}
-
-/// The request body, shared between attempts so that a connect failure (which never
-/// polls the body) can hand the same, untouched body to the next endpoint.
-pub struct ReplayableBody {
-    inner: Arc<Mutex<Limited<Incoming>>>,
-    started: Arc<AtomicBool>,
-}
-
-impl ReplayableBody {
-    fn new(body: Limited<Incoming>) -> Self {
-        ReplayableBody {
-            inner: Arc::new(Mutex::new(body)),
-            started: Arc::new(AtomicBool::new(false)),
-        }
-    }
-
-    fn clone_unstarted(&self) -> Self {
-        ReplayableBody {
-            inner: self.inner.clone(),
-            started: self.started.clone(),
-        }
-    }
-
-    fn started(&self) -> bool {
-        self.started.load(Ordering::Acquire)
-    }
-}
-
-impl Body for ReplayableBody {
-    type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        self.started.store(true, Ordering::Release);
-        // Uncontended: only one attempt polls at a time.
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        Pin::new(&mut *inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .size_hint()
-    }
 }
 
 /// TLS to backends (backend-protocol: HTTPS). Pod certificates are typically
@@ -720,4 +682,52 @@ pub async fn serve_connections(
         warn!("connections still open after the drain timeout; closing them");
     }
     sweeper.abort();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_stripped_and_others_kept() {
+        // (headers in, names that must survive)
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+        let cases: &[Case] = &[
+            (&[("host", "a"), ("accept", "*/*")], &["host", "accept"]),
+            (&[("host", "a"), ("keep-alive", "timeout=5")], &["host"]),
+            (&[("proxy-connection", "x"), ("x-a", "1")], &["x-a"]),
+            (&[("te", "trailers"), ("trailer", "x")], &[]),
+            (&[("transfer-encoding", "chunked"), ("upgrade", "h2c")], &[]),
+            (&[("proxy-authenticate", "Basic"), ("x-b", "2")], &["x-b"]),
+            // names listed in Connection go too, the others stay
+            (
+                &[
+                    ("connection", "close, X-Secret"),
+                    ("x-secret", "s"),
+                    ("x-c", "3"),
+                ],
+                &["x-c"],
+            ),
+        ];
+        for (input, want) in cases {
+            let mut m = map(input);
+            strip_hop_by_hop(&mut m);
+            let mut got: Vec<&str> = m.keys().map(|k| k.as_str()).collect();
+            got.sort_unstable();
+            let mut want = want.to_vec();
+            want.sort_unstable();
+            assert_eq!(got, want, "{input:?}");
+        }
+    }
 }

@@ -220,7 +220,17 @@ impl RouteTable {
 }
 
 /// Lower-cases a Host header or :authority, drops the port and a trailing dot.
-pub fn normalize_host(raw: &str) -> String {
+/// Borrows when there is nothing to change (the usual case: a lower-case name
+/// without a port), so the request path does not allocate for it.
+pub fn normalize_host(raw: &str) -> std::borrow::Cow<'_, str> {
+    let already_normal = !raw.is_empty()
+        && !raw.ends_with('.')
+        && raw
+            .bytes()
+            .all(|b| !b.is_ascii_uppercase() && !matches!(b, b':' | b'[' | b' ' | b'\t'));
+    if already_normal {
+        return raw.into();
+    }
     let raw = raw.trim();
     let host = if let Some(rest) = raw.strip_prefix('[') {
         // IPv6 literal: keep it bracket-less, without the port
@@ -234,7 +244,7 @@ pub fn normalize_host(raw: &str) -> String {
             }
         })
     };
-    host.trim_end_matches('.').to_ascii_lowercase()
+    host.trim_end_matches('.').to_ascii_lowercase().into()
 }
 
 /// Whether this controller serves `ing` (IngressClass selection).

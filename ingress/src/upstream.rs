@@ -53,6 +53,22 @@ impl UpstreamError {
     }
 }
 
+/// A request that could not be sent: the error, and the request itself when it
+/// never left this process (a connect failure), ready for another endpoint.
+pub struct Failed<B> {
+    pub error: UpstreamError,
+    pub request: Option<Box<Request<B>>>,
+}
+
+impl<B> std::fmt::Debug for Failed<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Failed")
+            .field("error", &self.error)
+            .field("request_returned", &self.request.is_some())
+            .finish()
+    }
+}
+
 type Key = (SocketAddr, bool);
 
 struct Idle<B> {
@@ -136,39 +152,62 @@ where
 
     /// Sends `req` to `endpoint` (over TLS when `tls`), on a pooled connection when
     /// one is idle. `req` must have an absolute-form or origin-form URI; only its path
-    /// and query are written.
+    /// and query are written. On a connect failure the untouched request comes back
+    /// with the error, so the caller can try another endpoint without having kept a
+    /// copy of it.
     pub async fn send(
         self: &Arc<Self>,
         endpoint: SocketAddr,
         tls: bool,
         mut req: Request<B>,
-    ) -> Result<Response<PooledBody<B>>, UpstreamError> {
+    ) -> Result<Response<PooledBody<B>>, Failed<B>> {
         let key = (endpoint, tls);
         // Pooled connections first; one closed under us hands the request back.
         while let Some(mut sender) = self.checkout(key) {
-            // Normally ready at once; a connection whose backend answered before the
-            // request body was fully sent is still busy, so do not wait on it long.
-            match tokio::time::timeout(self.connect_timeout, sender.ready()).await {
-                Ok(Ok(())) => {}
-                _ => continue,
+            // Normally ready at once (checked without arming a timer); a connection
+            // whose backend answered before the request body was fully sent is still
+            // busy, so do not wait on it long.
+            let ready = match std::future::poll_fn(|cx| Poll::Ready(sender.poll_ready(cx))).await {
+                Poll::Ready(r) => r.is_ok(),
+                Poll::Pending => matches!(
+                    tokio::time::timeout(self.connect_timeout, sender.ready()).await,
+                    Ok(Ok(()))
+                ),
+            };
+            if !ready {
+                continue;
             }
             match sender.try_send_request(req).await {
                 Ok(resp) => return Ok(self.wrap(key, sender, resp)),
                 Err(mut e) => match e.take_message() {
                     Some(r) => req = r,
                     None => {
-                        return Err(UpstreamError::Request {
-                            endpoint,
-                            source: e.into_error(),
+                        return Err(Failed {
+                            error: UpstreamError::Request {
+                                endpoint,
+                                source: e.into_error(),
+                            },
+                            request: None,
                         })
                     }
                 },
             }
         }
-        let mut sender = self.connect(endpoint, tls).await?;
+        let mut sender = match self.connect(endpoint, tls).await {
+            Ok(s) => s,
+            Err(error) => {
+                return Err(Failed {
+                    error,
+                    request: Some(Box::new(req)),
+                })
+            }
+        };
         match sender.send_request(req).await {
             Ok(resp) => Ok(self.wrap(key, sender, resp)),
-            Err(source) => Err(UpstreamError::Request { endpoint, source }),
+            Err(source) => Err(Failed {
+                error: UpstreamError::Request { endpoint, source },
+                request: None,
+            }),
         }
     }
 

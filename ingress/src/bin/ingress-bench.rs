@@ -30,9 +30,80 @@ const HOST: &str = "bench.test";
 #[derive(Debug, Default)]
 struct Result {
     requests_per_sec: f64,
+    requests: u64,
     p50: String,
     p99: String,
     errors: String,
+    /// CPU time of the proxy's own threads/processes per request, user and system,
+    /// in microseconds (the load-independent measure on a shared machine).
+    cpu_us: Option<(f64, f64)>,
+}
+
+/// Whose CPU time a run is charged to.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// This process's `ingress-*` proxy threads.
+    Skiff,
+    /// The worker processes of the nginx master with this PID.
+    Nginx(u32),
+    /// Not measured (the backends share this process's runtime threads).
+    Backend,
+}
+
+/// utime and stime (clock ticks) from a `/proc/.../stat` line.
+fn stat_times(stat: &str) -> Option<(u64, u64, u32)> {
+    // Fields after the parenthesised command name: state ppid ... utime(14) stime(15).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some((
+        f.get(11)?.parse().ok()?,
+        f.get(12)?.parse().ok()?,
+        f.get(1)?.parse().ok()?,
+    ))
+}
+
+/// User and system clock ticks used so far by `target`'s proxy threads/processes.
+fn cpu_ticks(target: Target) -> (u64, u64) {
+    let dir = match target {
+        Target::Skiff => "/proc/self/task",
+        Target::Nginx(_) => "/proc",
+        Target::Backend => return (0, 0),
+    };
+    let mut total = (0, 0);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return total;
+    };
+    for e in entries.flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let comm = stat
+            .split_once('(')
+            .and_then(|(_, r)| r.rsplit_once(')'))
+            .map_or("", |(c, _)| c);
+        let Some((user, system, ppid)) = stat_times(&stat) else {
+            continue;
+        };
+        let keep = match target {
+            Target::Skiff => comm.starts_with("ingress-"),
+            Target::Nginx(master) => ppid == master,
+            Target::Backend => false,
+        };
+        if keep {
+            total.0 += user;
+            total.1 += system;
+        }
+    }
+    total
+}
+
+fn clock_ticks_per_sec() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 /// Stops nginx (master and workers, via the master's SIGTERM) when dropped.
@@ -167,6 +238,7 @@ fn parse_wrk(text: &str) -> Option<Result> {
         let mut words = line.split_whitespace();
         match words.next() {
             Some("Requests/sec:") => r.requests_per_sec = words.next()?.parse().ok()?,
+            Some(n) if line.contains(" requests in ") => r.requests = n.parse().ok()?,
             Some("50%") => r.p50 = words.next()?.to_string(),
             Some("99%") => r.p99 = words.next()?.to_string(),
             Some("Non-2xx") | Some("Socket") => r.errors.push_str(line.trim()),
@@ -240,7 +312,7 @@ async fn main() -> std::result::Result<(), BoxError> {
     // Stop cleanly on Ctrl-C or SIGTERM so that the nginx guard stops nginx.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
-        r = measure(skiff_port, nginx_port, first.port(), seconds) => {
+        r = measure(skiff_port, (nginx_port, nginx.child.id()), first.port(), seconds) => {
             drop(nginx);
             let (rows, seconds) = r?;
             report(&rows, seconds);
@@ -255,7 +327,7 @@ type Row = (usize, &'static str, Result);
 
 async fn measure(
     skiff_port: u16,
-    nginx_port: u16,
+    (nginx_port, nginx_pid): (u16, u32),
     backend_port: u16,
     seconds: u64,
 ) -> std::result::Result<(Vec<Row>, u64), BoxError> {
@@ -268,21 +340,40 @@ async fn measure(
         .unwrap_or(2);
     let mut rows = Vec::new();
     for round in 0..rounds {
-        let mut order = vec![("skiff-ingress", skiff_port), ("nginx", nginx_port)];
+        let mut order = vec![
+            ("skiff-ingress", skiff_port, Target::Skiff),
+            ("nginx", nginx_port, Target::Nginx(nginx_pid)),
+        ];
         if round % 2 == 1 {
             order.reverse();
         }
-        for (name, port) in order {
+        for (name, port, target) in order {
             wrk(port, 2).await?;
-            rows.push((round + 1, name, wrk(port, seconds).await?));
+            rows.push((round + 1, name, measured(port, seconds, target).await?));
         }
     }
     rows.push((
         0,
         "backend direct (ceiling)",
-        wrk(backend_port, seconds).await?,
+        measured(backend_port, seconds, Target::Backend).await?,
     ));
     Ok((rows, seconds))
+}
+
+/// One wrk run with the CPU time `target` spent during it.
+async fn measured(
+    port: u16,
+    seconds: u64,
+    target: Target,
+) -> std::result::Result<Result, BoxError> {
+    let before = cpu_ticks(target);
+    let mut r = wrk(port, seconds).await?;
+    let after = cpu_ticks(target);
+    if !matches!(target, Target::Backend) && r.requests > 0 {
+        let per_req = |ticks: u64| ticks as f64 * 1e6 / clock_ticks_per_sec() / r.requests as f64;
+        r.cpu_us = Some((per_req(after.0 - before.0), per_req(after.1 - before.1)));
+    }
+    Ok(r)
 }
 
 fn report(rows: &[Row], seconds: u64) {
@@ -299,16 +390,19 @@ fn report(rows: &[Row], seconds: u64) {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!();
-    println!("| round | target | requests/s | p50 | p99 | errors |");
-    println!("|---:|---|---:|---:|---:|---|");
+    println!("| round | target | requests/s | p50 | p99 | CPU µs/req (user+sys) | errors |");
+    println!("|---:|---|---:|---:|---:|---:|---|");
     for (round, name, r) in rows {
         let errors = if r.errors.is_empty() {
             "none"
         } else {
             &r.errors
         };
+        let cpu = r.cpu_us.map_or("-".to_string(), |(u, s)| {
+            format!("{:.1} ({u:.1}+{s:.1})", u + s)
+        });
         println!(
-            "| {round} | {name} | {:.0} | {} | {} | {errors} |",
+            "| {round} | {name} | {:.0} | {} | {} | {cpu} | {errors} |",
             r.requests_per_sec, r.p50, r.p99
         );
     }

@@ -257,6 +257,9 @@ fn hosts_are_normalised() {
         ("foo.com.", "foo.com"),
         ("[::1]:443", "::1"),
         ("10.0.0.1:80", "10.0.0.1"),
+        ("foo.com", "foo.com"),
+        (" foo.com\t", "foo.com"),
+        ("", ""),
     ];
     for (raw, want) in cases {
         assert_eq!(normalize_host(raw), want, "{raw}");
