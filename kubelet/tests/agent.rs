@@ -3,8 +3,11 @@
 //! image errors reported as waiting reasons, graceful deletion carried out (pod stopped
 //! in the runtime, then removed from the API), orphan sandboxes collected, shutdown.
 
+mod common;
+use common::eventually;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -13,25 +16,6 @@ use skiff_apiserver::testing::TestServer;
 use skiff_kubelet::cri::{api, FakeRuntime, Runtime};
 use skiff_kubelet::node::Capacity;
 use tokio_util::sync::CancellationToken;
-
-/// Polls `check` every 50 ms until it returns `Some`, or panics after `timeout`.
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn pod(name: &str, image: &str) -> Pod {
     serde_json::from_value(serde_json::json!({

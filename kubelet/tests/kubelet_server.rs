@@ -4,6 +4,9 @@
 //! `-f` streaming), and the Status errors for a pod that cannot have logs (400, 404).
 //! Then exec's HTTP upgrade passed by the kubelet to a stand-in streaming server.
 
+mod common;
+use common::eventually;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,24 +22,6 @@ use skiff_kubelet::server::ServerConfig;
 use tokio_util::sync::CancellationToken;
 
 const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
-
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn pod(name: &str, node: Option<&str>) -> Pod {
     let mut spec = serde_json::json!({"containers": [{"name": "app", "image": "busybox:1.36", "command": ["sleep", "3600"]}]});

@@ -4,8 +4,11 @@
 //! with a 500 naming the node (also as the real `kubectl logs` prints it), and one
 //! that asked the server for its certificate is served. (The handshake cases in detail are unit tests in `apiserver/src/tls.rs`.)
 
+mod common;
+use common::eventually;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, LogParams, PostParams};
@@ -14,24 +17,6 @@ use skiff_kubelet::cri::FakeRuntime;
 use skiff_kubelet::node::Capacity;
 use skiff_kubelet::server::{request_serving_cert, ServerConfig, ServingCert};
 use tokio_util::sync::CancellationToken;
-
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
 

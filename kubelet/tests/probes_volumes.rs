@@ -11,9 +11,12 @@
 //! Network safety: the pod CIDR 10.88.79.0/24 and the registry on 127.0.0.1 exist only
 //! inside this test's namespace; nothing is added to the host namespace.
 
+mod common;
+use common::eventually;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
@@ -120,25 +123,6 @@ impl LabNode {
             _tmp: tmp,
             _netns: netns,
         }
-    }
-}
-
-/// Polls `check` every 200 ms until it returns `Some`, or panics after `timeout`.
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
