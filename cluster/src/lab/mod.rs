@@ -315,36 +315,85 @@ pub fn status(dir: &Path) -> Result<String, LabError> {
         ));
     }
     out.push_str(&format!(
-        "\n{:<26} {:>8} {:>10}\n",
-        "PROCESS", "PID", "RSS MiB"
+        "\n{:<26} {:>8} {:>8} {:>8} {:>8}\n",
+        "PROCESS", "PID", "RSS MiB", "PSS MiB", "OWN MiB"
     ));
     let mut procs: Vec<(String, u32)> = vec![("server (supervisor)".into(), state.supervisor_pid)];
     procs.extend(state.processes.iter().map(|(k, v)| (k.clone(), *v)));
     for (name, pid) in procs {
-        let rss = rss_mib(pid)
-            .map(|m| format!("{m:.1}"))
-            .unwrap_or_else(|| "gone".into());
-        out.push_str(&format!("{name:<26} {pid:>8} {rss:>10}\n"));
+        let cols = match memory(pid) {
+            Some(m) => format!("{:>8.1} {:>8.1} {:>8.1}", m.rss, m.pss, m.private),
+            None => format!("{:>8} {:>8} {:>8}", "gone", "", ""),
+        };
+        out.push_str(&format!("{name:<26} {pid:>8} {cols}\n"));
     }
+    out.push_str(
+        "(RSS counts every page a process maps, also the skiff binary's pages that the \
+         server and the agents share; PSS splits shared pages between their users; OWN \
+         is memory no other process maps)\n",
+    );
     Ok(out)
+}
+
+/// A process's memory in MiB.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Memory {
+    pub rss: f64,
+    pub pss: f64,
+    pub private: f64,
 }
 
 /// Resident memory of a process in MiB, from /proc.
 pub fn rss_mib(pid: u32) -> Option<f64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = s
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
+    memory(pid).map(|m| m.rss)
+}
+
+/// RSS, PSS and private memory of a process, from `/proc/<pid>/smaps_rollup`.
+pub fn memory(pid: u32) -> Option<Memory> {
+    parse_smaps_rollup(&std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?)
+}
+
+/// Reads the `Rss:`, `Pss:` and `Private_*:` lines (kB) of a smaps_rollup text.
+fn parse_smaps_rollup(text: &str) -> Option<Memory> {
+    let kb = |key: &str| -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(key))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    Some(Memory {
+        rss: kb("Rss:")? / 1024.0,
+        pss: kb("Pss:")? / 1024.0,
+        private: (kb("Private_Clean:")? + kb("Private_Dirty:")?) / 1024.0,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn smaps_rollup_gives_rss_pss_and_private_memory() {
+        let text = "55e0-7ffd ---p 00000000 00:00 0  [rollup]\nRss:  56592 kB\nPss:  24724 kB\n\
+                    Pss_Dirty:  7132 kB\nShared_Clean:  49248 kB\nPrivate_Clean:  212 kB\n\
+                    Private_Dirty:  7132 kB\n";
+        let m = parse_smaps_rollup(text).unwrap();
+        assert_eq!(m.rss, 56592.0 / 1024.0);
+        assert_eq!(m.pss, 24724.0 / 1024.0);
+        assert_eq!(m.private, (212.0 + 7132.0) / 1024.0);
+        assert_eq!(
+            parse_smaps_rollup("Rss: 1 kB\n"),
+            None,
+            "a text without Pss is refused"
+        );
+        let me = memory(std::process::id()).expect("this test's own process");
+        assert!(
+            me.rss >= me.pss && me.pss >= me.private && me.private > 0.0,
+            "{me:?}"
+        );
+    }
 
     #[test]
     fn lab_ids_are_stable_and_differ_by_directory() {
