@@ -705,6 +705,17 @@ pub fn managed_error(res: &ResourceInfo, name: &str, e: managed::ManagedError) -
 /// Server-side apply (`PATCH` with `application/apply-patch+yaml`): merges the applied
 /// configuration into the object, or creates it when absent, with conflict detection
 /// on managed fields (`skiff_api::patch::managed::apply`).
+/// The field manager of a server-side apply: required, unlike on other writes, where
+/// the User-Agent stands in for it.
+pub(crate) fn apply_manager(req: &Req) -> Result<String, ApiError> {
+    match req.query.get("fieldManager") {
+        Some(m) if !m.is_empty() => Ok(m.to_string()),
+        _ => Err(ApiError::bad_request(
+            "PATCH with an apply content type requires the fieldManager parameter",
+        )),
+    }
+}
+
 async fn server_side_apply(
     api: &Api,
     rp: &ResourcePath,
@@ -713,14 +724,7 @@ async fn server_side_apply(
     req: &Req,
 ) -> Result<Response<Body>, ApiError> {
     let res = rp.res;
-    let manager = match req.query.get("fieldManager") {
-        Some(m) if !m.is_empty() => m.to_string(),
-        _ => {
-            return Err(ApiError::bad_request(
-                "PATCH with an apply content type requires the fieldManager parameter",
-            ))
-        }
-    };
+    let manager = apply_manager(req)?;
     if manager.chars().count() > 128 {
         return Err(ApiError::bad_request(
             "fieldManager must not be longer than 128 characters",

@@ -248,14 +248,7 @@ async fn scale_apply(
     req: &Req,
 ) -> Result<Response<Body>, ApiError> {
     let res = rp.res;
-    let manager = match req.query.get("fieldManager") {
-        Some(m) if !m.is_empty() => m.to_string(),
-        _ => {
-            return Err(ApiError::bad_request(
-                "PATCH with an apply content type requires the fieldManager parameter",
-            ))
-        }
-    };
+    let manager = super::objects::apply_manager(req)?;
     let applied = request::decode(&req.body, Some("application/yaml"))?;
     if !applied.is_object() {
         return Err(ApiError::bad_request(

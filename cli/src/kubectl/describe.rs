@@ -730,15 +730,7 @@ fn describe_deployment(w: &mut Describer, d: &Value, replicasets: &[Value]) {
         return;
     }
     let old_text: Vec<String> = old.iter().map(|rs| rs_text(rs)).collect();
-    w.kv(
-        0,
-        "OldReplicaSets",
-        &if old_text.is_empty() {
-            "<none>".to_string()
-        } else {
-            old_text.join(", ")
-        },
-    );
+    w.kv(0, "OldReplicaSets", or_none(&old_text.join(", ")));
     w.kv(
         0,
         "NewReplicaSet",
@@ -1114,15 +1106,7 @@ fn describe_node(w: &mut Describer, n: &Value, pods: &[Value], lease: Option<&Va
                 .map(str::to_string)
         })
         .collect();
-    w.kv(
-        0,
-        "Roles",
-        &if roles.is_empty() {
-            "<none>".into()
-        } else {
-            roles.join(",")
-        },
-    );
+    w.kv(0, "Roles", or_none(&roles.join(",")));
     w.map(
         0,
         "Labels",
